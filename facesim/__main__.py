@@ -1,0 +1,5 @@
+import sys
+
+from facesim.cli import main
+
+sys.exit(main())

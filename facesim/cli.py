@@ -1,0 +1,72 @@
+"""The `facesim` console script: one entry point that dispatches to each component's CLI.
+
+Components are imported lazily so that `facesim --help` (and the UI, which never imports
+TensorFlow) start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    target: str  # "module:function"; the function takes argv (list[str]) and returns an exit code
+    summary: str
+
+
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand("data", "storage.cli:main", "fetch and prepare face datasets (LFW, identity folders)"),
+    Subcommand("train", "training.cli:train_main", "train FaceNet (local workers or a TFJob)"),
+    Subcommand("evaluate", "training.cli:evaluate_main", "score a model on LFW verification pairs"),
+    Subcommand("tune", "tuning.cli:main", "tune margin / embedding size / learning rate (optuna or Katib)"),
+    Subcommand("gallery", "inference.gallery_cli:main", "build and inspect identity galleries"),
+    Subcommand("serve", "inference.cli:serve_main", "run the KServe predictor (local or InferenceService)"),
+    Subcommand("predict", "inference.client:main", "query a predictor with an image"),
+    Subcommand("ui", "ui.cli:main", "run the Flask web front end"),
+    Subcommand("pipeline", "pipeline.cli:main", "compile, run locally, or submit the kfp pipeline"),
+    Subcommand("manifests", "facesim.manifests:main", "render every cluster resource as YAML"),
+    Subcommand("bench", "facesim.bench:main", "benchmarks: training throughput, serving latency"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facesim",
+        description="Face similarity with FaceNet embeddings, the Kubeflow way. "
+        "Run `facesim COMMAND --help` for each command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"facesim {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for sub in SUBCOMMANDS:
+        commands.add_parser(sub.name, help=sub.summary, add_help=False)
+    return parser
+
+
+def _version() -> str:
+    from facesim import __version__
+
+    return __version__
+
+
+def _resolve(target: str):
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not argv or argv[0] not in {s.name for s in SUBCOMMANDS}:
+        parser.parse_args(argv or ["--help"])
+        return 2
+    sub = next(s for s in SUBCOMMANDS if s.name == argv[0])
+    return int(_resolve(sub.target)(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

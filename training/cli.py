@@ -1,0 +1,17 @@
+"""Not built yet: see the open issues."""
+
+import sys
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
+    return 2
+
+def worker_main(argv: list[str] | None = None) -> int:
+    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
+    return 2
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
+    return 2
