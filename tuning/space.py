@@ -1,0 +1,60 @@
+"""The hyper-parameter search space, defined once: the Katib Experiment and the local tuner both read it.
+
+Each parameter names the training CLI flag it sets, so a trial (a Katib TFJob or a local run) is
+`python -m training ... <flag> <value>` for every parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ParameterKind = Literal["double", "int", "categorical"]
+
+
+@dataclass(frozen=True)
+class SearchParameter:
+    """One tuned hyper-parameter: its name (Katib's parameter name), kind, range and CLI flag."""
+
+    name: str
+    kind: ParameterKind
+    flag: str
+    low: float | None = None  # double / int: inclusive bounds
+    high: float | None = None
+    log: bool = False  # sample on a log scale (local tuner; Katib 0.14's model has no distribution field)
+    values: tuple[str, ...] = ()  # categorical: the choices, as the CLI receives them
+
+    def __post_init__(self) -> None:
+        if self.kind == "categorical":
+            if not self.values or self.low is not None or self.high is not None:
+                raise ValueError(f"{self.name}: a categorical parameter takes values, not bounds")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"{self.name}: a {self.kind} parameter needs bounds with low < high")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"{self.name}: a log-scale parameter needs low > 0")
+        if not self.flag.startswith("--"):
+            raise ValueError(f"{self.name}: flag {self.flag!r} must be a long option (--name)")
+
+
+SEARCH_SPACE: tuple[SearchParameter, ...] = (
+    # Triplet margin on squared distances of unit embeddings (FaceNet: 0.2); the range is 0..4.
+    SearchParameter("margin", "double", "--margin", low=0.05, high=0.5),
+    SearchParameter("embedding_size", "categorical", "--embedding-dim", values=("64", "128", "256")),
+    SearchParameter("learning_rate", "double", "--learning-rate", low=1e-4, high=1e-2, log=True),
+)
+
+
+def parameter(name: str, space: tuple[SearchParameter, ...] = SEARCH_SPACE) -> SearchParameter:
+    """The parameter called `name`; a KeyError names the known ones."""
+    for candidate in space:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"unknown search parameter {name!r}; known: {', '.join(p.name for p in space)}")
+
+
+def trial_flags(assignments: dict[str, str | float | int], space: tuple[SearchParameter, ...] = SEARCH_SPACE) -> list[str]:
+    """Training CLI arguments for one trial's assignments, e.g. ['--margin', '0.2', ...]."""
+    flags: list[str] = []
+    for name, value in assignments.items():
+        flags += [parameter(name, space).flag, str(value)]
+    return flags
