@@ -1,0 +1,167 @@
+"""TrainConfig: every option of a training run, and its round trip through the command line.
+
+The local launcher and the TFJob launcher (training/tfjob.py) both start `python -m training`
+with `config.to_args()`, so a worker on a cluster runs exactly the options given locally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ARCHITECTURES = ("mobilefacenet", "inception_resnet_v1", "tiny")
+MINERS = ("semi_hard", "batch_hard")
+DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "tiny": 64}
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    run_dir: str | None = None  # checkpoints, TensorBoard logs; default: OUT.run beside OUT
+    cache_dir: str | None = None  # face-crop cache; default: $FACESIM_HOME/cache/<preprocessing key>
+    workers: int = 1
+    epochs: int = 1
+    steps_per_epoch: int = 100
+    architecture: str = "mobilefacenet"
+    image_size: int | None = None  # None: the architecture's native size
+    embedding_dim: int = 128
+    margin: float = 0.2
+    mining: str = "semi_hard"
+    identities_per_batch: int = 16  # P
+    images_per_identity: int = 4  # K
+    learning_rate: float = 1e-3
+    augment: bool = True
+    max_identities: int | None = None  # training identities used (smoke tests)
+    val_pairs: int | None = None  # validation pairs used (smoke tests), balanced same/different
+    test_pairs: int | None = None  # test pairs used (smoke tests), balanced same/different
+    map_identities: int = 12  # test identities drawn in the embedding map
+    checkpoint_steps: int = 0  # 0: checkpoint at the end of each epoch only
+    detector: str = "auto"
+    yunet_path: str | None = None
+    prepare_workers: int = 2
+    threads: int = 0  # TensorFlow intra-op threads per worker; 0: cores / workers
+    seed: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)  # free-form notes for model.json
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        if self.architecture not in ARCHITECTURES:
+            found.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}")
+        if self.mining not in MINERS:
+            found.append(f"--mining must be one of {', '.join(MINERS)}")
+        for name in ("workers", "epochs", "steps_per_epoch", "embedding_dim", "identities_per_batch"):
+            if getattr(self, name) < 1:
+                found.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.images_per_identity < 2:
+            found.append("--images-per-identity must be at least 2 (a triplet needs an anchor and a positive)")
+        if self.identities_per_batch < 2:
+            found.append("--identities-per-batch must be at least 2 (a triplet needs a negative)")
+        if self.global_batch % self.workers:
+            found.append(
+                f"the global batch ({self.identities_per_batch} x {self.images_per_identity} = "
+                f"{self.global_batch}) must divide evenly among {self.workers} workers"
+            )
+        if self.margin <= 0:
+            found.append("--margin must be positive")
+        if self.learning_rate <= 0:
+            found.append("--learning-rate must be positive")
+        if self.image_size is not None and self.image_size < 32:
+            found.append("--image-size must be at least 32")
+        return found
+
+    @property
+    def global_batch(self) -> int:
+        return self.identities_per_batch * self.images_per_identity
+
+    @property
+    def size(self) -> int:
+        return self.image_size or DEFAULT_IMAGE_SIZE[self.architecture]
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def resolved_run_dir(self) -> Path:
+        if self.run_dir:
+            return Path(self.run_dir)
+        out = Path(self.out)
+        return out.with_name(out.name + ".run")
+
+    def to_args(self) -> list[str]:
+        """Command-line arguments that `parse_config` turns back into this config."""
+        args: list[str] = []
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if f.name == "metadata":
+                args += [item for key, text in value.items() for item in ("--metadata", f"{key}={text}")]
+            elif f.name in ("data", "out") or value != defaults.get(f.name):
+                if isinstance(value, bool):
+                    args.append(flag if value else "--no-" + flag[2:])
+                elif value is not None:
+                    args += [flag, str(value)]
+        return args
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every TrainConfig field as an option (shared by `facesim train` and `python -m training`)."""
+    d = TrainConfig.__dataclass_fields__
+    add = parser.add_argument
+    add("--data", required=True, help="LFW-layout root (images + people.txt/pairs.txt) or a prepared crop cache")
+    add("--out", required=True, help="model directory to export (SavedModel + model.json)")
+    add("--run-dir", help="checkpoints and TensorBoard logs (default: OUT.run beside OUT); reuse it to resume")
+    add("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
+    add("--workers", type=int, default=d["workers"].default, help="worker processes (default: %(default)s)")
+    add("--epochs", type=int, default=d["epochs"].default, help="epochs (default: %(default)s)")
+    add("--steps-per-epoch", type=int, default=d["steps_per_epoch"].default, help="steps per epoch (default: %(default)s)")
+    add("--architecture", choices=ARCHITECTURES, default=d["architecture"].default,
+        help="embedding network: mobilefacenet (~1M params, 112 px), inception_resnet_v1 (FaceNet, 160 px), "
+        "tiny (tests) (default: %(default)s)")
+    add("--image-size", type=int, help="crop size in pixels (default: the architecture's native size)")
+    add("--embedding-dim", type=int, default=d["embedding_dim"].default, help="embedding size (default: %(default)s)")
+    add("--margin", type=float, default=d["margin"].default, help="triplet margin on squared L2 (default: %(default)s)")
+    add("--mining", choices=MINERS, default=d["mining"].default, help="online triplet mining (default: %(default)s)")
+    add("--identities-per-batch", type=int, default=d["identities_per_batch"].default,
+        help="P: identities in each global batch (default: %(default)s)")
+    add("--images-per-identity", type=int, default=d["images_per_identity"].default,
+        help="K: images of each identity in a batch (default: %(default)s)")
+    add("--learning-rate", type=float, default=d["learning_rate"].default, help="Adam learning rate (default: %(default)s)")
+    add("--augment", action=argparse.BooleanOptionalAction, default=True, help="flip, crop jitter, colour (default: on)")
+    add("--max-identities", type=int, help="use at most this many training identities (smoke tests)")
+    add("--val-pairs", type=int, help="use at most this many validation pairs (smoke tests)")
+    add("--test-pairs", type=int, help="use at most this many test pairs (smoke tests)")
+    add("--map-identities", type=int, default=d["map_identities"].default,
+        help="test identities in the embedding map (default: %(default)s)")
+    add("--checkpoint-steps", type=int, default=0, help="also checkpoint every N steps (default: each epoch end)")
+    add("--detector", default=d["detector"].default, help="face detector for preparing crops: auto, yunet, haar")
+    add("--yunet-path", help="YuNet ONNX weights (default: $FACESIM_YUNET_MODEL or the download cache)")
+    add("--prepare-workers", type=int, default=d["prepare_workers"].default, help="processes preparing crops")
+    add("--threads", type=int, default=0, help="TensorFlow threads per worker (default: cores / workers)")
+    add("--seed", type=int, default=0, help="sampling and initialisation seed (default: %(default)s)")
+    add("--metadata", action="append", default=[], metavar="KEY=VALUE", help="a note to record in model.json")
+
+
+def config_from_namespace(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    notes: dict[str, str] = {}
+    for item in values.pop("metadata", []):
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--metadata expects KEY=VALUE, got {item!r}")
+        notes[key] = text
+    return TrainConfig(**values, metadata=notes)
+
+
+def parse_config(argv: list[str], prog: str = "python -m training") -> TrainConfig:
+    parser = argparse.ArgumentParser(prog=prog)
+    add_config_arguments(parser)
+    return config_from_namespace(parser.parse_args(argv))
