@@ -1,8 +1,103 @@
-"""Not built yet: see the open issues."""
+"""`facesim tune` / `python -m tuning`: search margin, embedding size and learning rate.
 
+`--backend local` runs the trials here with optuna (tuning/local.py); `--backend cluster` creates
+a Katib Experiment whose trials are TFJobs and follows it (tuning/katib.py). Options after `--`
+go to every trial's training command unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
 import sys
+import time
+from pathlib import Path
+
+from tuning.algorithms import ALGORITHMS, EARLY_STOPPING, UnknownAlgorithm
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facesim tune",
+        description="Tune the triplet margin, embedding size and learning rate (search space: tuning/space.py). "
+        "Arguments after `--` are passed to every trial's `facesim train`, e.g. `-- --architecture tiny`.",
+    )
+    add = parser.add_argument
+    add("--backend", choices=("local", "cluster"), default="local",
+        help="local: optuna trials as local training runs; cluster: a Katib Experiment (default: %(default)s)")
+    add("--data", default=os.environ.get("FACESIM_LFW"),
+        help="LFW-layout root or prepared crop cache (default: $FACESIM_LFW)")
+    add("--out", type=Path, help="where trial logs, results.json and best_params.json go "
+        "(default: $FACESIM_HOME/tuning/<timestamp>)")
+    add("--trials", type=int, default=6, help="number of trials (default: %(default)s)")
+    add("--parallel", type=int, default=0, help="trials at a time (default: 0 = cores / workers per trial)")
+    add("--algorithm", default="tpe", help=f"Katib algorithm name: {', '.join(ALGORITHMS)} (default: %(default)s)")
+    add("--early-stopping", default="medianstop",
+        help=f"stop hopeless trials: {', '.join(EARLY_STOPPING)} (default: %(default)s)")
+    add("--objective", default="val_accuracy", help="metric to optimise (default: %(default)s)")
+    add("--minimize", action="store_true", help="minimise the objective (default: maximise)")
+    add("--workers", type=int, default=1, help="training workers per trial (default: %(default)s)")
+    add("--epochs", type=int, default=3, help="epochs per trial (default: %(default)s)")
+    add("--steps-per-epoch", type=int, default=50, help="steps per epoch (default: %(default)s)")
+    add("--grid-points", type=int, default=3, help="grid values per continuous parameter (default: %(default)s)")
+    add("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
+    return parser
+
+
+def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1 :]
+    return argv, []
+
+
+def _default_out() -> Path:
+    from storage.paths import facesim_home
+
+    return facesim_home() / "tuning" / time.strftime("%Y%m%d-%H%M%S")
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
+    own, train_args = _split_passthrough(list(sys.argv[1:] if argv is None else argv))
+    parser = _parser()
+    args = parser.parse_args(own)
+    if args.backend == "cluster":
+        return _run_cluster(args, train_args)
+    if not args.data:
+        parser.error("give --data DIR (an LFW-layout root or a prepared crop cache) or set FACESIM_LFW")
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: no such directory")
+    return _run_local(args, train_args, parser)
+
+
+def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
+    from tuning.local import BEST_PARAMS_FILE, LocalTuneConfig, TuningFailed, results_table, tune_locally
+
+    try:
+        config = LocalTuneConfig(
+            data=args.data, out=args.out or _default_out(), trials=args.trials, parallel=args.parallel,
+            algorithm=args.algorithm, early_stopping=args.early_stopping, objective=args.objective,
+            maximize=not args.minimize, workers=args.workers, epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch, grid_points=args.grid_points, seed=args.seed,
+            train_args=train_args,
+        )  # fmt: skip
+        result = tune_locally(config)
+    except (ValueError, UnknownAlgorithm) as error:
+        parser.error(str(error))
+    except TuningFailed as error:
+        print(f"facesim tune: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("facesim tune: interrupted; running trials were stopped", file=sys.stderr)
+        return 130
+    print(results_table(result))
+    print(f"best: trial {result.best.number} {result.objective}={result.best.objective:.4f} "
+          f"{json.dumps(result.best.params)}")  # fmt: skip
+    print(f"written: {result.out / BEST_PARAMS_FILE}")
+    return 0
+
+
+def _run_cluster(args: argparse.Namespace, train_args: list[str]) -> int:
+    print("facesim tune --backend cluster: the Katib launcher (tuning/katib.py) has not landed yet", file=sys.stderr)
     return 2
