@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faces.align import align_face, center_crop, template
+from faces.image import read_image
+from faces.preprocess import FacePreprocessor, PreprocessConfig
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(float).ravel(), b.astype(float).ravel())[0, 1])
+
+
+@pytest.mark.parametrize("size", [112, 160])
+def test_template_landmarks_give_the_identity_warp(size: int) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (size + 40, size + 30, 3), dtype=np.uint8)
+    crop = align_face(image, template(size), size)
+    assert crop.shape == (size, size, 3) and crop.dtype == np.uint8
+    assert np.array_equal(crop, image[:size, :size])
+
+
+@pytest.mark.parametrize("size", [112, 160])
+def test_aligned_crops_agree_across_resolutions(preprocessor: FacePreprocessor, examples_dir: Path, size: int) -> None:
+    config = PreprocessConfig(image_size=size, detector="yunet")
+    sized = FacePreprocessor(config, detector=preprocessor.detector)
+    crops = [sized.largest_face(read_image(examples_dir / f"obama-{r}.jpg")).crop for r in ("240p", "480p", "720p", "1080p")]
+    assert all(crop.shape == (size, size, 3) for crop in crops)
+    for crop in crops[:-1]:
+        assert _agreement(crop, crops[-1]) > 0.85
+        assert np.abs(crop.astype(float) - crops[-1]).mean() < 20
+
+
+def test_alignment_undoes_rotation_and_scale(preprocessor: FacePreprocessor, examples_dir: Path) -> None:
+    rgb = read_image(examples_dir / "obama-480p.jpg")
+    face = preprocessor.detector.detect(rgb)[0]
+    centre = tuple(float(v) for v in face.landmarks[2])
+    rotation = cv2.getRotationMatrix2D(centre, 25.0, 0.7)  # rotate the photo 25 degrees and shrink it
+    turned = cv2.warpAffine(rgb, rotation, (rgb.shape[1], rgb.shape[0]))
+    turned_landmarks = np.hstack([face.landmarks, np.ones((5, 1), np.float32)]) @ rotation.T
+    upright = align_face(rgb, face.landmarks, 112)
+    straightened = align_face(turned, turned_landmarks, 112)
+    assert _agreement(upright, straightened) > 0.95
+
+
+def test_center_crop_of_lfw_image_matches_alignment(preprocessor: FacePreprocessor, lfw_dir: Path) -> None:
+    rgb = read_image(lfw_dir / "lfw-deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
+    assert _agreement(center_crop(rgb, 112), preprocessor.largest_face(rgb).crop) > 0.8
+
+
+def test_largest_face_and_all_faces(preprocessor: FacePreprocessor, detection_dir: Path) -> None:
+    rgb = read_image(detection_dir / "deepface" / "couple.jpg")
+    faces = preprocessor.all_faces(rgb)
+    largest = preprocessor.largest_face(rgb)
+    assert len(faces) == 2 and largest.detected
+    assert largest.face.box == faces[0].face.box and np.array_equal(largest.crop, faces[0].crop)
+
+
+def test_no_face_gives_none_or_the_centre_fallback(preprocessor: FacePreprocessor) -> None:
+    blank = np.full((250, 250, 3), 200, np.uint8)
+    assert preprocessor.largest_face(blank) is None and preprocessor.all_faces(blank) == []
+    fallback = FacePreprocessor(PreprocessConfig(detector="yunet", fallback="center"), detector=preprocessor.detector)
+    centred = fallback.largest_face(blank)
+    assert centred is not None and not centred.detected and centred.crop.shape == (112, 112, 3)
+
+
+def test_describe_round_trips_into_the_same_config(preprocessor: FacePreprocessor, yunet_path: Path) -> None:
+    config = PreprocessConfig(image_size=160, detector="yunet", yunet_path=str(yunet_path), fallback="center")
+    description = FacePreprocessor(config).describe()
+    assert description["detector_used"] == "yunet" and description["image_size"] == 160
+    assert PreprocessConfig.from_dict(description) == config
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"detector": "dlib"}, "unknown detector"), ({"fallback": "random"}, "unknown fallback"), ({"image_size": 8}, "out of range")],
+)
+def test_bad_config_is_refused(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PreprocessConfig(**options)

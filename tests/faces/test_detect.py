@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from faces.detect import HaarDetector, YuNetDetector, make_detector, yunet_cache_path
+from faces.download import sha256_of
+from faces.image import read_image
+
+OBAMA_RESOLUTIONS = ("240p", "480p", "720p", "1080p")
+
+
+@pytest.mark.parametrize("photo", ["face_recognition/examples/two_people.jpg", "deepface/couple.jpg"])
+def test_yunet_finds_exactly_two_faces(yunet: YuNetDetector, detection_dir: Path, photo: str) -> None:
+    rgb = read_image(detection_dir / photo)
+    faces = yunet.detect(rgb)
+    assert len(faces) == 2
+    assert faces[0].area >= faces[1].area  # largest first
+    for face in faces:
+        x, y, w, h = face.box
+        assert face.landmarks.shape == (5, 2) and face.score > 0.6
+        assert np.all((face.landmarks >= [x, y]) & (face.landmarks <= [x + w, y + h]))
+        assert face.landmarks[0, 0] < face.landmarks[1, 0]  # subject's right eye is on the image's left
+
+
+@pytest.mark.parametrize("resolution", OBAMA_RESOLUTIONS)
+def test_one_face_at_every_resolution(yunet: YuNetDetector, examples_dir: Path, resolution: str) -> None:
+    rgb = read_image(examples_dir / f"obama-{resolution}.jpg")
+    assert len(yunet.detect(rgb)) == 1
+
+
+def test_landmarks_agree_across_resolutions(yunet: YuNetDetector, examples_dir: Path) -> None:
+    relative = []
+    for resolution in OBAMA_RESOLUTIONS:
+        rgb = read_image(examples_dir / f"obama-{resolution}.jpg")
+        relative.append(yunet.detect(rgb)[0].landmarks / rgb.shape[0])
+    # Within 1% of the image height: boxes/landmarks from downscaled detection map back correctly.
+    assert np.abs(np.array(relative) - relative[-1]).max() < 0.01
+
+
+def test_large_image_is_detected_on_a_downscaled_copy(yunet: YuNetDetector, examples_dir: Path) -> None:
+    rgb = read_image(examples_dir / "two_people.jpg")
+    big = cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # 3378 x 1983
+    small_faces, big_faces = yunet.detect(rgb), yunet.detect(big)
+    assert len(big_faces) == 2
+    for small, large in zip(small_faces, big_faces):
+        assert np.abs((large.landmarks + 0.5) / 3 - 0.5 - small.landmarks).max() < 4.0
+
+
+@pytest.mark.parametrize("kind", ["yunet", "haar"])
+def test_blank_image_has_no_face(yunet: YuNetDetector, haar: HaarDetector, kind: str) -> None:
+    detector = yunet if kind == "yunet" else haar
+    assert detector.detect(np.full((480, 640, 3), 127, np.uint8)) == []
+
+
+def test_haar_finds_both_faces_with_estimated_landmarks(haar: HaarDetector, yunet: YuNetDetector, examples_dir: Path) -> None:
+    rgb = read_image(examples_dir / "two_people.jpg")
+    haar_faces = sorted(haar.detect(rgb), key=lambda face: face.box[0])
+    yunet_faces = sorted(yunet.detect(rgb), key=lambda face: face.box[0])
+    assert haar.name == "haar" and len(haar_faces) == 2
+    for estimated, found in zip(haar_faces, yunet_faces):
+        # Estimated landmarks land within a fifth of the face width of YuNet's.
+        assert np.abs(estimated.landmarks - found.landmarks).max() < 0.2 * found.box[2]
+
+
+@pytest.fixture
+def no_yunet_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FACESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FACESIM_YUNET_MODEL", raising=False)
+    monkeypatch.setenv("FACESIM_YUNET_URL", (tmp_path / "no-mirror" / "yunet.onnx").as_uri())
+    return tmp_path
+
+
+def test_auto_falls_back_to_haar_and_says_so(no_yunet_anywhere: Path, capsys: pytest.CaptureFixture) -> None:
+    detector = make_detector("auto")
+    assert detector.name == "haar"
+    assert "Haar" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no YuNet weights"):
+        make_detector("yunet")
+
+
+def test_auto_prefers_environment_then_downloads_into_cache(
+    no_yunet_anywhere: Path, yunet_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACESIM_YUNET_MODEL", str(yunet_path))
+    assert make_detector("auto").name == "yunet"
+    monkeypatch.delenv("FACESIM_YUNET_MODEL")
+    monkeypatch.setenv("FACESIM_YUNET_URL", yunet_path.as_uri())
+    monkeypatch.setenv("FACESIM_YUNET_SHA256", sha256_of(yunet_path))
+    assert make_detector("auto").name == "yunet"
+    assert sha256_of(yunet_cache_path()) == sha256_of(yunet_path)
+
+
+def test_bad_detector_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown detector"):
+        make_detector("mtcnn")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        make_detector("yunet", yunet_path=tmp_path / "missing.onnx")
+    not_onnx = tmp_path / "fake.onnx"
+    not_onnx.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a YuNet ONNX model"):
+        YuNetDetector(not_onnx)
