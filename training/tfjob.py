@@ -1,0 +1,172 @@
+"""The TFJob: building it (Training Operator v1 models) and running it through `TrainingClient`.
+
+Worker replicas only: with no Chief, worker 0 is the chief (it exports the model; DESIGN §4).
+The Training Operator injects TF_CONFIG only into the container named `tensorflow` and only
+when there is more than one replica, so the container name is fixed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kubeflow.training import models as tf_models
+from kubernetes import client as k8s
+
+from storage.cluster import (
+    ClusterConfig,
+    ClusterError,
+    Resources,
+    StorageConfig,
+    claim_mounts,
+    claim_volumes,
+    container_security_context,
+    explain_api_error,
+    pod_security_context,
+)
+
+TFJOB_API_VERSION = "kubeflow.org/v1"
+TFJOB_CONTAINER = "tensorflow"  # the only container the operator gives TF_CONFIG to
+TFJOB_PORT = 2222
+TRAINING_ENTRYPOINT = ("python", "-m", "training")
+DEFAULT_TRAIN_ARGS = (
+    "--data", "/mnt/data/lfw", "--out", "/mnt/models/facenet/1",
+    "--epochs", "20", "--steps-per-epoch", "200",
+)  # fmt: skip
+
+
+@dataclass
+class TFJobConfig:
+    """One distributed training run on the cluster."""
+
+    name: str = "facesim-train"
+    workers: int = 2
+    # Arguments of `python -m training` (what TrainConfig.to_args() gives; see training/config.py).
+    train_args: tuple[str, ...] = DEFAULT_TRAIN_ARGS
+    resources: Resources = field(default_factory=lambda: Resources(cpu="2", memory="4Gi", cpu_limit="4", memory_limit="8Gi"))
+    backoff_limit: int = 3  # pod restarts before the job is Failed
+    clean_pod_policy: str = "Running"  # delete still-running pods when the job ends; keep finished ones' logs
+    ttl_seconds_after_finished: int | None = 7 * 24 * 3600
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("a TFJob needs at least 1 worker")
+        if self.clean_pod_policy not in ("None", "Running", "All"):
+            raise ValueError("clean_pod_policy must be None, Running or All")
+
+
+def training_container(config: TFJobConfig, train_args: Sequence[str]) -> k8s.V1Container:
+    """The `tensorflow` container running one worker of `python -m training`."""
+    return k8s.V1Container(
+        name=TFJOB_CONTAINER,
+        image=config.cluster.image("trainer"),
+        command=[*TRAINING_ENTRYPOINT, *train_args],
+        ports=[k8s.V1ContainerPort(name="tfjob-port", container_port=TFJOB_PORT)],
+        env=[k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1")],  # metrics lines reach Katib as printed
+        resources=config.resources.requirements(),
+        volume_mounts=claim_mounts(config.storage, ("data", "runs", "models")),
+        security_context=container_security_context(),
+    )
+
+
+def tfjob(config: TFJobConfig, train_args: Sequence[str] | None = None) -> tf_models.KubeflowOrgV1TFJob:
+    """The TFJob resource; `train_args` overrides config.train_args (Katib's templated arguments)."""
+    pod_spec = k8s.V1PodSpec(
+        containers=[training_container(config, config.train_args if train_args is None else train_args)],
+        volumes=claim_volumes(config.storage, ("data", "runs", "models")),
+        security_context=pod_security_context(),
+    )
+    worker = tf_models.KubeflowOrgV1ReplicaSpec(
+        replicas=config.workers,
+        restart_policy="OnFailure",
+        template=k8s.V1PodTemplateSpec(
+            metadata=k8s.V1ObjectMeta(labels={"app.kubernetes.io/name": "facesim-trainer"}),
+            spec=pod_spec,
+        ),
+    )
+    return tf_models.KubeflowOrgV1TFJob(
+        api_version=TFJOB_API_VERSION,
+        kind="TFJob",
+        metadata=k8s.V1ObjectMeta(name=config.name, namespace=config.cluster.namespace),
+        spec=tf_models.KubeflowOrgV1TFJobSpec(
+            tf_replica_specs={"Worker": worker},
+            run_policy=tf_models.KubeflowOrgV1RunPolicy(
+                backoff_limit=config.backoff_limit,
+                clean_pod_policy=config.clean_pod_policy,
+                ttl_seconds_after_finished=config.ttl_seconds_after_finished,
+            ),
+        ),
+    )
+
+
+@dataclass
+class WaitOptions:
+    """How long and how often to poll a job (seconds)."""
+
+    timeout: int = 24 * 3600
+    poll_interval: float = 15.0
+    follow_logs: bool = True
+
+
+def _training_client(namespace: str, kubeconfig: str | None):
+    from kubeflow.training import TrainingClient
+    from kubernetes.config import ConfigException
+
+    try:
+        return TrainingClient(config_file=kubeconfig, namespace=namespace, job_kind="TFJob")
+    except (ConfigException, OSError) as error:
+        raise ClusterError(f"no usable kubeconfig ({error}); set KUBECONFIG or pass --kubeconfig") from error
+
+
+def submit_tfjob(
+    config: TFJobConfig, wait: bool = True, kubeconfig: str | None = None, options: WaitOptions | None = None
+) -> str:
+    """Create the TFJob and return its name; with `wait`, stream worker 0's logs until it succeeds.
+
+    Raises ClusterError (message fit for the user) when the job cannot be created, fails or times
+    out. Ctrl-C while waiting deletes the job, then re-raises KeyboardInterrupt.
+    """
+    options = options or WaitOptions()
+    namespace, name = config.cluster.namespace, config.name
+    training = _training_client(namespace, kubeconfig)
+    try:
+        training.create_job(job=tfjob(config), namespace=namespace)
+    except RuntimeError as error:
+        raise explain_api_error(error, "create", "TFJob", namespace, name) from None
+    print(f"TFJob {namespace}/{name} created ({config.workers} workers)", file=sys.stderr)
+    if not wait:
+        return name
+    try:
+        _follow(training, namespace, name, options)
+    except KeyboardInterrupt:
+        print(f"cancelled: deleting TFJob {namespace}/{name}", file=sys.stderr)
+        training.delete_job(name, namespace=namespace)
+        raise
+    return name
+
+
+def _follow(training, namespace: str, name: str, options: WaitOptions) -> None:
+    try:
+        if options.follow_logs:
+            job = training.wait_for_job_conditions(
+                name, namespace=namespace, expected_conditions={"Running", "Succeeded", "Failed"},
+                wait_timeout=options.timeout, polling_interval=options.poll_interval,
+            )  # fmt: skip
+            if training.is_job_running(job=job):
+                # Worker 0 carries the `job-role: master` label when the job has no Chief.
+                training.get_job_logs(name, namespace=namespace, is_master=True, follow=True)
+        training.wait_for_job_conditions(
+            name, namespace=namespace, wait_timeout=options.timeout, polling_interval=options.poll_interval
+        )
+    except TimeoutError as error:
+        raise ClusterError(f"TFJob {namespace}/{name} did not finish within {options.timeout} s") from error
+    except RuntimeError as error:
+        if "is Failed" in str(error):
+            raise ClusterError(
+                f"TFJob {namespace}/{name} failed; see `kubectl -n {namespace} logs {name}-worker-0`"
+            ) from None
+        raise explain_api_error(error, "follow", "TFJob", namespace, name) from None
+    print(f"TFJob {namespace}/{name} succeeded", file=sys.stderr)
