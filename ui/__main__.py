@@ -2,4 +2,5 @@ import sys
 
 from ui.cli import main
 
-sys.exit(main())
+# The container entrypoint: listen on every interface (the Service routes to the pod).
+sys.exit(main(default_host="0.0.0.0"))

@@ -1,0 +1,342 @@
+"""The Flask app: search, compare, gallery and model pages over the predictor's HTTP API.
+
+Every page works without JavaScript; every form carries a CSRF token; every predictor failure
+becomes a banner or a message with a proper status code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, abort, flash, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ui.images import ACCEPTED_EXTENSIONS, CheckedImage, UploadError, annotate_faces, check_upload
+from ui.predictor import PredictorClient, PredictorRejected, PredictorUnavailable
+
+MAX_IDENTITY_LENGTH = 128  # the predictor's rule for identity names
+GALLERY_PAGE_SIZE = 48
+SAMPLE_COUNT = 4
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    predictor_url: str = "http://127.0.0.1:8080"
+    timeout_s: float = 30.0  # bounded wait for each predictor call
+    max_upload_bytes: int = 20 * 1024 * 1024  # per request; the predictor refuses images over 20 MiB
+    max_enrol_images: int = 10
+    top_k: int = 3
+    # Signs the session that holds the CSRF token; set it when running several UI replicas.
+    secret_key: str = field(default_factory=lambda: os.environ.get("FACESIM_UI_SECRET_KEY") or secrets.token_hex(32))
+
+
+# No inline script or style anywhere: pictures from this site or data: URIs (annotated photos,
+# aligned crops), blob: for the upload preview.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def create_app(config: UiConfig | None = None) -> Flask:
+    config = config or UiConfig()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        MAX_CONTENT_LENGTH=config.max_upload_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,  # a tab left open overnight still submits
+    )
+    app.extensions["facesim_ui"] = config
+    CSRFProtect(app)
+    predictor = PredictorClient(config.predictor_url, timeout_s=config.timeout_s)
+    _register_pages(app, config, predictor)
+    _register_errors(app, config)
+    app.after_request(_add_security_headers)
+    app.jinja_env.globals.update(accepted=",".join(ACCEPTED_EXTENSIONS), predictor_url=config.predictor_url)
+    return app
+
+
+def _add_security_headers(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) -> None:
+    @app.get("/")
+    def search_page() -> Any:
+        return _render_search(predictor)
+
+    @app.post("/search")
+    def search() -> Any:
+        try:
+            image = _search_image(predictor, request.form.get("sample"), request.files.get("image"))
+            prediction = predictor.predict(image.data, top_k=config.top_k)
+        except UploadError as error:
+            return _render_search(predictor, error=str(error)), 400
+        except PredictorRejected as error:
+            return _render_search(predictor, error=f"The predictor refused this image: {error}"), 400
+        except PredictorUnavailable as error:
+            return _render_search(predictor, down=str(error)), 503
+        faces = prediction.get("faces") or []
+        return _render_search(
+            predictor,
+            result={
+                "filename": image.filename,
+                "picture": annotate_faces(image, [face["box"] for face in faces]),
+                "faces": faces,
+            },
+        )
+
+    @app.route("/compare", methods=["GET", "POST"])
+    def compare() -> Any:
+        if request.method == "GET":
+            return render_template("compare.html", down=_down_message(predictor))
+        try:
+            first = _uploaded_image(request.files.get("first"), "the first photo")
+            second = _uploaded_image(request.files.get("second"), "the second photo")
+            result = _compare(predictor, first, second)
+        except UploadError as error:
+            return render_template("compare.html", error=str(error)), 400
+        except PredictorRejected as error:
+            return render_template("compare.html", error=f"The predictor refused these photos: {error}"), 400
+        except PredictorUnavailable as error:
+            return render_template("compare.html", down=str(error)), 503
+        return render_template("compare.html", result=result)
+
+    @app.get("/gallery")
+    def gallery() -> Any:
+        query = request.args.get("q", "").strip()
+        try:
+            listing = predictor.gallery()
+        except (PredictorUnavailable, PredictorRejected) as error:
+            return render_template("gallery.html", down=str(error), query=query), 503
+        return render_template("gallery.html", **_gallery_page(listing, query, request.args.get("page", "1")))
+
+    @app.post("/gallery/enrol")
+    def enrol() -> Any:
+        try:
+            identity = _identity_name(request.form.get("identity", ""))
+            images = _enrol_images(request.files.getlist("images"), config.max_enrol_images)
+            answer = predictor.enrol(identity, [image.data for image in images])
+        except UploadError as error:
+            return _gallery_error(predictor, str(error), 400)
+        except PredictorRejected as error:
+            return _gallery_error(predictor, f"The predictor refused to enrol: {error}", 400)
+        except PredictorUnavailable as error:
+            return render_template("gallery.html", down=str(error)), 503
+        added = answer.get("added", len(images))
+        flash(f"Enrolled {identity}: {added} image(s) added, {answer.get('count', added)} in the gallery.", "ok")
+        return redirect(url_for("gallery", q=identity), code=303)
+
+    @app.post("/gallery/remove")
+    def remove() -> Any:
+        identity = request.form.get("identity", "")
+        try:
+            answer = predictor.remove(identity)
+        except PredictorRejected as error:
+            return _gallery_error(predictor, f"Could not remove {identity}: {error}", 404 if error.status == 404 else 400)
+        except PredictorUnavailable as error:
+            return render_template("gallery.html", down=str(error)), 503
+        flash(f"Removed {identity} ({answer.get('removed', 0)} image(s)).", "ok")
+        return redirect(url_for("gallery"), code=303)
+
+    @app.get("/gallery/thumbnail")
+    def thumbnail() -> Any:
+        return _proxy_picture(lambda: predictor.thumbnail(request.args.get("identity", "")), "image/jpeg")
+
+    @app.get("/model")
+    def model() -> Any:
+        try:
+            card = predictor.model_card()
+            model_version = predictor.gallery().get("model_version")
+        except (PredictorUnavailable, PredictorRejected) as error:
+            return render_template("model.html", down=str(error)), 503
+        return render_template("model.html", card=card, summary=_card_summary(card, model_version))
+
+    @app.get("/model/roc.png")
+    def roc_curve() -> Any:
+        return _proxy_picture(predictor.roc_png, "image/png")
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return {"status": "ok"}
+
+
+def _register_errors(app: Flask, config: UiConfig) -> None:
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Any:
+        limit_mib = config.max_upload_bytes / (1024 * 1024)
+        message = f"That upload is larger than {limit_mib:g} MiB: choose a smaller photo (or fewer photos)."
+        return render_template("error.html", title="Upload too large", message=message), 413
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(_: CSRFError) -> Any:
+        message = "This form has expired or did not come from this site: reload the page and try again."
+        return render_template("error.html", title="Form expired", message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        return render_template("error.html", title=error.name, message=error.description), error.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Any:
+        app.logger.exception("unexpected error", exc_info=error)
+        message = "Something went wrong on our side; the error is logged. Try again, or go back to the search page."
+        return render_template("error.html", title="Unexpected error", message=message), 500
+
+
+def _render_search(
+    predictor: PredictorClient, *, result: dict | None = None, error: str | None = None, down: str | None = None
+) -> str:
+    if down is None:
+        down = _down_message(predictor)
+    samples = [] if down else _sample_identities(predictor)
+    return render_template("search.html", result=result, error=error, down=down, samples=samples)
+
+
+def _down_message(predictor: PredictorClient) -> str | None:
+    return None if predictor.is_ready() else f"the predictor at {predictor.base_url} is not ready or not reachable"
+
+
+def _sample_identities(predictor: PredictorClient) -> list[str]:
+    """A few gallery identities whose thumbnails the search page offers as sample images."""
+    try:
+        identities = predictor.gallery().get("identities") or []
+    except (PredictorUnavailable, PredictorRejected):
+        return []
+    return [entry["identity"] for entry in identities[:SAMPLE_COUNT]]
+
+
+def _search_image(predictor: PredictorClient, sample: str | None, upload: FileStorage | None) -> CheckedImage:
+    if sample and not (upload and upload.filename):
+        try:
+            return check_upload(predictor.thumbnail(sample), f"the sample of {sample}")
+        except PredictorRejected as error:
+            raise UploadError(f"There is no sample image for {sample} in the gallery ({error}).") from error
+    return _uploaded_image(upload, "the photo")
+
+
+def _uploaded_image(upload: FileStorage | None, label: str) -> CheckedImage:
+    if upload is None or not upload.filename:
+        raise UploadError(f"Choose {label} to upload (JPEG or PNG).")
+    return check_upload(upload.read(), upload.filename)
+
+
+def _enrol_images(uploads: list[FileStorage], limit: int) -> list[CheckedImage]:
+    chosen = [upload for upload in uploads if upload.filename]
+    if not chosen:
+        raise UploadError("Choose at least one photo of the person to enrol (JPEG or PNG).")
+    if len(chosen) > limit:
+        raise UploadError(f"{len(chosen)} photos chosen: enrol at most {limit} at a time.")
+    return [_uploaded_image(upload, "a photo") for upload in chosen]
+
+
+def _identity_name(raw: str) -> str:
+    """The predictor's rule (1-128 characters, no control characters), checked up front."""
+    name = raw.strip()
+    if not name:
+        raise UploadError("Give the person a name.")
+    if len(name) > MAX_IDENTITY_LENGTH:
+        raise UploadError(f"The name is {len(name)} characters long: use at most {MAX_IDENTITY_LENGTH}.")
+    if any(not character.isprintable() for character in name):
+        raise UploadError("The name contains control characters (such as line breaks): use plain text.")
+    return name
+
+
+def _compare(predictor: PredictorClient, first: CheckedImage, second: CheckedImage) -> dict[str, Any]:
+    prediction = predictor.compare(first.data, second.data)
+    crops = [_first_crop(prediction.get("faces")), _first_crop(_compared_faces(prediction))]
+    if crops[1] is None and prediction.get("distance") is not None:
+        crops[1] = _first_crop(predictor.predict(second.data, top_k=1, return_crops=True).get("faces"))
+    return {
+        "filenames": (first.filename, second.filename),
+        "distance": prediction.get("distance"),
+        "same": prediction.get("same"),
+        "threshold": _threshold(predictor),
+        "crops": crops,
+        "faces_found": (len(prediction.get("faces") or []), len(_compared_faces(prediction))),
+    }
+
+
+def _compared_faces(prediction: dict[str, Any]) -> list[dict[str, Any]]:
+    compared = prediction.get("compare")
+    if isinstance(compared, dict):
+        return compared.get("faces") or []
+    return prediction.get("compare_faces") or []
+
+
+def _first_crop(faces: list[dict[str, Any]] | None) -> str | None:
+    for face in faces or []:
+        crop = face.get("crop")
+        if isinstance(crop, dict) and crop.get("b64"):
+            return f"data:image/png;base64,{crop['b64']}"
+    return None
+
+
+def _threshold(predictor: PredictorClient) -> float | None:
+    try:
+        threshold = predictor.model_card().get("threshold")
+    except (PredictorUnavailable, PredictorRejected):
+        return None
+    return float(threshold) if isinstance(threshold, (int, float)) else None
+
+
+def _gallery_page(listing: dict[str, Any], query: str, page_text: str) -> dict[str, Any]:
+    identities = listing.get("identities") or []
+    if query:
+        identities = [entry for entry in identities if query.casefold() in entry["identity"].casefold()]
+    pages = max(1, math.ceil(len(identities) / GALLERY_PAGE_SIZE))
+    page = min(max(1, int(page_text)) if page_text.isdigit() else 1, pages)
+    shown = identities[(page - 1) * GALLERY_PAGE_SIZE : page * GALLERY_PAGE_SIZE]
+    return {"listing": listing, "identities": shown, "matching": len(identities), "query": query, "page": page, "pages": pages}
+
+
+def _gallery_error(predictor: PredictorClient, message: str, status: int) -> tuple[str, int]:
+    try:
+        listing = predictor.gallery()
+    except (PredictorUnavailable, PredictorRejected) as error:
+        return render_template("gallery.html", down=str(error), error=message), 503
+    return render_template("gallery.html", error=message, **_gallery_page(listing, "", "1")), status
+
+
+def _proxy_picture(fetch: Callable[[], bytes], mime: str) -> Response:
+    try:
+        data = fetch()
+    except PredictorRejected:
+        abort(404)
+    except PredictorUnavailable:
+        abort(503, "The predictor is not reachable, so this picture cannot be shown.")
+    return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=60"})
+
+
+def _card_summary(card: dict[str, Any], model_version: str | None) -> list[tuple[str, Any]]:
+    """The model card's headline fields, in reading order, skipping those it does not have."""
+    fields = (
+        ("Model", card.get("name", "facenet")),
+        ("Version", card.get("version") or model_version),
+        ("Created", card.get("created")),
+        ("Code version", card.get("code_version")),
+        ("Architecture", card.get("architecture")),
+        ("Image size", card.get("image_size")),
+        ("Embedding size", card.get("embedding_dim")),
+        ("Triplet margin", card.get("margin")),
+        ("Threshold (squared L2)", card.get("threshold")),
+    )
+    return [(label, value) for label, value in fields if value is not None]
+
