@@ -1,0 +1,234 @@
+"""What each pipeline step does, inside the step's container (the project's image).
+
+The kfp components (pipeline/components.py) are thin: each imports this module and calls one
+function. Locally (`backend="local"`) a step runs the project's own command (`facesim train
+--backend local`, `facesim tune --backend local`, ...) as a subprocess; on a cluster it calls the
+cluster launchers (TFJob, Katib Experiment, InferenceService), and the files live on the PVCs that
+every facesim pod mounts at the same paths (storage/cluster.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from facesim.metrics_lines import latest_metrics
+
+BACKENDS = ("local", "cluster")
+PROGRESS_PREFIX = "facesim-pipeline: "  # `facesim pipeline run` shows these lines on the terminal
+
+
+class StepFailed(RuntimeError):
+    """A step's command failed; the message says which and how."""
+
+
+def report(message: str) -> None:
+    print(f"{PROGRESS_PREFIX}{message}", flush=True)
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise StepFailed(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    return backend
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where one pipeline run keeps its files. Crops are shared by runs over the same data (the
+    cache is idempotent); everything else is per run."""
+
+    crops_root: Path
+    run_dir: Path
+    models_dir: Path
+
+    @classmethod
+    def for_run(cls, backend: str, work_root: str, run_name: str) -> RunLayout:
+        if check_backend(backend) == "cluster":
+            from storage.cluster import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
+
+            return cls(Path(DATA_MOUNT) / "crops", Path(RUNS_MOUNT) / run_name, Path(MODELS_MOUNT) / run_name)
+        root = local_work_root(work_root)
+        return cls(root / "crops", root / "runs" / run_name, root / "runs" / run_name)
+
+    @property
+    def tuning(self) -> Path:
+        return self.run_dir / "tuning"
+
+    @property
+    def model(self) -> Path:
+        return self.models_dir / "model"
+
+    @property
+    def gallery(self) -> Path:
+        return self.models_dir / "gallery"
+
+
+def local_work_root(work_root: str) -> Path:
+    """Where local runs keep their files: `work_root`, or $FACESIM_HOME/pipeline."""
+    if work_root:
+        return Path(work_root)
+    from storage.paths import facesim_home
+
+    return facesim_home() / "pipeline"
+
+
+def run_facesim(args: Sequence[str]) -> list[str]:
+    """Run `facesim ARGS` as a user would, echo its output, return its lines; StepFailed if it fails."""
+    command = [sys.executable, "-m", "facesim", *args]
+    lines: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if process.returncode != 0:
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+        raise StepFailed(f"`facesim {' '.join(args)}` failed with exit code {process.returncode}: {last}")
+    return lines
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Training options shared by the tuning trials and the final training run."""
+
+    architecture: str = "mobilefacenet"
+    image_size: int = 0  # 0: the architecture's native size
+    max_identities: int = 0  # 0: every training identity
+    val_pairs: int = 0  # 0: every validation pair
+
+    def crop_size(self) -> int:
+        from training.config import DEFAULT_IMAGE_SIZE
+
+        return self.image_size or DEFAULT_IMAGE_SIZE[self.architecture]
+
+    def args(self) -> list[str]:
+        args = ["--architecture", self.architecture, "--image-size", str(self.crop_size())]
+        if self.max_identities:
+            args += ["--max-identities", str(self.max_identities)]
+        if self.val_pairs:
+            args += ["--val-pairs", str(self.val_pairs)]
+        return args
+
+
+def prepare_data(data: str, backend: str, work_root: str, run_name: str, options: TrainingOptions) -> str:
+    """Aligned face crops of the dataset (an LFW-layout root); returns the crop cache (itself an
+    LFW-layout root with the protocol files)."""
+    layout = RunLayout.for_run(backend, work_root, run_name)
+    source = Path(data)
+    if not source.is_dir():
+        raise StepFailed(f"data {data}: no such directory (give an LFW-layout root with people.txt and pairs.txt)")
+    crops = layout.crops_root / f"{source.resolve().name}-{options.crop_size()}px"
+    run_facesim(["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", str(options.crop_size())])
+    report(f"face crops ready in {crops}")
+    return str(crops)
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    margin: float
+    embedding_dim: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class TuningRequest:
+    trials: int
+    algorithm: str
+    workers: int
+    epochs: int
+    steps_per_epoch: int
+
+
+def tune(crops: str, backend: str, work_root: str, run_name: str, request: TuningRequest,
+         options: TrainingOptions) -> tuple[Hyperparameters, dict[str, float]]:  # fmt: skip
+    """The best hyper-parameters of a search (tuning/space.py) and the best trial's metrics."""
+    layout = RunLayout.for_run(backend, work_root, run_name)
+    if check_backend(backend) == "cluster":
+        raise StepFailed("tuning on a cluster needs tuning/katib.py, which has not landed yet")
+    run_facesim([
+        "tune", "--backend", "local", "--data", crops, "--out", str(layout.tuning),
+        "--trials", str(request.trials), "--algorithm", request.algorithm, "--workers", str(request.workers),
+        "--epochs", str(request.epochs), "--steps-per-epoch", str(request.steps_per_epoch),
+        "--", *options.args(),
+    ])  # fmt: skip
+    from tuning.local import BEST_PARAMS_FILE
+
+    best = json.loads((layout.tuning / BEST_PARAMS_FILE).read_text())
+    params = best["parameters"]
+    chosen = Hyperparameters(float(params["margin"]), int(params["embedding_size"]), float(params["learning_rate"]))
+    report(f"best of {request.trials} trials: {best['objective']['name']}={best['objective']['value']:.4f} {chosen}")
+    return chosen, {best["objective"]["name"]: float(best["objective"]["value"])}
+
+
+def train(crops: str, backend: str, work_root: str, run_name: str, workers: int, epochs: int, steps_per_epoch: int,
+          hyper: Hyperparameters, options: TrainingOptions) -> tuple[str, dict[str, float]]:  # fmt: skip
+    """Train and export the model artifact; returns its directory and the last metrics printed."""
+    layout = RunLayout.for_run(backend, work_root, run_name)
+    args = [
+        "--data", crops, "--out", str(layout.model), "--workers", str(workers), "--epochs", str(epochs),
+        "--steps-per-epoch", str(steps_per_epoch), "--margin", str(hyper.margin),
+        "--embedding-dim", str(hyper.embedding_dim), "--learning-rate", str(hyper.learning_rate), *options.args(),
+    ]  # fmt: skip
+    if check_backend(backend) == "cluster":
+        return str(layout.model), _train_on_cluster(run_name, workers, args)
+    metrics = latest_metrics(run_facesim(["train", "--backend", "local", *args]))
+    report(f"model exported to {layout.model} (val_accuracy={metrics.get('val_accuracy', float('nan')):.4f})")
+    return str(layout.model), metrics
+
+
+def _train_on_cluster(run_name: str, workers: int, args: list[str]) -> dict[str, float]:
+    from training.tfjob import TFJobConfig, submit_tfjob
+
+    name = submit_tfjob(TFJobConfig(name=f"{run_name}-train", workers=workers, train_args=tuple(args)), wait=True)
+    report(f"TFJob {name} succeeded")
+    return {}
+
+
+def evaluate(model_dir: str, crops: str) -> dict[str, float]:
+    """The test figures (DESIGN §3: pairs.txt fold 10) of an exported model."""
+    pairs = Path(crops) / "pairs.txt"
+    lines = run_facesim(["evaluate", "--model", model_dir, "--data", crops, "--pairs", str(pairs), "--fold", "10"])
+    metrics = latest_metrics(lines)
+    report("test figures: " + ", ".join(f"{name}={value:.4g}" for name, value in metrics.items()))
+    return metrics
+
+
+def build_gallery(model_dir: str, data: str, backend: str, work_root: str, run_name: str,
+                  identities: int, images_per_identity: int) -> str:  # fmt: skip
+    """Embed identity folders of `data` into a gallery artifact; returns its directory."""
+    layout = RunLayout.for_run(backend, work_root, run_name)
+    run_facesim([
+        "gallery", "build", "--model", model_dir, "--data", str(identity_folders(Path(data))),
+        "--out", str(layout.gallery), "--limit-identities", str(identities),
+        "--max-images-per-identity", str(images_per_identity),
+    ])  # fmt: skip
+    report(f"gallery built in {layout.gallery}")
+    return str(layout.gallery)
+
+
+def identity_folders(data: Path) -> Path:
+    """The folder of identity folders inside an LFW-layout root (or the root itself)."""
+    from storage.lfw import LfwLayout
+
+    try:
+        return Path(LfwLayout.find(data).images)
+    except (FileNotFoundError, ValueError):
+        return data
+
+
+def deploy(model_dir: str, gallery_dir: str, backend: str, service_name: str) -> str:
+    """Make the model and gallery what the predictor serves: registered in the local registry
+    (where `facesim serve` finds the latest), or an InferenceService on the cluster."""
+    if check_backend(backend) == "cluster":
+        raise StepFailed("deploying on a cluster needs inference/cluster.py, which has not landed yet")
+    from storage.paths import register_gallery, register_model
+
+    model_version = register_model(Path(model_dir))
+    gallery_version = register_gallery(Path(gallery_dir))
+    report(f"registered model version {model_version} and gallery version {gallery_version}: "
+           "`facesim serve` now serves them")  # fmt: skip
+    return f"model {model_version}, gallery {gallery_version}"
