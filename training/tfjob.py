@@ -30,10 +30,9 @@ TFJOB_API_VERSION = "kubeflow.org/v1"
 TFJOB_CONTAINER = "tensorflow"  # the only container the operator gives TF_CONFIG to
 TFJOB_PORT = 2222
 TRAINING_ENTRYPOINT = ("python", "-m", "training")
-DEFAULT_TRAIN_ARGS = (
-    "--data", "/mnt/data/lfw", "--out", "/mnt/models/facenet/1",
-    "--epochs", "20", "--steps-per-epoch", "200",
-)  # fmt: skip
+DEFAULT_DATA = "/mnt/data/lfw"  # an LFW-layout root on the data PVC
+DEFAULT_MODEL_DIR = "/mnt/models/facenet/1"  # on the models PVC: pvc://facesim-models/facenet/1
+DEFAULT_TRAIN_ARGS = ("--data", DEFAULT_DATA, "--out", DEFAULT_MODEL_DIR, "--epochs", "20", "--steps-per-epoch", "200")
 
 
 @dataclass

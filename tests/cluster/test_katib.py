@@ -1,0 +1,201 @@
+"""The Katib Experiment: its shape, Katib's webhook rules, and the KatibClient calls against the fake API server."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+from crd_validation import crd_errors
+from fake_apiserver import Answer, RunningApiServer, status_body
+
+from facesim.metrics_lines import KATIB_METRIC_FILTER
+from storage.cluster import ClusterError, to_manifest
+from training.config import parse_config
+from tuning.katib import (
+    ExperimentConfig,
+    FollowOptions,
+    experiment,
+    experiment_problems,
+    submit_experiment,
+)
+from tuning.space import SEARCH_SPACE
+
+EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/facesim/experiments"
+
+
+def rendered(config: ExperimentConfig | None = None) -> dict:
+    return to_manifest(experiment(config or ExperimentConfig()))
+
+
+def test_experiment_objective_algorithm_and_collector() -> None:
+    spec = rendered(ExperimentConfig(algorithm="random", max_trial_count=9, parallel_trial_count=3))["spec"]
+    assert spec["objective"]["type"] == "maximize"
+    assert spec["objective"]["objectiveMetricName"] == "val_accuracy"
+    assert spec["objective"]["additionalMetricNames"] == ["val_auc", "loss"]
+    assert {s["name"]: s["value"] for s in spec["objective"]["metricStrategies"]} == {
+        "val_accuracy": "max", "val_auc": "max", "loss": "min",
+    }  # fmt: skip
+    assert spec["algorithm"] == {"algorithmName": "random"}
+    assert (spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"]) == (9, 3, 3)
+    assert spec["metricsCollectorSpec"] == {
+        "collector": {"kind": "StdOut"},
+        "source": {"filter": {"metricsFormat": [KATIB_METRIC_FILTER]}},
+    }
+
+
+def test_parameters_come_from_the_shared_search_space() -> None:
+    parameters = {p["name"]: p for p in rendered()["spec"]["parameters"]}
+    assert set(parameters) == {p.name for p in SEARCH_SPACE} == {"margin", "embedding_size", "learning_rate"}
+    assert parameters["margin"]["parameterType"] == "double"
+    assert parameters["embedding_size"] == {
+        "name": "embedding_size", "parameterType": "categorical", "feasibleSpace": {"list": ["64", "128", "256"]},
+    }  # fmt: skip
+    assert "step" not in parameters["learning_rate"]["feasibleSpace"]
+    grid = {p["name"]: p for p in rendered(ExperimentConfig(algorithm="grid", grid_points=3))["spec"]["parameters"]}
+    assert float(grid["margin"]["feasibleSpace"]["step"]) == pytest.approx((0.5 - 0.05) / 2)
+
+
+def test_trial_template_runs_a_tfjob_with_the_trial_parameters(crds_dir: Path) -> None:
+    template = rendered()["spec"]["trialTemplate"]
+    assert template["primaryContainerName"] == "tensorflow"
+    assert template["primaryPodLabels"] == {"training.kubeflow.org/job-role": "master"}
+    assert "Succeeded" in template["successCondition"] and "Failed" in template["failureCondition"]
+    trial_spec = template["trialSpec"]
+    assert trial_spec["kind"] == "TFJob" and "metadata" not in trial_spec
+    command = trial_spec["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"]
+    text = " ".join(command)
+    for flag, name in (("--margin", "margin"), ("--embedding-dim", "embedding_size"), ("--learning-rate", "learning_rate")):
+        assert f"{flag} ${{trialParameters.{name}}}" in text
+    named = {**trial_spec, "metadata": {"name": "facesim-tune-abc123"}}
+    assert crd_errors(named, crds_dir / "kubeflow.org_tfjobs.yaml") == []
+
+
+def test_a_substituted_trial_command_parses_as_a_training_config() -> None:
+    """What Katib substitutes is what `python -m training` accepts (training/config.py's parser)."""
+    template = rendered()["spec"]["trialTemplate"]
+    values = {"margin": "0.3", "embedding_size": "256", "learning_rate": "0.002", "trialName": "facesim-tune-x1"}
+    command = template["trialSpec"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"]
+    substituted = [re.sub(r"\$\{trialParameters\.(\w+)\}", lambda m: values[m.group(1)], part) for part in command]
+    assert substituted[:3] == ["python", "-m", "training"]
+    config = parse_config(substituted[3:])
+    assert (config.margin, config.embedding_dim, config.learning_rate) == (0.3, 256, 0.002)
+    assert config.out == "/mnt/runs/tuning/facesim-tune/facesim-tune-x1"
+
+
+def test_rendered_experiments_pass_the_webhook_rules_and_the_crd(crds_dir: Path) -> None:
+    for algorithm in ("random", "grid", "tpe", "multivariate-tpe", "bayesianoptimization"):
+        resource = rendered(ExperimentConfig(algorithm=algorithm))
+        assert experiment_problems(resource) == [], algorithm
+        assert crd_errors(resource, crds_dir / "kubeflow.org_experiments.yaml") == []
+
+
+def _template(e: dict) -> dict:
+    return e["spec"]["trialTemplate"]
+
+
+def _command(e: dict) -> list:
+    return _template(e)["trialSpec"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"]
+
+
+BREAKAGES = {
+    "undefined trial parameter": (lambda e: _command(e).append("${trialParameters.dropout}"), "dropout} is used"),
+    "unused trial parameter": (
+        lambda e: _template(e)["trialParameters"].append({"name": "seed", "reference": "margin"}),
+        "seed is defined but not used",
+    ),
+    "reference not a parameter": (
+        lambda e: _template(e)["trialParameters"][0].update(reference="momentum"), "neither an experiment parameter"
+    ),
+    "primary container missing": (lambda e: _template(e).update(primaryContainerName="trainer"), "primaryContainerName"),
+    "no success condition": (lambda e: _template(e).pop("successCondition"), "successCondition and failureCondition"),
+    "no objective": (lambda e: e["spec"].pop("objective"), "objective must be set"),
+    "objective also additional": (
+        lambda e: e["spec"]["objective"]["additionalMetricNames"].append("val_accuracy"), "must not contain"
+    ),
+    "unknown algorithm": (lambda e: e["spec"]["algorithm"].update(algorithmName="simulated-annealing"), "not a Katib"),
+    "empty range": (lambda e: e["spec"]["parameters"][0]["feasibleSpace"].update(min="0.5", max="0.1"), "min < max"),
+    "empty categorical": (lambda e: e["spec"]["parameters"][1]["feasibleSpace"].update(list=[]), "non-empty list"),
+    "bad parameter type": (lambda e: e["spec"]["parameters"][0].update(parameterType="float"), "parameterType"),
+    "filter with one group": (
+        lambda e: e["spec"]["metricsCollectorSpec"]["source"]["filter"].update(metricsFormat=[r"loss=(\d+)"]),
+        "two groups",
+    ),
+    "trial spec named": (lambda e: _template(e)["trialSpec"].update(metadata={"name": "x"}), "must be omitted"),
+    "parallel over max": (lambda e: e["spec"].update(parallelTrialCount=50), "must not exceed"),
+    "no parameters": (lambda e: e["spec"].update(parameters=[]), "at least one parameter"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES), ids=list(BREAKAGES))
+def test_the_webhook_checker_rejects_broken_experiments(breakage: str) -> None:
+    mutate, expected = BREAKAGES[breakage]
+    resource = copy.deepcopy(rendered())
+    mutate(resource)
+    problems = experiment_problems(resource)
+    assert any(expected in problem for problem in problems), problems
+
+
+def _experiment_with(status: dict) -> dict:
+    return {**rendered(), "status": status}
+
+
+SUCCEEDED = {
+    "conditions": [
+        {"type": "Created", "status": "True"},
+        {"type": "Running", "status": "False"},
+        {"type": "Succeeded", "status": "True"},
+    ],
+    "trialsSucceeded": 12,
+    "currentOptimalTrial": {
+        "bestTrialName": "facesim-tune-7xk2",
+        "parameterAssignments": [
+            {"name": "margin", "value": "0.21"},
+            {"name": "embedding_size", "value": "128"},
+            {"name": "learning_rate", "value": "0.0012"},
+        ],
+        "observation": {"metrics": [{"name": "val_accuracy", "latest": "0.912", "max": "0.915", "min": "0.6"}]},
+    },
+}
+RUNNING = {"conditions": [{"type": "Running", "status": "True"}], "trialsRunning": 2}
+
+
+def test_submit_creates_and_follows_to_the_optimal_trial(api_server: RunningApiServer, kubeconfig: str) -> None:
+    api_server.state.answer("POST", EXPERIMENTS, Answer(201, rendered()))
+    path = f"{EXPERIMENTS}/facesim-tune"
+    api_server.state.answer("GET", path, Answer(200, _experiment_with(RUNNING)), Answer(200, _experiment_with(SUCCEEDED)))
+    best = submit_experiment(ExperimentConfig(), kubeconfig=kubeconfig, options=FollowOptions(10, 0.05))
+    assert best is not None and best.name == "facesim-tune-7xk2"
+    assert best.parameters == {"margin": "0.21", "embedding_size": "128", "learning_rate": "0.0012"}
+    assert best.metrics == {"val_accuracy": "0.912"}
+    (create,) = api_server.state.calls("POST")
+    assert create.path == EXPERIMENTS and create.body == rendered()
+    assert len(api_server.state.calls("GET", path)) == 2
+
+
+def test_a_failed_experiment_is_a_clear_error(api_server: RunningApiServer, kubeconfig: str) -> None:
+    api_server.state.answer("POST", EXPERIMENTS, Answer(201, rendered()))
+    failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "ExperimentMaxFailedTrialsReached"}]}
+    api_server.state.answer("GET", f"{EXPERIMENTS}/facesim-tune", Answer(200, _experiment_with(failed)))
+    with pytest.raises(ClusterError, match="failed; see `kubectl -n facesim describe experiment facesim-tune`"):
+        submit_experiment(ExperimentConfig(), kubeconfig=kubeconfig, options=FollowOptions(10, 0.05))
+
+
+@pytest.mark.parametrize(
+    "status, reason, expected",
+    [(409, "AlreadyExists", "already exists; delete it"), (403, "Forbidden", "forbidden by RBAC")],
+)
+def test_api_errors_say_what_to_do(
+    api_server: RunningApiServer, kubeconfig: str, status: int, reason: str, expected: str
+) -> None:
+    api_server.state.answer("POST", EXPERIMENTS, Answer(status, status_body(status, reason, "no")))
+    with pytest.raises(ClusterError, match=expected):
+        submit_experiment(ExperimentConfig(), wait=False, kubeconfig=kubeconfig)
+
+
+def test_an_experiment_katib_would_reject_is_never_sent(api_server: RunningApiServer, kubeconfig: str) -> None:
+    bad = ExperimentConfig(additional_metrics=("val_accuracy",))
+    with pytest.raises(ClusterError, match="Katib would reject this Experiment: .*must not contain"):
+        submit_experiment(bad, kubeconfig=kubeconfig)
+    assert api_server.state.requests == []
