@@ -153,7 +153,7 @@ def find_yunet_weights(yunet_path: str | Path | None = None, allow_download: boo
     url = os.environ.get("FACESIM_YUNET_URL", YUNET_URL)
     sha256 = os.environ.get("FACESIM_YUNET_SHA256", YUNET_SHA256 if url == YUNET_URL else None)
     try:
-        return download(url, cached, sha256, timeout_s=15.0)
+        return download(url, cached, f"sha256:{sha256}" if sha256 else None, timeout_s=15.0)
     except DownloadError as error:
         print(f"facesim: no YuNet weights ({error}); set {YUNET_ENV} to use YuNet", file=sys.stderr)
         return None

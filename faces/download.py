@@ -1,4 +1,4 @@
-"""Resumable HTTP(S) download with a sha256 check and a progress bar (standard library + tqdm).
+"""Resumable HTTP(S) download with a checksum check and a progress bar (standard library + tqdm).
 
 Used for the YuNet weights here and for the LFW archive by `storage.fetch`.
 """
@@ -20,22 +20,32 @@ class DownloadError(RuntimeError):
     """A download failed or its checksum did not match; the message says what to do."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with path.open("rb") as stream:
         for chunk in iter(lambda: stream.read(CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def download(url: str, dest: Path, sha256: str | None = None, timeout_s: float = 30.0) -> Path:
+def sha256_of(path: Path) -> str:
+    return file_digest(path, "sha256")
+
+
+def matches(path: Path, checksum: str) -> bool:
+    """`checksum` is "ALGORITHM:HEX", e.g. "sha256:ab12..." or "md5:..." (what publishers give)."""
+    algorithm, _, expected = checksum.partition(":")
+    return file_digest(path, algorithm) == expected.lower()
+
+
+def download(url: str, dest: Path, checksum: str | None = None, timeout_s: float = 30.0) -> Path:
     """Download `url` to `dest`, resuming a `dest.part` left by an earlier run.
 
-    A `file://` URL or plain path is copied. When `sha256` is given the result is checked and a
-    mismatching file is removed so the next run starts clean.
+    A `file://` URL or plain path is copied. When `checksum` ("sha256:HEX" or "md5:HEX") is given
+    the result is checked and a mismatching file is removed so the next run starts clean.
     """
     dest = Path(dest)
-    if dest.exists() and (sha256 is None or sha256_of(dest) == sha256):
+    if dest.exists() and (checksum is None or matches(dest, checksum)):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
@@ -43,14 +53,11 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout_s: float =
         _copy_local(Path(url.removeprefix("file://")), partial)
     else:
         _fetch_http(url, partial, timeout_s)
-    if sha256 is not None:
-        actual = sha256_of(partial)
-        if actual != sha256:
-            partial.unlink()
-            raise DownloadError(
-                f"checksum mismatch for {url}: got sha256 {actual}, expected {sha256}; "
-                "the file was removed, check the URL or mirror and retry"
-            )
+    if checksum is not None and not matches(partial, checksum):
+        partial.unlink()
+        raise DownloadError(
+            f"checksum mismatch for {url} (expected {checksum}): the file was removed; check the URL or mirror and retry"
+        )
     partial.replace(dest)
     return dest
 

@@ -85,6 +85,6 @@ class FacePreprocessor:
         description = asdict(self.config)
         description["detector_used"] = self.detector.name
         description["template"] = "arcface-5pt"
-        description["template_112"] = ARCFACE_TEMPLATE_112.round(4).tolist()
+        description["template_112"] = ARCFACE_TEMPLATE_112.astype(float).round(4).tolist()
         description["crop_format"] = "uint8 RGB"
         return description
