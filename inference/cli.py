@@ -1,8 +1,117 @@
-"""Not built yet: see the open issues."""
+"""`facesim serve` and `python -m inference` (the container entrypoint): run the KServe predictor.
 
+KServe's own options (`--http_port`, `--workers`, `--grpc_port`, `--enable_grpc`, ...) are
+accepted and passed to `kserve.ModelServer`; `--port` is a short form of `--http_port`.
+"""
+
+from __future__ import annotations
+
+import argparse
 import sys
+from pathlib import Path
+
+from inference.payload import RequestLimits
+from inference.search import DEFAULT_APPROXIMATE_THRESHOLD
+
+
+def _parser() -> argparse.ArgumentParser:
+    from kserve.model_server import parser as kserve_parser
+
+    parser = argparse.ArgumentParser(
+        prog="facesim serve",
+        description="Serve the `facenet` KServe predictor: V1 /v1/models/facenet:predict, "
+        "V2 /v2/models/facenet/infer, and the gallery endpoints (docs/architecture.md).",
+        parents=[kserve_parser],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", "--model_dir", dest="model", type=Path,
+                        help="model artifact directory (default: the latest registered model)")
+    parser.add_argument("--gallery", "--gallery_dir", dest="gallery", type=Path,
+                        help="gallery directory (default: the latest registered gallery)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (same as --http_port)")
+    parser.add_argument("--backend", choices=("local", "cluster"), default="local",
+                        help="local: run the server here; cluster: render/apply the InferenceService")
+    parser.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
+    defaults = RequestLimits()
+    parser.add_argument("--max-image-bytes", type=int, default=defaults.max_image_bytes,
+                        help="largest accepted image file")
+    parser.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels,
+                        help="largest accepted image, width x height")
+    parser.add_argument("--max-instances", type=int, default=defaults.max_instances,
+                        help="most images in one request")
+    parser.add_argument("--approximate-threshold", type=int, default=DEFAULT_APPROXIMATE_THRESHOLD,
+                        help="gallery size (embeddings) from which search uses a FAISS HNSW index")
+    # The predictor answers REST; gRPC (port 8081) is opt-in so several servers can share a host.
+    parser.set_defaults(enable_grpc=False)
+    return parser
 
 
 def serve_main(argv: list[str] | None = None) -> int:
-    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
-    return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.backend == "cluster":
+        from inference.cluster import main as cluster_main
+
+        return cluster_main(argv)
+    from inference.embedder import ModelError
+    from inference.gallery import GalleryError
+
+    try:
+        model_dir, gallery_dir = _resolve_artifacts(args.model, args.gallery)
+        return _serve(args, model_dir, gallery_dir)
+    except (ModelError, GalleryError, FileNotFoundError) as error:
+        print(f"facesim serve: {error}", file=sys.stderr)
+        return 2
+
+
+def _resolve_artifacts(model: Path | None, gallery: Path | None) -> tuple[Path, Path]:
+    if model is None or gallery is None:
+        from storage.paths import latest_gallery, latest_model
+
+        model = model or latest_model()
+        gallery = gallery or latest_gallery()
+    if model is None:
+        raise FileNotFoundError("no --model given and no model registered: train one with `facesim train`")
+    if gallery is None:
+        raise FileNotFoundError("no --gallery given and none registered: build one with `facesim gallery build`")
+    return model, gallery
+
+
+def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
+    import kserve
+    from kserve.model_server import app
+
+    from inference.predictor import FaceNetPredictor, ServingConfig
+    from inference.routes import gallery_router
+
+    limits = RequestLimits(
+        max_image_bytes=args.max_image_bytes,
+        max_image_pixels=args.max_image_pixels,
+        max_instances=args.max_instances,
+    )
+    config = ServingConfig(
+        model_dir=model_dir,
+        gallery_dir=gallery_dir,
+        limits=limits,
+        approximate_threshold=args.approximate_threshold,
+        yunet_path=args.yunet,
+    )
+    predictor = FaceNetPredictor(config)
+    predictor.load()
+    app.include_router(gallery_router(predictor))
+    server = kserve.ModelServer(
+        http_port=args.port or args.http_port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        max_threads=args.max_threads,
+        max_asyncio_workers=args.max_asyncio_workers,
+        enable_grpc=args.enable_grpc,
+        enable_docs_url=args.enable_docs_url,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+    )
+    server.start([predictor])
+    return 0

@@ -1,8 +1,163 @@
-"""Not built yet: see the open issues."""
+"""`facesim gallery build|list`: embed identity folders into a gallery artifact, or show one."""
 
+from __future__ import annotations
+
+import argparse
+import shutil
 import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from faces.image import ImageError, read_image
+from inference.embedder import Embedder, ModelError, preprocessor_for, read_model_info, thumbnail_jpeg
+from inference.gallery import GalleryError, GalleryInfo, GalleryStore
+from storage.datasets import IdentityDataset
+from storage.lfw import LfwLayout
+
+EMBED_BATCH = 64
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    max_images_per_identity: int = 10
+    min_images: int = 1
+    limit_identities: int | None = None
+    identities: tuple[str, ...] = ()  # only these (all of a root when empty)
+
+
+@dataclass
+class BuildReport:
+    identities: int = 0
+    embeddings: int = 0
+    images_without_face: list[str] = field(default_factory=list)
+    identities_skipped: list[str] = field(default_factory=list)  # fewer than min_images faces
+
+
+def identity_folders(data_dirs: list[Path], options: BuildOptions) -> dict[str, list[Path]]:
+    """identity -> image paths over every data root (an LFW root means its images folder)."""
+    found: dict[str, list[Path]] = {}
+    for root in data_dirs:
+        images_root = LfwLayout.find(root).images if (root / "pairs.txt").is_file() else root
+        for name, paths in IdentityDataset.scan(images_root).identities.items():
+            if not options.identities or name in options.identities:
+                found.setdefault(name, []).extend(paths)
+    missing = set(options.identities) - set(found)
+    if missing:
+        raise FileNotFoundError(f"identities not found under {', '.join(map(str, data_dirs))}: {', '.join(sorted(missing))}")
+    names = sorted(found)[: options.limit_identities]
+    return {name: found[name][: options.max_images_per_identity] for name in names}
+
+
+def build_gallery(model_dir: Path, data_dirs: list[Path], out: Path, options: BuildOptions,
+                  yunet_path: str | None = None) -> BuildReport:
+    """Embed each identity's images into a new gallery at `out` (written aside, then renamed)."""
+    if out.exists() and any(out.iterdir()):
+        raise GalleryError(f"{out} exists and is not empty: choose a new --out (galleries are versioned artifacts)")
+    folders = identity_folders(data_dirs, options)
+    if not folders:
+        raise FileNotFoundError(f"no identity folders with images under {', '.join(map(str, data_dirs))}")
+    info = read_model_info(model_dir)
+    preprocessor = preprocessor_for(info, yunet_path)
+    embedder = Embedder(info)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        source = {"data": [str(d) for d in data_dirs], "options": options.__dict__ | {"identities": list(options.identities)}}
+        store = GalleryStore.create(staging, GalleryInfo(model_version=info.version, embedding_dim=info.embedding_dim, source=source))
+        report = BuildReport()
+        progress = tqdm(total=sum(map(len, folders.values())), desc="gallery", unit="img")
+        for name, paths in folders.items():
+            _add_identity(store, name, paths, preprocessor, embedder, options, report)
+            progress.update(len(paths))
+        progress.close()
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+def _add_identity(store, name, paths, preprocessor, embedder, options, report) -> None:
+    crops, sources, thumbnail = [], [], None
+    for path in paths:
+        try:
+            rgb = read_image(path)
+        except ImageError as error:
+            report.images_without_face.append(f"{error}")
+            continue
+        face = preprocessor.largest_face(rgb)
+        if face is None:
+            report.images_without_face.append(str(path))
+            continue
+        crops.append(face.crop)
+        sources.append(path.name)
+        thumbnail = thumbnail or thumbnail_jpeg(rgb, face.face)
+    if len(crops) < max(1, options.min_images):
+        report.identities_skipped.append(name)
+        return
+    vectors = np.concatenate([embedder.embed(np.stack(crops[i:i + EMBED_BATCH])) for i in range(0, len(crops), EMBED_BATCH)])
+    store.add(name, vectors, thumbnail=thumbnail, sources=sources)
+    report.identities += 1
+    report.embeddings += len(vectors)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facesim gallery", description="Build and inspect identity galleries.")
+    commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = commands.add_parser("build", help="embed identity folders into a new gallery",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    build.add_argument("--model", required=True, type=Path, help="model artifact directory")
+    build.add_argument("--data", required=True, type=Path, action="append",
+                       help="folder of identity folders, or an LFW root (repeat to combine several)")
+    build.add_argument("--out", required=True, type=Path, help="new gallery directory")
+    build.add_argument("--max-images-per-identity", type=int, default=BuildOptions.max_images_per_identity)
+    build.add_argument("--min-images", type=int, default=BuildOptions.min_images,
+                       help="skip identities with fewer usable face images")
+    build.add_argument("--limit-identities", type=int, default=None, help="keep the first N identities (by name)")
+    build.add_argument("--identity", action="append", default=[], help="only this identity (repeatable)")
+    build.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
+    show = commands.add_parser("list", help="list a gallery's identities and counts")
+    show.add_argument("--gallery", required=True, type=Path, help="gallery directory")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
-    return 2
+    args = _parser().parse_args(argv)
+    try:
+        if args.action == "build":
+            return _build_main(args)
+        return _list_main(args)
+    except (GalleryError, ModelError, FileNotFoundError, ValueError) as error:
+        print(f"facesim gallery: {error}", file=sys.stderr)
+        return 2
+
+
+def _build_main(args: argparse.Namespace) -> int:
+    for name, value in (("--max-images-per-identity", args.max_images_per_identity), ("--min-images", args.min_images)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1")
+    options = BuildOptions(args.max_images_per_identity, args.min_images, args.limit_identities, tuple(args.identity))
+    report = build_gallery(args.model, args.data, args.out, options, args.yunet)
+    print(f"gallery {args.out}: {report.identities} identities, {report.embeddings} embeddings")
+    if report.images_without_face:
+        print(f"  {len(report.images_without_face)} images without a usable face (skipped)")
+    if report.identities_skipped:
+        print(f"  {len(report.identities_skipped)} identities with fewer than {args.min_images} faces (skipped)")
+    return 0
+
+
+def _list_main(args: argparse.Namespace) -> int:
+    store = GalleryStore(args.gallery)
+    identities = store.identities()
+    version, _ = store.counters()
+    print(f"gallery {args.gallery}: version {version}, model {store.info.model_version}, "
+          f"{len(identities)} identities, {sum(c for _, c in identities)} embeddings")
+    for name, count in identities:
+        print(f"  {count:4d}  {name}")
+    return 0

@@ -1,0 +1,231 @@
+"""The gallery ("image database"): identities, their face embeddings and a thumbnail each.
+
+A gallery is a directory holding `gallery.json` (format, the model that made the embeddings,
+embedding size, provenance) and `gallery.sqlite` (the rows). SQLite gives what enrolment needs
+without our own locking: every change is one transaction (a kill -9 mid-write loses nothing
+already committed), concurrent writers from threads or server workers are serialised, and the
+change counter `version` lets every reader notice a change by reading one row.
+Identity names are only ever stored as text values, never used as file names.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import unicodedata
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+GALLERY_FORMAT = 1
+MANIFEST_NAME = "gallery.json"
+DATABASE_NAME = "gallery.sqlite"
+MAX_IDENTITY_LENGTH = 128
+# Writers wait this long for another writer's transaction before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    name TEXT PRIMARY KEY,
+    thumbnail BLOB
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identity TEXT NOT NULL REFERENCES identities(name) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    source TEXT
+);
+CREATE INDEX IF NOT EXISTS embeddings_identity ON embeddings(identity);
+INSERT OR IGNORE INTO meta VALUES ('version', 0), ('removals', 0);
+"""
+
+
+class GalleryError(ValueError):
+    """A gallery problem a user can fix (bad identity name, wrong model, missing gallery)."""
+
+
+class UnknownIdentity(GalleryError):
+    pass
+
+
+@dataclass(frozen=True)
+class GalleryInfo:
+    """What gallery.json records: which model's embedding space the rows live in."""
+
+    model_version: str
+    embedding_dim: int
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    source: dict = field(default_factory=dict)
+    format: int = GALLERY_FORMAT
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    identity: str
+    added: int
+    count: int
+    version: int
+
+
+@dataclass(frozen=True)
+class GalleryRows:
+    """Embedding rows read from the database: row ids, owner identity, vectors (N, D)."""
+
+    version: int
+    removals: int
+    ids: np.ndarray
+    identities: list[str]
+    vectors: np.ndarray
+
+
+def validate_identity(name: object) -> str:
+    """Check an identity name: any text of 1-128 characters without control characters."""
+    if not isinstance(name, str):
+        raise GalleryError("identity must be a string")
+    if not name.strip():
+        raise GalleryError("identity must not be empty")
+    if len(name) > MAX_IDENTITY_LENGTH:
+        raise GalleryError(f"identity is longer than {MAX_IDENTITY_LENGTH} characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise GalleryError("identity must not contain control characters")
+    return name
+
+
+class GalleryStore:
+    """One gallery directory. Safe to use from several threads and processes at once."""
+
+    def __init__(self, directory: Path | str):
+        self.directory = Path(directory)
+        manifest = self.directory / MANIFEST_NAME
+        if not manifest.is_file() or not (self.directory / DATABASE_NAME).is_file():
+            raise GalleryError(
+                f"{self.directory} is not a gallery (no {MANIFEST_NAME} / {DATABASE_NAME}); "
+                "build one with `facesim gallery build`"
+            )
+        self.info = GalleryInfo(**json.loads(manifest.read_text()))
+
+    @classmethod
+    def create(cls, directory: Path | str, info: GalleryInfo) -> GalleryStore:
+        directory = Path(directory)
+        if (directory / MANIFEST_NAME).exists():
+            raise GalleryError(f"{directory} already holds a gallery; choose another --out")
+        directory.mkdir(parents=True, exist_ok=True)
+        with closing(_connect(directory / DATABASE_NAME)) as db:
+            db.executescript(_SCHEMA)
+        # The manifest goes last: a directory with a manifest is a complete gallery.
+        tmp = directory / f".{MANIFEST_NAME}.tmp"
+        tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
+        tmp.replace(directory / MANIFEST_NAME)
+        return cls(directory)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with closing(_connect(self.directory / DATABASE_NAME)) as db:
+            yield db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front so concurrent writers queue instead of failing."""
+        with closing(_connect(self.directory / DATABASE_NAME)) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def counters(self) -> tuple[int, int]:
+        """(version, removals): version counts every change, removals every identity removal."""
+        with self._read() as db:
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        return int(rows["version"]), int(rows["removals"])
+
+    def add(
+        self,
+        identity: str,
+        vectors: np.ndarray,
+        thumbnail: bytes | None = None,
+        sources: list[str] | None = None,
+    ) -> EnrolResult:
+        """Add embeddings (N, D) to an identity, creating it (with its thumbnail) if new."""
+        identity = validate_identity(identity)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.info.embedding_dim:
+            raise GalleryError(
+                f"embeddings must have shape (N, {self.info.embedding_dim}), got {vectors.shape}"
+            )
+        sources = sources or [""] * len(vectors)
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO identities(name, thumbnail) VALUES (?, ?)", (identity, thumbnail))
+            if thumbnail is not None:
+                db.execute(
+                    "UPDATE identities SET thumbnail = ? WHERE name = ? AND thumbnail IS NULL",
+                    (thumbnail, identity),
+                )
+            db.executemany(
+                "INSERT INTO embeddings(identity, vector, source) VALUES (?, ?, ?)",
+                [(identity, row.tobytes(), src) for row, src in zip(vectors, sources)],
+            )
+            count = db.execute("SELECT COUNT(*) FROM embeddings WHERE identity = ?", (identity,)).fetchone()[0]
+            version = _meta(db, "version") + 1
+        return EnrolResult(identity=identity, added=len(vectors), count=count, version=version)
+
+    def remove(self, identity: str) -> int:
+        """Remove an identity and all its embeddings; returns how many embeddings went."""
+        with self._write() as db:
+            removed = db.execute("DELETE FROM embeddings WHERE identity = ?", (identity,)).rowcount
+            if db.execute("DELETE FROM identities WHERE name = ?", (identity,)).rowcount == 0:
+                raise UnknownIdentity(f"no identity {identity!r} in the gallery")
+            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'removals'")
+        return removed
+
+    def identities(self) -> list[tuple[str, int]]:
+        with self._read() as db:
+            return db.execute(
+                "SELECT i.name, COUNT(e.id) FROM identities i LEFT JOIN embeddings e ON e.identity = i.name "
+                "GROUP BY i.name ORDER BY i.name"
+            ).fetchall()
+
+    def thumbnail(self, identity: str) -> bytes | None:
+        with self._read() as db:
+            row = db.execute("SELECT thumbnail FROM identities WHERE name = ?", (identity,)).fetchone()
+        if row is None:
+            raise UnknownIdentity(f"no identity {identity!r} in the gallery")
+        return row[0]
+
+    def rows(self, after_id: int = 0) -> GalleryRows:
+        """Embedding rows with id > after_id (all by default), read in one consistent snapshot."""
+        with self._read() as db:
+            db.execute("BEGIN")  # one read transaction: counters and rows agree
+            version, removals = _meta(db, "version"), _meta(db, "removals")
+            fetched = db.execute(
+                "SELECT id, identity, vector FROM embeddings WHERE id > ? ORDER BY id", (after_id,)
+            ).fetchall()
+            db.execute("COMMIT")
+        dim = self.info.embedding_dim
+        vectors = np.frombuffer(b"".join(r[2] for r in fetched), dtype=np.float32).reshape(-1, dim)
+        return GalleryRows(
+            version=version,
+            removals=removals,
+            ids=np.array([r[0] for r in fetched], dtype=np.int64),
+            identities=[r[1] for r in fetched],
+            vectors=vectors,
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE / COMMIT above).
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+def _meta(db: sqlite3.Connection, key: str) -> int:
+    return int(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])

@@ -1,0 +1,245 @@
+"""The KServe custom predictor `facenet`: decode -> detect + align (faces/) -> embed -> gallery search.
+
+preprocess parses and validates the request and finds every face of every image; predict makes
+one batched embedding call for all of them; postprocess ranks gallery identities and answers in
+the protocol the request came in (V1 JSON or V2 Open Inference Protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kserve
+import numpy as np
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from faces.image import ImageError, decode_image
+from faces.preprocess import AlignedFace
+from inference.embedder import Embedder, ModelInfo, png_bytes, preprocessor_for, read_model_info, thumbnail_jpeg
+from inference.gallery import GalleryError, GalleryStore
+from inference.payload import Instance, RequestLimits, parse_v1, parse_v2
+from inference.search import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex, Match
+
+MODEL_NAME = "facenet"
+
+
+@dataclass
+class AnalysedImage:
+    rgb: np.ndarray
+    faces: list[AlignedFace]
+
+
+@dataclass
+class FaceBatch:
+    """A request in flight: its instances, the faces found, then their embeddings."""
+
+    instances: list[Instance]
+    images: list[AnalysedImage]
+    compares: list[AnalysedImage | None]
+    protocol: str  # "v1" | "v2"
+    request_id: str | None = None
+    embeddings: np.ndarray | None = None
+    gallery_version: int = 0
+    image_matches: list[list[Match]] = field(default_factory=list)
+
+    def crops(self) -> np.ndarray:
+        crops = [face.crop for image in self.images for face in image.faces]
+        crops += [image.faces[0].crop for image in self.compares if image is not None and image.faces]
+        if not crops:
+            return np.zeros((0, 1, 1, 3), dtype=np.uint8)
+        return np.stack(crops)
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    model_dir: Path
+    gallery_dir: Path
+    limits: RequestLimits = RequestLimits()
+    approximate_threshold: int = DEFAULT_APPROXIMATE_THRESHOLD
+    yunet_path: str | None = None
+
+
+class FaceNetPredictor(kserve.Model):
+    def __init__(self, config: ServingConfig, name: str = MODEL_NAME):
+        super().__init__(name)
+        self.config = config
+        self.limits = config.limits
+        self.model_info: ModelInfo | None = None
+
+    def load(self) -> bool:
+        self.model_info = read_model_info(self.config.model_dir)
+        self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
+        self.preprocessor.detector  # create it now, not on the first request
+        self.embedder = Embedder(self.model_info)
+        self.gallery = GalleryStore(self.config.gallery_dir)
+        check_gallery_matches(self.gallery, self.model_info)
+        self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold)
+        self.index.search(np.zeros((0, self.model_info.embedding_dim), np.float32), 1)  # load it now
+        self.embedder.embed(np.zeros((1, self.model_info.image_size, self.model_info.image_size, 3), np.uint8))
+        self.ready = True
+        return self.ready
+
+    # --- the KServe handlers ------------------------------------------------------------------
+
+    async def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> FaceBatch:
+        if isinstance(payload, InferRequest):
+            instances, protocol, request_id = parse_v2(payload, self.limits), "v2", payload.id
+        else:
+            instances, protocol, request_id = parse_v1(payload, self.limits), "v1", None
+        # Decoding and detection release the GIL: other requests proceed meanwhile.
+        return await asyncio.to_thread(self._analyse_instances, instances, protocol, request_id)
+
+    async def predict(self, batch: FaceBatch, headers: dict[str, str] | None = None) -> FaceBatch:
+        batch.embeddings = await asyncio.to_thread(self.embedder.embed, batch.crops())
+        image_faces = sum(len(image.faces) for image in batch.images)
+        top_k = max(instance.top_k for instance in batch.instances)
+        batch.image_matches, batch.gallery_version = await asyncio.to_thread(
+            self.index.search, batch.embeddings[:image_faces], top_k
+        )
+        return batch
+
+    async def postprocess(
+        self, batch: FaceBatch, headers: dict[str, str] | None = None, response_headers: dict | None = None
+    ) -> dict | InferResponse:
+        return self._v2_response(batch) if batch.protocol == "v2" else self._v1_response(batch)
+
+    # --- analysis shared with enrolment -------------------------------------------------------
+
+    def analyse(self, data: bytes, where: str) -> AnalysedImage:
+        try:
+            rgb = decode_image(data, self.limits.image_limits)
+        except ImageError as error:
+            raise InvalidInput(f"{where}: {error}") from None
+        faces = self.preprocessor.all_faces(rgb)[: self.limits.max_faces_per_image]
+        return AnalysedImage(rgb=rgb, faces=faces)
+
+    def _analyse_instances(self, instances: list[Instance], protocol: str, request_id: str | None) -> FaceBatch:
+        images = [self.analyse(instance.image, f"image {i}") for i, instance in enumerate(instances)]
+        compares = [
+            None if instance.compare is None else self.analyse(instance.compare, f"compare image {i}")
+            for i, instance in enumerate(instances)
+        ]
+        return FaceBatch(instances=instances, images=images, compares=compares, protocol=protocol, request_id=request_id)
+
+    def enrol(self, identity: str, images: list[bytes]):
+        """Embed the largest face of each image and add them to the gallery in one transaction."""
+        analysed = [self.analyse(data, f"images[{i}]") for i, data in enumerate(images)]
+        faceless = [str(i) for i, image in enumerate(analysed) if not image.faces]
+        if faceless:
+            raise InvalidInput(f"no face found in images[{', '.join(faceless)}]: use photos showing the face")
+        vectors = self.embedder.embed(np.stack([image.faces[0].crop for image in analysed]))
+        thumbnail = thumbnail_jpeg(analysed[0].rgb, analysed[0].faces[0].face)
+        return self.gallery.add(identity, vectors, thumbnail=thumbnail, sources=["enrolment"] * len(vectors))
+
+    # --- answers --------------------------------------------------------------------------------
+
+    def _v1_response(self, batch: FaceBatch) -> dict:
+        # Embedding rows: every face of every image in order, then each compare image's largest face.
+        starts = np.cumsum([0] + [len(image.faces) for image in batch.images])
+        compare_row = int(starts[-1])
+        predictions = []
+        for i, (instance, image, compare) in enumerate(zip(batch.instances, batch.images, batch.compares)):
+            rows = range(int(starts[i]), int(starts[i + 1]))
+            faces = [
+                self._face_json(face, batch.embeddings[row], batch.image_matches[row][: instance.top_k], instance.return_crops)
+                for face, row in zip(image.faces, rows)
+            ]
+            prediction: dict[str, Any] = {"faces": faces}
+            if compare is not None:
+                compare_embedding = batch.embeddings[compare_row] if compare.faces else None
+                compare_row += 1 if compare.faces else 0
+                prediction.update(self._comparison(instance, image, compare, batch.embeddings, rows, compare_embedding))
+            predictions.append(prediction)
+        return {
+            "predictions": predictions,
+            "model_version": self.model_info.version,
+            "gallery_version": batch.gallery_version,
+            "threshold": self.model_info.threshold,
+        }
+
+    def _comparison(
+        self,
+        instance: Instance,
+        image: AnalysedImage,
+        compare: AnalysedImage,
+        embeddings: np.ndarray,
+        image_rows: range,
+        compare_embedding: np.ndarray | None,
+    ) -> dict[str, Any]:
+        """Largest face of the image vs largest face of the compare image (null when either has none)."""
+        if compare_embedding is None:
+            return {"compare_face": None, "distance": None, "same": None}
+        answer: dict[str, Any] = {
+            "compare_face": self._face_json(compare.faces[0], compare_embedding, None, instance.return_crops)
+        }
+        if not image.faces:
+            return answer | {"distance": None, "same": None}
+        distance = float(np.sum((embeddings[image_rows[0]] - compare_embedding) ** 2))
+        return answer | {"distance": round(distance, 6), "same": distance < self.model_info.threshold}
+
+    def _face_json(
+        self, face: AlignedFace, embedding: np.ndarray, matches: list[Match] | None, with_crop: bool
+    ) -> dict[str, Any]:
+        answer = face.face.to_dict()
+        answer["embedding"] = [round(float(v), 6) for v in embedding]
+        if matches is not None:
+            answer["matches"] = [self._match_json(match) for match in matches]
+        if with_crop:
+            answer["crop"] = {"b64": base64.b64encode(png_bytes(face.crop)).decode("ascii")}
+        return answer
+
+    def _match_json(self, match: Match) -> dict[str, Any]:
+        return {
+            "identity": match.identity,
+            "distance": round(match.distance, 6),
+            "same": match.distance < self.model_info.threshold,
+        }
+
+    def _v2_response(self, batch: FaceBatch) -> InferResponse:
+        faces = [(i, face) for i, image in enumerate(batch.images) for face in image.faces]
+        count, dim = len(faces), self.model_info.embedding_dim
+        boxes = np.array([face.face.box for _, face in faces], np.float32).reshape(count, 4)
+        landmarks = np.array([face.face.landmarks for _, face in faces], np.float32).reshape(count, 5, 2)
+        scores = np.array([face.face.score for _, face in faces], np.float32).reshape(count)
+        matches = [
+            json.dumps([self._match_json(m) for m in found[: batch.instances[i].top_k]])
+            for (i, _), found in zip(faces, batch.image_matches)
+        ]
+        outputs = [
+            _output("boxes", boxes, "FP32"),
+            _output("scores", scores, "FP32"),
+            _output("landmarks", landmarks, "FP32"),
+            _output("embeddings", batch.embeddings[:count].reshape(count, dim), "FP32"),
+            _output("image_index", np.array([i for i, _ in faces], np.int32), "INT32"),
+            InferOutput(name="matches", shape=[count], datatype="BYTES", data=matches),
+        ]
+        return InferResponse(
+            response_id=batch.request_id or "",
+            model_name=self.name,
+            infer_outputs=outputs,
+            parameters={"gallery_version": batch.gallery_version, "model_version": self.model_info.version},
+        )
+
+
+def _output(name: str, values: np.ndarray, datatype: str) -> InferOutput:
+    return InferOutput(name=name, shape=list(values.shape), datatype=datatype, data=values.flatten().tolist())
+
+
+def check_gallery_matches(gallery: GalleryStore, model: ModelInfo) -> None:
+    """Embeddings from another model live in another space: searching them would be meaningless."""
+    if gallery.info.embedding_dim != model.embedding_dim:
+        raise GalleryError(
+            f"gallery {gallery.directory} holds {gallery.info.embedding_dim}-d embeddings but the model makes "
+            f"{model.embedding_dim}-d ones: rebuild it with `facesim gallery build --model {model.directory}`"
+        )
+    if gallery.info.model_version != model.version:
+        raise GalleryError(
+            f"gallery {gallery.directory} was built with model {gallery.info.model_version}, not this model "
+            f"({model.version}): rebuild it with `facesim gallery build --model {model.directory}`"
+        )

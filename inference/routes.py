@@ -1,0 +1,111 @@
+"""The predictor's extra HTTP routes: the gallery ("image database") and the model card.
+
+KServe 0.21 serves the FastAPI app `kserve.model_server.app`; routes added to it before
+`ModelServer.start` are served beside KServe's own (docs/architecture.md "Predictor HTTP API").
+Errors are `{"error": ...}` with a 4xx, as on the inference endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from kserve.errors import InvalidInput
+
+from inference.gallery import GalleryError, UnknownIdentity, validate_identity
+from inference.payload import decode_b64
+
+if TYPE_CHECKING:
+    from inference.predictor import FaceNetPredictor
+
+MAX_ENROL_IMAGES = 32
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
+    router = APIRouter(prefix=f"/v1/models/{predictor.name}")
+
+    @router.get("/gallery")
+    async def list_gallery() -> dict[str, Any]:
+        identities = await asyncio.to_thread(predictor.gallery.identities)
+        version, _ = await asyncio.to_thread(predictor.gallery.counters)
+        return {
+            "version": version,
+            "model_version": predictor.gallery.info.model_version,
+            "size": sum(count for _, count in identities),
+            "identities": [{"identity": name, "count": count} for name, count in identities],
+        }
+
+    @router.get("/gallery/thumbnail")
+    async def thumbnail(identity: str = "") -> Response:
+        try:
+            jpeg = await asyncio.to_thread(predictor.gallery.thumbnail, identity)
+        except UnknownIdentity as error:
+            return _error(404, str(error))
+        if jpeg is None:
+            return _error(404, f"identity {identity!r} has no thumbnail")
+        return Response(content=jpeg, media_type="image/jpeg")
+
+    @router.post("/gallery")
+    async def enrol(request: Request) -> Response:
+        try:
+            identity, images = _parse_enrolment(await request.body(), predictor)
+            result = await asyncio.to_thread(predictor.enrol, identity, images)
+        except (InvalidInput, GalleryError) as error:
+            return _error(400, str(error))
+        return JSONResponse(
+            {"identity": result.identity, "added": result.added, "count": result.count, "version": result.version}
+        )
+
+    @router.delete("/gallery")
+    async def remove(identity: str = "") -> Response:
+        try:
+            removed = await asyncio.to_thread(predictor.gallery.remove, identity)
+        except UnknownIdentity as error:
+            return _error(404, str(error))
+        return JSONResponse({"identity": identity, "removed": removed})
+
+    @router.get("/card")
+    async def card() -> dict[str, Any]:
+        return predictor.model_info.card
+
+    @router.get("/card/roc.png")
+    async def roc() -> Response:
+        path = predictor.model_info.directory / "roc.png"
+        if not path.is_file():
+            return _error(404, "this model artifact has no roc.png")
+        return FileResponse(path, media_type="image/png")
+
+    return router
+
+
+def _parse_enrolment(body: bytes, predictor: FaceNetPredictor) -> tuple[str, list[bytes]]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput('the body must be JSON like {"identity": "NAME", "images": [{"b64": "..."}]}') from None
+    if not isinstance(payload, dict):
+        raise InvalidInput('the body must be a JSON object like {"identity": "NAME", "images": [...]}')
+    if "identity" not in payload:
+        raise InvalidInput('the request has no "identity" field')
+    try:
+        identity = validate_identity(payload["identity"])
+    except GalleryError as error:
+        raise InvalidInput(str(error)) from None
+    images = payload.get("images")
+    if not isinstance(images, list) or not images:
+        raise InvalidInput('"images" must be a non-empty list of {"b64": "..."} objects')
+    if len(images) > MAX_ENROL_IMAGES:
+        raise InvalidInput(f"too many images: {len(images)} (limit {MAX_ENROL_IMAGES} per enrolment)")
+    decoded = []
+    for i, image in enumerate(images):
+        if not isinstance(image, dict) or "b64" not in image:
+            raise InvalidInput(f'images[{i}] must be an object like {{"b64": "..."}}')
+        decoded.append(decode_b64(image["b64"], f"images[{i}].b64", predictor.limits))
+    return identity, decoded
