@@ -261,35 +261,27 @@ def _identity_name(raw: str) -> str:
 
 def _compare(predictor: PredictorClient, first: CheckedImage, second: CheckedImage) -> dict[str, Any]:
     prediction = predictor.compare(first.data, second.data)
-    crops = [_first_crop(prediction.get("faces")), _first_crop(_compared_faces(prediction))]
-    if crops[1] is None and prediction.get("distance") is not None:
-        crops[1] = _first_crop(predictor.predict(second.data, top_k=1, return_crops=True).get("faces"))
+    first_faces = prediction.get("faces") or []
+    compare_face = prediction.get("compare_face")
+    threshold = prediction.get("threshold")
     return {
         "filenames": (first.filename, second.filename),
         "distance": prediction.get("distance"),
         "same": prediction.get("same"),
-        "threshold": _threshold(predictor),
-        "crops": crops,
-        "faces_found": (len(prediction.get("faces") or []), len(_compared_faces(prediction))),
+        "threshold": threshold if isinstance(threshold, (int, float)) else _card_threshold(predictor),
+        "crops": [_crop_uri(first_faces[0] if first_faces else None), _crop_uri(compare_face)],
+        "faces_found": (len(first_faces), 1 if compare_face else 0),
     }
 
 
-def _compared_faces(prediction: dict[str, Any]) -> list[dict[str, Any]]:
-    compared = prediction.get("compare")
-    if isinstance(compared, dict):
-        return compared.get("faces") or []
-    return prediction.get("compare_faces") or []
-
-
-def _first_crop(faces: list[dict[str, Any]] | None) -> str | None:
-    for face in faces or []:
-        crop = face.get("crop")
-        if isinstance(crop, dict) and crop.get("b64"):
-            return f"data:image/png;base64,{crop['b64']}"
+def _crop_uri(face: dict[str, Any] | None) -> str | None:
+    crop = (face or {}).get("crop")
+    if isinstance(crop, dict) and crop.get("b64"):
+        return f"data:image/png;base64,{crop['b64']}"
     return None
 
 
-def _threshold(predictor: PredictorClient) -> float | None:
+def _card_threshold(predictor: PredictorClient) -> float | None:
     try:
         threshold = predictor.model_card().get("threshold")
     except (PredictorUnavailable, PredictorRejected):

@@ -76,7 +76,8 @@ class PredictorClient:
         return self._first_prediction(instance)
 
     def compare(self, first: bytes, second: bytes) -> dict[str, Any]:
-        """The V1 prediction for `first` compared with `second`: `distance`, `same`, faces with crops."""
+        """The V1 prediction for `first` compared with `second`: `distance`, `same`, `faces` and
+        `compare_face` with their crops, and the `threshold` when the predictor sends it."""
         instance = {"image": _b64(first), "compare": _b64(second), "return_crops": True}
         return self._first_prediction(instance)
 
@@ -85,7 +86,8 @@ class PredictorClient:
         predictions = body.get("predictions")
         if not isinstance(predictions, list) or not predictions:
             raise PredictorUnavailable(f"the predictor at {self.base_url} answered without predictions")
-        return predictions[0]
+        # The response-level threshold (the model's) belongs with each answer's `same` verdicts.
+        return {"threshold": body.get("threshold")} | predictions[0]
 
     def gallery(self) -> dict[str, Any]:
         return self._json("GET", f"/v1/models/{MODEL_NAME}/gallery")

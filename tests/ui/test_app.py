@@ -1,0 +1,187 @@
+"""The Flask app through its test client, against a live predictor process."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+from PIL import Image
+
+from ui_helpers import HOSTILE_NAME, csrf_token, free_port
+from ui.app import UiConfig, create_app
+
+
+def _upload(path: Path) -> tuple[io.BytesIO, str]:
+    return io.BytesIO(path.read_bytes()), path.name
+
+
+def _gallery_names(predictor_url: str) -> list[str]:
+    listing = requests.get(f"{predictor_url}/v1/models/facenet/gallery", timeout=10).json()
+    return [entry["identity"] for entry in listing["identities"]]
+
+
+def test_first_page_has_an_upload_form_and_security_headers(ui_client: FlaskClient) -> None:
+    page = ui_client.get("/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert 'enctype="multipart/form-data"' in html and 'type="file"' in html
+    assert 'name="csrf_token"' in html
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "<script>" not in html.replace('<script src="/static/app.js" defer></script>', "")
+
+
+def test_search_two_people_names_gallery_identities(
+    ui_client: FlaskClient, predictor_url: str, two_people_jpg: Path
+) -> None:
+    token = csrf_token(ui_client)
+    page = ui_client.post("/search", data={"csrf_token": token, "image": _upload(two_people_jpg)})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200, html
+    assert html.count('class="face face-') == 2
+    assert 'src="data:image/jpeg;base64,' in html  # the photo with its boxes drawn
+    assert any(name in html for name in _gallery_names(predictor_url))
+    assert html.count('class="match"') >= 2
+
+
+@pytest.mark.parametrize(
+    ("content", "filename", "expected"),
+    [
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 64, "corrupt.jpg", "could not be read as an image"),
+        (b"just some text", "notes.png", "could not be read as an image"),
+        (b"GIF89a", "animation.gif", "only .jpg, .jpeg and .png"),
+        (b"", "empty.jpg", "empty.jpg is empty"),
+    ],
+)
+def test_bad_upload_gets_a_friendly_page(ui_client: FlaskClient, content: bytes, filename: str, expected: str) -> None:
+    token = csrf_token(ui_client)
+    page = ui_client.post("/search", data={"csrf_token": token, "image": (io.BytesIO(content), filename)})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 400
+    assert expected in html and "Traceback" not in html
+
+
+def test_truncated_jpeg_is_refused(ui_client: FlaskClient, two_people_jpg: Path) -> None:
+    token = csrf_token(ui_client)
+    half = two_people_jpg.read_bytes()[: two_people_jpg.stat().st_size // 2]
+    page = ui_client.post("/search", data={"csrf_token": token, "image": (io.BytesIO(half), "half.jpg")})
+    assert page.status_code == 400
+    assert "corrupt or truncated" in page.get_data(as_text=True)
+
+
+def test_form_without_csrf_token_is_refused(ui_client: FlaskClient, two_people_jpg: Path) -> None:
+    page = ui_client.post("/search", data={"image": _upload(two_people_jpg)})
+    assert page.status_code == 400
+    assert "reload the page" in page.get_data(as_text=True)
+
+
+def test_oversize_upload_gets_a_friendly_413(predictor_url: str, two_people_jpg: Path) -> None:
+    client = create_app(UiConfig(predictor_url=predictor_url, max_upload_bytes=100_000)).test_client()
+    token = csrf_token(client)
+    page = client.post("/search", data={"csrf_token": token, "image": _upload(two_people_jpg)})
+    assert page.status_code == 413
+    assert "larger than" in page.get_data(as_text=True)
+
+
+def test_compare_shows_distance_verdict_and_both_crops(ui_client: FlaskClient, examples_dir: Path) -> None:
+    token = csrf_token(ui_client, "/compare")
+    data = {
+        "csrf_token": token,
+        "first": _upload(examples_dir / "obama.jpg"),
+        "second": _upload(examples_dir / "obama2.jpg"),
+    }
+    page = ui_client.post("/compare", data=data)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200, html
+    assert 'id="distance"' in html and 'id="threshold"' in html
+    assert ("same person" in html) != ("not the same" in html)
+    assert html.count('src="data:image/png;base64,') == 2
+
+
+def test_model_page_shows_card_and_roc(ui_client: FlaskClient, predictor_url: str) -> None:
+    card = requests.get(f"{predictor_url}/v1/models/facenet/card", timeout=10).json()
+    html = ui_client.get("/model").get_data(as_text=True)
+    assert f"{card['threshold']:.4f}" in html
+    roc = ui_client.get("/model/roc.png")
+    assert roc.status_code == 200 and roc.mimetype == "image/png"
+    assert Image.open(io.BytesIO(roc.data)).size[0] > 100
+
+
+def test_thumbnail_of_unknown_or_traversing_name_is_404(ui_client: FlaskClient) -> None:
+    assert ui_client.get("/gallery/thumbnail", query_string={"identity": "../../../etc/passwd"}).status_code == 404
+    assert ui_client.get("/static/../app.py").status_code == 404
+
+
+@pytest.fixture()
+def enrolled_cleanup(predictor_url: str) -> Iterator[list[str]]:
+    """Names a test enrols; removed afterwards so the shared gallery is left as found."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        requests.delete(f"{predictor_url}/v1/models/facenet/gallery", params={"identity": name}, timeout=10)
+
+
+def test_enrol_hostile_name_is_escaped_then_removed(
+    ui_client: FlaskClient, predictor_url: str, examples_dir: Path, enrolled_cleanup: list[str]
+) -> None:
+    enrolled_cleanup.append(HOSTILE_NAME)
+    token = csrf_token(ui_client, "/gallery")
+    data = {"csrf_token": token, "identity": HOSTILE_NAME, "images": [_upload(examples_dir / "biden.jpg")]}
+    page = ui_client.post("/gallery/enrol", data=data, follow_redirects=True)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200, html
+    assert HOSTILE_NAME in _gallery_names(predictor_url)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert HOSTILE_NAME not in html
+
+    page = ui_client.post("/gallery/remove", data={"csrf_token": token, "identity": HOSTILE_NAME}, follow_redirects=True)
+    assert page.status_code == 200
+    assert HOSTILE_NAME not in _gallery_names(predictor_url)
+
+
+def test_enrol_without_a_face_or_name_is_a_friendly_400(ui_client: FlaskClient, tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), "white").save(blank)
+    token = csrf_token(ui_client, "/gallery")
+    page = ui_client.post("/gallery/enrol", data={"csrf_token": token, "identity": "Nobody", "images": [_upload(blank)]})
+    assert page.status_code == 400
+    assert "refused to enrol" in page.get_data(as_text=True)
+    page = ui_client.post("/gallery/enrol", data={"csrf_token": token, "identity": "  ", "images": [_upload(blank)]})
+    assert page.status_code == 400
+    assert "Give the person a name" in page.get_data(as_text=True)
+
+
+def test_predictor_down_shows_a_banner_not_a_traceback(two_people_jpg: Path) -> None:
+    client = create_app(UiConfig(predictor_url=f"http://127.0.0.1:{free_port()}", timeout_s=2)).test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="predictor-down"' in page.get_data(as_text=True)
+    token = csrf_token(client)
+    page = client.post("/search", data={"csrf_token": token, "image": _upload(two_people_jpg)})
+    assert page.status_code == 503
+    assert 'id="predictor-down"' in page.get_data(as_text=True)
+    for path in ("/gallery", "/model"):
+        page = client.get(path)
+        assert page.status_code == 503 and "not reachable" in page.get_data(as_text=True)
+
+
+def test_slow_predictor_is_cut_off_by_the_timeout(two_people_jpg: Path) -> None:
+    # A socket that accepts connections (the kernel does) but never answers: a hung predictor.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        client = create_app(UiConfig(predictor_url=f"http://127.0.0.1:{hung.getsockname()[1]}", timeout_s=1)).test_client()
+        token = csrf_token(client)
+        started = time.monotonic()
+        page = client.post("/search", data={"csrf_token": token, "image": _upload(two_people_jpg)})
+        elapsed = time.monotonic() - started
+    assert page.status_code == 503
+    assert "did not answer within 1 s" in page.get_data(as_text=True)
+    assert elapsed < 8

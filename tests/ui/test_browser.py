@@ -1,0 +1,149 @@
+"""End to end in headless Chromium (Debian's, driven by Playwright): what a user clicks through."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
+from ui_helpers import HOSTILE_NAME
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+A_NUMBER = re.compile(r"^\d+\.\d+$")
+# These machines cannot download browser builds, nor reach the network: keep Chromium quiet and local.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watched:
+    """A page, the dialogs it opened and the errors its console reported (CSP violations among them)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.console_errors: list[str] = []
+        page.on("dialog", self._on_dialog)
+        page.on("console", self._on_console)
+
+    def _on_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.console_errors.append(message.text)
+
+
+@pytest.fixture()
+def watched(browser: Browser, artifacts_dir: Path, request: pytest.FixtureRequest) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    watched = Watched(context.new_page())
+    watched.page.set_default_timeout(30_000)
+    yield watched
+    watched.page.screenshot(path=artifacts_dir / f"{request.node.name}.png", full_page=True)
+    context.close()
+
+
+def _search(page: Page, image: Path) -> None:
+    page.set_input_files("#search-form input[type=file]", image)
+    page.click("#search-form button[type=submit]")
+
+
+def _enrol(page: Page, ui_url: str, name: str, image: Path) -> None:
+    page.goto(f"{ui_url}/gallery")
+    page.fill("input[name=identity]", name)
+    page.set_input_files("#enrol-form input[type=file]", image)
+    page.click("#enrol-form button[type=submit]")
+    expect(page.locator(".notice-ok")).to_contain_text("Enrolled")
+
+
+def _remove(page: Page, ui_url: str, name: str) -> None:
+    page.goto(f"{ui_url}/gallery")
+    page.get_by_role("button", name=f"remove {name}", exact=True).click()
+    expect(page.locator(".notice-ok")).to_contain_text("Removed")
+
+
+def test_upload_two_people_shows_two_faces_with_matches(watched: Watched, live_ui: str, two_people_jpg: Path) -> None:
+    page = watched.page
+    page.goto(live_ui)
+    _search(page, two_people_jpg)
+    faces = page.locator("#results .face")
+    expect(faces).to_have_count(2)
+    for index in range(2):
+        expect(faces.nth(index).locator(".match")).to_have_count(3)
+        expect(faces.nth(index).locator(".verdict").first).to_be_visible()
+    assert page.locator("#results img.annotated").evaluate("img => img.naturalWidth") > 0
+    assert watched.console_errors == []
+
+
+def test_compare_two_photos(watched: Watched, live_ui: str, examples_dir: Path) -> None:
+    page = watched.page
+    page.goto(f"{live_ui}/compare")
+    page.set_input_files("input[name=first]", examples_dir / "obama.jpg")
+    page.set_input_files("input[name=second]", examples_dir / "obama2.jpg")
+    expect(page.locator("[data-previews] img")).to_have_count(2)  # the JavaScript preview
+    page.click("#compare-form button[type=submit]")
+    expect(page.locator("#distance")).to_have_text(A_NUMBER)
+    expect(page.locator("#comparison img.crop")).to_have_count(2)
+    assert watched.console_errors == []
+
+
+def test_enrol_a_new_identity_then_find_it(watched: Watched, writable_ui: str, examples_dir: Path) -> None:
+    page = watched.page
+    name = f"Test Person {uuid.uuid4().hex[:6]}"
+    _enrol(page, writable_ui, name, examples_dir / "biden.jpg")
+    expect(page.locator("#identities .identity")).to_contain_text([name])
+    page.goto(writable_ui)
+    _search(page, examples_dir / "biden.jpg")
+    best = page.locator("#results .face").first.locator(".match").first
+    expect(best.locator(".identity")).to_have_text(name)
+    expect(best.locator(".verdict")).to_have_text("same person")
+    _remove(page, writable_ui, name)
+    expect(page.locator("#identities .identity", has_text=name)).to_have_count(0)
+
+
+def test_hostile_name_is_shown_as_text_and_never_runs(watched: Watched, writable_ui: str, examples_dir: Path) -> None:
+    page = watched.page
+    _enrol(page, writable_ui, HOSTILE_NAME, examples_dir / "biden.jpg")
+    expect(page.locator(".notice-ok")).to_contain_text(HOSTILE_NAME)
+    expect(page.locator("#identities .identity", has_text=HOSTILE_NAME)).to_have_count(1)
+    page.goto(writable_ui)
+    _search(page, examples_dir / "biden.jpg")
+    expect(page.locator("#results .identity", has_text=HOSTILE_NAME).first).to_be_visible()
+    _remove(page, writable_ui, HOSTILE_NAME)
+    assert watched.dialogs == []
+    assert page.evaluate("document.querySelectorAll('main script').length") == 0
+
+
+def test_banner_after_the_predictor_is_stopped(watched: Watched, doomed_predictor) -> None:
+    page = watched.page
+    page.goto(doomed_predictor.ui_url)
+    expect(page.locator("#predictor-down")).to_have_count(0)
+    doomed_predictor.stop()
+    page.goto(doomed_predictor.ui_url)
+    expect(page.locator("#predictor-down")).to_contain_text("unavailable")
+    page.goto(f"{doomed_predictor.ui_url}/gallery")
+    expect(page.locator("#predictor-down")).to_be_visible()
