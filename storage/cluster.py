@@ -142,6 +142,19 @@ def claim_mounts(config: StorageConfig, roles: tuple[str, ...]) -> list[k8s.V1Vo
     return [k8s.V1VolumeMount(name=role, mount_path=config.claim(role).mount_path) for role in roles]
 
 
+def split_pvc_uri(uri: str) -> tuple[str, str]:
+    """(claim, subpath) of `pvc://CLAIM/SUB/PATH`, as KServe's storageUri reads it."""
+    claim, _, subpath = uri.removeprefix("pvc://").partition("/")
+    if not uri.startswith("pvc://") or not claim or not subpath.strip("/"):
+        raise ValueError(f"{uri!r} is not a pvc://CLAIM/PATH URI (e.g. pvc://facesim-models/facenet/1)")
+    return claim, subpath.strip("/")
+
+
+def predictor_service_url(isvc_name: str, namespace: str) -> str:
+    """In-cluster address of an InferenceService's predictor (KServe's `<name>-predictor` Service, port 80)."""
+    return f"http://{isvc_name}-predictor.{namespace}.svc.cluster.local"
+
+
 def container_security_context() -> k8s.V1SecurityContext:
     """Non-root, no privilege escalation, no capabilities (the `restricted` Pod Security level)."""
     return k8s.V1SecurityContext(

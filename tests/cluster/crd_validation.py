@@ -34,7 +34,7 @@ def to_json_schema(node: Any) -> Any:
 
 @cache
 def crd_validator(crd_path: Path, version: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load(crd_path.read_text())
+    crd = yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # the KServe CRD is 2 MB
     for served in crd["spec"]["versions"]:
         if served["name"] == version:
             return jsonschema.Draft7Validator(to_json_schema(served["schema"]["openAPIV3Schema"]))

@@ -1,0 +1,257 @@
+"""The predictor on a cluster: a KServe InferenceService (custom predictor) and `facesim serve --backend cluster`.
+
+The model comes in through KServe's storage initializer: `STORAGE_URI=pvc://CLAIM/PATH` on the
+`kserve-container` mounts that PVC path read-only at /mnt/models. The gallery is written by the
+enrol endpoint, so it is a read-write mount of its PVC path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+
+from kserve import models as kserve_models
+from kubernetes import client as k8s
+
+from storage.cluster import (
+    ClusterConfig,
+    ClusterError,
+    Resources,
+    api_status,
+    container_security_context,
+    explain_api_error,
+    pod_security_context,
+    predictor_service_url,
+    split_pvc_uri,
+    to_manifest,
+)
+
+ISVC_API_VERSION = "serving.kserve.io/v1beta1"
+PREDICTOR_CONTAINER = "kserve-container"  # the name KServe expects for a custom predictor
+MODEL_NAME = "facenet"
+PREDICTOR_PORT = 8080
+KSERVE_MODEL_DIR = "/mnt/models"  # where KServe mounts the storageUri
+GALLERY_MOUNT = "/mnt/gallery"
+DEPLOYMENT_MODES = ("Standard", "RawDeployment", "Knative")  # RawDeployment: Standard's former name
+
+
+@dataclass
+class InferenceServiceConfig:
+    """The `facenet` predictor as an InferenceService."""
+
+    name: str = "facesim"
+    model_uri: str = "pvc://facesim-models/facenet/1"
+    gallery_uri: str = "pvc://facesim-models/galleries/lfw/1"
+    deployment_mode: str = "Standard"
+    min_replicas: int = 1
+    max_replicas: int = 1  # one writer of the gallery
+    resources: Resources = field(default_factory=lambda: Resources(cpu="1", memory="2Gi", cpu_limit="2", memory_limit="4Gi"))
+    predictor_args: tuple[str, ...] = ()  # more `python -m inference` options (e.g. --workers 2)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self) -> None:
+        if self.deployment_mode not in DEPLOYMENT_MODES:
+            raise ValueError(f"deployment mode must be one of {', '.join(DEPLOYMENT_MODES)}")
+        split_pvc_uri(self.model_uri)
+        split_pvc_uri(self.gallery_uri)
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise ValueError("replicas must satisfy 0 <= min <= max and max >= 1")
+
+    @property
+    def namespace(self) -> str:
+        return self.cluster.namespace
+
+
+def _probe(path: str, period: int, failures: int) -> k8s.V1Probe:
+    return k8s.V1Probe(
+        http_get=k8s.V1HTTPGetAction(path=path, port=PREDICTOR_PORT),
+        initial_delay_seconds=5, period_seconds=period, timeout_seconds=5, failure_threshold=failures,
+    )  # fmt: skip
+
+
+def predictor_container(config: InferenceServiceConfig) -> k8s.V1Container:
+    args = [
+        "--model_name", MODEL_NAME, "--model_dir", KSERVE_MODEL_DIR, "--gallery", GALLERY_MOUNT,
+        "--http_port", str(PREDICTOR_PORT), *config.predictor_args,
+    ]  # fmt: skip
+    return k8s.V1Container(
+        name=PREDICTOR_CONTAINER,
+        image=config.cluster.image("predictor"),
+        command=["python", "-m", "inference"],
+        args=args,
+        env=[k8s.V1EnvVar(name="STORAGE_URI", value=config.model_uri)],
+        ports=[k8s.V1ContainerPort(name="http1", container_port=PREDICTOR_PORT, protocol="TCP")],
+        readiness_probe=_probe("/v2/health/ready", period=5, failures=3),
+        liveness_probe=_probe("/v2/health/live", period=15, failures=4),
+        resources=config.resources.requirements(),
+        volume_mounts=[k8s.V1VolumeMount(name="gallery", mount_path=GALLERY_MOUNT, sub_path=split_pvc_uri(config.gallery_uri)[1])],
+        security_context=container_security_context(),
+    )
+
+
+def inference_service(config: InferenceServiceConfig) -> kserve_models.V1beta1InferenceService:
+    """The InferenceService resource (serving.kserve.io/v1beta1)."""
+    gallery_claim = split_pvc_uri(config.gallery_uri)[0]
+    return kserve_models.V1beta1InferenceService(
+        api_version=ISVC_API_VERSION,
+        kind="InferenceService",
+        metadata=k8s.V1ObjectMeta(
+            name=config.name,
+            namespace=config.namespace,
+            annotations={"serving.kserve.io/deploymentMode": config.deployment_mode},
+            labels={"app.kubernetes.io/part-of": "facesim", "app.kubernetes.io/name": "facesim-predictor"},
+        ),
+        spec=kserve_models.V1beta1InferenceServiceSpec(
+            predictor=kserve_models.V1beta1PredictorSpec(
+                min_replicas=config.min_replicas,
+                max_replicas=config.max_replicas,
+                containers=[predictor_container(config)],
+                volumes=[
+                    k8s.V1Volume(
+                        name="gallery",
+                        persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=gallery_claim),
+                    )
+                ],
+                security_context=pod_security_context(),
+            )
+        ),
+    )
+
+
+@dataclass
+class ReadyOptions:
+    timeout: int = 600
+    poll_interval: float = 10.0
+
+
+def _kserve_client(kubeconfig: str | None):
+    from kserve import KServeClient
+    from kubernetes.config import ConfigException
+
+    try:
+        return KServeClient(config_file=kubeconfig)
+    except (ConfigException, OSError) as error:
+        raise ClusterError(f"no usable kubeconfig ({error}); set KUBECONFIG or pass --kubeconfig") from error
+
+
+def deploy_inference_service(
+    config: InferenceServiceConfig, wait: bool = True, kubeconfig: str | None = None, options: ReadyOptions | None = None
+) -> str:
+    """Create the InferenceService, or replace it when it exists; with `wait`, wait until Ready.
+
+    Returns the predictor's in-cluster URL. Raises ClusterError with a message fit for the user.
+    """
+    options = options or ReadyOptions()
+    namespace, name = config.namespace, config.name
+    kserve_client = _kserve_client(kubeconfig)
+    resource = inference_service(config)
+    current = _current(kserve_client, namespace, name)
+    verb = "create" if current is None else "update"
+    try:
+        if current is None:
+            kserve_client.create(resource, namespace=namespace)
+            generation = None
+        else:
+            resource.metadata.resource_version = current["metadata"]["resourceVersion"]
+            generation = kserve_client.replace(name, resource, namespace=namespace)["metadata"].get("generation")
+    except RuntimeError as error:
+        if verb == "update" and api_status(error) == 409:
+            raise ClusterError(f"InferenceService {namespace}/{name} changed while updating it; run again") from None
+        raise explain_api_error(error, verb, "InferenceService", namespace, name) from None
+    print(f"InferenceService {namespace}/{name} {verb}d", file=sys.stderr)
+    if wait:
+        _wait_ready(kserve_client, namespace, name, generation, options)
+    return predictor_service_url(name, namespace)
+
+
+def _current(kserve_client, namespace: str, name: str) -> dict | None:
+    try:
+        return kserve_client.get(name, namespace=namespace)
+    except RuntimeError as error:
+        if api_status(error) == 404:
+            return None
+        raise explain_api_error(error, "get", "InferenceService", namespace, name) from None
+
+
+def _wait_ready(kserve_client, namespace: str, name: str, generation: int | None, options: ReadyOptions) -> None:
+    try:
+        kserve_client.wait_isvc_ready(
+            name, namespace=namespace, timeout_seconds=options.timeout,
+            polling_interval=options.poll_interval, expected_generation=generation,
+        )  # fmt: skip
+    except RuntimeError as error:
+        if "Timeout" in str(error):
+            raise ClusterError(
+                f"InferenceService {namespace}/{name} not Ready after {options.timeout} s; "
+                f"see `kubectl -n {namespace} describe inferenceservice {name}` and the predictor pod's logs"
+            ) from None
+        raise explain_api_error(error, "watch", "InferenceService", namespace, name) from None
+    print(f"InferenceService {namespace}/{name} is Ready", file=sys.stderr)
+
+
+# ---- `facesim serve --backend cluster` --------------------------------------------------
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `facesim serve --backend cluster` (for a parser that also takes the local ones)."""
+    defaults = InferenceServiceConfig()
+    add = parser.add_argument
+    add("--name", default=defaults.name, help="InferenceService name (default: %(default)s)")
+    add("--namespace", default=defaults.cluster.namespace, help="namespace (default: %(default)s)")
+    add("--image-registry", default=defaults.cluster.image_registry, help="registry of the facesim images")
+    add("--image-tag", default=defaults.cluster.image_tag, help="tag of the facesim images")
+    add("--deployment-mode", choices=DEPLOYMENT_MODES, default=defaults.deployment_mode,
+        help="KServe deployment mode (default: %(default)s)")  # fmt: skip
+    add("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    add("--timeout", type=int, default=ReadyOptions.timeout, help="seconds to wait for Ready (default: %(default)s)")
+    add("--no-wait", action="store_true", help="return once the InferenceService is created")
+    add("--dry-run", action="store_true", help="print the InferenceService as YAML and change nothing")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facesim serve --backend cluster",
+        description="Deploy the facenet predictor as a KServe InferenceService (create or update) and wait "
+        "until it is Ready. Other options are passed to the predictor container (e.g. --workers 2).",
+    )
+    defaults = InferenceServiceConfig()
+    parser.add_argument("--backend", choices=("cluster",), default="cluster", help=argparse.SUPPRESS)
+    parser.add_argument("--model", "--model_dir", dest="model", default=defaults.model_uri,
+                        help="model artifact as pvc://CLAIM/PATH (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--gallery", "--gallery_dir", dest="gallery", default=defaults.gallery_uri,
+                        help="gallery as pvc://CLAIM/PATH (default: %(default)s)")  # fmt: skip
+    add_cluster_arguments(parser)
+    return parser
+
+
+FIXED_PREDICTOR_OPTIONS = ("--port", "--http_port", "--model_name")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, predictor_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    fixed = [a for a in predictor_args if a.split("=")[0] in FIXED_PREDICTOR_OPTIONS]
+    if fixed:
+        parser.error(f"{', '.join(fixed)}: the InferenceService serves model {MODEL_NAME} on port {PREDICTOR_PORT}")
+    try:
+        config = InferenceServiceConfig(
+            name=args.name, model_uri=args.model, gallery_uri=args.gallery, deployment_mode=args.deployment_mode,
+            predictor_args=tuple(predictor_args),
+            cluster=ClusterConfig(namespace=args.namespace, image_registry=args.image_registry, image_tag=args.image_tag),
+        )  # fmt: skip
+    except ValueError as error:
+        parser.error(str(error))
+    if args.dry_run:
+        import yaml
+
+        print(yaml.safe_dump(to_manifest(inference_service(config)), sort_keys=False), end="")
+        return 0
+    try:
+        url = deploy_inference_service(config, wait=not args.no_wait, kubeconfig=args.kubeconfig,
+                                       options=ReadyOptions(timeout=args.timeout))  # fmt: skip
+    except ClusterError as error:
+        print(f"facesim serve: {error}", file=sys.stderr)
+        return 1
+    print(url)
+    return 0
