@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipeline.submit import Submission, submit
+    from pipeline.submit import Submission, describe_error, submit
 
     if not args.package.is_file():
         print(f"facesim pipeline submit: {args.package}: no such file (run `facesim pipeline compile`)", file=sys.stderr)
@@ -157,14 +157,10 @@ def _submit(args: argparse.Namespace) -> int:
     try:
         submitted = submit(submission)
     except Exception as error:  # the kfp client raises urllib3/ApiException/ValueError: all are the user's to fix
-        print(f"facesim pipeline submit: {args.host}: {_short(error)}", file=sys.stderr)
+        print(f"facesim pipeline submit: {args.host}: {describe_error(error)}", file=sys.stderr)
         return 1
     if submitted.pipeline_id:
         print(f"uploaded pipeline {args.upload} ({submitted.pipeline_id})")
     print(f"run {submitted.run_id} created: {submitted.run_url}")
     return 0
 
-
-def _short(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"

@@ -3,6 +3,7 @@ uploading the package to the pipeline registry."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,18 @@ def submit(submission: Submission) -> Submitted:
         service_account=submission.service_account,
     )
     return Submitted(result.run_id, f"{submission.host.rstrip('/')}/#/runs/details/{result.run_id}", pipeline_id)
+
+
+def describe_error(error: Exception) -> str:
+    """One line for the user: the API's status and message, or the error's first line."""
+    status = getattr(error, "status", None)
+    if status:
+        body = getattr(error, "body", None) or ""
+        try:
+            details = json.loads(body)
+            message = details.get("error") or details.get("message") or body
+        except (ValueError, AttributeError):
+            message = body
+        return f"HTTP {status} {getattr(error, 'reason', '') or ''}: {str(message).strip()}"
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
