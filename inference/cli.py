@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="gallery directory (default: the latest registered gallery)")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (same as --http_port)")
     parser.add_argument("--backend", choices=("local", "cluster"), default="local",
-                        help="local: run the server here; cluster: render/apply the InferenceService")
+                        help="local: run the server here; cluster: deploy the InferenceService "
+                        "(see `facesim serve --backend cluster --help`)")
     parser.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
     defaults = RequestLimits()
     parser.add_argument("--max-image-bytes", type=int, default=defaults.max_image_bytes,
@@ -48,12 +49,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def serve_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.backend == "cluster":
-        from inference.cluster import main as cluster_main
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", choices=("local", "cluster"), default="local")
+    if backend.parse_known_args(argv)[0].backend == "cluster":
+        from inference.cluster import main as cluster_main  # its own options (namespace, image, ...)
 
         return cluster_main(argv)
+    args = _parser().parse_args(argv)
     from inference.embedder import ModelError
     from inference.gallery import GalleryError
 

@@ -1,8 +1,116 @@
-"""Not built yet: see the open issues."""
+"""`facesim predict`: send an image (and optionally a second one to compare) to a running predictor."""
 
+from __future__ import annotations
+
+import argparse
+import base64
+import json
 import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from inference import MODEL_NAME
+
+DEFAULT_URL = "http://localhost:8080"
+
+
+class PredictorError(RuntimeError):
+    """The predictor was unreachable or refused the request; the message says which and why."""
+
+
+def predict_url(base_url: str) -> str:
+    """The V1 predict endpoint of a predictor base URL (a full predict URL is kept as given)."""
+    base_url = base_url.rstrip("/")
+    return base_url if base_url.endswith(":predict") else f"{base_url}/v1/models/{MODEL_NAME}:predict"
+
+
+def v1_request(image: bytes, compare: bytes | None = None, top_k: int = 3, return_crops: bool = False) -> dict:
+    instance: dict[str, Any] = {"image": {"b64": base64.b64encode(image).decode("ascii")}, "top_k": top_k}
+    if compare is not None:
+        instance["compare"] = {"b64": base64.b64encode(compare).decode("ascii")}
+    if return_crops:
+        instance["return_crops"] = True
+    return {"instances": [instance]}
+
+
+def predict(url: str, image: bytes, compare: bytes | None = None, top_k: int = 3, timeout_s: float = 60.0,
+            session: requests.Session | None = None) -> dict:
+    """POST one V1 instance; returns the JSON answer or raises PredictorError."""
+    endpoint = predict_url(url)
+    post = (session or requests).post
+    try:
+        response = post(endpoint, json=v1_request(image, compare, top_k), timeout=timeout_s)
+    except requests.RequestException as error:
+        raise PredictorError(f"cannot reach the predictor at {endpoint} ({type(error).__name__}); "
+                             "is `facesim serve` running there?") from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {"error": response.text[:200]}
+    if response.status_code != 200:
+        raise PredictorError(f"the predictor answered {response.status_code}: {answer.get('error', answer)}")
+    return answer
+
+
+def format_answer(answer: dict, image_name: str, compare_name: str | None = None) -> str:
+    """A readable table: one row per face, its box, detector score and top matches."""
+    prediction = answer["predictions"][0]
+    faces = prediction["faces"]
+    lines = [
+        f"{image_name}: {len(faces)} face{'s' if len(faces) != 1 else ''} "
+        f"(model {answer.get('model_version')}, gallery v{answer.get('gallery_version')}, "
+        f"same-person threshold {answer.get('threshold', float('nan')):.3f})"
+    ]
+    if faces:
+        lines.append(f"  {'#':>2}  {'box x, y, w, h':<22} {'score':>5}  top matches (distance, verdict)")
+    for number, face in enumerate(faces, 1):
+        box = ", ".join(f"{v:.0f}" for v in face["box"])
+        matches = "; ".join(
+            f"{m['identity']} {m['distance']:.3f} {'SAME' if m['same'] else 'different'}" for m in face["matches"]
+        ) or "(empty gallery)"
+        lines.append(f"  {number:>2}  {box:<22} {face['score']:>5.2f}  {matches}")
+    if compare_name is not None:
+        lines.append(_comparison_line(prediction, compare_name))
+    return "\n".join(lines)
+
+
+def _comparison_line(prediction: dict, compare_name: str) -> str:
+    if prediction.get("distance") is None:
+        missing = "the compared image" if prediction.get("compare_face") is None else "the first image"
+        return f"compare with {compare_name}: no face in {missing}, no verdict"
+    verdict = "SAME person" if prediction["same"] else "different people"
+    return f"compare with {compare_name}: distance {prediction['distance']:.3f} -> {verdict}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facesim predict", description="Ask a running predictor about an image.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("image", type=Path, help="JPEG/PNG image")
+    parser.add_argument("--compare", type=Path, default=None, help="second image: is it the same person?")
+    parser.add_argument("--url", default=DEFAULT_URL, help="predictor base URL (or its full :predict URL)")
+    parser.add_argument("--top-k", type=int, default=3, help="gallery matches per face")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
-    return 2
+    args = _parser().parse_args(argv)
+    try:
+        image = args.image.read_bytes()
+        compare = args.compare.read_bytes() if args.compare else None
+    except OSError as error:
+        print(f"facesim predict: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+        return 2
+    try:
+        answer = predict(args.url, image, compare, args.top_k, args.timeout)
+    except PredictorError as error:
+        print(f"facesim predict: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print(format_answer(answer, args.image.name, args.compare.name if args.compare else None))
+    return 0

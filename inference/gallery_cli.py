@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--limit-identities", type=int, default=None, help="keep the first N identities (by name)")
     build.add_argument("--identity", action="append", default=[], help="only this identity (repeatable)")
     build.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
+    build.add_argument("--register", metavar="NAME", default=None,
+                       help="also register the gallery in the local registry under NAME (what `facesim serve` "
+                       "uses by default is NAME=default)")
     show = commands.add_parser("list", help="list a gallery's identities and counts")
     show.add_argument("--gallery", required=True, type=Path, help="gallery directory")
     return parser
@@ -149,6 +152,11 @@ def _build_main(args: argparse.Namespace) -> int:
         print(f"  {len(report.images_without_face)} images without a usable face (skipped)")
     if report.identities_skipped:
         print(f"  {len(report.identities_skipped)} identities with fewer than {args.min_images} faces (skipped)")
+    if args.register:
+        from storage.paths import register_gallery
+
+        version = register_gallery(args.out, args.register)
+        print(f"registered as gallery {args.register} {version}")
     return 0
 
 

@@ -21,12 +21,13 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from faces.image import ImageError, decode_image
 from faces.preprocess import AlignedFace
+from inference import MODEL_NAME
 from inference.embedder import Embedder, ModelInfo, png_bytes, preprocessor_for, read_model_info, thumbnail_jpeg
 from inference.gallery import GalleryError, GalleryStore
 from inference.payload import Instance, RequestLimits, parse_v1, parse_v2
 from inference.search import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex, Match
 
-MODEL_NAME = "facenet"
+
 
 
 @dataclass
