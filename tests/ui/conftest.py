@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from ui_helpers import ARTIFACTS, start_ui, stop
+from ui_helpers import ARTIFACTS, DoomedPredictor, RunningPredictor, start_predictor, start_ui, stop
 
 from ui.app import UiConfig, create_app
 
@@ -39,3 +40,42 @@ def live_ui(predictor_url: str) -> Iterator[str]:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+def _own_predictor(model_dir: Path, gallery_dir: Path, yunet_path: Path, scratch: Path) -> RunningPredictor:
+    """A predictor of the tests' own on a copy of the tiny gallery, so enrolments touch nobody else's."""
+    gallery_copy = scratch / "gallery"
+    shutil.copytree(gallery_dir, gallery_copy)
+    return start_predictor(model_dir, gallery_copy, yunet_path)
+
+
+@pytest.fixture(scope="session")
+def writable_predictor(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    predictor = _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path_factory.mktemp("writable"))
+    yield predictor.url
+    predictor.stop()
+
+
+@pytest.fixture()
+def writable_client(writable_predictor: str) -> FlaskClient:
+    return create_app(UiConfig(predictor_url=writable_predictor, timeout_s=10)).test_client()
+
+
+@pytest.fixture(scope="session")
+def writable_ui(writable_predictor: str) -> Iterator[str]:
+    url, process = start_ui(writable_predictor)
+    yield url
+    stop(process)
+
+
+@pytest.fixture()
+def doomed_predictor(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path: Path
+) -> Iterator[DoomedPredictor]:
+    predictor = _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path)
+    ui_url, ui_process = start_ui(predictor.url)
+    yield DoomedPredictor(ui_url, predictor)
+    stop(ui_process)
+    predictor.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
-from ui_helpers import HOSTILE_NAME
+from ui_helpers import HOSTILE_NAME, DoomedPredictor
 
 pytestmark = pytest.mark.browser
 
@@ -138,7 +138,7 @@ def test_hostile_name_is_shown_as_text_and_never_runs(watched: Watched, writable
     assert page.evaluate("document.querySelectorAll('main script').length") == 0
 
 
-def test_banner_after_the_predictor_is_stopped(watched: Watched, doomed_predictor) -> None:
+def test_banner_after_the_predictor_is_stopped(watched: Watched, doomed_predictor: DoomedPredictor) -> None:
     page = watched.page
     page.goto(doomed_predictor.ui_url)
     expect(page.locator("#predictor-down")).to_have_count(0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -65,3 +67,38 @@ def start_ui(predictor_url: str) -> tuple[str, subprocess.Popen]:
     url = f"http://127.0.0.1:{port}"
     wait_until_up(f"{url}/healthz", process)
     return url, process
+
+
+@dataclass
+class RunningPredictor:
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def start_predictor(model_dir: Path, gallery_dir: Path, yunet_path: Path) -> RunningPredictor:
+    """`facesim serve` on a free port, as a user runs it; the gallery is changed in place by enrolments."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facesim", "serve", "--model", str(model_dir), "--gallery", str(gallery_dir),
+         "--port", str(port), "--yunet", str(yunet_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/v2/health/ready", process, timeout_s=120)
+    return RunningPredictor(url, process)
+
+
+@dataclass
+class DoomedPredictor:
+    """A predictor (with a UI in front) that its test stops halfway."""
+
+    ui_url: str
+    predictor: RunningPredictor
+
+    def stop(self) -> None:
+        self.predictor.stop()
