@@ -42,8 +42,8 @@ class PrepareReport:
     skipped: int = 0  # crops already in the cache
     detected: int = 0
     fallback: int = 0  # no face found, centre crop used
-    no_face: list[str] = field(default_factory=list)  # relative paths, no crop written
-    errors: dict[str, str] = field(default_factory=dict)  # relative path -> why it could not be read
+    no_face: list[str] = field(default_factory=list)  # "identity/file" of sources with no crop written
+    errors: dict[str, str] = field(default_factory=dict)  # "identity/file" -> why it could not be read
     median_ms: float | None = None  # detect + align per image, in the worker
 
     def summary(self) -> str:
@@ -98,16 +98,19 @@ def prepare_crops(
     if layout is not None:
         _copy_protocol_files(layout, out_dir)
 
+    for leftover in out_dir.glob("*/.*.partial.png"):  # crops a killed run was writing
+        leftover.unlink(missing_ok=True)
     report = PrepareReport(out_dir, description["detector_used"])
     known_no_face = set(manifest.get("no_face", []))
     todo = []
     for identity, source in dataset.images():
-        relative = f"{identity}/{source.stem}.png"
+        crop = out_dir / identity / f"{source.stem}.png"
+        relative = f"{identity}/{source.name}"  # how reports name the source image
         report.total += 1
-        if (out_dir / relative).exists() or relative in known_no_face:
+        if crop.exists() or relative in known_no_face:
             report.skipped += 1
         else:
-            todo.append((str(source), str(out_dir / relative), relative))
+            todo.append((str(source), str(crop), relative))
     timings: list[float] = []
     try:
         for result in _run(todo, config, workers, progress):
@@ -121,7 +124,9 @@ def prepare_crops(
 def _run(todo: list[tuple[str, str, str]], config: PreprocessConfig, workers: int, progress: bool):
     """Yield one result per image, in-process for one worker, else from a process pool."""
     bar = tqdm(total=len(todo), unit="img", desc="aligning", disable=not progress or not todo)
-    chunks = [todo[i : i + CHUNK_IMAGES] for i in range(0, len(todo), CHUNK_IMAGES)]
+    # Small chunks keep every worker busy on small jobs; up to CHUNK_IMAGES amortise the calls.
+    size = max(1, min(CHUNK_IMAGES, len(todo) // (4 * max(1, workers))))
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     with bar:
         if workers <= 1 or len(chunks) <= 1:
             preprocessor = FacePreprocessor(config)
