@@ -1,17 +1,109 @@
-"""Not built yet: see the open issues."""
+"""`facesim train`, `python -m training` (one worker) and `facesim evaluate`."""
 
+from __future__ import annotations
+
+import argparse
+import os
 import sys
+from pathlib import Path
+
+from training.config import add_config_arguments, config_from_namespace
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facesim train",
+        description="Train FaceNet embeddings with triplet loss on LFW (identity-disjoint protocol, DESIGN §3) "
+        "and export the model artifact (SavedModel + model.json) into --out. Prints metric lines "
+        "(loss=, val_accuracy=, ...). Rerun with the same --run-dir to resume from its last checkpoint.",
+    )
+    parser.add_argument("--backend", choices=("local", "cluster"), default="local",
+                        help="local: N worker processes here; cluster: a TFJob (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--job-name", default="facesim-train", help="TFJob name (cluster backend)")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (cluster backend; default: $KUBECONFIG)")
+    add_config_arguments(parser)
+    return parser
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
-    return 2
+    parser = _train_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_namespace(args)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.backend == "cluster":
+        return _train_on_cluster(config, args.job_name, args.kubeconfig)
+    from training.data import plan_run, prepare_run
+    from training.launcher import launch_local
+
+    try:
+        # Prepared once here, so that the workers find every crop in the cache.
+        prepare_run(config, plan_run(config))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"facesim train: {error}", file=sys.stderr)
+        return 2
+    return launch_local(config)
+
+
+def _train_on_cluster(config, job_name: str, kubeconfig: str | None) -> int:
+    from storage.cluster import ClusterError
+    from training.tfjob import TFJobConfig, submit_tfjob
+
+    try:
+        submit_tfjob(TFJobConfig(name=job_name, workers=config.workers, train_args=tuple(config.to_args())),
+                     kubeconfig=kubeconfig)  # fmt: skip
+    except ClusterError as error:
+        print(f"facesim train: {error}", file=sys.stderr)
+        return 1
+    return 0
+
 
 def worker_main(argv: list[str] | None = None) -> int:
-    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
-    return 2
+    """One worker (reads TF_CONFIG): the container entrypoint a TFJob runs."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="One training worker. Its cluster comes from TF_CONFIG (none: a single worker); worker 0 "
+        "is the chief and exports the model. Takes the options of `facesim train`.",
+    )
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_namespace(args)
+    except ValueError as error:
+        parser.error(str(error))
+    from training.worker import run_worker
+
+    try:
+        run_worker(config)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"python -m training: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
-    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
-    return 2
+    parser = argparse.ArgumentParser(
+        prog="facesim evaluate",
+        description="Score an exported model on LFW verification pairs at the threshold in its model.json; "
+        "prints accuracy=, auc=, tar_at_far_1e-3=, threshold= and the best threshold for these pairs.",
+    )
+    parser.add_argument("--model", required=True, type=Path, help="model directory (SavedModel + model.json)")
+    parser.add_argument("--data", required=True, type=Path, help="LFW root (or a crop cache prepared from it)")
+    parser.add_argument("--pairs", required=True, type=Path, help="pairs file (pairs.txt, pairsDevTest.txt, ...)")
+    parser.add_argument("--fold", type=int, help="score only this fold (1-based; fold 10 is the test fold)")
+    parser.add_argument("--limit-pairs", type=int, help="at most this many pairs, half same, half different")
+    parser.add_argument("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
+    parser.add_argument("--yunet-path", help="YuNet weights, when model.json's path does not exist here")
+    parser.add_argument("--prepare-workers", type=int, default=2, help="processes preparing crops")
+    args = parser.parse_args(argv)
+    from training.evaluate import EvaluateRequest, evaluate_model
+
+    try:
+        evaluate_model(EvaluateRequest(**vars(args)))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"facesim evaluate: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,141 @@
+"""The custom training loop under MultiWorkerMirroredStrategy (Keras 3 `fit` fails there, DESIGN §4).
+
+Mining sees the whole global batch: each replica all-gathers every replica's embeddings and
+labels, and computes the loss of the global batch. Its own embeddings are spliced back in
+un-gathered, so its gradient holds exactly its own samples' share of d(loss)/d(weights); the
+optimizer's SUM all-reduce then yields the gradient of the global-batch loss.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from facesim.metrics_lines import format_metric
+from training.augment import augment_batch
+from training.config import TrainConfig
+from training.distributed import WorkerInfo, worker_dir
+from training.losses import MINING_LOSSES, TripletLoss
+from training.model import build_embedding_model
+from training.sampler import PKSampler
+
+
+def global_triplet_loss(embeddings: tf.Tensor, labels: tf.Tensor, loss_fn: TripletLoss, margin: float) -> tf.Tensor:
+    """In a replica context: the triplet loss mined over every replica's samples."""
+    context = tf.distribute.get_replica_context()
+    replica = int(tf.get_static_value(context.replica_id_in_sync_group))
+    devices = context.strategy.extended.worker_devices
+    # Inside tf.function a tensor has no device yet, and all_gather needs one for its destination.
+    with tf.device(devices[replica % len(devices)]):
+        gathered = context.all_gather(tf.identity(tf.stop_gradient(embeddings)), axis=0)
+        all_labels = context.all_gather(tf.identity(labels), axis=0)
+    local = tf.shape(embeddings)[0]
+    start = replica * local
+    spliced = tf.concat([gathered[:start], embeddings, gathered[start + local:]], axis=0)
+    return loss_fn(all_labels, spliced, margin)
+
+
+@dataclass
+class TrainingState:
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step: tf.Variable
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    resumed_from: int
+
+
+def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir: Path) -> TrainingState:
+    """Model, optimizer and step counter, restored from the chief's latest checkpoint when there is one."""
+    with strategy.scope():
+        model = build_embedding_model(config.architecture, config.size, config.embedding_dim, config.seed)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    manager = tf.train.CheckpointManager(checkpoint, str(worker_dir(checkpoint_dir, info)), max_to_keep=2)
+    # Every worker restores the chief's checkpoint: the others' dirs are throwaway copies.
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    return TrainingState(model, optimizer, step, checkpoint, manager, int(step.numpy()))
+
+
+def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Callable:
+    loss_fn = MINING_LOSSES[config.mining]
+    model, optimizer = state.model, state.optimizer
+
+    def replica_step(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        if config.augment:
+            images = augment_batch(images, seed)
+        with tf.GradientTape() as tape:
+            embeddings = model(images, training=True)
+            loss = global_triplet_loss(embeddings, labels, loss_fn, config.margin)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        losses = strategy.run(replica_step, args=(images, labels, seed))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+
+    return train_step
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    loss: float
+    images_per_s: float  # this worker's share
+
+
+def run_training(
+    config: TrainConfig,
+    strategy,
+    info: WorkerInfo,
+    state: TrainingState,
+    images: np.ndarray,
+    sampler: PKSampler,
+    on_epoch_end: Callable[[EpochReport], None],
+) -> None:
+    """Steps from the restored step to the end; checkpoints every `checkpoint_steps` and each epoch end."""
+    train_step = make_train_step(config, strategy, state)
+    step = int(state.step.numpy())
+    while step < config.total_steps:
+        epoch = step // config.steps_per_epoch
+        epoch_end = (epoch + 1) * config.steps_per_epoch
+        losses: list[float] = []
+        started = time.perf_counter()
+        progress = tqdm(
+            total=config.steps_per_epoch, initial=step - epoch * config.steps_per_epoch, desc=f"epoch {epoch + 1}",
+            unit="step", file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 5.0, disable=not info.is_chief,
+        )
+        for step in range(step, epoch_end):
+            share = sampler.batch(step).share(info.index, info.workers)
+            seed = tf.constant([config.seed, step * info.workers + info.index], dtype=tf.int32)
+            loss = train_step(tf.constant(images[share.indices], tf.float32), tf.constant(share.labels), seed)
+            losses.append(float(loss))
+            state.step.assign(step + 1)
+            progress.update(1)
+            progress.set_postfix(loss=f"{losses[-1]:.4f}")
+            if config.checkpoint_steps and (step + 1) % config.checkpoint_steps == 0 and step + 1 < epoch_end:
+                state.manager.save(checkpoint_number=step + 1)
+        progress.close()
+        step = epoch_end
+        state.manager.save(checkpoint_number=step)
+        elapsed = time.perf_counter() - started
+        seen = len(losses) * config.global_batch // info.workers
+        on_epoch_end(EpochReport(epoch + 1, float(np.mean(losses)), seen / max(elapsed, 1e-9)))
+
+
+def print_metric(name: str, value: float) -> None:
+    print(format_metric(name, value), flush=True)

@@ -1,0 +1,59 @@
+"""model.json for a trained model: what serving needs (size, threshold, preprocessing) and what it was made from."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from facesim import __version__
+from storage.model_card import ModelCard, save_model_card
+from training.config import TrainConfig
+from training.data import RunData
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_version() -> str:
+    """Package version, plus the git commit when running from a checkout (containers have none)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def write_model_card(
+    out: Path, config: TrainConfig, data: RunData, threshold: float, metrics: dict[str, float], workers: int
+) -> Path:
+    training = {
+        "data": str(data.source),
+        "crops": str(data.cache_dir),
+        "protocol": "LFW View 2, identity-disjoint: train people.txt sets 1-8, "
+        "threshold on pairs.txt fold 9 (val), test on fold 10 (DESIGN §3)",
+        "identities": len(data.train_names),
+        "images_seen": config.total_steps * config.global_batch,
+        "val_pairs": len(data.val.same),
+        "test_pairs": len(data.test.same),
+        "workers": workers,
+        "params": {
+            "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch, "mining": config.mining,
+            "identities_per_batch": config.identities_per_batch, "images_per_identity": config.images_per_identity,
+            "learning_rate": config.learning_rate, "optimizer": "adam", "augment": config.augment, "seed": config.seed,
+            "max_identities": config.max_identities,
+        },  # fmt: skip
+        "notes": dict(config.metadata),
+    }
+    card = ModelCard(
+        image_size=config.size,
+        embedding_dim=config.embedding_dim,
+        margin=config.margin,
+        architecture=config.architecture,
+        preprocessing=data.preprocessing,
+        threshold=float(threshold),
+        training=training,
+        metrics={name: float(value) for name, value in metrics.items()},
+        code_version=code_version(),
+    )
+    return save_model_card(out, card)

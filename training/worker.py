@@ -1,0 +1,94 @@
+"""One training worker, start to end: what `python -m training` (and so every TFJob pod) runs.
+
+The strategy is created first (it reads TF_CONFIG). Every worker trains; only the chief
+evaluates, prints metric lines, writes TensorBoard logs and exports the model artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tensorflow as tf
+
+from training.config import TrainConfig
+from training.data import PairSet, RunData, load_run_data
+from training.distributed import WorkerInfo, configure_threads, make_strategy, worker_info
+from training.evaluation import Verification, squared_distances, verify
+from training.export import embed_with, export_saved_model
+from training.loop import EpochReport, TrainingState, create_state, print_metric, run_training
+from training.model_card import write_model_card
+from training.plots import plot_embedding_map, plot_roc
+
+
+def evaluate_pairs(model, pairs: PairSet, threshold: float | None = None) -> Verification:
+    embeddings = embed_with(model, pairs.images)
+    return verify(squared_distances(embeddings[pairs.first], embeddings[pairs.second]), pairs.same, threshold)
+
+
+@dataclass
+class ChiefReporter:
+    """The chief's per-epoch validation, metric lines and TensorBoard scalars."""
+
+    state: TrainingState
+    data: RunData
+    log_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    last_validation: Verification | None = None
+
+    def __post_init__(self) -> None:
+        self.writer = tf.summary.create_file_writer(str(self.log_dir))
+
+    def on_epoch_end(self, report: EpochReport) -> None:
+        self.last_validation = evaluate_pairs(self.state.model, self.data.val)
+        metrics = {"epoch": report.epoch, "loss": report.loss, **self.last_validation.metrics("val"),
+                   "images_per_s_per_worker": report.images_per_s}  # fmt: skip
+        self.report(metrics, step=report.epoch)
+        self.history.append(metrics)
+
+    def report(self, metrics: dict[str, float], step: int) -> None:
+        with self.writer.as_default():
+            for name, value in metrics.items():
+                print_metric(name, value)
+                if name != "epoch":
+                    tf.summary.scalar(name, value, step=step)
+        self.writer.flush()
+
+
+def run_worker(config: TrainConfig) -> Path | None:
+    """Train (resuming from the run dir's checkpoint); the chief returns the exported model dir."""
+    configure_threads(config.threads)
+    strategy = make_strategy()
+    info = worker_info()
+    data = load_run_data(config)
+    run_dir = config.resolved_run_dir()
+    state = create_state(config, strategy, info, run_dir / "checkpoints")
+    if state.resumed_from:
+        print(f"resumed from the checkpoint at step {state.resumed_from} of {config.total_steps}", flush=True)
+    reporter = ChiefReporter(state, data, run_dir / "logs" / "train") if info.is_chief else None
+    run_training(config, strategy, info, state, data.train_images, data.sampler,
+                 reporter.on_epoch_end if reporter else lambda report: None)  # fmt: skip
+    if reporter is None:
+        return None
+    return finish(config, info, state, data, reporter)
+
+
+def finish(config: TrainConfig, info: WorkerInfo, state: TrainingState, data: RunData, reporter: ChiefReporter) -> Path:
+    """Chief only: test figures at the validation threshold, pictures, SavedModel and model.json."""
+    validation = reporter.last_validation
+    if validation is None:  # resumed after the last epoch: nothing validated in this process yet
+        validation = evaluate_pairs(state.model, data.val)
+        reporter.report(validation.metrics("val"), step=config.epochs)
+    test = evaluate_pairs(state.model, data.test, threshold=validation.threshold)
+    test_metrics = {k: v for k, v in test.metrics("test").items() if k != "test_threshold"}
+    reporter.report(test_metrics, step=config.epochs)
+    out = Path(config.out)
+    export_saved_model(state.model, out, config.size)
+    plot_roc({"validation (fold 9)": validation.roc, "test (fold 10)": test.roc}, out / "roc.png")
+    plot_embedding_map(embed_with(state.model, data.map_images), data.map_names, out / "embedding_map.png")
+    metrics = {**validation.metrics("val"), **test_metrics}
+    if reporter.history:
+        metrics["loss"] = reporter.history[-1]["loss"]
+    write_model_card(out, config, data, validation.threshold, metrics, workers=info.workers)
+    print(f"model exported to {out}", flush=True)
+    return out
