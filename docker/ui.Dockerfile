@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# facesim ui image: the Flask front end, python -m ui --predictor URL (no TensorFlow).
+# Build from the repository root (docs/cluster.md):
+#   docker build -f docker/ui.Dockerfile -t REGISTRY/facesim-ui:TAG .
+# Pinned base (exact tag; pin a digest with --build-arg PYTHON_IMAGE=python@sha256:... if your policy asks).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/home/facesim \
+    FACESIM_HOME=/home/facesim/.facesim
+
+# The non-root user every facesim pod runs as (runAsUser 1000 in the generated resources).
+RUN groupadd --gid 1000 facesim \
+    && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/facesim --shell /bin/sh facesim
+
+WORKDIR /opt/facesim
+COPY pyproject.toml constraints.txt README.md ./
+COPY facesim ./facesim
+COPY faces ./faces
+COPY storage ./storage
+COPY training ./training
+COPY tuning ./tuning
+COPY inference ./inference
+COPY ui ./ui
+COPY pipeline ./pipeline
+# Only this component's extra, at the versions tested together (constraints.txt).
+RUN pip install --constraint constraints.txt ".[ui]"
+
+USER 1000:1000
+EXPOSE 5000
+ENTRYPOINT ["python", "-m", "ui"]
+CMD ["--port", "5000"]

@@ -1,0 +1,48 @@
+"""The images (Docker cannot run here): pinned base, non-root user, only the component's extra, the right entrypoint."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = {"trainer": "training", "predictor": "inference", "ui": "ui"}
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+@pytest.mark.parametrize("image, extra", IMAGES.items())
+def test_image_is_pinned_non_root_and_installs_only_its_extra(image: str, extra: str) -> None:
+    steps = instructions(REPO / "docker" / f"{image}.Dockerfile")
+    base = next(args for op, args in steps if op == "ARG" and args.startswith("PYTHON_IMAGE="))
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim(-\w+)?|PYTHON_IMAGE=python@sha256:[0-9a-f]{64}", base)
+    users = [args for op, args in steps if op == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    installs = [args for op, args in steps if op == "RUN" and "pip install" in args]
+    assert installs == [f'pip install --constraint constraints.txt ".[{extra}]"']
+    assert extra in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    # The user switch comes after installing (root installs) and before anything runs.
+    ops = [op for op, _ in steps]
+    assert ops.index("USER") > max(i for i, (op, args) in enumerate(steps) if "pip install" in args)
+
+
+def test_images_match_what_the_resources_run() -> None:
+    from inference.cluster import PREDICTOR_PORT
+    from storage.cluster import NON_ROOT_UID
+    from training.tfjob import TFJOB_PORT
+    from ui.cluster import UI_PORT
+
+    ports = {"trainer": TFJOB_PORT, "predictor": PREDICTOR_PORT, "ui": UI_PORT}
+    for image, port in ports.items():
+        steps = instructions(REPO / "docker" / f"{image}.Dockerfile")
+        assert ("EXPOSE", str(port)) in steps
+        assert any(op == "RUN" and f"--uid {NON_ROOT_UID}" in args for op, args in steps)
+        assert dict(steps)["USER"] == f"{NON_ROOT_UID}:{NON_ROOT_UID}"

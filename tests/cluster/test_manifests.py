@@ -1,0 +1,172 @@
+"""`facesim manifests --out DIR` (issue 6 acceptance): every resource rendered and validated as a cluster would."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from crd_validation import crd_errors
+
+from facesim.cli import main as facesim_main
+from tuning.katib import experiment_problems
+
+K8S_VERSION = kubernetes_validate.latest_version()
+OPTIONS = [
+    "--namespace", "faces-prod", "--image-registry", "registry.example.com/ml", "--image-tag", "2026.11",
+    "--nfs-server", "10.0.0.5", "--nfs-share", "/srv/nfs/facesim", "--workers", "4", "--model-version", "3",
+    "--algorithm", "grid", "--trials", "9", "--ui-replicas", "2",
+]  # fmt: skip
+CRDS = {"TFJob": "kubeflow.org_tfjobs.yaml", "InferenceService": "serving.kserve.io_inferenceservices.yaml"}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+    out = tmp_path_factory.mktemp("manifests")
+    assert facesim_main(["manifests", "--out", str(out), *OPTIONS]) == 0
+    return {path.name: list(yaml.safe_load_all(path.read_text())) for path in sorted(out.glob("*.yaml"))}
+
+
+def by_kind(rendered: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    kinds: dict[str, list[dict]] = {}
+    for documents in rendered.values():
+        for document in documents:
+            kinds.setdefault(document["kind"], []).append(document)
+    return kinds
+
+
+def test_one_file_per_kind_or_component(rendered: dict[str, list[dict]]) -> None:
+    assert set(rendered) == {
+        "namespace.yaml", "storageclass.yaml", "pvcs.yaml", "rbac.yaml", "tfjob.yaml", "experiment.yaml",
+        "inferenceservice.yaml", "ui.yaml",
+    }  # fmt: skip
+    assert [d["kind"] for d in rendered["ui.yaml"]] == ["Deployment", "Service"]
+    assert [d["kind"] for d in rendered["rbac.yaml"]] == ["ServiceAccount", "Role", "RoleBinding"]
+
+
+def test_custom_resources_pass_the_official_crds(rendered: dict[str, list[dict]], crds_dir: Path) -> None:
+    kinds = by_kind(rendered)
+    for kind, crd in CRDS.items():
+        (resource,) = kinds[kind]
+        assert crd_errors(resource, crds_dir / crd) == [], kind
+    (search,) = kinds["Experiment"]
+    assert experiment_problems(search) == []
+    assert crd_errors(search, crds_dir / "kubeflow.org_experiments.yaml") == []
+
+
+def test_core_kinds_pass_kubernetes_schemas(rendered: dict[str, list[dict]]) -> None:
+    core = [d for d in sum(rendered.values(), []) if d["kind"] not in ("TFJob", "InferenceService", "Experiment")]
+    assert {d["kind"] for d in core} == {
+        "Namespace", "StorageClass", "PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding",
+        "Deployment", "Service",
+    }  # fmt: skip
+    for document in core:
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+
+
+def test_kubernetes_validate_rejects_broken_core_resources(rendered: dict[str, list[dict]]) -> None:
+    claim = copy.deepcopy(rendered["pvcs.yaml"][0])
+    claim["spec"]["accessModes"] = "ReadWriteMany"  # a string, not a list
+    deployment = copy.deepcopy(rendered["ui.yaml"][0])
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}  # misspelt field
+    for broken in (claim, deployment):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_nfs_storage_class_and_read_write_many_claims(rendered: dict[str, list[dict]]) -> None:
+    (storage_class,) = rendered["storageclass.yaml"]
+    assert storage_class["provisioner"] == "nfs.csi.k8s.io"
+    assert storage_class["parameters"] == {"server": "10.0.0.5", "share": "/srv/nfs/facesim"}
+    claims = rendered["pvcs.yaml"]
+    assert {c["metadata"]["name"] for c in claims} == {"facesim-data", "facesim-runs", "facesim-models"}
+    for claim in claims:
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+        assert claim["spec"]["storageClassName"] == storage_class["metadata"]["name"]
+        assert claim["metadata"]["namespace"] == "faces-prod"
+
+
+def test_rbac_grants_the_pipeline_exactly_its_resources(rendered: dict[str, list[dict]]) -> None:
+    account, role, binding = rendered["rbac.yaml"]
+    granted = {(group, resource): set(rule["verbs"]) for rule in role["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}  # fmt: skip
+    assert set(granted) == {
+        ("kubeflow.org", "tfjobs"), ("kubeflow.org", "experiments"), ("kubeflow.org", "trials"),
+        ("serving.kserve.io", "inferenceservices"), ("", "pods"), ("", "pods/log"),
+    }  # fmt: skip
+    assert {"create", "get", "watch", "delete"} <= granted[("kubeflow.org", "tfjobs")]
+    assert {"create", "get", "watch"} <= granted[("kubeflow.org", "experiments")]
+    assert {"create", "get", "update", "watch"} <= granted[("serving.kserve.io", "inferenceservices")]
+    assert granted[("", "pods/log")] == {"get"}
+    assert all("*" not in verbs for verbs in granted.values())
+    assert role["kind"] == "Role"  # namespaced: nothing outside the pipeline's namespace
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "faces-prod"}]
+
+
+def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dict]]) -> None:
+    kinds = by_kind(rendered)
+    (job,) = kinds["TFJob"]
+    worker = job["spec"]["tfReplicaSpecs"]["Worker"]
+    assert worker["replicas"] == 4
+    command = worker["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--out") + 1] == "/mnt/models/facenet/3"
+    assert worker["template"]["spec"]["containers"][0]["image"] == "registry.example.com/ml/facesim-trainer:2026.11"
+    (isvc,) = kinds["InferenceService"]
+    container = isvc["spec"]["predictor"]["containers"][0]
+    assert container["env"] == [{"name": "STORAGE_URI", "value": "pvc://facesim-models/facenet/3"}]
+    (search,) = kinds["Experiment"]
+    assert search["spec"]["algorithm"]["algorithmName"] == "grid" and search["spec"]["maxTrialCount"] == 9
+    (ui,) = kinds["Deployment"]
+    assert ui["spec"]["replicas"] == 2
+    ui_command = ui["spec"]["template"]["spec"]["containers"][0]["command"]
+    isvc_url = f"http://{isvc['metadata']['name']}-predictor.faces-prod.svc.cluster.local"
+    assert ui_command[ui_command.index("--predictor") + 1] == isvc_url
+    (namespace,) = kinds["Namespace"]
+    assert namespace["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
+    namespaced = [d for d in sum(rendered.values(), []) if d["kind"] not in ("Namespace", "StorageClass")]
+    assert {d["metadata"]["namespace"] for d in namespaced} == {"faces-prod"}
+
+
+def test_every_workload_runs_as_non_root(rendered: dict[str, list[dict]]) -> None:
+    kinds = by_kind(rendered)
+    pods = [
+        kinds["TFJob"][0]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"],
+        kinds["Experiment"][0]["spec"]["trialTemplate"]["trialSpec"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"],
+        kinds["InferenceService"][0]["spec"]["predictor"],
+        kinds["Deployment"][0]["spec"]["template"]["spec"],
+    ]
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            assert container["securityContext"]["runAsNonRoot"] is True
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--namespace", "Faces_Prod"], "is not a DNS label"),
+        (["--nfs-share", "srv/nfs"], "must be an absolute path"),
+        (["--algorithm", "annealing"], "unknown algorithm"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--deployment-mode", "Serverless"], "deployment mode must be one of"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(tmp_path: Path, capsys, bad: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        facesim_main(["manifests", "--out", str(tmp_path), *bad])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_out_is_exit_1(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert facesim_main(["manifests", "--out", str(blocker / "sub")]) == 1
+    assert "cannot write to" in capsys.readouterr().err
