@@ -9,7 +9,7 @@ every facesim pod mounts at the same paths (storage/cluster.py).
 
 from __future__ import annotations
 
-import json
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -145,47 +145,46 @@ class TuningRequest:
 
 def tune(crops: str, backend: str, work_root: str, run_name: str, request: TuningRequest,
          options: TrainingOptions) -> tuple[Hyperparameters, dict[str, float]]:  # fmt: skip
-    """The best hyper-parameters of a search (tuning/space.py) and the best trial's metrics."""
+    """The best hyper-parameters of a search (tuning/space.py): local optuna trials or a Katib
+    Experiment (`facesim tune --backend ...`); also the best trial's objective."""
+    from tuning.best import read_best_params
+
     layout = RunLayout.for_run(backend, work_root, run_name)
-    if check_backend(backend) == "cluster":
-        raise StepFailed("tuning on a cluster needs tuning/katib.py, which has not landed yet")
     run_facesim([
-        "tune", "--backend", "local", "--data", crops, "--out", str(layout.tuning),
-        "--trials", str(request.trials), "--algorithm", request.algorithm, "--workers", str(request.workers),
-        "--epochs", str(request.epochs), "--steps-per-epoch", str(request.steps_per_epoch),
+        "tune", "--backend", backend, "--data", crops, "--out", str(layout.tuning), "--trials", str(request.trials),
+        "--algorithm", request.algorithm, "--workers", str(request.workers), "--epochs", str(request.epochs),
+        "--steps-per-epoch", str(request.steps_per_epoch),
+        *(["--experiment-name", resource_name(run_name, "tune")] if backend == "cluster" else []),
         "--", *options.args(),
     ])  # fmt: skip
-    from tuning.local import BEST_PARAMS_FILE
-
-    best = json.loads((layout.tuning / BEST_PARAMS_FILE).read_text())
-    params = best["parameters"]
+    best = read_best_params(layout.tuning)
+    params = best.parameters
     chosen = Hyperparameters(float(params["margin"]), int(params["embedding_size"]), float(params["learning_rate"]))
-    report(f"best of {request.trials} trials: {best['objective']['name']}={best['objective']['value']:.4f} {chosen}")
-    return chosen, {best["objective"]["name"]: float(best["objective"]["value"])}
+    report(f"best of {request.trials} trials: {best.objective}={best.value:.4f} {chosen}")
+    return chosen, {best.objective: best.value}
 
 
 def train(crops: str, backend: str, work_root: str, run_name: str, workers: int, epochs: int, steps_per_epoch: int,
           hyper: Hyperparameters, options: TrainingOptions) -> tuple[str, dict[str, float]]:  # fmt: skip
-    """Train and export the model artifact; returns its directory and the last metrics printed."""
+    """Train (local worker processes or a TFJob: `facesim train --backend ...`) and export the model
+    artifact; returns its directory and the last metrics printed."""
     layout = RunLayout.for_run(backend, work_root, run_name)
-    args = [
-        "--data", crops, "--out", str(layout.model), "--workers", str(workers), "--epochs", str(epochs),
-        "--steps-per-epoch", str(steps_per_epoch), "--margin", str(hyper.margin),
-        "--embedding-dim", str(hyper.embedding_dim), "--learning-rate", str(hyper.learning_rate), *options.args(),
-    ]  # fmt: skip
-    if check_backend(backend) == "cluster":
-        return str(layout.model), _train_on_cluster(run_name, workers, args)
-    metrics = latest_metrics(run_facesim(["train", "--backend", "local", *args]))
+    lines = run_facesim([
+        "train", "--backend", check_backend(backend), "--data", crops, "--out", str(layout.model),
+        "--workers", str(workers), "--epochs", str(epochs), "--steps-per-epoch", str(steps_per_epoch),
+        "--margin", str(hyper.margin), "--embedding-dim", str(hyper.embedding_dim),
+        "--learning-rate", str(hyper.learning_rate), *options.args(),
+        *(["--job-name", resource_name(run_name, "train")] if backend == "cluster" else []),
+    ])  # fmt: skip
+    metrics = latest_metrics(lines)
     report(f"model exported to {layout.model} (val_accuracy={metrics.get('val_accuracy', float('nan')):.4f})")
     return str(layout.model), metrics
 
 
-def _train_on_cluster(run_name: str, workers: int, args: list[str]) -> dict[str, float]:
-    from training.tfjob import TFJobConfig, submit_tfjob
-
-    name = submit_tfjob(TFJobConfig(name=f"{run_name}-train", workers=workers, train_args=tuple(args)), wait=True)
-    report(f"TFJob {name} succeeded")
-    return {}
+def resource_name(run_name: str, role: str) -> str:
+    """A Kubernetes name (DNS-1123, at most 63 characters) for this run's TFJob or Experiment."""
+    base = re.sub(r"[^a-z0-9-]+", "-", run_name.lower()).strip("-")
+    return f"{base[: 62 - len(role)].rstrip('-')}-{role}"
 
 
 def evaluate(model_dir: str, crops: str) -> dict[str, float]:
@@ -199,10 +198,11 @@ def evaluate(model_dir: str, crops: str) -> dict[str, float]:
 
 def build_gallery(model_dir: str, data: str, backend: str, work_root: str, run_name: str,
                   identities: int, images_per_identity: int) -> str:  # fmt: skip
-    """Embed identity folders of `data` into a gallery artifact; returns its directory."""
+    """Embed the identity folders of `data` (an LFW root or a folder of identity folders) into a
+    gallery artifact; returns its directory."""
     layout = RunLayout.for_run(backend, work_root, run_name)
     run_facesim([
-        "gallery", "build", "--model", model_dir, "--data", str(identity_folders(Path(data))),
+        "gallery", "build", "--model", model_dir, "--data", data,
         "--out", str(layout.gallery), "--limit-identities", str(identities),
         "--max-images-per-identity", str(images_per_identity),
     ])  # fmt: skip
@@ -210,21 +210,18 @@ def build_gallery(model_dir: str, data: str, backend: str, work_root: str, run_n
     return str(layout.gallery)
 
 
-def identity_folders(data: Path) -> Path:
-    """The folder of identity folders inside an LFW-layout root (or the root itself)."""
-    from storage.lfw import LfwLayout
-
-    try:
-        return Path(LfwLayout.find(data).images)
-    except (FileNotFoundError, ValueError):
-        return data
-
-
 def deploy(model_dir: str, gallery_dir: str, backend: str, service_name: str) -> str:
     """Make the model and gallery what the predictor serves: registered in the local registry
-    (where `facesim serve` finds the latest), or an InferenceService on the cluster."""
+    (where `facesim serve` finds the latest), or an InferenceService on the cluster (`facesim serve
+    --backend cluster`); returns what was deployed."""
     if check_backend(backend) == "cluster":
-        raise StepFailed("deploying on a cluster needs inference/cluster.py, which has not landed yet")
+        lines = run_facesim([
+            "serve", "--backend", "cluster", "--model", pvc_uri(model_dir), "--gallery", pvc_uri(gallery_dir),
+            "--name", service_name,
+        ])  # fmt: skip
+        url = lines[-1].strip()
+        report(f"InferenceService {service_name} is ready at {url}")
+        return url
     from storage.paths import register_gallery, register_model
 
     model_version = register_model(Path(model_dir))
@@ -232,3 +229,14 @@ def deploy(model_dir: str, gallery_dir: str, backend: str, service_name: str) ->
     report(f"registered model version {model_version} and gallery version {gallery_version}: "
            "`facesim serve` now serves them")  # fmt: skip
     return f"model {model_version}, gallery {gallery_version}"
+
+
+def pvc_uri(path: str) -> str:
+    """`pvc://CLAIM/SUBPATH` of a path under one of the facesim PVC mounts (what KServe takes)."""
+    from storage.cluster import StorageConfig
+
+    for claim in StorageConfig().claims:
+        mount = Path(claim.mount_path)
+        if Path(path).is_relative_to(mount):
+            return f"pvc://{claim.name}/{Path(path).relative_to(mount)}"
+    raise StepFailed(f"{path} is on no facesim volume ({', '.join(c.mount_path for c in StorageConfig().claims)})")

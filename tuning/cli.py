@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--steps-per-epoch", type=int, default=50, help="steps per epoch (default: %(default)s)")
     add("--grid-points", type=int, default=3, help="grid values per continuous parameter (default: %(default)s)")
     add("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
+    cluster = parser.add_argument_group("cluster backend (Katib)")
+    cluster.add_argument("--experiment-name", default="facesim-tune", help="Experiment name (default: %(default)s)")
+    cluster.add_argument("--namespace", default="facesim", help="namespace (default: %(default)s)")
+    cluster.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     return parser
 
 
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(own)
     if args.backend == "cluster":
-        return _run_cluster(args, train_args)
+        return _run_cluster(args, train_args, parser)
     if not args.data:
         parser.error("give --data DIR (an LFW-layout root or a prepared crop cache) or set FACESIM_LFW")
     if not Path(args.data).is_dir():
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
-    from tuning.local import BEST_PARAMS_FILE, LocalTuneConfig, TuningFailed, results_table, tune_locally
+    from tuning.best import BEST_PARAMS_FILE
+    from tuning.local import LocalTuneConfig, TuningFailed, results_table, tune_locally
 
     try:
         config = LocalTuneConfig(
@@ -98,6 +103,35 @@ def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse
     return 0
 
 
-def _run_cluster(args: argparse.Namespace, train_args: list[str]) -> int:
-    print("facesim tune --backend cluster: the Katib launcher (tuning/katib.py) has not landed yet", file=sys.stderr)
-    return 2
+def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
+    """A Katib Experiment with the same search space, followed to the end; its optimal trial is
+    written to OUT/best_params.json when --out is given."""
+    from storage.cluster import ClusterConfig, ClusterError
+    from training.tfjob import DEFAULT_DATA, TFJobConfig
+    from tuning.best import BestParameters, typed_value, write_best_params
+    from tuning.katib import ExperimentConfig, submit_experiment
+
+    shared_args = ("--data", args.data or DEFAULT_DATA, "--epochs", str(args.epochs),
+                   "--steps-per-epoch", str(args.steps_per_epoch), *train_args)  # fmt: skip
+    try:
+        config = ExperimentConfig(
+            name=args.experiment_name, algorithm=args.algorithm, objective=args.objective,
+            maximize=not args.minimize, max_trial_count=args.trials, parallel_trial_count=args.parallel or 2,
+            early_stopping=args.early_stopping, grid_points=args.grid_points, train_args=shared_args,
+            trial_job=TFJobConfig(workers=args.workers, cluster=ClusterConfig(namespace=args.namespace)),
+        )  # fmt: skip
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        optimal = submit_experiment(config, wait=True, kubeconfig=args.kubeconfig)
+    except ClusterError as error:
+        print(f"facesim tune: {error}", file=sys.stderr)
+        return 1
+    assert optimal is not None  # wait=True follows the Experiment to its optimal trial
+    parameters = {name: typed_value(name, text) for name, text in optimal.parameters.items()}
+    print(f"best: trial {optimal.name} {args.objective}={optimal.metrics.get(args.objective)} {json.dumps(parameters)}")
+    if args.out:
+        value = float(optimal.metrics.get(args.objective, "nan"))
+        path = write_best_params(args.out, BestParameters(args.objective, value, optimal.name, parameters))
+        print(f"written: {path}")
+    return 0

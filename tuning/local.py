@@ -20,11 +20,11 @@ import optuna
 from tqdm import tqdm
 
 from tuning.algorithms import describe_algorithm, make_pruner, make_sampler
+from tuning.best import BestParameters, write_best_params
 from tuning.space import SEARCH_SPACE, SearchParameter, trial_flags
 from tuning.trial import MetricStream, TrialOutcome, run_trial
 
 RESULTS_FILE = "results.json"
-BEST_PARAMS_FILE = "best_params.json"
 
 
 class TuningFailed(RuntimeError):
@@ -86,10 +86,6 @@ class TuneResult:
     best: TrialRecord
     trials: list[TrialRecord]
     out: Path
-
-    @property
-    def best_flags(self) -> list[str]:
-        return trial_flags(dict(self.best.params))
 
 
 def grid_values(parameter: SearchParameter, points: int) -> list[float | int | str]:
@@ -224,13 +220,9 @@ def write_results(result: TuneResult) -> None:
     summary = {"objective": result.objective, "goal": "maximize" if result.maximize else "minimize",
                "algorithm": result.algorithm, "trials": trials}  # fmt: skip
     (result.out / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    best = {
-        "objective": {"name": result.objective, "value": result.best.objective},
-        "trial": result.best.number,
-        "parameters": result.best.params,
-        "flags": result.best_flags,
-    }
-    (result.out / BEST_PARAMS_FILE).write_text(json.dumps(best, indent=2) + "\n")
+    assert result.best.objective is not None
+    best = BestParameters(result.objective, result.best.objective, str(result.best.number), result.best.params)
+    write_best_params(result.out, best)
 
 
 def results_table(result: TuneResult, space: tuple[SearchParameter, ...] = SEARCH_SPACE) -> str:
