@@ -23,7 +23,7 @@ from storage.cluster import (
     explain_api_error,
     pod_security_context,
     predictor_service_url,
-    split_pvc_uri,
+    pvc_uri,
     to_manifest,
 )
 
@@ -53,8 +53,8 @@ class InferenceServiceConfig:
     def __post_init__(self) -> None:
         if self.deployment_mode not in DEPLOYMENT_MODES:
             raise ValueError(f"deployment mode must be one of {', '.join(DEPLOYMENT_MODES)}")
-        split_pvc_uri(self.model_uri)
-        split_pvc_uri(self.gallery_uri)
+        pvc_uri(self.model_uri)
+        pvc_uri(self.gallery_uri)
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
             raise ValueError("replicas must satisfy 0 <= min <= max and max >= 1")
 
@@ -85,14 +85,14 @@ def predictor_container(config: InferenceServiceConfig) -> k8s.V1Container:
         readiness_probe=_probe("/v2/health/ready", period=5, failures=3),
         liveness_probe=_probe("/v2/health/live", period=15, failures=4),
         resources=config.resources.requirements(),
-        volume_mounts=[k8s.V1VolumeMount(name="gallery", mount_path=GALLERY_MOUNT, sub_path=split_pvc_uri(config.gallery_uri)[1])],
+        volume_mounts=[k8s.V1VolumeMount(name="gallery", mount_path=GALLERY_MOUNT, sub_path=pvc_uri(config.gallery_uri).path)],
         security_context=container_security_context(),
     )
 
 
 def inference_service(config: InferenceServiceConfig) -> kserve_models.V1beta1InferenceService:
     """The InferenceService resource (serving.kserve.io/v1beta1)."""
-    gallery_claim = split_pvc_uri(config.gallery_uri)[0]
+    gallery_claim = pvc_uri(config.gallery_uri).claim
     return kserve_models.V1beta1InferenceService(
         api_version=ISVC_API_VERSION,
         kind="InferenceService",

@@ -20,6 +20,7 @@ from typing import Any
 from kubernetes import client as k8s
 
 from facesim import __version__
+from storage.uris import StorageUri, parse_uri
 
 # Where the PVCs are mounted in every facesim pod (the predictor's model comes in through KServe's
 # storageUri instead, which KServe mounts read-only at /mnt/models).
@@ -142,12 +143,12 @@ def claim_mounts(config: StorageConfig, roles: tuple[str, ...]) -> list[k8s.V1Vo
     return [k8s.V1VolumeMount(name=role, mount_path=config.claim(role).mount_path) for role in roles]
 
 
-def split_pvc_uri(uri: str) -> tuple[str, str]:
-    """(claim, subpath) of `pvc://CLAIM/SUB/PATH`, as KServe's storageUri reads it."""
-    claim, _, subpath = uri.removeprefix("pvc://").partition("/")
-    if not uri.startswith("pvc://") or not claim or not subpath.strip("/"):
+def pvc_uri(uri: str) -> StorageUri:
+    """`uri` parsed by storage.uris, required to be `pvc://CLAIM/PATH` as KServe's storageUri takes it."""
+    location = parse_uri(uri)
+    if location.scheme != "pvc" or not location.path:
         raise ValueError(f"{uri!r} is not a pvc://CLAIM/PATH URI (e.g. pvc://facesim-models/facenet/1)")
-    return claim, subpath.strip("/")
+    return location
 
 
 def predictor_service_url(isvc_name: str, namespace: str) -> str:
