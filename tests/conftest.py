@@ -44,3 +44,29 @@ def yunet_path(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def crds_dir(shared_dir: Path) -> Path:
     return _require(shared_dir / "crds")
+
+
+# --- a real tiny trained model (training; used by the inference and UI tests) -------------------
+
+TINY_MODEL_IMAGE_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(lfw_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model exported by `facesim train` (tiny net, 64 px, 64-d, 4 steps on a sliver of LFW, 1 worker;
+    ~15 s): SavedModel + model.json + roc.png + embedding_map.png."""
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("tiny-model")
+    out = work / "model"
+    command = [sys.executable, "-m", "facesim", "train", "--data", str(lfw_dir), "--out", str(out),
+               "--run-dir", str(work / "run"), "--cache-dir", str(work / "crops"), "--yunet-path", str(yunet_path),
+               "--workers", "1", "--epochs", "1", "--steps-per-epoch", "4", "--architecture", "tiny",
+               "--image-size", str(TINY_MODEL_IMAGE_SIZE), "--embedding-dim", "64", "--max-identities", "8",
+               "--identities-per-batch", "4", "--images-per-identity", "2", "--val-pairs", "20",
+               "--test-pairs", "20", "--map-identities", "4"]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FACESIM_HOME": str(work / "home")}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"facesim train failed for the tiny model:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return out
