@@ -36,16 +36,17 @@ def train_main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.backend == "cluster":
         return _train_on_cluster(config, args.job_name, args.kubeconfig)
-    from training.data import plan_run, prepare_run
-    from training.launcher import launch_local
+    from training.api import TrainingFailed, train
 
     try:
-        # Prepared once here, so that the workers find every crop in the cache.
-        prepare_run(config, plan_run(config))
+        train(config)
     except (FileNotFoundError, ValueError) as error:
         print(f"facesim train: {error}", file=sys.stderr)
         return 2
-    return launch_local(config)
+    except TrainingFailed as failure:
+        print(f"facesim train: {failure}", file=sys.stderr)
+        return failure.exit_code
+    return 0
 
 
 def _train_on_cluster(config, job_name: str, kubeconfig: str | None) -> int:
