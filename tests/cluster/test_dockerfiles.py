@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = {"trainer": "training", "predictor": "inference", "ui": "ui"}
+IMAGES = {"trainer": "training", "predictor": "inference", "ui": "ui", "pipeline": "pipeline"}
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:

@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# facesim pipeline image: every kfp step (the kfp SDK and all of facesim: steps launch TFJobs, Experiments and InferenceServices, build galleries).
+# Build from the repository root (docs/cluster.md):
+#   docker build -f docker/pipeline.Dockerfile -t REGISTRY/facesim-pipeline:TAG .
+# Pinned base (exact tag; pin a digest with --build-arg PYTHON_IMAGE=python@sha256:... if your policy asks).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/home/facesim \
+    FACESIM_HOME=/home/facesim/.facesim
+
+# The non-root user every facesim pod runs as (runAsUser 1000 in the generated resources).
+RUN groupadd --gid 1000 facesim \
+    && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/facesim --shell /bin/sh facesim
+
+WORKDIR /opt/facesim
+COPY pyproject.toml constraints.txt README.md ./
+COPY facesim ./facesim
+COPY faces ./faces
+COPY storage ./storage
+COPY training ./training
+COPY tuning ./tuning
+COPY inference ./inference
+COPY ui ./ui
+COPY pipeline ./pipeline
+# Only this component's extra, at the versions tested together (constraints.txt).
+RUN pip install --constraint constraints.txt ".[pipeline]"
+
+USER 1000:1000
+# YuNet weights in the image: the data and gallery steps need no download.
+RUN python -c "from faces.detect import find_yunet_weights; print(find_yunet_weights())"
+
+CMD ["python", "-m", "pipeline", "--help"]
