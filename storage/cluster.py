@@ -14,7 +14,9 @@ Builders return `kubernetes.client` model objects; `to_manifest` turns any SDK o
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
@@ -32,11 +34,25 @@ KATIB_INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 APP_LABEL = "app.kubernetes.io/part-of"
 
 
+NAMESPACE_ENV = "FACESIM_NAMESPACE"
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def default_namespace() -> str:
+    """$FACESIM_NAMESPACE, else the namespace of the pod we run in (a pipeline step creates its
+    TFJobs, Experiments and InferenceServices beside itself, where its PVCs and RBAC are), else facesim."""
+    if os.environ.get(NAMESPACE_ENV):
+        return os.environ[NAMESPACE_ENV]
+    if POD_NAMESPACE_FILE.is_file():
+        return POD_NAMESPACE_FILE.read_text().strip()
+    return "facesim"
+
+
 @dataclass
 class ClusterConfig:
     """Where facesim lives on a cluster: namespace, images, the pipeline's service account."""
 
-    namespace: str = "facesim"
+    namespace: str = field(default_factory=default_namespace)
     image_registry: str = "ghcr.io/facesim"
     image_tag: str = __version__
     service_account: str = "facesim-pipeline"
