@@ -78,8 +78,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     """Grayscale, palette, RGBA, CMYK and 16-bit/float images become 8-bit RGB."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         pixels = np.asarray(image, dtype=np.float64)
-        high = 65535.0 if image.mode.startswith("I;16") or pixels.max(initial=0) > 255 else 255.0
-        gray = np.clip(pixels * (255.0 / high), 0, 255).astype(np.uint8)
+        gray = np.clip(pixels * (255.0 / _full_scale(image.mode, pixels)), 0, 255).round().astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Composite on white so transparent backgrounds don't turn black.
@@ -87,3 +86,13 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def _full_scale(mode: str, pixels: np.ndarray) -> float:
+    """The value that means white: 16-bit images 65535, float images in [0, 1] 1.0, else 255."""
+    peak = float(pixels.max(initial=0))
+    if mode.startswith("I;16") or peak > 255:
+        return 65535.0
+    if mode == "F" and peak <= 1.0:
+        return 1.0
+    return 255.0

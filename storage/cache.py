@@ -233,7 +233,7 @@ def _save_manifest(out_dir: Path, manifest: dict, description: dict, data_dir: P
     no_face = sorted(set(manifest.get("no_face", [])) | set(report.no_face))
     fallback_total = manifest.get("counts", {}).get("fallback", 0) + report.fallback
     errors = {**manifest.get("errors", {}), **report.errors}
-    crops = sum(1 for _ in out_dir.glob("*/*.png") if not _.name.startswith("."))
+    crops = sum(1 for crop in out_dir.glob("*/*.png") if not crop.name.startswith("."))
     manifest.update(
         format=1,
         preprocessing=description,

@@ -66,6 +66,12 @@ def test_16_bit_values_are_scaled_not_clipped() -> None:
     assert 100 < rgb[3, 0, 0] < 160  # mid-grey stays mid-grey
 
 
+def test_float_image_in_unit_range() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 6), 0.5, np.float32), "F").save(buffer, "TIFF")
+    assert decode_image(buffer.getvalue())[0, 0].tolist() == [128, 128, 128]
+
+
 def test_transparent_rgba_composites_on_white() -> None:
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[:2, :, :] = (0, 0, 255, 255)  # opaque blue top half, transparent bottom half
