@@ -1,0 +1,58 @@
+"""Mining under MultiWorkerMirroredStrategy sees the whole global batch (both workers' samples)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from triplet_reference import batch_hard_reference, semi_hard_reference
+
+from training.distributed import WorkerInfo, tf_config_for, worker_dir, worker_info
+from training.launcher import free_ports
+
+PROBE = Path(__file__).with_name("mining_probe.py")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_two_worker_step_mines_over_both_workers_samples(tmp_path):
+    ports = free_ports(2)
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": tf_config_for(ports, index), "TF_CPP_MIN_LOG_LEVEL": "2",
+               "PYTHONPATH": str(REPO_ROOT)}  # fmt: skip
+        processes.append(subprocess.Popen([sys.executable, str(PROBE), str(tmp_path)], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))  # fmt: skip
+    try:
+        outputs = [p.communicate(timeout=120)[0] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert all(p.returncode == 0 for p in processes), "\n".join(o[-2000:] for o in outputs)
+    shares = [np.load(tmp_path / f"worker-{index}.npz") for index in range(2)]
+    embeddings = np.concatenate([s["embeddings"] for s in shares])
+    labels = np.concatenate([s["labels"] for s in shares])
+
+    for mining, reference in (("semi_hard", semi_hard_reference), ("batch_hard", batch_hard_reference)):
+        global_loss = reference(labels, embeddings, 0.2)
+        for share in shares:
+            assert float(share[f"loss_{mining}"]) == pytest.approx(global_loss, abs=1e-5), mining
+        local_only = reference(shares[0]["labels"], shares[0]["embeddings"], 0.2)
+        assert abs(local_only - global_loss) > 1e-4, f"{mining}: the probe must tell a local loss from the global one"
+
+
+def test_tf_config_names_the_chief_and_the_others():
+    ports = [2222, 2223, 2224]
+    chief = worker_info(tf_config_for(ports, 0))
+    other = worker_info(tf_config_for(ports, 2))
+    assert chief == WorkerInfo("worker", 0, 3) and chief.is_chief
+    assert other.workers == 3 and not other.is_chief
+    assert worker_info("") == WorkerInfo("worker", 0, 1)
+    assert worker_dir(Path("/runs/ckpt"), chief) == Path("/runs/ckpt")
+    assert worker_dir(Path("/runs/ckpt"), other) == Path("/runs/ckpt/workers/worker-2")
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        worker_info('{"cluster": {}}')
