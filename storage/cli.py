@@ -34,15 +34,16 @@ def _parser() -> argparse.ArgumentParser:
         "into OUT/<identity>/<stem>.png. A second run skips crops already made.",
     )  # fmt: skip
     prepare.add_argument("--data", type=Path, required=True, help="LFW root or folder of identity folders")
-    prepare.add_argument("--out", type=Path, required=True, help="cache folder (created; an LFW source stays an LFW root)")
-    prepare.add_argument("--image-size", type=int, default=112, help="crop side in pixels (default 112; 160 works too)")
-    prepare.add_argument("--detector", choices=DETECTOR_KINDS, default="auto", help="auto = YuNet when weights exist, else Haar")
-    prepare.add_argument("--yunet-model", type=Path, help="YuNet .onnx (default $FACESIM_YUNET_MODEL, cache, or download)")
+    prepare.add_argument("--out", type=Path, required=True, help="cache folder (an LFW source gives an LFW root)")
+    prepare.add_argument("--image-size", type=int, default=112, help="crop side in pixels (default 112; 160 works)")
+    prepare.add_argument("--detector", choices=DETECTOR_KINDS, default="auto", help="auto: YuNet if weights exist, else Haar")
+    prepare.add_argument("--yunet-model", type=Path, help="YuNet .onnx (default $FACESIM_YUNET_MODEL, cache, download)")
     prepare.add_argument(
         "--fallback", choices=["auto", "none", "center"], default="auto",
         help="no face found: centre crop or leave out (auto: centre crop for LFW, whose images are pre-cropped)",
     )  # fmt: skip
-    prepare.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="processes (default: all cores)")
+    cores = len(os.sched_getaffinity(0))
+    prepare.add_argument("--workers", type=int, default=cores, help=f"processes (default: all cores, {cores})")
     prepare.add_argument("--only-identities", nargs="+", metavar="NAME", help="prepare only these identities")
     prepare.add_argument("--identities-file", type=Path, help="prepare only the identities listed (one per line)")
     prepare.add_argument("--limit-identities", type=int, help="prepare only the first N identities (sorted by name)")
@@ -105,13 +106,14 @@ def _info(args: argparse.Namespace) -> int:
     images_root, layout = source_images(args.data)
     dataset = IdentityDataset.scan(images_root)
     several = sum(1 for images in dataset.identities.values() if len(images) >= 2)
-    print(f"{args.data}: {len(dataset.identities)} identities, {dataset.num_images} images, {several} identities with 2+ images")
+    print(f"{args.data}: {len(dataset.identities)} identities, {dataset.num_images} images, "
+          f"{several} identities with 2+ images")  # fmt: skip
     manifest = read_manifest(args.data)
     if manifest:
-        settings = manifest["preprocessing"]
-        counts = manifest["counts"]
-        print(f"crop cache: {settings['image_size']} px, detector {settings['detector_used']}, fallback {settings['fallback']}; "
-              f"{counts['fallback']} centre-crop fallbacks, {counts['no_face']} without a face, {counts['errors']} unreadable")  # fmt: skip
+        settings, counts = manifest["preprocessing"], manifest["counts"]
+        print(f"crop cache: {settings['image_size']} px, detector {settings['detector_used']}, "
+              f"fallback {settings['fallback']}; {counts['fallback']} centre-crop fallbacks, "
+              f"{counts['no_face']} without a face, {counts['errors']} unreadable")  # fmt: skip
     if layout is not None:
         split = protocol_split(layout)
         print(f"LFW protocol (DESIGN §3): {len(split.train_identities)} train identities (people sets 1-8), "
