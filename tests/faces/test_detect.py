@@ -51,9 +51,10 @@ def test_large_image_is_detected_on_a_downscaled_copy(yunet: YuNetDetector, exam
 
 
 @pytest.mark.parametrize("kind", ["yunet", "haar"])
-def test_blank_image_has_no_face(yunet: YuNetDetector, haar: HaarDetector, kind: str) -> None:
+@pytest.mark.parametrize("shape", [(480, 640), (1, 1), (5000, 20)], ids=["vga", "one-pixel", "sliver"])
+def test_blank_image_has_no_face(yunet: YuNetDetector, haar: HaarDetector, kind: str, shape: tuple[int, int]) -> None:
     detector = yunet if kind == "yunet" else haar
-    assert detector.detect(np.full((480, 640, 3), 127, np.uint8)) == []
+    assert detector.detect(np.full((*shape, 3), 127, np.uint8)) == []
 
 
 def test_haar_finds_both_faces_with_estimated_landmarks(haar: HaarDetector, yunet: YuNetDetector, examples_dir: Path) -> None:
