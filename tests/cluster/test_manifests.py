@@ -11,6 +11,7 @@ import yaml
 from crd_validation import crd_errors
 
 from facesim.cli import main as facesim_main
+from training.config import parse_config
 from tuning.katib import experiment_problems
 
 K8S_VERSION = kubernetes_validate.latest_version()
@@ -113,6 +114,8 @@ def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dic
     assert worker["replicas"] == 4
     command = worker["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--out") + 1] == "/mnt/models/facenet/3"
+    assert command[:3] == ["python", "-m", "training"]
+    assert parse_config(command[3:]).workers == 4  # the worker's own parser accepts what the TFJob runs
     assert worker["template"]["spec"]["containers"][0]["image"] == "registry.example.com/ml/facesim-trainer:2026.11"
     (isvc,) = kinds["InferenceService"]
     container = isvc["spec"]["predictor"]["containers"][0]
