@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from ui_helpers import ARTIFACTS, DoomedPredictor, RunningPredictor, start_predictor, start_ui, stop
+from ui_helpers import ARTIFACTS, DoomedPredictor, start_ui, stop
 
+from inference.local_server import local_predictor
 from ui.app import UiConfig, create_app
 
 
@@ -42,20 +44,20 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
-def _own_predictor(model_dir: Path, gallery_dir: Path, yunet_path: Path, scratch: Path) -> RunningPredictor:
+def _own_predictor(model_dir: Path, gallery_dir: Path, yunet_path: Path, work: Path) -> AbstractContextManager[str]:
     """A predictor of the tests' own on a copy of the tiny gallery, so enrolments touch nobody else's."""
-    gallery_copy = scratch / "gallery"
+    gallery_copy = work / "gallery"
     shutil.copytree(gallery_dir, gallery_copy)
-    return start_predictor(model_dir, gallery_copy, yunet_path)
+    env = {"FACESIM_HOME": str(work / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return local_predictor(model_dir, gallery_copy, env=env, log_path=work / "predictor.log")
 
 
 @pytest.fixture(scope="session")
 def writable_predictor(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    predictor = _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path_factory.mktemp("writable"))
-    yield predictor.url
-    predictor.stop()
+    with _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path_factory.mktemp("writable")) as url:
+        yield url
 
 
 @pytest.fixture()
@@ -74,8 +76,8 @@ def writable_ui(writable_predictor: str) -> Iterator[str]:
 def doomed_predictor(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path: Path
 ) -> Iterator[DoomedPredictor]:
-    predictor = _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path)
-    ui_url, ui_process = start_ui(predictor.url)
-    yield DoomedPredictor(ui_url, predictor)
-    stop(ui_process)
-    predictor.stop()
+    with ExitStack() as predictor:
+        predictor_url = predictor.enter_context(_own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path))
+        ui_url, ui_process = start_ui(predictor_url)
+        yield DoomedPredictor(ui_url, predictor)
+        stop(ui_process)

@@ -114,10 +114,10 @@ def test_compare_two_photos(watched: Watched, live_ui: str, examples_dir: Path) 
 def test_enrol_a_new_identity_then_find_it(watched: Watched, writable_ui: str, examples_dir: Path) -> None:
     page = watched.page
     name = f"Test Person {uuid.uuid4().hex[:6]}"
-    _enrol(page, writable_ui, name, examples_dir / "biden.jpg")
+    _enrol(page, writable_ui, name, examples_dir / "lin-manuel-miranda.png")
     expect(page.locator("#identities .identity")).to_contain_text([name])
     page.goto(writable_ui)
-    _search(page, examples_dir / "biden.jpg")
+    _search(page, examples_dir / "lin-manuel-miranda.png")
     best = page.locator("#results .face").first.locator(".match").first
     expect(best.locator(".identity")).to_have_text(name)
     expect(best.locator(".verdict")).to_have_text("same person")
@@ -127,11 +127,11 @@ def test_enrol_a_new_identity_then_find_it(watched: Watched, writable_ui: str, e
 
 def test_hostile_name_is_shown_as_text_and_never_runs(watched: Watched, writable_ui: str, examples_dir: Path) -> None:
     page = watched.page
-    _enrol(page, writable_ui, HOSTILE_NAME, examples_dir / "biden.jpg")
+    _enrol(page, writable_ui, HOSTILE_NAME, examples_dir / "lin-manuel-miranda.png")
     expect(page.locator(".notice-ok")).to_contain_text(HOSTILE_NAME)
     expect(page.locator("#identities .identity", has_text=HOSTILE_NAME)).to_have_count(1)
     page.goto(writable_ui)
-    _search(page, examples_dir / "biden.jpg")
+    _search(page, examples_dir / "lin-manuel-miranda.png")
     expect(page.locator("#results .identity", has_text=HOSTILE_NAME).first).to_be_visible()
     _remove(page, writable_ui, HOSTILE_NAME)
     assert watched.dialogs == []

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,35 +70,11 @@ def start_ui(predictor_url: str) -> tuple[str, subprocess.Popen]:
 
 
 @dataclass
-class RunningPredictor:
-    url: str
-    process: subprocess.Popen
-
-    def stop(self) -> None:
-        stop(self.process)
-
-
-def start_predictor(model_dir: Path, gallery_dir: Path, yunet_path: Path) -> RunningPredictor:
-    """`facesim serve` on a free port, as a user runs it; the gallery is changed in place by enrolments."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facesim", "serve", "--model", str(model_dir), "--gallery", str(gallery_dir),
-         "--port", str(port), "--yunet", str(yunet_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/v2/health/ready", process, timeout_s=120)
-    return RunningPredictor(url, process)
-
-
-@dataclass
 class DoomedPredictor:
     """A predictor (with a UI in front) that its test stops halfway."""
 
     ui_url: str
-    predictor: RunningPredictor
+    predictor: ExitStack  # closing it stops the predictor process
 
     def stop(self) -> None:
-        self.predictor.stop()
+        self.predictor.close()
