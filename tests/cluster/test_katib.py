@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -199,3 +202,16 @@ def test_an_experiment_katib_would_reject_is_never_sent(api_server: RunningApiSe
     with pytest.raises(ClusterError, match="Katib would reject this Experiment: .*must not contain"):
         submit_experiment(bad, kubeconfig=kubeconfig)
     assert api_server.state.requests == []
+
+
+def test_ctrl_c_deletes_the_experiment(api_server: RunningApiServer, kubeconfig: str) -> None:
+    path = f"{EXPERIMENTS}/facesim-tune"
+    api_server.state.answer("POST", EXPERIMENTS, Answer(201, rendered()))
+    api_server.state.answer("GET", path, Answer(200, _experiment_with(RUNNING)))
+    api_server.state.answer("DELETE", path, Answer(200, status_body(200, "", "deleted")))
+    interrupt = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    interrupt.start()
+    with pytest.raises(KeyboardInterrupt):
+        submit_experiment(ExperimentConfig(), kubeconfig=kubeconfig, options=FollowOptions(10, 0.05))
+    interrupt.join()
+    assert api_server.state.calls("DELETE", path)
