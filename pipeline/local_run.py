@@ -8,10 +8,12 @@ terminal shows one progress line per step and the steps' own summary lines (pipe
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -80,8 +82,18 @@ class LocalRun:
     summary: list[str]  # the steps' progress lines
 
 
+def _hide_dockerfiles_folder() -> None:
+    """Run from the repo root, its docker/ folder (the Dockerfiles) imports as a namespace package
+    named `docker` and breaks kfp.local's optional import of the Docker SDK, which SubprocessRunner
+    never uses: make that import fail as kfp expects when the SDK is absent."""
+    spec = importlib.util.find_spec("docker")
+    if spec is not None and spec.origin is None:  # a plain folder, not the Docker SDK
+        sys.modules["docker"] = None  # type: ignore[assignment]
+
+
 def run_locally(arguments: dict[str, Any], pipeline_root: Path, log_path: Path, verbose: bool = False) -> LocalRun:
     """Run the whole pipeline with `arguments` (backend local); PipelineFailed names the failed step."""
+    _hide_dockerfiles_folder()
     from kfp import local
 
     from pipeline.definition import facesim_pipeline
@@ -93,7 +105,10 @@ def run_locally(arguments: dict[str, Any], pipeline_root: Path, log_path: Path, 
         progress = ProgressLog(log, sys.stdout, verbose)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
         try:
-            with contextlib.redirect_stdout(progress):
+            with contextlib.redirect_stdout(progress), warnings.catch_warnings():
+                # Expected locally: display names and the step image are for Kubeflow.
+                warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+                warnings.filterwarnings("ignore", message=".*non-Python base image")
                 facesim_pipeline(**{**arguments, "backend": "local"})
         except RuntimeError as error:
             progress.flush()

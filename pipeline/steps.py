@@ -76,6 +76,13 @@ def local_work_root(work_root: str) -> Path:
     return facesim_home() / "pipeline"
 
 
+def facesim_metrics(lines: Sequence[str]) -> dict[str, float]:
+    """The latest value of each metric line. facesim's metric names are lower case: this drops the
+    upper-case environment hints other libraries print in `NAME=value` form (TF's oneDNN notice),
+    which Katib's filter also matches."""
+    return {name: value for name, value in latest_metrics(lines).items() if name == name.lower()}
+
+
 def run_facesim(args: Sequence[str]) -> list[str]:
     """Run `facesim ARGS` as a user would, echo its output, return its lines; StepFailed if it fails."""
     command = [sys.executable, "-m", "facesim", *args]
@@ -176,7 +183,7 @@ def train(crops: str, backend: str, work_root: str, run_name: str, workers: int,
         "--learning-rate", str(hyper.learning_rate), *options.args(),
         *(["--job-name", resource_name(run_name, "train")] if backend == "cluster" else []),
     ])  # fmt: skip
-    metrics = latest_metrics(lines)
+    metrics = facesim_metrics(lines)
     report(f"model exported to {layout.model} (val_accuracy={metrics.get('val_accuracy', float('nan')):.4f})")
     return str(layout.model), metrics
 
@@ -191,7 +198,7 @@ def evaluate(model_dir: str, crops: str) -> dict[str, float]:
     """The test figures (DESIGN §3: pairs.txt fold 10) of an exported model."""
     pairs = Path(crops) / "pairs.txt"
     lines = run_facesim(["evaluate", "--model", model_dir, "--data", crops, "--pairs", str(pairs), "--fold", "10"])
-    metrics = latest_metrics(lines)
+    metrics = facesim_metrics(lines)
     report("test figures: " + ", ".join(f"{name}={value:.4g}" for name, value in metrics.items()))
     return metrics
 

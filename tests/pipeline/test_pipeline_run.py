@@ -1,0 +1,88 @@
+"""`facesim pipeline run` end to end on a sliver of LFW, then `facesim serve` serves its model."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from inference.local_server import free_port
+
+
+def _facesim(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "facesim", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+@contextmanager
+def _served(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`facesim serve` with no --model/--gallery: it must find what the pipeline registered."""
+    port = free_port()
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "facesim", "serve", "--port", str(port)],
+                                  env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, f"facesim serve exited: {log.read_text()[-2000:]}"
+            try:
+                if requests.get(f"{url}/v2/health/ready", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "facesim serve was not ready within 120 s"
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
+    lfw_sliver: Path, yunet_path: Path, tmp_path: Path
+) -> None:
+    env = {"FACESIM_HOME": str(tmp_path / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = _facesim([
+        "pipeline", "run", "--data", str(lfw_sliver), "--architecture", "tiny", "--workers", "1",
+        "--epochs", "1", "--steps-per-epoch", "2", "--tune", "--trials", "2", "--tune-epochs", "1",
+        "--tune-steps-per-epoch", "1", "--gallery-identities", "4", "--gallery-images-per-identity", "2",
+    ], env, timeout=480)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # One progress line per step, and the full output kept in the log.
+    for step in ("prepare-data", "tune-hyperparameters", "train-model", "evaluate-model", "build-gallery",
+                 "deploy-predictor"):  # fmt: skip
+        assert f"{step}: success" in run.stdout
+    log = Path(run.stdout.split("full output in ")[1].split()[0])
+    assert "val_accuracy=" in log.read_text()
+
+    home = tmp_path / "home"
+    tuning = json.loads(next((home / "pipeline" / "runs").glob("*/tuning/best_params.json")).read_text())
+    registered = home / "registry" / "models" / "facenet" / "v1"
+    card = json.loads((registered / "model.json").read_text())
+    assert card["margin"] == pytest.approx(tuning["parameters"]["margin"])  # trained with the tuned values
+    assert card["embedding_dim"] == int(tuning["parameters"]["embedding_size"])
+    assert (home / "registry" / "galleries" / "default" / "v1").is_dir()
+
+    gallery_person = sorted((lfw_sliver / "lfw-deepfunneled").iterdir())[0]
+    photo = sorted(gallery_person.iterdir())[0].read_bytes()
+    with _served(env, tmp_path / "serve.log") as url:
+        served_card = requests.get(f"{url}/v1/models/facenet/card", timeout=10).json()
+        answer = requests.post(f"{url}/v1/models/facenet:predict", timeout=60, json={
+            "instances": [{"image": {"b64": base64.b64encode(photo).decode()}, "top_k": 3}]})  # fmt: skip
+    assert served_card["embedding_dim"] == card["embedding_dim"] and served_card["margin"] == card["margin"]
+    assert answer.status_code == 200, answer.text
+    faces = answer.json()["predictions"][0]["faces"]
+    assert len(faces) == 1
+    assert len(faces[0]["embedding"]) == card["embedding_dim"]
+    assert 1 <= len(faces[0]["matches"]) <= 3
