@@ -226,7 +226,7 @@ def _sample_identities(predictor: PredictorClient) -> list[str]:
 def _search_image(predictor: PredictorClient, sample: str | None, upload: FileStorage | None) -> CheckedImage:
     if sample and not (upload and upload.filename):
         try:
-            return check_upload(predictor.thumbnail(sample), f"the sample of {sample}")
+            return check_upload(predictor.thumbnail(sample), f"{sample}.jpg")  # thumbnails are JPEG
         except PredictorRejected as error:
             raise UploadError(f"There is no sample image for {sample} in the gallery ({error}).") from error
     return _uploaded_image(upload, "the photo")

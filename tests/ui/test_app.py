@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
 import socket
+import subprocess
+import sys
 import time
+from html import unescape as html_unescape
 from pathlib import Path
 
 import pytest
@@ -180,3 +184,31 @@ def test_slow_predictor_is_cut_off_by_the_timeout(two_people_jpg: Path) -> None:
     assert page.status_code == 503
     assert "did not answer within 1 s" in page.get_data(as_text=True)
     assert elapsed < 8
+
+
+def test_search_with_a_gallery_sample(ui_client: FlaskClient) -> None:
+    home = ui_client.get("/").get_data(as_text=True)
+    samples = re.findall(r'name="sample" value="([^"]+)"', home)
+    assert samples, "the search page offers no sample images from the gallery"
+    token = csrf_token(ui_client)
+    page = ui_client.post("/search", data={"csrf_token": token, "sample": html_unescape(samples[0])})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200, html
+    assert html.count('class="face face-') >= 1 and 'class="match"' in html
+
+
+def test_cli_help_and_bad_options() -> None:
+    help_run = subprocess.run([sys.executable, "-m", "ui", "--help"], capture_output=True, text=True, timeout=60)
+    assert help_run.returncode == 0 and "--predictor" in help_run.stdout and "FACESIM_PREDICTOR_URL" in help_run.stdout
+    for bad in (["--predictor", "localhost:8080"], ["--port", "70000"]):
+        run = subprocess.run([sys.executable, "-m", "facesim", "ui", *bad], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, run.stderr
+        assert "facesim ui:" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_ui_never_imports_tensorflow() -> None:
+    forbidden = "{'tensorflow', 'faces', 'training', 'inference'}"
+    probe = f"import sys, ui.app, ui.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in {forbidden}))"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
