@@ -70,3 +70,14 @@ def tiny_model_dir(lfw_dir: Path, yunet_path: Path, tmp_path_factory: pytest.Tem
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"facesim train failed for the tiny model:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return out
+
+
+# --- a sliver of LFW (pipeline and tuning) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def lfw_sliver(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An LFW-layout root (10 people sets, 10 pair folds) over ~200 linked shared images."""
+    from lfw_sliver import make_lfw_sliver
+
+    return make_lfw_sliver(lfw_dir, tmp_path_factory.mktemp("lfw-sliver"))
