@@ -85,7 +85,11 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
     from kserve.model_server import app
 
     from inference.predictor import FaceNetPredictor, ServingConfig
-    from inference.routes import gallery_router
+    from fastapi.exceptions import RequestValidationError
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from inference.routes import gallery_router, http_error, request_validation_error
 
     limits = RequestLimits(
         max_image_bytes=args.max_image_bytes,
@@ -102,6 +106,8 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
     predictor = FaceNetPredictor(config)
     predictor.load()
     app.include_router(gallery_router(predictor))
+    app.add_exception_handler(RequestValidationError, request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     server = kserve.ModelServer(
         http_port=args.port or args.http_port,
         grpc_port=args.grpc_port,

@@ -12,8 +12,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from kserve.errors import InvalidInput
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.gallery import GalleryError, UnknownIdentity, validate_identity
 from inference.payload import decode_b64
@@ -26,6 +28,19 @@ MAX_ENROL_IMAGES = 32
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
+
+
+async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's schema errors (a malformed V2 body) as our 400 `{"error": ...}` instead of a 422."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}" for problem in error.errors()
+    )
+    return _error(400, f"invalid request: {problems}")
+
+
+async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    """Framework errors (unparsable body, unknown route) in the same `{"error": ...}` shape."""
+    return JSONResponse(status_code=error.status_code, content={"error": str(error.detail)}, headers=error.headers)
 
 
 def gallery_router(predictor: FaceNetPredictor) -> APIRouter:

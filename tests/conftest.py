@@ -7,6 +7,7 @@ components need (a tiny trained model, a gallery, a live predictor) live here.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,45 @@ def tiny_model_dir(lfw_dir: Path, yunet_path: Path, tmp_path_factory: pytest.Tem
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"facesim train failed for the tiny model:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return out
+
+
+# --- the served model: a gallery and a live predictor (inference; also used by the UI tests) -----
+
+GALLERY_LFW_PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
+
+
+@pytest.fixture(scope="session")
+def tiny_gallery_dir(tiny_model_dir: Path, detection_dir: Path, lfw_dir: Path, yunet_path: Path,
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gallery built by the real builder: the face_recognition kNN people + a few LFW people."""
+    from inference.gallery_cli import main as gallery_main
+
+    out = tmp_path_factory.mktemp("tiny-gallery") / "gallery"
+    knn_train = detection_dir / "face_recognition" / "examples" / "knn_examples" / "train"
+    people = [arg for name in GALLERY_LFW_PEOPLE for arg in ("--identity", name)]
+    knn_people = [arg for folder in sorted(knn_train.iterdir()) for arg in ("--identity", folder.name)]
+    code = gallery_main(["build", "--model", str(tiny_model_dir), "--data", str(knn_train), "--data", str(lfw_dir),
+                         *knn_people, *people, "--max-images-per-identity", "3", "--out", str(out),
+                         "--yunet", str(yunet_path)])  # fmt: skip
+    assert code == 0, "facesim gallery build failed for the tiny gallery"
+    return out
+
+
+@pytest.fixture(scope="session")
+def predictor_url(tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of `python -m inference` serving the tiny model and a copy of the tiny gallery
+    (enrolments don't leak into tiny_gallery_dir), with its own FACESIM_HOME."""
+    import shutil
+
+    from inference.local_server import local_predictor
+
+    work = tmp_path_factory.mktemp("predictor")
+    gallery = work / "gallery"
+    shutil.copytree(tiny_gallery_dir, gallery)
+    env = {"FACESIM_HOME": str(work / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with local_predictor(tiny_model_dir, gallery, env=env, log_path=work / "predictor.log") as url:
+        yield url
 
 
 # --- a sliver of LFW (pipeline and tuning) ---------------------------------------------------

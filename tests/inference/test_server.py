@@ -1,0 +1,253 @@
+"""The predictor as users meet it: a real `python -m inference` process, real photos, the tiny model."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from inference.client import predict
+from inference.local_server import local_predictor
+
+V1 = "/v1/models/facenet:predict"
+V2 = "/v2/models/facenet/infer"
+GALLERY = "/v1/models/facenet/gallery"
+
+
+@pytest.fixture(scope="module")
+def examples(detection_dir: Path) -> Path:
+    return detection_dir / "face_recognition" / "examples"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def v1_body(image: bytes, **extra) -> dict:
+    return {"instances": [{"image": {"b64": b64(image)}, **extra}]}
+
+
+def v2_body(*images: bytes, top_k: int = 3) -> dict:
+    return {"inputs": [{"name": "image", "shape": [len(images)], "datatype": "BYTES", "data": [b64(i) for i in images]}],
+            "parameters": {"top_k": top_k}}  # fmt: skip
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's calling card)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def test_two_people_v1(predictor_url: str, examples: Path) -> None:
+    answer = requests.post(predictor_url + V1, json=v1_body((examples / "two_people.jpg").read_bytes()), timeout=60)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    faces = body["predictions"][0]["faces"]
+    assert len(faces) == 2
+    for face in faces:
+        x, y, w, h = face["box"]
+        assert w > 40 and h > 40 and x >= 0 and y >= 0
+        assert 0.5 < face["score"] <= 1.0
+        assert np.array(face["landmarks"]).shape == (5, 2)
+        assert np.linalg.norm(face["embedding"]) == pytest.approx(1.0, abs=1e-3)
+        assert 1 <= len(face["matches"]) <= 3
+        distances = [m["distance"] for m in face["matches"]]
+        assert distances == sorted(distances)
+        for match in face["matches"]:
+            assert isinstance(match["identity"], str)
+            assert match["same"] == (match["distance"] < body["threshold"])
+    boxes = sorted(face["box"][0] for face in faces)
+    assert boxes[1] - boxes[0] > 100  # two different people side by side, not one face twice
+
+
+def test_compare_answers_distance_and_same(predictor_url: str, examples: Path) -> None:
+    answer = predict(predictor_url, (examples / "obama.jpg").read_bytes(), (examples / "obama2.jpg").read_bytes())
+    prediction = answer["predictions"][0]
+    assert prediction["distance"] >= 0
+    assert prediction["same"] == (prediction["distance"] < answer["threshold"])
+    assert len(prediction["compare_face"]["box"]) == 4
+
+
+def compare_distance(url: str, first: Path, second: Path) -> float:
+    return predict(url, first.read_bytes(), second.read_bytes())["predictions"][0]["distance"]
+
+
+def test_same_person_at_two_resolutions_is_closer_than_another_person(predictor_url: str, examples: Path) -> None:
+    same = compare_distance(predictor_url, examples / "obama-240p.jpg", examples / "obama-1080p.jpg")
+    other = compare_distance(predictor_url, examples / "obama-240p.jpg", examples / "biden.jpg")
+    assert same < other, f"obama 240p-1080p {same:.3f} vs obama-biden {other:.3f}"
+
+
+def test_v2_open_inference_protocol(predictor_url: str, examples: Path) -> None:
+    images = (examples / "two_people.jpg").read_bytes(), (examples / "obama.jpg").read_bytes()
+    answer = requests.post(predictor_url + V2, json=v2_body(*images, top_k=2), timeout=60)
+    assert answer.status_code == 200, answer.text
+    outputs = {output["name"]: output for output in answer.json()["outputs"]}
+    assert outputs["boxes"]["shape"] == [3, 4]
+    embeddings = np.array(outputs["embeddings"]["data"]).reshape(outputs["embeddings"]["shape"])
+    assert embeddings.shape[0] == 3
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-3)
+    assert sorted(outputs["image_index"]["data"]) == [0, 0, 1]
+    assert all(len(json.loads(matches)) == 2 for matches in outputs["matches"]["data"])
+
+
+def test_no_face_is_an_answer_not_an_error(predictor_url: str) -> None:
+    gray = subprocess.run([sys.executable, "-c", "import io,sys;from PIL import Image;b=io.BytesIO();"
+                           "Image.new('RGB',(200,200),(128,128,128)).save(b,'PNG');sys.stdout.buffer.write(b.getvalue())"],
+                          capture_output=True, check=True).stdout  # fmt: skip
+    answer = requests.post(predictor_url + V1, json=v1_body(gray), timeout=60)
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["faces"] == []
+
+
+def bad_v1_bodies(examples: Path) -> dict[str, tuple[object, str]]:
+    jpeg = (examples / "two_people.jpg").read_bytes()
+    return {
+        "not json": (b"{not json", "not JSON"),
+        "no instances": ({}, "instances"),
+        "instances not a list": ({"instances": "x"}, "instances"),
+        "no image field": ({"instances": [{}]}, "image"),
+        "image without b64": ({"instances": [{"image": {}}]}, "b64"),
+        "not base64": ({"instances": [{"image": {"b64": "@@not base64@@"}}]}, "base64"),
+        "not an image": (v1_body(b"hello, I am text"), "not an image"),
+        "corrupt": (v1_body(jpeg[: len(jpeg) // 3]), "corrupt"),
+        "too many pixels": (v1_body(png_declaring(50_000, 50_000)), "pixels"),
+        "bad top_k": (v1_body(jpeg, top_k="three"), "top_k"),
+        "bad compare": ({"instances": [{"image": {"b64": b64(jpeg)}, "compare": {"b64": "%%"}}]}, "compare"),
+    }
+
+
+def bad_v2_bodies(examples: Path) -> dict[str, tuple[object, str]]:
+    jpeg = (examples / "two_people.jpg").read_bytes()
+    wrong_name = v2_body(jpeg)
+    wrong_name["inputs"][0]["name"] = "picture"
+    wrong_type = v2_body(jpeg)
+    wrong_type["inputs"][0]["datatype"] = "FP32"
+    return {
+        "no inputs": ({"inputs": []}, "image"),
+        "input not named image": (wrong_name, "image"),
+        "not BYTES": (wrong_type, "BYTES"),
+        "not base64": ({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["@@"]}]}, "base64"),
+        "not an image": (v2_body(b"plain text"), "not an image"),
+        "corrupt": (v2_body(jpeg[:5000]), "corrupt"),
+        "too many pixels": (v2_body(png_declaring(60_000, 60_000)), "pixels"),
+        "bad top_k": (v2_body(jpeg, top_k=-1), "top_k"),
+        "missing fields": ({"inputs": [{"name": "image"}]}, ""),
+    }
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_bad_input_gets_400_with_a_reason_and_the_server_stays_ready(
+    protocol: str, predictor_url: str, examples: Path
+) -> None:
+    cases = bad_v1_bodies(examples) if protocol == "v1" else bad_v2_bodies(examples)
+    path = V1 if protocol == "v1" else V2
+    for case, (body, reason) in cases.items():
+        raw = {"data": body, "headers": {"content-type": "text/plain"}}
+        kwargs = raw if isinstance(body, bytes) else {"json": body}
+        answer = requests.post(predictor_url + path, timeout=60, **kwargs)
+        assert answer.status_code == 400, f"{protocol} {case}: {answer.status_code} {answer.text[:200]}"
+        error = answer.json()["error"]
+        assert reason.lower() in error.lower(), f"{protocol} {case}: {error}"
+    assert requests.get(predictor_url + "/v2/health/ready", timeout=10).status_code == 200
+    assert requests.get(predictor_url + "/v1/models/facenet", timeout=10).json()["ready"] is True
+
+
+def test_enrol_then_search_finds_the_new_identity(predictor_url: str, examples: Path) -> None:
+    name = "Lin-Manuel <b>Miranda</b> ../../x"
+    photo = (examples / "lin-manuel-miranda.png").read_bytes()
+    enrolled = requests.post(predictor_url + GALLERY, json={"identity": name, "images": [{"b64": b64(photo)}]}, timeout=60)
+    assert enrolled.status_code == 200, enrolled.text
+    assert enrolled.json()["identity"] == name and enrolled.json()["added"] == 1
+    try:
+        listing = requests.get(predictor_url + GALLERY, timeout=10).json()
+        assert {"identity": name, "count": 1} in listing["identities"]
+        thumbnail = requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": name}, timeout=10)
+        assert thumbnail.headers["content-type"] == "image/jpeg" and thumbnail.content[:2] == b"\xff\xd8"
+        top = predict(predictor_url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
+        assert top["identity"] == name and top["distance"] < 1e-3 and top["same"]
+    finally:
+        removed = requests.delete(predictor_url + GALLERY, params={"identity": name}, timeout=10)
+    assert removed.json() == {"identity": name, "removed": 1}
+    assert requests.delete(predictor_url + GALLERY, params={"identity": name}, timeout=10).status_code == 404
+
+
+def test_enrolment_refuses_bad_requests(predictor_url: str, examples: Path) -> None:
+    photo = b64((examples / "obama.jpg").read_bytes())
+    cases = {
+        "no identity": {"images": [{"b64": photo}]},
+        "control characters": {"identity": "a\x07b", "images": [{"b64": photo}]},
+        "no images": {"identity": "x", "images": []},
+        "not an image": {"identity": "x", "images": [{"b64": b64(b"text")}]},
+    }
+    for case, body in cases.items():
+        answer = requests.post(predictor_url + GALLERY, json=body, timeout=60)
+        assert answer.status_code == 400 and answer.json()["error"], case
+    assert requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": "nobody"}, timeout=10).status_code == 404
+
+
+def test_concurrent_enrolments_lose_nothing(predictor_url: str, examples: Path) -> None:
+    photo = b64((examples / "obama2.jpg").read_bytes())
+    names = [f"concurrent {i}" for i in range(8)]
+
+    def enrol(name: str) -> int:
+        return requests.post(predictor_url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=120).status_code
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        assert list(pool.map(enrol, names)) == [200] * len(names)
+    listed = {item["identity"] for item in requests.get(predictor_url + GALLERY, timeout=10).json()["identities"]}
+    assert set(names) <= listed
+    for name in names:
+        requests.delete(predictor_url + GALLERY, params={"identity": name}, timeout=10)
+
+
+def test_model_card_is_served(predictor_url: str, tiny_model_dir: Path) -> None:
+    card = requests.get(predictor_url + "/v1/models/facenet/card", timeout=10).json()
+    assert card == json.loads((tiny_model_dir / "model.json").read_text())
+    roc = requests.get(predictor_url + "/v1/models/facenet/card/roc.png", timeout=10)
+    assert roc.status_code == (200 if (tiny_model_dir / "roc.png").is_file() else 404)
+
+
+def test_restart_keeps_enrolments_and_limits_are_configurable(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, examples: Path, tmp_path: Path
+) -> None:
+    gallery = tmp_path / "gallery"
+    shutil.copytree(tiny_gallery_dir, gallery)
+    env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
+    limits = ("--max-image-bytes", "300000")
+    photo = (examples / "alex-lacamoire.png").read_bytes()  # not the photo the gallery holds of him
+    with local_predictor(tiny_model_dir, gallery, limits, env, tmp_path / "first.log") as url:
+        enrolled = requests.post(url + GALLERY, json={"identity": "kept", "images": [{"b64": b64(photo)}]}, timeout=60)
+        assert enrolled.status_code == 200, enrolled.text
+        too_big = requests.post(url + V1, json=v1_body((examples / "obama-1080p.jpg").read_bytes()), timeout=60)
+        assert too_big.status_code == 400 and "too large" in too_big.json()["error"]
+    with local_predictor(tiny_model_dir, gallery, limits, env, tmp_path / "second.log") as url:
+        listed = requests.get(url + GALLERY, timeout=10).json()["identities"]
+        assert {"identity": "kept", "count": 1} in listed
+        assert predict(url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]["identity"] == "kept"
+
+
+def test_predict_cli_prints_a_table_and_json(predictor_url: str, examples: Path) -> None:
+    command = [sys.executable, "-m", "facesim", "predict", str(examples / "two_people.jpg"), "--url", predictor_url]
+    table = subprocess.run([*command, "--compare", str(examples / "obama.jpg")], capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    assert "2 faces" in table.stdout and "distance" in table.stdout
+    raw = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
+    assert len(json.loads(raw.stdout)["predictions"][0]["faces"]) == 2
+
+
+def test_predict_cli_explains_an_unreachable_server(examples: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "facesim", "predict", str(examples / "obama.jpg"),
+                             "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1 and "cannot reach the predictor" in result.stderr and "Traceback" not in result.stderr
