@@ -9,6 +9,7 @@ every facesim pod mounts at the same paths (storage/cluster.py).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -87,7 +88,9 @@ def run_facesim(args: Sequence[str]) -> list[str]:
     """Run `facesim ARGS` as a user would, echo its output, return its lines; StepFailed if it fails."""
     command = [sys.executable, "-m", "facesim", *args]
     lines: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its progress shows as it happens
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                          env=env) as process:  # fmt: skip
         assert process.stdout is not None
         for line in process.stdout:
             print(line, end="", flush=True)

@@ -163,7 +163,8 @@ class LocalTuner:
             return stop
 
         outcome = run_trial(
-            trial_command(self.config, params, trial_dir / "model"), trial_dir / "train.log", stream, report
+            trial_command(self.config, params, trial_dir / "model"), trial_dir / "train.log", stream, report,
+            env={"PYTHONUNBUFFERED": "1"},  # each epoch's metrics reach the pruner as they are printed
         )
         state, error = self._judge(outcome, stream)
         self._record(trial.number, state, params, stream, outcome, error)

@@ -83,5 +83,15 @@ def test_a_hopeless_trial_is_stopped_with_its_workers(tmp_path: Path) -> None:
     outcome = run_trial(command, tmp_path / "train.log", MetricStream("val_accuracy"), lambda e, v: e >= 1)
     assert outcome.stopped_early and outcome.returncode != 0
     assert time.monotonic() - started < 10
-    worker_pid = int(pid_file.read_text())
-    assert not Path(f"/proc/{worker_pid}").exists() or "Z" in Path(f"/proc/{worker_pid}/stat").read_text().split()[2]
+    worker = Path(f"/proc/{int(pid_file.read_text())}")
+    deadline = time.monotonic() + 5  # SIGTERM is delivered, not yet acted on, when killpg returns
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
+
+
+def _alive(proc: Path) -> bool:
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
