@@ -126,7 +126,7 @@ def run_training(
             losses.append(float(loss))
             state.step.assign(step + 1)
             progress.update(1)
-            progress.set_postfix(loss=f"{losses[-1]:.4f}")
+            progress.set_postfix_str(f"loss {losses[-1]:.4f}")  # no "=": Katib would read it as a metric
             if config.checkpoint_steps and (step + 1) % config.checkpoint_steps == 0 and step + 1 < epoch_end:
                 state.manager.save(checkpoint_number=step + 1)
         progress.close()
