@@ -20,7 +20,7 @@ LOCAL_DEFAULTS: dict[str, Any] = {
     "data": os.environ.get("FACESIM_LFW", ""),
     "workers": 1,
     "epochs": 3,
-    "steps_per_epoch": 100,
+    "steps_per_epoch": 50,
     "trials": 4,
     "tune_epochs": 2,
     "tune_steps_per_epoch": 30,

@@ -226,7 +226,7 @@ def deploy(model_dir: str, gallery_dir: str, backend: str, service_name: str) ->
     --backend cluster`); returns what was deployed."""
     if check_backend(backend) == "cluster":
         lines = run_facesim([
-            "serve", "--backend", "cluster", "--model", pvc_uri(model_dir), "--gallery", pvc_uri(gallery_dir),
+            "serve", "--backend", "cluster", "--model", volume_uri(model_dir), "--gallery", volume_uri(gallery_dir),
             "--name", service_name,
         ])  # fmt: skip
         url = lines[-1].strip()
@@ -241,7 +241,7 @@ def deploy(model_dir: str, gallery_dir: str, backend: str, service_name: str) ->
     return f"model {model_version}, gallery {gallery_version}"
 
 
-def pvc_uri(path: str) -> str:
+def volume_uri(path: str) -> str:
     """`pvc://CLAIM/SUBPATH` of a path under one of the facesim PVC mounts (what KServe takes)."""
     from storage.cluster import StorageConfig
 

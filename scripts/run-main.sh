@@ -1,20 +1,83 @@
 #!/usr/bin/env bash
-# The main job: set up .venv/, then run the local pipeline end to end from a local copy of LFW.
-#   scripts/run-main.sh --data ../shared/data/lfw      (or FACESIM_LFW=../shared/data/lfw)
+# The main job: set up .venv/, run the whole pipeline locally (prepare -> train -> evaluate ->
+# gallery -> register), then serve the model (port 8080) and the UI (port 5000) until Ctrl-C.
+#   scripts/run-main.sh --data ../shared/data/lfw        (or FACESIM_LFW=../shared/data/lfw)
+#   scripts/run-main.sh --data DIR --no-serve            (stop after the pipeline)
+#   scripts/run-main.sh --data DIR -- --tune --epochs 5  (after --: more `facesim pipeline run` options)
+# Without --data or FACESIM_LFW, LFW is downloaded first (`facesim data fetch lfw`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+
+usage() {
+  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  echo "options: --data DIR  --no-serve  --port P (predictor, default 8080)  --ui-port P (default 5000)"
+}
+
 DATA=${FACESIM_LFW:-}
+SERVE=1
+PREDICTOR_PORT=8080
+UI_PORT=5000
+PIPELINE_OPTIONS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --data) DATA=$2; shift 2 ;;
-    *) echo "usage: scripts/run-main.sh --data LFW_DIR" >&2; exit 2 ;;
+    --data) DATA=${2:?--data needs a directory}; shift 2 ;;
+    --no-serve) SERVE=0; shift ;;
+    --port) PREDICTOR_PORT=${2:?--port needs a number}; shift 2 ;;
+    --ui-port) UI_PORT=${2:?--ui-port needs a number}; shift 2 ;;
+    --) shift; PIPELINE_OPTIONS=("$@"); break ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run-main: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-if [[ -z $DATA ]]; then
-  .venv/bin/facesim data fetch lfw --out .facesim/data/lfw
-  DATA=.facesim/data/lfw
+
+bash scripts/setup.sh
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+# Offline machines: the YuNet weights beside the repo (../shared/models), when present.
+if [[ -z ${FACESIM_YUNET_MODEL:-} ]]; then
+  for weights in ../shared/models/face_detection_yunet_*.onnx; do
+    [[ -f $weights ]] && export FACESIM_YUNET_MODEL=$PWD/$weights
+  done
 fi
-.venv/bin/facesim data prepare --data "$DATA" --out .facesim/cache/lfw
-echo "main job: the data step is done; training, serving and the UI are not built yet" >&2
-exit 3
+
+if [[ -z $DATA ]]; then
+  DATA=$(.venv/bin/python -c 'from storage.paths import facesim_home; print(facesim_home() / "data" / "lfw")')
+  .venv/bin/facesim data fetch lfw --out "$DATA"
+fi
+
+started=$(date +%s)
+.venv/bin/facesim pipeline run --data "$DATA" ${PIPELINE_OPTIONS[@]+"${PIPELINE_OPTIONS[@]}"}
+echo "main job: pipeline finished in $(( ($(date +%s) - started) / 60 )) min"
+if [[ $SERVE -eq 0 ]]; then
+  exit 0
+fi
+
+PIDS=()
+stop() {
+  for pid in ${PIDS[@]+"${PIDS[@]}"}; do
+    kill "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+# The latest registered model and gallery: what the pipeline's deploy step registered.
+.venv/bin/facesim serve --port "$PREDICTOR_PORT" &
+PIDS+=($!)
+PREDICTOR=http://127.0.0.1:$PREDICTOR_PORT
+for _ in $(seq 180); do
+  if .venv/bin/python -c "import requests, sys; sys.exit(not requests.get('$PREDICTOR/v2/health/ready', timeout=2).ok)" 2>/dev/null; then
+    break
+  fi
+  kill -0 "${PIDS[0]}" 2>/dev/null || { echo "run-main: facesim serve exited (see above)" >&2; exit 1; }
+  sleep 1
+done
+.venv/bin/facesim ui --predictor "$PREDICTOR" --port "$UI_PORT" &
+PIDS+=($!)
+echo
+echo "main job: predictor  $PREDICTOR  (POST /v1/models/facenet:predict)"
+echo "main job: web UI     http://127.0.0.1:$UI_PORT"
+echo "main job: Ctrl-C stops both"
+wait -n
+echo "run-main: a server stopped; stopping the other" >&2
+exit 1
