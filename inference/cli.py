@@ -82,14 +82,9 @@ def _resolve_artifacts(model: Path | None, gallery: Path | None) -> tuple[Path, 
 
 def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
     import kserve
-    from kserve.model_server import app
 
     from inference.predictor import FaceNetPredictor, ServingConfig
-    from fastapi.exceptions import RequestValidationError
-
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    from inference.routes import gallery_router, http_error, request_validation_error
+    from inference.routes import install_routes
 
     limits = RequestLimits(
         max_image_bytes=args.max_image_bytes,
@@ -105,9 +100,7 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
     )
     predictor = FaceNetPredictor(config)
     predictor.load()
-    app.include_router(gallery_router(predictor))
-    app.add_exception_handler(RequestValidationError, request_validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
+    install_routes(predictor)
     server = kserve.ModelServer(
         http_port=args.port or args.http_port,
         grpc_port=args.grpc_port,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,22 @@ class FaceNetPredictor(kserve.Model):
         self.config = config
         self.limits = config.limits
         self.model_info: ModelInfo | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # `--workers N`: KServe pickles the model into N spawned worker processes. Send the config
+        # only; each worker loads its own model and serves the extra routes from its own app.
+        return {"name": self.name, "config": self.config, "enable_latency_logging": self.enable_latency_logging}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from inference.routes import install_routes
+
+        self.__init__(state["config"], state["name"])
+        self.enable_latency_logging = state["enable_latency_logging"]
+        install_routes(self)
+        # Load in the background: KServe's parent kills a worker that doesn't answer its ping
+        # within 5 s, and the ping thread only starts after unpickling. Until loaded, the worker
+        # reports not ready (503).
+        threading.Thread(target=self.load, name="load-facenet", daemon=True).start()
 
     def load(self) -> bool:
         self.model_info = read_model_info(self.config.model_dir)

@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from kserve.errors import InvalidInput
@@ -44,7 +44,11 @@ async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
 
 
 def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
-    router = APIRouter(prefix=f"/v1/models/{predictor.name}")
+    async def require_ready() -> None:
+        if not predictor.ready:
+            raise StarletteHTTPException(503, "the model is still loading; retry in a few seconds")
+
+    router = APIRouter(prefix=f"/v1/models/{predictor.name}", dependencies=[Depends(require_ready)])
 
     @router.get("/gallery")
     async def list_gallery() -> dict[str, Any]:
@@ -124,3 +128,12 @@ def _parse_enrolment(body: bytes, predictor: FaceNetPredictor) -> tuple[str, lis
             raise InvalidInput(f'images[{i}] must be an object like {{"b64": "..."}}')
         decoded.append(decode_b64(image["b64"], f"images[{i}].b64", predictor.limits))
     return identity, decoded
+
+
+def install_routes(predictor: FaceNetPredictor) -> None:
+    """Add the gallery/card routes and the error handlers to the app KServe serves (in this process)."""
+    from kserve.model_server import app
+
+    app.include_router(gallery_router(predictor))
+    app.add_exception_handler(RequestValidationError, request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
