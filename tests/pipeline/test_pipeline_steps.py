@@ -1,0 +1,66 @@
+"""The pieces of a pipeline step that need no training: names, paths, URIs, progress lines."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.local_run import ProgressLog
+from pipeline.steps import RunLayout, StepFailed, facesim_metrics, resource_name, volume_uri
+
+
+def test_cluster_files_live_on_the_volumes_and_map_to_pvc_uris() -> None:
+    layout = RunLayout.for_run("cluster", "", "facesim-abc")
+    assert layout.model == Path("/mnt/models/facesim-abc/model")
+    assert layout.tuning == Path("/mnt/runs/facesim-abc/tuning")
+    assert volume_uri(str(layout.model)) == "pvc://facesim-models/facesim-abc/model"
+    assert volume_uri(str(layout.gallery)) == "pvc://facesim-models/facesim-abc/gallery"
+    with pytest.raises(StepFailed, match="no facesim volume"):
+        volume_uri("/tmp/model")
+
+
+def test_local_files_default_under_facesim_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FACESIM_HOME", str(tmp_path))
+    layout = RunLayout.for_run("local", "", "run-1")
+    assert layout.model == tmp_path / "pipeline" / "runs" / "run-1" / "model"
+    assert RunLayout.for_run("local", str(tmp_path / "w"), "run-1").crops_root == tmp_path / "w" / "crops"
+    with pytest.raises(StepFailed, match="local, cluster"):
+        RunLayout.for_run("gpu", "", "run-1")
+
+
+@pytest.mark.parametrize("run_name", ["facesim-2026-11-26-12-50-42-436064", "Facesim_Run 7", "x" * 80])
+def test_resource_names_are_dns_1123(run_name: str) -> None:
+    name = resource_name(run_name, "train")
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
+    assert name.endswith("-train")
+
+
+def test_metrics_keep_facesim_names_only() -> None:
+    lines = ["[worker 0] To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
+             "[worker 0] accuracy=0.75", "auc=0.8 tar_at_far_1e-3=0.1"]
+    assert facesim_metrics(lines) == {"accuracy": 0.75, "auc": 0.8, "tar_at_far_1e-3": 0.1}
+
+
+def test_progress_log_shows_one_line_per_step_and_keeps_everything() -> None:
+    log, terminal = io.StringIO(), io.StringIO()
+    progress = ProgressLog(log, terminal, steps=2)
+    kfp_output = (
+        "12:00:00.000 - INFO - Executing task \x1b[96m'prepare-data'\x1b[0m\n"
+        "    noisy executor input {...}\n"
+        "    facesim-pipeline: face crops ready in /x\n"
+        "12:00:03.000 - INFO - Task \x1b[96m'prepare-data'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m\n"
+        "12:00:03.100 - INFO - Executing task 'train-model'\n"
+        "12:00:09.000 - ERROR - Task 'train-model' finished with status FAILURE\n"
+    )
+    for chunk in (kfp_output[:50], kfp_output[50:170], kfp_output[170:]):  # writes split mid-line
+        progress.write(chunk)
+    shown = terminal.getvalue().splitlines()
+    assert shown[0] == "[1/2] prepare-data ..."
+    assert shown[1] == "      face crops ready in /x"
+    assert re.fullmatch(r"\[1/2\] prepare-data: success in \d+ s", shown[2])
+    assert shown[3] == "[2/2] train-model ..."
+    assert re.fullmatch(r"\[2/2\] train-model: failure in \d+ s", shown[4])
+    assert len(shown) == 5 and "noisy executor input" in log.getvalue()
