@@ -1,0 +1,66 @@
+"""`facesim tune --backend cluster`: the same search as a Katib Experiment, followed to its
+optimal trial, whose parameters land in best_params.json (what the pipeline trains with)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+# The cluster tests' fake Kubernetes API server (reused, not copied).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
+from fake_apiserver import Answer, RunningApiServer, status_body  # noqa: E402
+
+from tuning.cli import main  # noqa: E402
+
+EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/team-a/experiments"
+SUCCEEDED = {
+    "status": {
+        "conditions": [{"type": "Succeeded", "status": "True"}],
+        "trialsSucceeded": 3,
+        "currentOptimalTrial": {
+            "bestTrialName": "sweep-7-abc",
+            "parameterAssignments": [{"name": "margin", "value": "0.3"}, {"name": "embedding_size", "value": "64"},
+                                     {"name": "learning_rate", "value": "0.002"}],  # fmt: skip
+            "observation": {"metrics": [{"name": "val_accuracy", "latest": "0.81", "max": "0.83"}]},
+        },
+    }
+}
+
+
+def test_the_experiment_is_created_followed_and_its_best_trial_written(tmp_path: Path) -> None:
+    with RunningApiServer() as server:
+        server.state.answer("POST", EXPERIMENTS, Answer(201, {}))
+        server.state.answer("GET", f"{EXPERIMENTS}/sweep-7", Answer(200, SUCCEEDED))
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")
+        code = main(["--backend", "cluster", "--namespace", "team-a", "--kubeconfig", str(kubeconfig),
+                     "--experiment-name", "sweep-7", "--trials", "5", "--algorithm", "random", "--workers", "2",
+                     "--data", "/mnt/data/crops/lfw-112px", "--out", str(tmp_path / "out"),
+                     "--", "--architecture", "tiny"])  # fmt: skip
+        created = server.state.calls("POST", EXPERIMENTS)[0].body
+    assert code == 0
+    spec = created["spec"]
+    assert created["metadata"]["name"] == "sweep-7"
+    assert spec["algorithm"]["algorithmName"] == "random" and spec["maxTrialCount"] == 5
+    worker = spec["trialTemplate"]["trialSpec"]["spec"]["tfReplicaSpecs"]["Worker"]
+    assert worker["replicas"] == 2
+    command = worker["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--data") + 1] == "/mnt/data/crops/lfw-112px"
+    assert "--architecture" in command and "${trialParameters.margin}" in command
+
+    best = json.loads((tmp_path / "out" / "best_params.json").read_text())
+    assert best["trial"] == "sweep-7-abc"
+    assert best["parameters"] == {"margin": 0.3, "embedding_size": "64", "learning_rate": 0.002}
+    assert best["objective"] == {"name": "val_accuracy", "value": 0.81}
+
+
+def test_a_refused_experiment_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with RunningApiServer() as server:
+        server.state.answer("POST", EXPERIMENTS, Answer(403, status_body(403, "Forbidden", "experiments is forbidden")))
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")
+        code = main(["--backend", "cluster", "--namespace", "team-a", "--kubeconfig", str(kubeconfig)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "forbidden" in err.lower() and "Traceback" not in err
