@@ -70,3 +70,25 @@ def make_strategy():
 def worker_dir(base: Path, info: WorkerInfo) -> Path:
     """The chief writes to `base`; the others must write too (saving is collective) but to throwaway dirs."""
     return base if info.is_chief else base / "workers" / info.name
+
+
+def replica_device(context) -> str:
+    """This replica's device. Inside tf.function a tensor has none yet, and a collective
+    (all_gather, all_reduce) needs one to know where its result goes."""
+    import tensorflow as tf
+
+    devices = context.strategy.extended.worker_devices
+    return devices[int(tf.get_static_value(context.replica_id_in_sync_group)) % len(devices)]
+
+
+def barrier(strategy) -> None:
+    """Return once every worker has called it: keeps a finished worker from leaving while the
+    chief still works (its departure reads as a crash to the others' coordination service)."""
+    import tensorflow as tf
+
+    def replica_fn() -> tf.Tensor:
+        context = tf.distribute.get_replica_context()
+        with tf.device(replica_device(context)):
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.ones([1]))
+
+    tf.function(lambda: strategy.run(replica_fn))()

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from facesim.metrics_lines import format_metric
 from training.augment import augment_batch
 from training.config import TrainConfig
-from training.distributed import WorkerInfo, worker_dir
+from training.distributed import WorkerInfo, replica_device, worker_dir
 from training.losses import MINING_LOSSES, TripletLoss
 from training.model import build_embedding_model
 from training.sampler import PKSampler
@@ -31,14 +31,11 @@ from training.sampler import PKSampler
 def global_triplet_loss(embeddings: tf.Tensor, labels: tf.Tensor, loss_fn: TripletLoss, margin: float) -> tf.Tensor:
     """In a replica context: the triplet loss mined over every replica's samples."""
     context = tf.distribute.get_replica_context()
-    replica = int(tf.get_static_value(context.replica_id_in_sync_group))
-    devices = context.strategy.extended.worker_devices
-    # Inside tf.function a tensor has no device yet, and all_gather needs one for its destination.
-    with tf.device(devices[replica % len(devices)]):
+    with tf.device(replica_device(context)):
         gathered = context.all_gather(tf.identity(tf.stop_gradient(embeddings)), axis=0)
         all_labels = context.all_gather(tf.identity(labels), axis=0)
     local = tf.shape(embeddings)[0]
-    start = replica * local
+    start = tf.cast(context.replica_id_in_sync_group, tf.int32) * local
     spliced = tf.concat([gathered[:start], embeddings, gathered[start + local:]], axis=0)
     return loss_fn(all_labels, spliced, margin)
 

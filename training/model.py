@@ -10,6 +10,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+# Batch-norm moving statistics follow the data within ~10 steps rather than ~100 (Keras' 0.99):
+# short runs otherwise export a model whose inference-mode embeddings all point one way.
+BN_MOMENTUM = 0.9
+
 
 def build_embedding_model(architecture: str, image_size: int, embedding_dim: int, seed: int = 0) -> keras.Model:
     keras.utils.set_random_seed(seed)
@@ -34,7 +38,7 @@ def _conv_bn(x, filters: int, kernel: int, stride: int = 1, linear: bool = False
         x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False)(x)
     else:
         x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     return x if linear else layers.PReLU(shared_axes=[1, 2])(x)
 
 
@@ -61,9 +65,9 @@ def _mobilefacenet(x, embedding_dim: int):
     x = _conv_bn(x, 512, 1)
     # Global depthwise conv (GDConv): a learned spatial weighting instead of average pooling.
     x = layers.DepthwiseConv2D(x.shape[1], padding="valid", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     x = layers.Conv2D(embedding_dim, 1, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     return layers.Flatten()(x)
 
 
@@ -71,7 +75,7 @@ def _mobilefacenet(x, embedding_dim: int):
 
 def _conv(x, filters: int, kernel, stride: int = 1, padding: str = "same", activation: bool = True):
     x = layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False)(x)
-    x = layers.BatchNormalization(scale=False)(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, scale=False)(x)
     return layers.Activation("relu")(x) if activation else x
 
 
@@ -132,7 +136,7 @@ def _inception_resnet_v1(x, embedding_dim: int):
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.2)(x)
     x = layers.Dense(embedding_dim, use_bias=False)(x)
-    return layers.BatchNormalization(scale=False)(x)
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, scale=False)(x)
 
 
 # --- tiny: a few convolutions, for tests and smoke runs -----------------------------------------

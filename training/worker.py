@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from training.config import TrainConfig
 from training.data import PairSet, RunData, load_run_data
-from training.distributed import WorkerInfo, configure_threads, make_strategy, worker_info
+from training.distributed import WorkerInfo, barrier, configure_threads, make_strategy, worker_info
 from training.evaluation import Verification, squared_distances, verify
 from training.export import embed_with, export_saved_model
 from training.loop import EpochReport, TrainingState, create_state, print_metric, run_training
@@ -68,9 +68,9 @@ def run_worker(config: TrainConfig) -> Path | None:
     reporter = ChiefReporter(state, data, run_dir / "logs" / "train") if info.is_chief else None
     run_training(config, strategy, info, state, data.train_images, data.sampler,
                  reporter.on_epoch_end if reporter else lambda report: None)  # fmt: skip
-    if reporter is None:
-        return None
-    return finish(config, info, state, data, reporter)
+    exported = finish(config, info, state, data, reporter) if reporter else None
+    barrier(strategy)
+    return exported
 
 
 def finish(config: TrainConfig, info: WorkerInfo, state: TrainingState, data: RunData, reporter: ChiefReporter) -> Path:
