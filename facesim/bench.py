@@ -1,8 +1,23 @@
-"""Not built yet: see the open issues."""
+"""`facesim bench train|serve`: the benchmarks (each lives with its component)."""
 
+from __future__ import annotations
+
+import argparse
+import importlib
 import sys
+
+BENCHMARKS = {
+    "train": ("training.bench", "training throughput (steps/s, images/s) for 1..N local workers"),
+    "serve": ("inference.bench", "predictor latency/throughput at several concurrencies, and gallery search time"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("facesim: this command is not built yet (see the open issues)", file=sys.stderr)
-    return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="facesim bench", description="Benchmarks. Run `facesim bench NAME --help`.")
+    parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items()))
+    if not argv or argv[0] not in BENCHMARKS:
+        parser.parse_args(argv or ["--help"])
+        return 2
+    module = importlib.import_module(BENCHMARKS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
