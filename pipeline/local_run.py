@@ -23,6 +23,7 @@ from pipeline.steps import PROGRESS_PREFIX
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+_EPOCH_SCORE = re.compile(r"\bval_accuracy\s*=")
 # Tasks of one run: prepare, tune or given hyper-parameters, train, evaluate, gallery, deploy.
 PIPELINE_STEPS = 6
 
@@ -70,6 +71,8 @@ class ProgressLog(io.TextIOBase):
             self._show(f"[{self.step}/{self.steps}] {name}: {status.lower()} in {seconds:.0f} s")
         elif PROGRESS_PREFIX in line:
             self._show("      " + line.split(PROGRESS_PREFIX, 1)[1])
+        elif _EPOCH_SCORE.search(line):  # training's and tuning's per-epoch score: signs of life
+            self._show("      " + line.strip())
 
     def _show(self, line: str) -> None:
         print(line, file=self.terminal, flush=True)

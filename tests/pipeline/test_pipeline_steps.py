@@ -53,6 +53,8 @@ def test_progress_log_shows_one_line_per_step_and_keeps_everything() -> None:
         "    facesim-pipeline: face crops ready in /x\n"
         "12:00:03.000 - INFO - Task \x1b[96m'prepare-data'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m\n"
         "12:00:03.100 - INFO - Executing task 'train-model'\n"
+        "    [worker 0] loss=0.3\n"
+        "    [worker 0] val_accuracy=0.61\n"
         "12:00:09.000 - ERROR - Task 'train-model' finished with status FAILURE\n"
     )
     for chunk in (kfp_output[:50], kfp_output[50:170], kfp_output[170:]):  # writes split mid-line
@@ -62,5 +64,6 @@ def test_progress_log_shows_one_line_per_step_and_keeps_everything() -> None:
     assert shown[1] == "      face crops ready in /x"
     assert re.fullmatch(r"\[1/2\] prepare-data: success in \d+ s", shown[2])
     assert shown[3] == "[2/2] train-model ..."
-    assert re.fullmatch(r"\[2/2\] train-model: failure in \d+ s", shown[4])
-    assert len(shown) == 5 and "noisy executor input" in log.getvalue()
+    assert shown[4] == "      [worker 0] val_accuracy=0.61"
+    assert re.fullmatch(r"\[2/2\] train-model: failure in \d+ s", shown[5])
+    assert len(shown) == 6 and "noisy executor input" in log.getvalue() and "loss=0.3" in log.getvalue()
