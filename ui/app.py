@@ -150,7 +150,8 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
         try:
             answer = predictor.remove(identity)
         except PredictorRejected as error:
-            return _gallery_error(predictor, f"Could not remove {identity}: {error}", 404 if error.status == 404 else 400)
+            status = 404 if error.status == 404 else 400
+            return _gallery_error(predictor, f"Could not remove {identity}: {error}", status)
         except PredictorUnavailable as error:
             return render_template("gallery.html", down=str(error)), 503
         flash(f"Removed {identity} ({answer.get('removed', 0)} image(s)).", "ok")
@@ -296,7 +297,14 @@ def _gallery_page(listing: dict[str, Any], query: str, page_text: str) -> dict[s
     pages = max(1, math.ceil(len(identities) / GALLERY_PAGE_SIZE))
     page = min(max(1, int(page_text)) if page_text.isdigit() else 1, pages)
     shown = identities[(page - 1) * GALLERY_PAGE_SIZE : page * GALLERY_PAGE_SIZE]
-    return {"listing": listing, "identities": shown, "matching": len(identities), "query": query, "page": page, "pages": pages}
+    return {
+        "listing": listing,
+        "identities": shown,
+        "matching": len(identities),
+        "query": query,
+        "page": page,
+        "pages": pages,
+    }
 
 
 def _gallery_error(predictor: PredictorClient, message: str, status: int) -> tuple[str, int]:

@@ -25,7 +25,10 @@ def _parser(default_host: str) -> argparse.ArgumentParser:
         help="predictor base URL (env FACESIM_PREDICTOR_URL; default %(default)s)",
     )
     parser.add_argument(
-        "--port", type=int, default=_env_int("PORT", DEFAULT_PORT), help="port to listen on (env PORT; default %(default)s)"
+        "--port",
+        type=int,
+        default=_env_int("PORT", DEFAULT_PORT),
+        help="port to listen on (env PORT; default %(default)s)",
     )
     parser.add_argument(
         "--host",
@@ -33,13 +36,23 @@ def _parser(default_host: str) -> argparse.ArgumentParser:
         help="interface to listen on (env FACESIM_UI_HOST; default %(default)s)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, metavar="SECONDS", help="longest wait for one predictor call (default %(default)s)"
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="longest wait for one predictor call (default %(default)s)",
     )
     parser.add_argument(
-        "--max-upload-mb", type=float, default=20.0, metavar="MIB", help="largest upload per request (default %(default)s)"
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        metavar="MIB",
+        help="largest upload per request (default %(default)s)",
     )
     parser.add_argument("--threads", type=int, default=8, help="waitress worker threads (default %(default)s)")
-    parser.add_argument("--debug", action="store_true", help="Flask's development server with the debugger (never in production)")
+    parser.add_argument(
+        "--debug", action="store_true", help="Flask's development server with the debugger (never in production)"
+    )
     return parser
 
 

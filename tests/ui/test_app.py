@@ -146,14 +146,16 @@ def test_enrol_hostile_name_is_escaped_then_removed(
     assert page.status_code == 404  # already gone: a message, not an error page
 
 
-def test_enrol_without_a_face_or_name_is_a_friendly_400(ui_client: FlaskClient, tmp_path: Path) -> None:
+def test_enrol_without_a_face_or_name_is_a_friendly_400(writable_client: FlaskClient, tmp_path: Path) -> None:
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), "white").save(blank)
-    token = csrf_token(ui_client, "/gallery")
-    page = ui_client.post("/gallery/enrol", data={"csrf_token": token, "identity": "Nobody", "images": [_upload(blank)]})
+    token = csrf_token(writable_client, "/gallery")
+    data = {"csrf_token": token, "identity": "Nobody", "images": [_upload(blank)]}
+    page = writable_client.post("/gallery/enrol", data=data)
     assert page.status_code == 400
     assert "refused to enrol" in page.get_data(as_text=True)
-    page = ui_client.post("/gallery/enrol", data={"csrf_token": token, "identity": "  ", "images": [_upload(blank)]})
+    data = {"csrf_token": token, "identity": "  ", "images": [_upload(blank)]}
+    page = writable_client.post("/gallery/enrol", data=data)
     assert page.status_code == 400
     assert "Give the person a name" in page.get_data(as_text=True)
 
@@ -176,7 +178,8 @@ def test_slow_predictor_is_cut_off_by_the_timeout(two_people_jpg: Path) -> None:
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(16)
-        client = create_app(UiConfig(predictor_url=f"http://127.0.0.1:{hung.getsockname()[1]}", timeout_s=1)).test_client()
+        hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        client = create_app(UiConfig(predictor_url=hung_url, timeout_s=1)).test_client()
         token = csrf_token(client)
         started = time.monotonic()
         page = client.post("/search", data={"csrf_token": token, "image": _upload(two_people_jpg)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import Iterator
@@ -96,6 +97,36 @@ def test_upload_two_people_shows_two_faces_with_matches(watched: Watched, live_u
         expect(faces.nth(index).locator(".match")).to_have_count(3)
         expect(faces.nth(index).locator(".verdict").first).to_be_visible()
     assert page.locator("#results img.annotated").evaluate("img => img.naturalWidth") > 0
+    assert watched.console_errors == []
+
+
+def test_drop_a_photo_on_the_search_box(watched: Watched, live_ui: str, two_people_jpg: Path) -> None:
+    page = watched.page
+    page.goto(live_ui)
+    # A drop as the browser delivers it: a DataTransfer holding the file.
+    transfer = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "two_people.jpg", { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        base64.b64encode(two_people_jpg.read_bytes()).decode("ascii"),
+    )
+    page.dispatch_event("#search-form [data-dropzone]", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#search-form [data-previews] img")).to_have_count(1)
+    page.click("#search-form button[type=submit]")
+    expect(page.locator("#results .face")).to_have_count(2)
+
+
+def test_model_card_with_roc_curve(watched: Watched, live_ui: str) -> None:
+    page = watched.page
+    page.goto(f"{live_ui}/model")
+    expect(page.locator("#summary")).to_contain_text("Threshold")
+    expect(page.locator("#metrics")).to_be_visible()
+    roc = page.locator(".roc img")
+    expect(roc).to_be_visible()
+    assert roc.evaluate("img => img.complete && img.naturalWidth") > 100
     assert watched.console_errors == []
 
 
