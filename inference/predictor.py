@@ -92,11 +92,11 @@ class FaceNetPredictor(kserve.Model):
 
     def load(self) -> bool:
         self.model_info = read_model_info(self.config.model_dir)
+        self.gallery = GalleryStore(self.config.gallery_dir)
+        check_gallery_matches(self.gallery, self.model_info)  # before the slow part: fail fast
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         self.preprocessor.detector  # create it now, not on the first request
         self.embedder = Embedder(self.model_info)
-        self.gallery = GalleryStore(self.config.gallery_dir)
-        check_gallery_matches(self.gallery, self.model_info)
         self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold)
         self.index.search(np.zeros((0, self.model_info.embedding_dim), np.float32), 1)  # load it now
         self.embedder.embed(np.zeros((1, self.model_info.image_size, self.model_info.image_size, 3), np.uint8))

@@ -1,0 +1,58 @@
+"""`facesim gallery build|list` options and errors, and `facesim serve` refusing what it can't serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inference.gallery import GalleryInfo, GalleryStore
+from inference.gallery_cli import main as gallery_main
+from inference.cli import serve_main
+
+
+@pytest.fixture(scope="module")
+def knn_train(detection_dir: Path) -> Path:
+    return detection_dir / "face_recognition" / "examples" / "knn_examples" / "train"
+
+
+def build(model: Path, data: Path, out: Path, yunet: Path, *options: str) -> int:
+    return gallery_main(["build", "--model", str(model), "--data", str(data), "--out", str(out),
+                         "--yunet", str(yunet), *options])  # fmt: skip
+
+
+def test_gallery_build_options(tiny_model_dir: Path, knn_train: Path, yunet_path: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture) -> None:
+    assert build(tiny_model_dir, knn_train, tmp_path / "limited", yunet_path,
+                 "--limit-identities", "3", "--max-images-per-identity", "1") == 0  # fmt: skip
+    limited = GalleryStore(tmp_path / "limited")
+    assert limited.identities() == [("alex_lacamoire", 1), ("biden", 1), ("kit_harington", 1)]
+    assert all(limited.thumbnail(name)[:2] == b"\xff\xd8" for name, _ in limited.identities())
+    # alex_lacamoire has one photo: with --min-images 2 he is left out, everyone else has 2.
+    assert build(tiny_model_dir, knn_train, tmp_path / "two", yunet_path, "--min-images", "2") == 0
+    two = dict(GalleryStore(tmp_path / "two").identities())
+    assert "alex_lacamoire" not in two and set(two.values()) == {2} and len(two) == 4
+    assert "1 identities with fewer than 2 faces" in capsys.readouterr().out
+    assert gallery_main(["list", "--gallery", str(tmp_path / "two")]) == 0
+    assert "4 identities, 8 embeddings" in capsys.readouterr().out
+
+
+def test_gallery_build_errors_are_explained(tiny_model_dir: Path, knn_train: Path, yunet_path: Path,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert build(tiny_model_dir, tmp_path / "nowhere", tmp_path / "g1", yunet_path) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert build(tmp_path, knn_train, tmp_path / "g2", yunet_path) == 2
+    assert "not a model artifact" in capsys.readouterr().err
+    assert build(tiny_model_dir, knn_train, tmp_path / "g3", yunet_path, "--identity", "nobody") == 2
+    assert "nobody" in capsys.readouterr().err
+    assert build(tiny_model_dir, knn_train, tmp_path / "g4", yunet_path, "--min-images", "0") == 2
+    assert not any(path.name.startswith(".g") for path in tmp_path.iterdir())  # no staging left behind
+
+
+def test_serve_refuses_a_gallery_of_another_model(tiny_model_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    GalleryStore.create(tmp_path / "foreign", GalleryInfo(model_version="someone-else", embedding_dim=64))
+    code = serve_main(["--model", str(tiny_model_dir), "--gallery", str(tmp_path / "foreign"), "--port", "1"])
+    assert code == 2 and "facesim gallery build" in capsys.readouterr().err
+    assert serve_main(["--model", str(tmp_path), "--gallery", str(tmp_path / "foreign")]) == 2
+    assert "not a model artifact" in capsys.readouterr().err
