@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from tuning.algorithms import ALGORITHMS, EARLY_STOPPING, UnknownAlgorithm
+from tuning.algorithms import ALGORITHMS, EARLY_STOPPING
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,9 +87,10 @@ def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse
             steps_per_epoch=args.steps_per_epoch, grid_points=args.grid_points, seed=args.seed,
             train_args=train_args,
         )  # fmt: skip
-        result = tune_locally(config)
-    except (ValueError, UnknownAlgorithm) as error:
+    except ValueError as error:  # UnknownAlgorithm included
         parser.error(str(error))
+    try:
+        result = tune_locally(config)
     except TuningFailed as error:
         print(f"facesim tune: {error}", file=sys.stderr)
         return 1

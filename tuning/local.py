@@ -22,7 +22,7 @@ from tqdm import tqdm
 from tuning.algorithms import describe_algorithm, make_pruner, make_sampler
 from tuning.best import BestParameters, write_best_params
 from tuning.space import SEARCH_SPACE, SearchParameter, trial_flags
-from tuning.trial import MetricStream, TrialOutcome, run_trial
+from tuning.trial import MetricStream, TrialOutcome, run_trial, trials_stop_with_the_tuner
 
 RESULTS_FILE = "results.json"
 
@@ -58,6 +58,8 @@ class LocalTuneConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.parallel < 0:
             raise ValueError("--parallel must be 0 (automatic) or more")
+        describe_algorithm(self.algorithm)  # UnknownAlgorithm (a ValueError) names the choices
+        make_pruner(self.early_stopping)
 
     def parallel_trials(self) -> int:
         if self.parallel:
@@ -130,6 +132,7 @@ class LocalTuner:
         self.records: dict[int, TrialRecord] = {}
         self._lock = threading.Lock()
         self._progress: tqdm | None = None
+        self._running: set[int] = set()  # process groups of the trials running now
 
     def run(self) -> TuneResult:
         config = self.config
@@ -147,7 +150,8 @@ class LocalTuner:
             f"trial logs under {config.out}"
         )
         with tqdm(total=config.trials, desc="trials", unit="trial") as self._progress:
-            study.optimize(self._objective, n_trials=config.trials, n_jobs=parallel, catch=(_TrialFailed,))
+            with trials_stop_with_the_tuner(self._running):
+                study.optimize(self._objective, n_trials=config.trials, n_jobs=parallel, catch=(_TrialFailed,))
         return self._result()
 
     def _objective(self, trial: optuna.Trial) -> float:
@@ -165,6 +169,7 @@ class LocalTuner:
         outcome = run_trial(
             trial_command(self.config, params, trial_dir / "model"), trial_dir / "train.log", stream, report,
             env={"PYTHONUNBUFFERED": "1"},  # each epoch's metrics reach the pruner as they are printed
+            running=self._running,
         )
         state, error = self._judge(outcome, stream)
         self._record(trial.number, state, params, stream, outcome, error)
@@ -179,6 +184,8 @@ class LocalTuner:
     def _judge(self, outcome: TrialOutcome, stream: MetricStream) -> tuple[str, str]:
         if outcome.stopped_early:
             return "PRUNED", ""
+        if outcome.returncode < 0:
+            return "FAIL", f"stopped by signal {-outcome.returncode}"
         if outcome.returncode != 0:
             last = next((line for line in reversed(outcome.log_tail) if line.strip()), "")
             return "FAIL", f"exit code {outcome.returncode}: {last}"
@@ -246,5 +253,5 @@ def _cell(value: float | int | str | None) -> str:
 
 
 def tune_locally(config: LocalTuneConfig) -> TuneResult:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the tuner prints its own per-trial lines
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the tuner prints its own per-trial lines
     return LocalTuner(config).run()

@@ -7,11 +7,13 @@ callback that may stop the run early (the pruner's decision).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,9 +68,11 @@ def run_trial(
     stream: MetricStream,
     on_objective: ObjectiveCallback,
     env: dict[str, str] | None = None,
+    running: set[int] | None = None,
 ) -> TrialOutcome:
     """Run `command`, log its output to `log_path`, feed each line to `stream`, and stop the
-    whole process group (the launcher and its workers) when `on_objective` says so."""
+    whole process group (the launcher and its workers) when `on_objective` says so. While it runs,
+    its process group id is in `running` (see `stop_all`)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     stopped_early = False
@@ -83,6 +87,8 @@ def run_trial(
         start_new_session=True,  # its own process group, so stopping it stops its workers too
     ) as process:
         assert process.stdout is not None
+        if running is not None:
+            running.add(process.pid)
         for line in process.stdout:
             log.write(line)
             tail = (tail + [line.rstrip()])[-40:]
@@ -91,7 +97,40 @@ def run_trial(
                 stopped_early = True
                 _stop(process)
         returncode = process.wait()
+        if running is not None:
+            running.discard(process.pid)
     return TrialOutcome(returncode, stopped_early, time.monotonic() - started, log_path, tail)
+
+
+def stop_all(running: set[int]) -> None:
+    """SIGTERM every running trial's process group."""
+    for group in list(running):
+        try:
+            os.killpg(group, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+@contextlib.contextmanager
+def trials_stop_with_the_tuner(running: set[int]) -> Iterator[None]:
+    """Ctrl-C or SIGTERM on the tuner stops every running trial, then interrupts the tuner.
+
+    Trials run in their own sessions, so the terminal's Ctrl-C does not reach them, and the tuner's
+    thread pool waits for its trials before an interrupt can unwind: stop the trials first."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        stop_all(running)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stop(process: subprocess.Popen) -> None:
