@@ -95,3 +95,31 @@ def _alive(proc: Path) -> bool:
         return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_ctrl_c_on_the_tuner_stops_running_trials(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    from tuning.trial import trials_stop_with_the_tuner
+
+    command = _script(tmp_path, """
+        import time
+        for epoch in range(1, 600):
+            print(f"epoch={epoch} val_accuracy=0.5", flush=True)
+            time.sleep(0.1)
+    """)
+    running: set[int] = set()
+    outcomes = []
+    trial = threading.Thread(target=lambda: outcomes.append(
+        run_trial(command, tmp_path / "train.log", MetricStream("val_accuracy"), lambda e, v: False, running=running)))
+    with pytest.raises(KeyboardInterrupt), trials_stop_with_the_tuner(running):
+        trial.start()
+        while not running:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends the tuner
+        trial.join(timeout=30)
+    trial.join(timeout=30)
+    assert outcomes and outcomes[0].returncode == -signal.SIGTERM and not running
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
