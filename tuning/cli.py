@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--backend", choices=("local", "cluster"), default="local",
         help="local: optuna trials as local training runs; cluster: a Katib Experiment (default: %(default)s)")
     add("--data", default=os.environ.get("FACESIM_LFW"),
-        help="LFW-layout root or prepared crop cache (default: $FACESIM_LFW)")
+        help="LFW-layout root or prepared crop cache (default: $FACESIM_LFW; on a cluster /mnt/data/lfw)")
     add("--out", type=Path, help="where trial logs, results.json and best_params.json go "
         "(default: $FACESIM_HOME/tuning/<timestamp>)")
     add("--trials", type=int, default=6, help="number of trials (default: %(default)s)")
