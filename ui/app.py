@@ -82,6 +82,10 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
     def search_page() -> Any:
         return _render_search(predictor)
 
+    @app.get("/search")
+    def search_again() -> Any:
+        return redirect(url_for("search_page"))  # a bookmarked or reloaded result page
+
     @app.post("/search")
     def search() -> Any:
         try:

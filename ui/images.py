@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 # What the predictor decodes (DESIGN §2: base64 JPEG/PNG).
-ACCEPTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG"}
+ACCEPTED_FORMATS = {"JPEG", "PNG"}
 ACCEPTED_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MAX_PIXELS = 40_000_000  # the predictor's own limit (faces.image.ImageLimits)
 DISPLAY_SIDE = 960  # longest side of the annotated picture shown in the page
@@ -29,8 +29,6 @@ class UploadError(ValueError):
 class CheckedImage:
     data: bytes  # the bytes as uploaded (the predictor applies EXIF orientation itself)
     filename: str
-    format: str
-    size: tuple[int, int]  # after EXIF orientation, the frame the predictor's boxes are in
 
 
 def check_upload(data: bytes, filename: str) -> CheckedImage:
@@ -50,12 +48,11 @@ def check_upload(data: bytes, filename: str) -> CheckedImage:
                     "million: scale it down and try again."
                 )
             image.load()  # decodes fully: catches truncated and corrupt files
-            oriented = ImageOps.exif_transpose(image)
-            return CheckedImage(data=data, filename=filename, format=image.format, size=oriented.size)
     except UploadError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UploadError(f"{label} could not be read as an image (it may be corrupt or truncated): {error}") from error
+    return CheckedImage(data=data, filename=filename)
 
 
 def annotate_faces(image: CheckedImage, boxes: Sequence[Sequence[float]]) -> str:

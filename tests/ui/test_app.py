@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from html import unescape as html_unescape
 from pathlib import Path
 
@@ -22,6 +24,19 @@ from ui.app import UiConfig, create_app
 
 def _upload(path: Path) -> tuple[io.BytesIO, str]:
     return io.BytesIO(path.read_bytes()), path.name
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims a size but holds no pixels (how a decompression bomb starts)."""
+    chunks = [b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0), b"IDAT"]
+    body = b"".join(struct.pack(">I", len(c) - 4) + c + struct.pack(">I", zlib.crc32(c)) for c in chunks)
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def _gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buffer, format="GIF")
+    return buffer.getvalue()
 
 
 def _gallery_names(predictor_url: str) -> list[str]:
@@ -62,8 +77,10 @@ def test_search_two_people_names_gallery_identities(
         (b"just some text", "notes.png", "could not be read as an image"),
         (b"GIF89a", "animation.gif", "only .jpg, .jpeg and .png"),
         (b"", "empty.jpg", "empty.jpg is empty"),
+        (_gif(), "renamed.png", "is a GIF image"),
+        (_png_header(8_000, 6_000), "huge.png", "8000 x 6000 pixels"),
     ],
-    ids=["corrupt", "text", "gif", "empty"],
+    ids=["corrupt", "text", "gif", "empty", "gif-renamed", "huge"],
 )
 def test_bad_upload_gets_a_friendly_page(ui_client: FlaskClient, content: bytes, filename: str, expected: str) -> None:
     token = csrf_token(ui_client)
