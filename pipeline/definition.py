@@ -48,7 +48,7 @@ def facesim_pipeline(
     tune_steps_per_epoch: int = 50,
     gallery_identities: int = 200,
     gallery_images_per_identity: int = 3,
-    service_name: str = "facenet",
+    service_name: str = "facesim",  # the InferenceService the UI Deployment calls (ui/cluster.py)
 ) -> None:
     run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
     prepare = _step(components.prepare_data(
@@ -105,5 +105,5 @@ PARAMETER_HELP: dict[str, str] = {
     "tune_steps_per_epoch": "steps per epoch of each tuning trial",
     "gallery_identities": "identities embedded into the gallery",
     "gallery_images_per_identity": "images per gallery identity",
-    "service_name": "InferenceService name (cluster)",
+    "service_name": "InferenceService name (cluster; the UI Deployment calls `facesim`)",
 }
