@@ -78,8 +78,8 @@ def _parse_v1_instance(item: Any, where: str, limits: RequestLimits) -> Instance
 
 
 def parse_v2(request: InferRequest, limits: RequestLimits) -> list[Instance]:
-    """A BYTES input named `image` (one element per image: base64 text in JSON, raw bytes in
-    binary-extension bodies); request parameter `top_k`."""
+    """A BYTES input named `image`, one base64 text element per image (in JSON or in a binary-extension
+    body); request parameter `top_k`."""
     inputs = {item.name: item for item in request.inputs}
     if "image" not in inputs:
         names = ", ".join(repr(name) for name in inputs) or "none"
@@ -124,10 +124,8 @@ def _b64_field(value: Any, where: str, limits: RequestLimits) -> bytes:
 
 
 def _v2_element(element: Any, where: str, limits: RequestLimits) -> bytes:
-    if isinstance(element, bytes):  # binary data extension: the raw file
-        if len(element) > limits.max_image_bytes:
-            raise InvalidInput(f"{where}: the image is too large (limit {limits.max_image_bytes:,} bytes)")
-        return element
+    if isinstance(element, bytes):  # gRPC and some decoders hand BYTES over undecoded
+        element = element.decode("ascii", errors="replace")
     return decode_b64(element, where, limits)
 
 

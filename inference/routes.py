@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from kserve.errors import InvalidInput
+from kserve.errors import InferenceError, InvalidInput
+from kserve.protocol.infer_type import InferRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.gallery import GalleryError, UnknownIdentity, validate_identity
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from inference.predictor import FaceNetPredictor
 
 MAX_ENROL_IMAGES = 32
+V2_BINARY_HEADER = "inference-header-content-length"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -41,6 +43,24 @@ async def request_validation_error(_: Request, error: RequestValidationError) ->
 async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
     """Framework errors (unparsable body, unknown route) in the same `{"error": ...}` shape."""
     return JSONResponse(status_code=error.status_code, content={"error": str(error.detail)}, headers=error.headers)
+
+
+async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
+    """KServe decodes binary-extension V2 bodies without checking them, so a malformed one would
+    be a 500. Decode it once here with KServe's own decoder and answer 400 when that fails."""
+    header = request.headers.get(V2_BINARY_HEADER)
+    if header is not None and request.method == "POST" and request.url.path.endswith("/infer"):
+        try:
+            InferRequest.from_bytes(await request.body(), int(header), "check")
+        except InferenceError as error:
+            if "UTF-8" not in str(error):
+                raise
+            # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
+            return _error(400, 'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded')
+        except Exception as error:  # noqa: BLE001 - whatever the decoder trips on, the body caused it
+            reason = f"{type(error).__name__}: {error}"[:200]
+            return _error(400, f"malformed binary-extension request ({V2_BINARY_HEADER}): {reason}")
+    return await call_next(request)
 
 
 def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
@@ -137,3 +157,4 @@ def install_routes(predictor: FaceNetPredictor) -> None:
     app.include_router(gallery_router(predictor))
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.middleware("http")(reject_malformed_binary_v2)

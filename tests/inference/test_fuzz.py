@@ -73,5 +73,36 @@ def test_raw_bodies_never_answer_5xx(predictor_url: str, body: bytes, content_ty
         assert_client_error_or_answer(answer)
 
 
+@FUZZ
+@given(body=st.binary(max_size=300), header=st.one_of(st.integers(-5, 400).map(str), st.from_regex(r"[!-~]{1,5}", fullmatch=True)))
+def test_binary_extension_bodies_never_answer_5xx(predictor_url: str, body: bytes, header: str) -> None:
+    headers = {"inference-header-content-length": header, "content-type": "application/octet-stream"}
+    assert_client_error_or_answer(requests.post(predictor_url + V2, data=body, headers=headers, timeout=60))
+
+
+def binary_request(element: bytes) -> tuple[bytes, dict[str, str]]:
+    """A V2 binary-data-extension body: JSON header, then the BYTES tensor (4-byte length + bytes)."""
+    import json
+    import struct
+
+    tensor = struct.pack("<I", len(element)) + element
+    header = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(tensor)}}]}).encode()  # fmt: skip
+    return header + tensor, {"inference-header-content-length": str(len(header))}
+
+
+def test_binary_extension_carries_base64_images(predictor_url: str, detection_dir) -> None:
+    jpeg = (detection_dir / "face_recognition" / "examples" / "two_people.jpg").read_bytes()
+    body, headers = binary_request(base64.b64encode(jpeg))
+    answer = requests.post(predictor_url + V2, data=body, headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.text[:300]
+    outputs = {output["name"]: output for output in answer.json()["outputs"]}
+    assert outputs["boxes"]["shape"] == [2, 4]
+    # KServe 0.21 decodes binary BYTES as UTF-8 text, so raw JPEG bytes get a 400 that says what to do.
+    body, headers = binary_request(jpeg)
+    answer = requests.post(predictor_url + V2, data=body, headers=headers, timeout=60)
+    assert answer.status_code == 400 and "base64" in answer.json()["error"]
+
+
 def test_server_is_ready_after_fuzzing(predictor_url: str) -> None:
     assert requests.get(predictor_url + "/v2/health/ready", timeout=10).status_code == 200
