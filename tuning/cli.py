@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
     cluster = parser.add_argument_group("cluster backend (Katib)")
     cluster.add_argument("--experiment-name", default="facesim-tune", help="Experiment name (default: %(default)s)")
-    cluster.add_argument("--namespace", default="facesim", help="namespace (default: %(default)s)")
+    cluster.add_argument("--namespace", help="namespace (default: $FACESIM_NAMESPACE, else the pod's own, else facesim)")
     cluster.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     return parser
 
@@ -104,6 +104,10 @@ def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse
     return 0
 
 
+def _namespace(args: argparse.Namespace) -> dict[str, str]:
+    return {"namespace": args.namespace} if args.namespace else {}
+
+
 def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
     """A Katib Experiment with the same search space, followed to the end; its optimal trial is
     written to OUT/best_params.json when --out is given."""
@@ -119,7 +123,7 @@ def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argpar
             name=args.experiment_name, algorithm=args.algorithm, objective=args.objective,
             maximize=not args.minimize, max_trial_count=args.trials, parallel_trial_count=args.parallel or 2,
             early_stopping=args.early_stopping, grid_points=args.grid_points, train_args=shared_args,
-            trial_job=TFJobConfig(workers=args.workers, cluster=ClusterConfig(namespace=args.namespace)),
+            trial_job=TFJobConfig(workers=args.workers, cluster=ClusterConfig(**_namespace(args))),
         )  # fmt: skip
     except ValueError as error:
         parser.error(str(error))
