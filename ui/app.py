@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from dataclasses import dataclass, field
+import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, abort, flash, redirect, render_template, request, url_for
@@ -62,7 +63,6 @@ def create_app(config: UiConfig | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,  # a tab left open overnight still submits
     )
-    app.extensions["facesim_ui"] = config
     CSRFProtect(app)
     predictor = PredictorClient(config.predictor_url, timeout_s=config.timeout_s)
     _register_pages(app, config, predictor)
@@ -259,7 +259,7 @@ def _identity_name(raw: str) -> str:
         raise UploadError("Give the person a name.")
     if len(name) > MAX_IDENTITY_LENGTH:
         raise UploadError(f"The name is {len(name)} characters long: use at most {MAX_IDENTITY_LENGTH}.")
-    if any(not character.isprintable() for character in name):
+    if any(unicodedata.category(character) == "Cc" for character in name):
         raise UploadError("The name contains control characters (such as line breaks): use plain text.")
     return name
 
@@ -268,12 +268,11 @@ def _compare(predictor: PredictorClient, first: CheckedImage, second: CheckedIma
     prediction = predictor.compare(first.data, second.data)
     first_faces = prediction.get("faces") or []
     compare_face = prediction.get("compare_face")
-    threshold = prediction.get("threshold")
     return {
         "filenames": (first.filename, second.filename),
         "distance": prediction.get("distance"),
         "same": prediction.get("same"),
-        "threshold": threshold if isinstance(threshold, (int, float)) else _card_threshold(predictor),
+        "threshold": prediction.get("threshold"),
         "crops": [_crop_uri(first_faces[0] if first_faces else None), _crop_uri(compare_face)],
         "faces_found": (len(first_faces), 1 if compare_face else 0),
     }
@@ -284,14 +283,6 @@ def _crop_uri(face: dict[str, Any] | None) -> str | None:
     if isinstance(crop, dict) and crop.get("b64"):
         return f"data:image/png;base64,{crop['b64']}"
     return None
-
-
-def _card_threshold(predictor: PredictorClient) -> float | None:
-    try:
-        threshold = predictor.model_card().get("threshold")
-    except (PredictorUnavailable, PredictorRejected):
-        return None
-    return float(threshold) if isinstance(threshold, (int, float)) else None
 
 
 def _gallery_page(listing: dict[str, Any], query: str, page_text: str) -> dict[str, Any]:

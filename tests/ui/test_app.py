@@ -171,10 +171,11 @@ def test_enrol_without_a_face_or_name_is_a_friendly_400(writable_client: FlaskCl
     page = writable_client.post("/gallery/enrol", data=data)
     assert page.status_code == 400
     assert "refused to enrol" in page.get_data(as_text=True)
-    data = {"csrf_token": token, "identity": "  ", "images": [_upload(blank)]}
-    page = writable_client.post("/gallery/enrol", data=data)
-    assert page.status_code == 400
-    assert "Give the person a name" in page.get_data(as_text=True)
+    for name, message in (("  ", "Give the person a name"), ("Ada\nLovelace", "control characters")):
+        data = {"csrf_token": token, "identity": name, "images": [_upload(blank)]}
+        page = writable_client.post("/gallery/enrol", data=data)
+        assert page.status_code == 400
+        assert message in page.get_data(as_text=True)
 
 
 def test_predictor_down_shows_a_banner_not_a_traceback(two_people_jpg: Path) -> None:
