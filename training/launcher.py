@@ -54,7 +54,7 @@ def _relay(stream, prefix: str, sink) -> None:
         sink.flush()
 
 
-def worker_environment(config: TrainConfig, ports: list[int], index: int) -> dict[str, str]:
+def worker_environment(ports: list[int], index: int) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
@@ -65,21 +65,26 @@ def worker_environment(config: TrainConfig, ports: list[int], index: int) -> dic
     return env
 
 
-def worker_threads(config: TrainConfig) -> int:
-    """Threads per worker: share this machine's cores among the workers."""
-    return config.threads or max(1, (os.cpu_count() or 1) // config.workers)
+def threads_per_worker(workers: int) -> int:
+    """Share this machine's cores among the workers."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
-def launch_local(config: TrainConfig, poll_s: float = 0.2) -> int:
-    """Run the workers to completion; the first failure stops the rest and is returned."""
-    ports = free_ports(config.workers)
-    worker_config = TrainConfig(**{**config.__dict__, "threads": worker_threads(config)})
-    command = [sys.executable, "-m", "training", *worker_config.to_args()]
+def launch_local(config: TrainConfig) -> int:
+    """Run `python -m training` workers to completion; the first failure stops the rest and is returned."""
+    worker_config = TrainConfig(**{**config.__dict__, "threads": config.threads or threads_per_worker(config.workers)})
+    return launch_workers([sys.executable, "-m", "training", *worker_config.to_args()], config.workers)
+
+
+def launch_workers(command: list[str], count: int, poll_s: float = 0.2) -> int:
+    """Run `count` copies of `command`, each with its TF_CONFIG, to completion (0), or until one fails
+    (its exit code; the others are stopped)."""
+    ports = free_ports(count)
     workers: list[Worker] = []
     try:
-        for index in range(config.workers):
+        for index in range(count):
             process = subprocess.Popen(
-                command, env=worker_environment(config, ports, index), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                command, env=worker_environment(ports, index), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
             relay = threading.Thread(target=_relay, args=(process.stdout, f"[worker {index}] ", sys.stdout), daemon=True)
             relay.start()
