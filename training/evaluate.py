@@ -28,9 +28,6 @@ class EvaluateRequest:
 
 def evaluate_model(request: EvaluateRequest) -> Verification:
     card = load_model_card(request.model)
-    model = EmbeddingModel(request.model)
-    if model.image_size != card.image_size:
-        raise ValueError(f"{request.model}: the SavedModel takes {model.image_size} px but model.json says {card.image_size}")
     if not request.pairs.is_file():
         raise FileNotFoundError(f"{request.pairs} does not exist: give a pairs file such as LFW's pairs.txt")
     folds = read_pairs(request.pairs)
@@ -48,6 +45,9 @@ def evaluate_model(request: EvaluateRequest) -> Verification:
     cache_dir, _ = crop_source(LfwLayout.find(request.data), preprocessing, request.cache_dir, identities,
                                request.prepare_workers)  # fmt: skip
     scored = pair_set(CropReader(cache_dir, card.image_size), pairs)
+    model = EmbeddingModel(request.model)
+    if model.image_size != card.image_size:
+        raise ValueError(f"{request.model}: the SavedModel takes {model.image_size} px but model.json says {card.image_size}")
     embeddings = model.embed(scored.images)
     distances = squared_distances(embeddings[scored.first], embeddings[scored.second])
     result = verify(distances, scored.same, threshold=card.threshold)
