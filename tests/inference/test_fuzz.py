@@ -104,5 +104,21 @@ def test_binary_extension_carries_base64_images(predictor_url: str, detection_di
     assert answer.status_code == 400 and "base64" in answer.json()["error"]
 
 
+GALLERY = "/v1/models/facenet/gallery"
+enrol_bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"identity": st.one_of(st.text(max_size=140), json_values),
+                           "images": st.one_of(st.lists(st.fixed_dictionaries({"b64": b64_text}), max_size=2), json_values)}),
+)  # fmt: skip
+
+
+@FUZZ
+@given(body=enrol_bodies, name=st.text(max_size=140))
+def test_gallery_endpoints_never_answer_5xx(predictor_url: str, body: object, name: str) -> None:
+    assert_client_error_or_answer(requests.post(predictor_url + GALLERY, json=body, timeout=60))
+    assert_client_error_or_answer(requests.delete(predictor_url + GALLERY, params={"identity": name}, timeout=60))
+    assert_client_error_or_answer(requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": name}, timeout=60))
+
+
 def test_server_is_ready_after_fuzzing(predictor_url: str) -> None:
     assert requests.get(predictor_url + "/v2/health/ready", timeout=10).status_code == 200

@@ -8,6 +8,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -251,3 +252,25 @@ def test_predict_cli_explains_an_unreachable_server(examples: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "facesim", "predict", str(examples / "obama.jpg"),
                              "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 1 and "cannot reach the predictor" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_workers_serve_one_gallery(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, examples: Path, tmp_path: Path
+) -> None:
+    """`--workers 2`: an enrolment answered by one worker process is seen by every later request."""
+    gallery = tmp_path / "gallery"
+    shutil.copytree(tiny_gallery_dir, gallery)
+    env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
+    photo = (examples / "alex-lacamoire.png").read_bytes()
+    with local_predictor(tiny_model_dir, gallery, ("--workers", "2"), env, tmp_path / "workers.log") as url:
+        ready_in_a_row, deadline = 0, time.monotonic() + 180
+        while ready_in_a_row < 10 and time.monotonic() < deadline:  # each new connection may hit either worker
+            ok = requests.get(url + "/v2/models/facenet/ready", timeout=10).status_code == 200
+            ready_in_a_row = ready_in_a_row + 1 if ok else 0
+            time.sleep(0 if ok else 0.5)
+        assert ready_in_a_row == 10, "the workers did not all become ready"
+        enrolled = requests.post(url + GALLERY, json={"identity": "seen by all", "images": [{"b64": b64(photo)}]}, timeout=60)
+        assert enrolled.status_code == 200, enrolled.text
+        for _ in range(6):
+            top = predict(url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
+            assert top["identity"] == "seen by all"
