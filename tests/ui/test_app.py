@@ -127,6 +127,20 @@ def test_compare_shows_distance_verdict_and_both_crops(ui_client: FlaskClient, e
     assert html.count('src="data:image/png;base64,') == 2
 
 
+def test_photo_without_a_face_is_a_normal_answer(ui_client: FlaskClient, examples_dir: Path, tmp_path: Path) -> None:
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (320, 240), (200, 190, 170)).save(blank)
+    token = csrf_token(ui_client)
+    page = ui_client.post("/search", data={"csrf_token": token, "image": _upload(blank)})
+    assert page.status_code == 200
+    assert 'id="no-face"' in page.get_data(as_text=True)
+    data = {"csrf_token": token, "first": _upload(examples_dir / "obama.jpg"), "second": _upload(blank)}
+    page = ui_client.post("/compare", data=data)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "No face found in the second photo (wall.png)" in html and 'id="distance"' not in html
+
+
 def test_model_page_shows_card_and_roc(ui_client: FlaskClient, predictor_url: str) -> None:
     card = requests.get(f"{predictor_url}/v1/models/facenet/card", timeout=10).json()
     html = ui_client.get("/model").get_data(as_text=True)
