@@ -8,7 +8,7 @@ import pytest
 
 from inference.gallery import GalleryInfo, GalleryStore
 from inference.gallery_cli import main as gallery_main
-from inference.cli import serve_main
+from inference.cli import _resolve_artifacts, serve_main
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,20 @@ def test_serve_refuses_a_gallery_of_another_model(tiny_model_dir: Path, tmp_path
     assert code == 2 and "facesim gallery build" in capsys.readouterr().err
     assert serve_main(["--model", str(tmp_path), "--gallery", str(tmp_path / "foreign")]) == 2
     assert "not a model artifact" in capsys.readouterr().err
+
+
+def test_serve_defaults_to_the_latest_registered_model_and_gallery(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from storage.paths import register_gallery, register_model
+
+    monkeypatch.setenv("FACESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FACESIM_REGISTRY", raising=False)
+    assert serve_main([]) == 2 and "no model registered" in capsys.readouterr().err
+    register_model(tiny_model_dir)
+    GalleryStore.create(tmp_path / "gallery", GalleryInfo(model_version="v", embedding_dim=64))
+    register_gallery(tmp_path / "gallery")
+    model, gallery = _resolve_artifacts(None, None)
+    assert (model / "model.json").read_text() == (tiny_model_dir / "model.json").read_text()
+    assert GalleryStore(gallery).info.model_version == "v"
+    assert _resolve_artifacts(tiny_model_dir, None) == (tiny_model_dir, gallery)

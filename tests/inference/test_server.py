@@ -73,12 +73,24 @@ def test_two_people_v1(predictor_url: str, examples: Path) -> None:
     assert boxes[1] - boxes[0] > 100  # two different people side by side, not one face twice
 
 
-def test_compare_answers_distance_and_same(predictor_url: str, examples: Path) -> None:
+def test_compare_answers_distance_and_same(predictor_url: str, examples: Path, tiny_model_dir: Path) -> None:
     answer = predict(predictor_url, (examples / "obama.jpg").read_bytes(), (examples / "obama2.jpg").read_bytes())
     prediction = answer["predictions"][0]
     assert prediction["distance"] >= 0
     assert prediction["same"] == (prediction["distance"] < answer["threshold"])
     assert len(prediction["compare_face"]["box"]) == 4
+    assert answer["threshold"] == json.loads((tiny_model_dir / "model.json").read_text())["threshold"]
+
+
+def test_return_crops_gives_the_aligned_crops(predictor_url: str, examples: Path, tiny_model_dir: Path) -> None:
+    size = json.loads((tiny_model_dir / "model.json").read_text())["image_size"]
+    body = v1_body((examples / "obama.jpg").read_bytes(), return_crops=True,
+                   compare={"b64": b64((examples / "biden.jpg").read_bytes())})  # fmt: skip
+    prediction = requests.post(predictor_url + V1, json=body, timeout=60).json()["predictions"][0]
+    for face in (prediction["faces"][0], prediction["compare_face"]):
+        png = base64.b64decode(face["crop"]["b64"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", png[16:24]) == (size, size)  # IHDR width, height
 
 
 def compare_distance(url: str, first: Path, second: Path) -> float:
