@@ -104,6 +104,18 @@ def test_form_without_csrf_token_is_refused(ui_client: FlaskClient, two_people_j
     assert "reload the page" in page.get_data(as_text=True)
 
 
+def test_forms_work_over_https(ui_client: FlaskClient) -> None:
+    # Over HTTPS Flask-WTF also wants a same-origin Referer: the Referrer-Policy must let browsers send it.
+    assert ui_client.get("/").headers["Referrer-Policy"] in ("same-origin", "strict-origin-when-cross-origin")
+    token = csrf_token(ui_client, "/gallery", base_url="https://ui.example")
+    form = {"csrf_token": token, "identity": "nobody by this name"}
+    answer = ui_client.post(
+        "/gallery/remove", base_url="https://ui.example", data=form, headers={"Referer": "https://ui.example/gallery"}
+    )
+    assert answer.status_code == 404  # past the CSRF check, to the predictor's "unknown identity"
+    assert "Could not remove nobody by this name" in answer.get_data(as_text=True)
+
+
 def test_oversize_upload_gets_a_friendly_413(predictor_url: str, two_people_jpg: Path) -> None:
     client = create_app(UiConfig(predictor_url=predictor_url, max_upload_bytes=100_000)).test_client()
     token = csrf_token(client)

@@ -26,9 +26,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def csrf_token(client: FlaskClient, path: str = "/") -> str:
+def csrf_token(client: FlaskClient, path: str = "/", base_url: str = "http://localhost") -> str:
     """The token a browser would find in the page's forms (and the session cookie it goes with)."""
-    match = _CSRF.search(client.get(path).get_data(as_text=True))
+    match = _CSRF.search(client.get(path, base_url=base_url).get_data(as_text=True))
     assert match, f"no CSRF token in the forms of {path}"
     return match.group(1)
 
