@@ -60,7 +60,9 @@ class Watched:
 
 @pytest.fixture()
 def watched(browser: Browser, artifacts_dir: Path, request: pytest.FixtureRequest) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    # Indirect parameters: {"javascript": False} browses with scripts off.
+    javascript = getattr(request, "param", {}).get("javascript", True)
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, java_script_enabled=javascript)
     watched = Watched(context.new_page())
     watched.page.set_default_timeout(30_000)
     yield watched
@@ -98,6 +100,19 @@ def test_upload_two_people_shows_two_faces_with_matches(watched: Watched, live_u
         expect(faces.nth(index).locator(".verdict").first).to_be_visible()
     assert page.locator("#results img.annotated").evaluate("img => img.naturalWidth") > 0
     assert watched.console_errors == []
+
+
+@pytest.mark.parametrize("watched", [{"javascript": False}], indirect=True, ids=["no-javascript"])
+def test_search_and_compare_work_without_javascript(watched: Watched, live_ui: str, examples_dir: Path) -> None:
+    page = watched.page
+    page.goto(live_ui)
+    _search(page, examples_dir / "two_people.jpg")
+    expect(page.locator("#results .face")).to_have_count(2)
+    page.goto(f"{live_ui}/compare")
+    page.set_input_files("input[name=first]", examples_dir / "obama.jpg")
+    page.set_input_files("input[name=second]", examples_dir / "obama2.jpg")
+    page.click("#compare-form button[type=submit]")
+    expect(page.locator("#comparison img.crop")).to_have_count(2)
 
 
 def test_drop_a_photo_on_the_search_box(watched: Watched, live_ui: str, two_people_jpg: Path) -> None:
