@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ui.predictor import PredictorClient
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 DEFAULT_PREDICTOR_URL = "http://127.0.0.1:8080"
 DEFAULT_PORT = 5000
@@ -83,11 +87,22 @@ def main(argv: list[str] | None = None, default_host: str = "127.0.0.1") -> int:
     ready = PredictorClient(args.predictor, timeout_s=2.0).is_ready()
     state = "ready" if ready else "NOT reachable yet (pages will show a banner until it is)"
     print(f"facesim ui: http://{args.host}:{args.port}/  predictor {args.predictor}: {state}", flush=True)
+    try:
+        _serve(app, args)
+    except OSError as error:  # the port is taken, or the host is not an address of this machine
+        print(f"facesim ui: cannot listen on {args.host}:{args.port}: {error.strerror or error}; "
+              "choose another --port or --host", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _serve(app: Flask, args: argparse.Namespace) -> None:
     if args.debug:
         app.run(host=args.host, port=args.port, debug=True)
-        return 0
+        return
     from waitress import serve
 
     # waitress buffers whole bodies (to disk when large); Flask's own limit answers oversize uploads kindly.
     serve(app, host=args.host, port=args.port, threads=args.threads)
-    return 0

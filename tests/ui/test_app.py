@@ -251,6 +251,13 @@ def test_cli_help_and_bad_options() -> None:
         run = subprocess.run([sys.executable, "-m", "facesim", "ui", *bad], capture_output=True, text=True, timeout=60)
         assert run.returncode == 2, run.stderr
         assert "facesim ui:" in run.stderr and "Traceback" not in run.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        command = [sys.executable, "-m", "facesim", "ui", "--port", port, "--predictor", "http://127.0.0.1:9"]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "choose another --port" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_ui_never_imports_tensorflow() -> None:
