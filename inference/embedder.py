@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from faces.detect import Face
 from faces.preprocess import FacePreprocessor, PreprocessConfig
+from storage.model_card import ModelCard, load_model_card
 
 SIGNATURE = "serving_default"
 THUMBNAIL_SIZE = 128
@@ -32,34 +31,34 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class ModelInfo:
     directory: Path
-    card: dict[str, Any]  # model.json
+    card: ModelCard  # model.json
     version: str  # fingerprint of the weights: galleries record it to refuse other models' spaces
-    image_size: int
-    embedding_dim: int
-    threshold: float
+
+    @property
+    def image_size(self) -> int:
+        return int(self.card.image_size)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.card.embedding_dim)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card.threshold)
 
 
 def read_model_info(model_dir: Path | str) -> ModelInfo:
     """Read model.json and fingerprint the SavedModel, without loading TensorFlow's graph."""
     directory = Path(model_dir)
-    card_path = directory / "model.json"
-    if not (directory / "saved_model.pb").is_file() or not card_path.is_file():
+    if not (directory / "saved_model.pb").is_file():
         raise ModelError(
-            f"{directory} is not a model artifact (needs saved_model.pb and model.json); "
-            "train one with `facesim train --out DIR`"
+            f"{directory} is not a model artifact (no saved_model.pb); train one with `facesim train --out DIR`"
         )
-    card = json.loads(card_path.read_text())
-    missing = [key for key in ("image_size", "embedding_dim", "threshold") if key not in card]
-    if missing:
-        raise ModelError(f"{card_path} lacks {', '.join(missing)}: re-export the model with `facesim train`")
-    return ModelInfo(
-        directory=directory,
-        card=card,
-        version=_fingerprint(directory),
-        image_size=int(card["image_size"]),
-        embedding_dim=int(card["embedding_dim"]),
-        threshold=float(card["threshold"]),
-    )
+    try:
+        card = load_model_card(directory)
+    except (FileNotFoundError, ValueError) as error:
+        raise ModelError(str(error)) from None
+    return ModelInfo(directory=directory, card=card, version=_fingerprint(directory))
 
 
 def _fingerprint(directory: Path) -> str:
@@ -74,7 +73,7 @@ def _fingerprint(directory: Path) -> str:
 
 def preprocessor_for(info: ModelInfo, yunet_path: str | None = None) -> FacePreprocessor:
     """The training preprocessor; the detector that actually ran in training is required, not "auto"."""
-    description = dict(info.card.get("preprocessing") or {})
+    description = dict(info.card.preprocessing)
     if not description:
         raise ModelError(f"{info.directory}/model.json has no `preprocessing`: re-export the model")
     if description.get("detector_used"):

@@ -112,7 +112,7 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
 
     @router.get("/card")
     async def card() -> dict[str, Any]:
-        return predictor.model_info.card
+        return predictor.model_info.card.to_dict()
 
     @router.get("/card/roc.png")
     async def roc() -> Response:
