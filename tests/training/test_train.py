@@ -120,3 +120,16 @@ def test_a_killed_worker_stops_the_run_and_a_restart_resumes_from_the_checkpoint
     assert killed_at <= int(resumed[1]) < total_steps
     assert f"ckpt-{total_steps}" in checkpoint_index.read_text()
     assert (tmp_path / "model" / "saved_model.pb").exists()
+
+
+def test_tiny_model_fixture_is_what_serving_expects(tiny_model_dir):
+    from storage.model_card import load_model_card
+    from training.export import EmbeddingModel
+
+    card = load_model_card(tiny_model_dir)
+    assert card.image_size == 64 and card.embedding_dim == 64 and card.threshold > 0
+    assert card.preprocessing["detector_used"] == "yunet"
+    model = EmbeddingModel(tiny_model_dir)
+    embeddings = model.embed(np.full((2, 64, 64, 3), 128, np.uint8))
+    assert model.image_size == 64 and embeddings.shape == (2, 64)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
