@@ -74,14 +74,14 @@ def facesim_pipeline(
         architecture=architecture, image_size=image_size, max_identities=max_identities, val_pairs=val_pairs,
     ), "train (TFJob / local workers)")  # fmt: skip
     model_dir = train.outputs["Output"]
-    _step(components.evaluate_model(model_dir=model_dir, crops=prepare.output), "evaluate (LFW fold 10)")
+    evaluate = _step(components.evaluate_model(model_dir=model_dir, crops=prepare.output), "evaluate (LFW fold 10)")
     gallery = _step(components.build_gallery(
         model_dir=model_dir, data=data, backend=backend, work_root=work_root, run_name=run_name,
         identities=gallery_identities, images_per_identity=gallery_images_per_identity,
     ), "build gallery")  # fmt: skip
     _step(components.deploy_predictor(
         model_dir=model_dir, gallery_dir=gallery.output, backend=backend, service_name=service_name,
-    ), "deploy (InferenceService / local registry)")  # fmt: skip
+    ), "deploy (InferenceService / local registry)").after(evaluate)  # fmt: skip
 
 
 PARAMETER_HELP: dict[str, str] = {

@@ -78,6 +78,6 @@ echo
 echo "main job: predictor  $PREDICTOR  (POST /v1/models/facenet:predict)"
 echo "main job: web UI     http://127.0.0.1:$UI_PORT"
 echo "main job: Ctrl-C stops both"
-wait -n
-echo "run-main: a server stopped; stopping the other" >&2
+wait -n || true
+echo "run-main: the predictor or the UI stopped; stopping both" >&2
 exit 1
