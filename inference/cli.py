@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="largest accepted image, width x height")
     parser.add_argument("--max-instances", type=int, default=defaults.max_instances,
                         help="most images in one request")
+    parser.add_argument("--max-request-bytes", type=int, default=defaults.max_request_bytes,
+                        help="largest accepted request body (413 above)")
     parser.add_argument("--approximate-threshold", type=int, default=DEFAULT_APPROXIMATE_THRESHOLD,
                         help="gallery size (embeddings) from which search uses a FAISS HNSW index")
     # The predictor answers REST; gRPC (port 8081) is opt-in so several servers can share a host.
@@ -90,6 +92,7 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
         max_image_bytes=args.max_image_bytes,
         max_image_pixels=args.max_image_pixels,
         max_instances=args.max_instances,
+        max_request_bytes=args.max_request_bytes,
     )
     config = ServingConfig(
         model_dir=model_dir,

@@ -162,6 +162,8 @@ class GalleryStore:
                 f"embeddings must have shape (N, {self.info.embedding_dim}), got {vectors.shape}"
             )
         sources = sources or [""] * len(vectors)
+        if len(sources) != len(vectors):
+            raise GalleryError(f"{len(vectors)} embeddings but {len(sources)} sources")
         with self._write() as db:
             db.execute("INSERT OR IGNORE INTO identities(name, thumbnail) VALUES (?, ?)", (identity, thumbnail))
             if thumbnail is not None:

@@ -29,6 +29,7 @@ class RequestLimits:
     max_instances: int = 16
     max_top_k: int = 100
     max_faces_per_image: int = 64  # the largest ones; a crowd photo can't make one request huge
+    max_request_bytes: int = 64 * 1024 * 1024  # whole body, checked from Content-Length before reading
 
     @property
     def image_limits(self) -> ImageLimits:

@@ -63,6 +63,18 @@ async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
     return await call_next(request)
 
 
+def request_size_guard(max_bytes: int):
+    """Refuse a body whose declared size is over the limit before it is read into memory."""
+
+    async def guard(request: Request, call_next) -> Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            return _error(413, f"the request is too large: {int(declared):,} bytes (limit {max_bytes:,})")
+        return await call_next(request)
+
+    return guard
+
+
 def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
     async def require_ready() -> None:
         if not predictor.ready:
@@ -158,3 +170,4 @@ def install_routes(predictor: FaceNetPredictor) -> None:
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.middleware("http")(reject_malformed_binary_v2)
+    app.middleware("http")(request_size_guard(predictor.limits.max_request_bytes))

@@ -71,7 +71,7 @@ class EmbeddingIndex:
     def search(self, queries: np.ndarray, k: int) -> list[list[Match]]:
         """The k nearest identities of each query (Q, D), nearest first."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        if self.size == 0 or k <= 0:
+        if self.size == 0 or k <= 0 or len(queries) == 0:
             return [[] for _ in queries]
         rows_needed = min(self.size, k * int(self._rows_per_label.max()))
         if self._hnsw is not None:

@@ -238,13 +238,15 @@ def test_restart_keeps_enrolments_and_limits_are_configurable(
     gallery = tmp_path / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
     env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
-    limits = ("--max-image-bytes", "300000")
+    limits = ("--max-image-bytes", "300000", "--max-request-bytes", "2000000")
     photo = (examples / "alex-lacamoire.png").read_bytes()  # not the photo the gallery holds of him
     with local_predictor(tiny_model_dir, gallery, limits, env, tmp_path / "first.log") as url:
         enrolled = requests.post(url + GALLERY, json={"identity": "kept", "images": [{"b64": b64(photo)}]}, timeout=60)
         assert enrolled.status_code == 200, enrolled.text
         too_big = requests.post(url + V1, json=v1_body((examples / "obama-1080p.jpg").read_bytes()), timeout=60)
         assert too_big.status_code == 400 and "too large" in too_big.json()["error"]
+        huge = requests.post(url + V1, data=b"{" + b" " * 2_500_000 + b"}", timeout=60)
+        assert huge.status_code == 413 and "too large" in huge.json()["error"]
     with local_predictor(tiny_model_dir, gallery, limits, env, tmp_path / "second.log") as url:
         listed = requests.get(url + GALLERY, timeout=10).json()["identities"]
         assert {"identity": "kept", "count": 1} in listed
