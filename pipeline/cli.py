@@ -118,12 +118,10 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.steps import local_work_root
 
     arguments = _pipeline_arguments(args)
-    if not arguments["data"]:
-        print("facesim pipeline run: give --data DIR (an LFW-layout root) or set FACESIM_LFW "
-              "(`facesim data fetch lfw` downloads LFW)", file=sys.stderr)  # fmt: skip
-        return 2
-    if not Path(arguments["data"]).is_dir():
-        print(f"facesim pipeline run: --data {arguments['data']}: no such directory", file=sys.stderr)
+    problems = run_problems(arguments)
+    if problems:
+        for problem in problems:
+            print(f"facesim pipeline run: {problem}", file=sys.stderr)
         return 2
     arguments["data"] = str(Path(arguments["data"]).resolve())
     work_root = local_work_root(arguments["work_root"]).resolve()
@@ -141,6 +139,31 @@ def _run(args: argparse.Namespace) -> int:
     print(f"facesim pipeline: done in {result.seconds / 60:.1f} min; `facesim serve` serves the registered "
           "model and gallery")  # fmt: skip
     return 0
+
+
+def run_problems(arguments: dict[str, Any]) -> list[str]:
+    """What is wrong with a local run's arguments, found before any step starts."""
+    from storage.lfw import LfwLayout
+    from training.config import ARCHITECTURES
+    from tuning.algorithms import ALGORITHMS
+
+    problems: list[str] = []
+    if not arguments["data"]:
+        problems.append("give --data DIR (an LFW-layout root) or set FACESIM_LFW (`facesim data fetch lfw` downloads LFW)")
+    else:
+        try:
+            LfwLayout.find(arguments["data"])
+        except FileNotFoundError as error:
+            problems.append(f"--data: {error}")
+    if arguments["architecture"] not in ARCHITECTURES:
+        problems.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}")
+    if arguments["tune_algorithm"] not in ALGORITHMS:
+        problems.append(f"--tune-algorithm must be one of {', '.join(ALGORITHMS)}")
+    for name in ("workers", "epochs", "steps_per_epoch", "trials", "tune_epochs", "tune_steps_per_epoch",
+                 "gallery_identities", "gallery_images_per_identity", "embedding_dim"):  # fmt: skip
+        if arguments[name] < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    return problems
 
 
 def _submit(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ uploading the package to the pipeline registry."""
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,10 @@ def submit(submission: Submission) -> Submitted:
     """Create the run (and the uploaded pipeline); errors from the server come back as they are."""
     import kfp
 
-    client = kfp.Client(host=submission.host, existing_token=submission.token,
-                        namespace=submission.namespace or "kubeflow")  # fmt: skip
+    with warnings.catch_warnings():  # its notice that it needs KFP 2.x: facesim targets KFP 2.x
+        warnings.simplefilter("ignore", FutureWarning)
+        client = kfp.Client(host=submission.host, existing_token=submission.token,
+                            namespace=submission.namespace or "kubeflow")  # fmt: skip
     pipeline_id = None
     if submission.upload_as:
         uploaded = client.upload_pipeline(str(submission.package), pipeline_name=submission.upload_as)

@@ -67,3 +67,17 @@ def test_progress_log_shows_one_line_per_step_and_keeps_everything() -> None:
     assert shown[4] == "      [worker 0] val_accuracy=0.61"
     assert re.fullmatch(r"\[2/2\] train-model: failure in \d+ s", shown[5])
     assert len(shown) == 6 and "noisy executor input" in log.getvalue() and "loss=0.3" in log.getvalue()
+
+
+def test_a_local_run_checks_its_arguments_before_any_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    (tmp_path / "alice").mkdir()  # identity folders, but no LFW protocol files
+    code = main(["run", "--data", str(tmp_path), "--architecture", "resnet", "--epochs", "0",
+                 "--tune-algorithm", "hyperband"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    for expected in ("no pairs.txt", "--architecture must be one of mobilefacenet", "--epochs must be at least 1",
+                     "--tune-algorithm must be one of random"):  # fmt: skip
+        assert expected in err
+    assert "Traceback" not in err and not (tmp_path / "logs").exists()
