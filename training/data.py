@@ -115,16 +115,17 @@ def plan_run(config: TrainConfig) -> RunPlan:
     )  # fmt: skip
 
 
-def prepare_run(config: TrainConfig, plan: RunPlan) -> tuple[Path, dict]:
-    """The crop cache to read and its preprocessing; the identities the run touches are prepared
-    first unless --data is already a prepared cache."""
-    return crop_source(plan.layout, preprocess_config(config), config.cache_dir, plan.touched_identities(),
+def prepare_run(config: TrainConfig, plan: RunPlan, prepare: bool = True) -> tuple[Path, dict]:
+    """The crop cache to read and its preprocessing; with `prepare`, the identities the run
+    touches are prepared first (unless --data is already a prepared cache)."""
+    identities = plan.touched_identities() if prepare else []
+    return crop_source(plan.layout, preprocess_config(config), config.cache_dir, identities,
                        config.prepare_workers)  # fmt: skip
 
 
-def load_run_data(config: TrainConfig) -> RunData:
-    plan = plan_run(config)
-    cache_dir, preprocessing = prepare_run(config, plan)
+def load_run_data(config: TrainConfig, plan: RunPlan) -> RunData:
+    """The crops of a planned run, already prepared (`prepare_run`)."""
+    cache_dir, preprocessing = prepare_run(config, plan, prepare=False)
     crops = CropReader(cache_dir, config.size)
     train_images = np.zeros((len(plan.keys), config.size, config.size, 3), np.uint8)
     for row in tqdm(plan.planned_rows, desc="loading crops", unit="img", disable=len(plan.planned_rows) < 500):
@@ -148,7 +149,8 @@ def _map_keys(layout: LfwLayout, pairs: list[Pair], identities: int) -> list[tup
 def crop_source(
     layout: LfwLayout, wanted: PreprocessConfig, cache_dir: str | None, identities: list[str], workers: int
 ) -> tuple[Path, dict]:
-    """A prepared cache given as the data is read as is; else `identities` are prepared into the cache."""
+    """A prepared cache given as the data is read as is; else the cache for these settings, with
+    `identities` prepared into it (none: only locate it)."""
     if (layout.root / CACHE_MANIFEST).is_file():
         preprocessing = read_manifest(layout.root).get("preprocessing", {})
         if preprocessing.get("image_size") != wanted.image_size:
@@ -159,9 +161,10 @@ def crop_source(
         return layout.root, preprocessing
     pinned, _ = resolve_config(wanted)  # "auto" -> the detector that runs, so the cache key is stable
     target = Path(cache_dir) if cache_dir else default_cache_dir(layout.root, pinned)
-    report = prepare_crops(layout.root, target, pinned, workers=workers, only=identities)
-    if report.done:
-        print(report.summary(), file=sys.stderr, flush=True)
+    if identities:
+        report = prepare_crops(layout.root, target, pinned, workers=workers, only=identities)
+        if report.done:
+            print(report.summary(), file=sys.stderr, flush=True)
     return target, read_manifest(target).get("preprocessing", {})
 
 

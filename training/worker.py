@@ -12,7 +12,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from training.config import TrainConfig
-from training.data import PairSet, RunData, load_run_data
+from training.data import PairSet, RunData, load_run_data, plan_run, prepare_run
 from training.distributed import WorkerInfo, barrier, configure_threads, make_strategy, worker_info
 from training.evaluation import Verification, squared_distances, verify
 from training.export import embed_with, export_saved_model
@@ -60,7 +60,12 @@ def run_worker(config: TrainConfig) -> Path | None:
     configure_threads(config.threads)
     strategy = make_strategy()
     info = worker_info()
-    data = load_run_data(config)
+    plan = plan_run(config)
+    if info.is_chief:
+        # One preparer: workers sharing a cache (a PVC in a TFJob) must not write it at once.
+        prepare_run(config, plan)
+    barrier(strategy)
+    data = load_run_data(config, plan)
     run_dir = config.resolved_run_dir()
     state = create_state(config, strategy, info, run_dir / "checkpoints")
     if state.resumed_from:
