@@ -1,14 +1,15 @@
 """What each pipeline step does, inside the step's container (the project's image).
 
 The kfp components (pipeline/components.py) are thin: each imports this module and calls one
-function. Locally (`backend="local"`) a step runs the project's own command (`facesim train
---backend local`, `facesim tune --backend local`, ...) as a subprocess; on a cluster it calls the
-cluster launchers (TFJob, Katib Experiment, InferenceService), and the files live on the PVCs that
-every facesim pod mounts at the same paths (storage/cluster.py).
+function, which runs the project's own command as a user would (`facesim train --backend B`,
+`facesim tune --backend B`, ...). With `backend="cluster"` those commands go through the cluster
+launchers (TFJob, Katib Experiment, InferenceService), and the files live on the PVCs that every
+facesim pod mounts at the same paths (storage/cluster.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -131,7 +132,9 @@ def prepare_data(data: str, backend: str, work_root: str, run_name: str, options
     source = Path(data)
     if not source.is_dir():
         raise StepFailed(f"data {data}: no such directory (give an LFW-layout root with people.txt and pairs.txt)")
-    crops = layout.crops_root / f"{source.resolve().name}-{options.crop_size()}px"
+    # One cache per dataset and crop size, reused by later runs (prepare skips what is done).
+    source_key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
+    crops = layout.crops_root / f"{source.resolve().name}-{options.crop_size()}px-{source_key}"
     run_facesim(["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", str(options.crop_size())])
     report(f"face crops ready in {crops}")
     return str(crops)
