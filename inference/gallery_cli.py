@@ -125,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--register", metavar="NAME", default=None,
                        help="also register the gallery in the local registry under NAME (what `facesim serve` "
                        "uses by default is NAME=default)")
+    init = commands.add_parser("init", help="create an empty gallery for a model (to fill by enrolment)")
+    init.add_argument("--model", required=True, type=Path, help="model artifact directory")
+    init.add_argument("--out", required=True, type=Path, help="new gallery directory")
+    init.add_argument("--register", metavar="NAME", default=None, help="also register it in the local registry")
     show = commands.add_parser("list", help="list a gallery's identities and counts")
     show.add_argument("--gallery", required=True, type=Path, help="gallery directory")
     return parser
@@ -133,9 +137,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.action == "build":
-            return _build_main(args)
-        return _list_main(args)
+        actions = {"build": _build_main, "init": _init_main, "list": _list_main}
+        return actions[args.action](args)
     except (GalleryError, ModelError, FileNotFoundError, ValueError) as error:
         print(f"facesim gallery: {error}", file=sys.stderr)
         return 2
@@ -152,12 +155,27 @@ def _build_main(args: argparse.Namespace) -> int:
         print(f"  {len(report.images_without_face)} images without a usable face (skipped)")
     if report.identities_skipped:
         print(f"  {len(report.identities_skipped)} identities with fewer than {args.min_images} faces (skipped)")
+    _register(args)
+    return 0
+
+
+def _init_main(args: argparse.Namespace) -> int:
+    info = read_model_info(args.model)
+    if args.out.exists() and any(args.out.iterdir()):
+        raise GalleryError(f"{args.out} exists and is not empty: choose a new --out")
+    GalleryStore.create(args.out, GalleryInfo(model_version=info.version, embedding_dim=info.embedding_dim,
+                                              source={"data": [], "note": "created empty (facesim gallery init)"}))  # fmt: skip
+    print(f"gallery {args.out}: empty, for model {info.version}")
+    _register(args)
+    return 0
+
+
+def _register(args: argparse.Namespace) -> None:
     if args.register:
         from storage.paths import register_gallery
 
         version = register_gallery(args.out, args.register)
         print(f"registered as gallery {args.register} {version}")
-    return 0
 
 
 def _list_main(args: argparse.Namespace) -> int:

@@ -35,6 +35,9 @@ def test_gallery_build_options(tiny_model_dir: Path, knn_train: Path, yunet_path
     assert "1 identities with fewer than 2 faces" in capsys.readouterr().out
     assert gallery_main(["list", "--gallery", str(tmp_path / "two")]) == 0
     assert "4 identities, 8 embeddings" in capsys.readouterr().out
+    assert gallery_main(["init", "--model", str(tiny_model_dir), "--out", str(tmp_path / "empty")]) == 0
+    empty = GalleryStore(tmp_path / "empty")
+    assert empty.identities() == [] and empty.info.model_version == limited.info.model_version
 
 
 def test_gallery_build_errors_are_explained(tiny_model_dir: Path, knn_train: Path, yunet_path: Path,
