@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +19,16 @@ from typing import Any
 import kserve
 import numpy as np
 from kserve.errors import InvalidInput
+from kserve.logging import logger
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from faces.image import ImageError, decode_image
 from faces.preprocess import AlignedFace
 from inference import MODEL_NAME
 from inference.embedder import Embedder, ModelInfo, png_bytes, preprocessor_for, read_model_info, thumbnail_jpeg
-from inference.gallery import GalleryError, GalleryStore
+from inference.gallery import EnrolResult, GalleryError, GalleryStore
 from inference.payload import Instance, RequestLimits, parse_v1, parse_v2
 from inference.search import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex, Match
-
-
 
 
 @dataclass
@@ -88,7 +88,13 @@ class FaceNetPredictor(kserve.Model):
         # Load in the background: KServe's parent kills a worker that doesn't answer its ping
         # within 5 s, and the ping thread only starts after unpickling. Until loaded, the worker
         # reports not ready (503).
-        threading.Thread(target=self.load, name="load-facenet", daemon=True).start()
+        threading.Thread(target=self._load_logging_errors, name="load-facenet", daemon=True).start()
+
+    def _load_logging_errors(self) -> None:
+        try:
+            self.load()
+        except Exception:  # noqa: BLE001 - a worker thread: log why this worker never becomes ready
+            logger.exception("facenet worker %d could not load the model or gallery", os.getpid())
 
     def load(self) -> bool:
         self.model_info = read_model_info(self.config.model_dir)
@@ -145,7 +151,7 @@ class FaceNetPredictor(kserve.Model):
         ]
         return FaceBatch(instances=instances, images=images, compares=compares, protocol=protocol, request_id=request_id)
 
-    def enrol(self, identity: str, images: list[bytes]):
+    def enrol(self, identity: str, images: list[bytes]) -> EnrolResult:
         """Embed the largest face of each image and add them to the gallery in one transaction."""
         analysed = [self.analyse(data, f"images[{i}]") for i, data in enumerate(images)]
         faceless = [str(i) for i, image in enumerate(analysed) if not image.faces]
