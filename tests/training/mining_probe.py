@@ -1,13 +1,14 @@
 """One worker of a mining probe (run by test_distributed.py with TF_CONFIG): embeds its own
 share of a batch under MultiWorkerMirroredStrategy, computes the global-batch triplet losses the
-training step uses (both miners), and saves its share, labels and loss to OUT/worker-<index>.npz."""
+training step uses (both miners) and the all-reduced gradient of the semi-hard one, and saves
+them with its share to OUT/worker-<index>.npz."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from training.distributed import configure_threads, make_strategy, worker_info
+from training.distributed import configure_threads, make_strategy, replica_device, worker_info
 
 configure_threads(1)
 strategy = make_strategy()
@@ -20,23 +21,34 @@ from training.loop import global_triplet_loss  # noqa: E402
 from training.model import build_embedding_model  # noqa: E402
 
 SHARE_LABELS = {0: [0, 0, 1, 1, 2], 1: [0, 0, 3, 3, 4]}  # identity 0 has images on both workers
+IMAGE_SIZE, EMBEDDING_DIM = 32, 8
+
+
+def share_images(index: int) -> np.ndarray:
+    return np.random.default_rng(index).uniform(0, 255, (5, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
 
 
 def main(out: Path) -> None:
     info = worker_info()
     with strategy.scope():
-        model = build_embedding_model("tiny", 32, 8, seed=0)
-    images = tf.constant(np.random.default_rng(info.index).uniform(0, 255, (5, 32, 32, 3)), tf.float32)
+        model = build_embedding_model("tiny", IMAGE_SIZE, EMBEDDING_DIM, seed=0)
+    images = tf.constant(share_images(info.index))
     labels = tf.constant(SHARE_LABELS[info.index], tf.int32)
 
     def replica_fn(images, labels):
-        embeddings = model(images, training=False)
-        losses = {name: global_triplet_loss(embeddings, labels, loss, 0.2) for name, loss in MINING_LOSSES.items()}
-        return embeddings, losses
+        with tf.GradientTape() as tape:
+            embeddings = model(images, training=False)
+            losses = {name: global_triplet_loss(embeddings, labels, loss, 0.2) for name, loss in MINING_LOSSES.items()}
+        gradients = tape.gradient(losses["semi_hard"], model.trainable_variables)
+        context = tf.distribute.get_replica_context()
+        with tf.device(replica_device(context)):
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)  # what the optimizer applies
+        return embeddings, losses, summed
 
-    embeddings, losses = tf.function(lambda x, y: strategy.run(replica_fn, args=(x, y)))(images, labels)
+    embeddings, losses, summed = tf.function(lambda x, y: strategy.run(replica_fn, args=(x, y)))(images, labels)
     np.savez(out / f"worker-{info.index}.npz", embeddings=embeddings.numpy(), labels=labels.numpy(),
-             **{f"loss_{name}": value.numpy() for name, value in losses.items()})  # fmt: skip
+             **{f"loss_{name}": value.numpy() for name, value in losses.items()},
+             **{f"gradient_{i}": g.numpy() for i, g in enumerate(summed)})  # fmt: skip
 
 
 if __name__ == "__main__":

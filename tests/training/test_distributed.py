@@ -1,4 +1,5 @@
-"""Mining under MultiWorkerMirroredStrategy sees the whole global batch (both workers' samples)."""
+"""Mining under MultiWorkerMirroredStrategy sees the whole global batch (both workers' samples),
+and the gradient the optimizer applies is the gradient of that global-batch loss."""
 
 from __future__ import annotations
 
@@ -43,6 +44,27 @@ def test_two_worker_step_mines_over_both_workers_samples(tmp_path):
             assert float(share[f"loss_{mining}"]) == pytest.approx(global_loss, abs=1e-5), mining
         local_only = reference(shares[0]["labels"], shares[0]["embeddings"], 0.2)
         assert abs(local_only - global_loss) > 1e-4, f"{mining}: the probe must tell a local loss from the global one"
+    _assert_gradient_is_the_one_process_gradient(shares)
+
+
+def _assert_gradient_is_the_one_process_gradient(shares) -> None:
+    """The summed per-worker gradients equal the gradient of the whole batch's loss in one process."""
+    import tensorflow as tf
+    from mining_probe import EMBEDDING_DIM, IMAGE_SIZE, SHARE_LABELS, share_images
+
+    from training.losses import semi_hard_triplet_loss
+    from training.model import build_embedding_model
+
+    model = build_embedding_model("tiny", IMAGE_SIZE, EMBEDDING_DIM, seed=0)
+    images = tf.constant(np.concatenate([share_images(index) for index in range(2)]))
+    labels = tf.constant(np.concatenate([SHARE_LABELS[index] for index in range(2)]), tf.int32)
+    with tf.GradientTape() as tape:
+        loss = semi_hard_triplet_loss(labels, model(images, training=False), 0.2)
+    expected = tape.gradient(loss, model.trainable_variables)
+    assert any(np.abs(g.numpy()).max() > 0 for g in expected)
+    for i, gradient in enumerate(expected):
+        for share in shares:
+            np.testing.assert_allclose(share[f"gradient_{i}"], gradient.numpy(), rtol=1e-3, atol=1e-6)
 
 
 def test_tf_config_names_the_chief_and_the_others():
