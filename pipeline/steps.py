@@ -173,7 +173,8 @@ def tune(crops: str, backend: str, work_root: str, run_name: str, request: Tunin
     best = read_best_params(layout.tuning)
     params = best.parameters
     chosen = Hyperparameters(float(params["margin"]), int(params["embedding_size"]), float(params["learning_rate"]))
-    report(f"best of {request.trials} trials: {best.objective}={best.value:.4f} {chosen}")
+    report(f"best of {request.trials} trials: {best.objective}={best.value:.4f} with margin={chosen.margin:.3g}, "
+           f"embedding_dim={chosen.embedding_dim}, learning_rate={chosen.learning_rate:.3g}")  # fmt: skip
     return chosen, {best.objective: best.value}
 
 
