@@ -52,12 +52,10 @@ async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
     if header is not None and request.method == "POST" and request.url.path.endswith("/infer"):
         try:
             InferRequest.from_bytes(await request.body(), int(header), "check")
-        except InferenceError as error:
-            if "UTF-8" not in str(error):
-                raise
-            # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
-            return _error(400, 'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded')
         except Exception as error:  # noqa: BLE001 - whatever the decoder trips on, the body caused it
+            if isinstance(error, InferenceError) and "UTF-8" in str(error):
+                # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
+                return _error(400, 'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded')
             reason = f"{type(error).__name__}: {error}"[:200]
             return _error(400, f"malformed binary-extension request ({V2_BINARY_HEADER}): {reason}")
     return await call_next(request)
