@@ -49,6 +49,7 @@ class RunLayout:
 
     @classmethod
     def for_run(cls, backend: str, work_root: str, run_name: str) -> RunLayout:
+        run_name = run_slug(run_name)  # Kubeflow's run names may hold spaces (the client's default)
         if check_backend(backend) == "cluster":
             from storage.cluster import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
 
@@ -195,10 +196,14 @@ def train(crops: str, backend: str, work_root: str, run_name: str, workers: int,
     return str(layout.model), metrics
 
 
+def run_slug(run_name: str) -> str:
+    """The run's name as lower-case letters, digits and dashes: safe in paths and PVC URIs."""
+    return re.sub(r"[^a-z0-9-]+", "-", run_name.lower()).strip("-") or "run"
+
+
 def resource_name(run_name: str, role: str) -> str:
     """A Kubernetes name (DNS-1123, at most 63 characters) for this run's TFJob or Experiment."""
-    base = re.sub(r"[^a-z0-9-]+", "-", run_name.lower()).strip("-")
-    return f"{base[: 62 - len(role)].rstrip('-')}-{role}"
+    return f"{run_slug(run_name)[: 62 - len(role)].rstrip('-')}-{role}"
 
 
 def evaluate(model_dir: str, crops: str) -> dict[str, float]:

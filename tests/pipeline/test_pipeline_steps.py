@@ -20,6 +20,8 @@ def test_cluster_files_live_on_the_volumes_and_map_to_pvc_uris() -> None:
     assert volume_uri(str(layout.gallery)) == "pvc://facesim-models/facesim-abc/gallery"
     with pytest.raises(StepFailed, match="no facesim volume"):
         volume_uri("/tmp/model")
+    spaced = RunLayout.for_run("cluster", "", "facesim_pipeline.yaml 2026-11-26 13-00-00")
+    assert volume_uri(str(spaced.model)) == "pvc://facesim-models/facesim-pipeline-yaml-2026-11-26-13-00-00/model"
 
 
 def test_local_files_default_under_facesim_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
