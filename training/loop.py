@@ -62,7 +62,13 @@ def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir
     # Every worker restores the chief's checkpoint: the others' dirs are throwaway copies.
     latest = tf.train.latest_checkpoint(str(checkpoint_dir))
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            raise ValueError(
+                f"the checkpoint {latest} does not fit this run's model ({str(error)[:300]}): it comes from other "
+                f"options; give a new --run-dir, or delete {checkpoint_dir} to start over"
+            ) from None
     return TrainingState(model, optimizer, step, checkpoint, manager, int(step.numpy()))
 
 

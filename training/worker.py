@@ -60,6 +60,8 @@ def run_worker(config: TrainConfig) -> Path | None:
     configure_threads(config.threads)
     strategy = make_strategy()
     info = worker_info()
+    if config.global_batch % info.workers:
+        raise ValueError(f"the global batch ({config.global_batch}) must divide evenly among the {info.workers} workers")
     plan = plan_run(config)
     if info.is_chief:
         # One preparer: workers sharing a cache (a PVC in a TFJob) must not write it at once.
