@@ -246,6 +246,7 @@ class FaceNetPredictor(kserve.Model):
         return InferResponse(
             response_id=batch.request_id or "",
             model_name=self.name,
+            model_version=self.model_info.version,
             infer_outputs=outputs,
             parameters={"gallery_version": batch.gallery_version, "model_version": self.model_info.version},
         )

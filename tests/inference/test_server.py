@@ -107,6 +107,7 @@ def test_v2_open_inference_protocol(predictor_url: str, examples: Path) -> None:
     images = (examples / "two_people.jpg").read_bytes(), (examples / "obama.jpg").read_bytes()
     answer = requests.post(predictor_url + V2, json=v2_body(*images, top_k=2), timeout=60)
     assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == answer.json()["parameters"]["model_version"]
     outputs = {output["name"]: output for output in answer.json()["outputs"]}
     assert outputs["boxes"]["shape"] == [3, 4]
     embeddings = np.array(outputs["embeddings"]["data"]).reshape(outputs["embeddings"]["shape"])
