@@ -23,6 +23,7 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="local: N worker processes here; cluster: a TFJob (default: %(default)s)")  # fmt: skip
     parser.add_argument("--job-name", default="facesim-train", help="TFJob name (cluster backend)")
     parser.add_argument("--kubeconfig", help="kubeconfig file (cluster backend; default: $KUBECONFIG)")
+    parser.add_argument("--no-wait", action="store_true", help="cluster backend: return once the TFJob is created")
     add_config_arguments(parser)
     return parser
 
@@ -35,7 +36,7 @@ def train_main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     if args.backend == "cluster":
-        return _train_on_cluster(config, args.job_name, args.kubeconfig)
+        return _train_on_cluster(config, args.job_name, args.kubeconfig, wait=not args.no_wait)
     from training.api import TrainingFailed, train
 
     try:
@@ -49,13 +50,13 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _train_on_cluster(config, job_name: str, kubeconfig: str | None) -> int:
+def _train_on_cluster(config, job_name: str, kubeconfig: str | None, wait: bool) -> int:
     from storage.cluster import ClusterError
     from training.tfjob import TFJobConfig, submit_tfjob
 
     try:
-        submit_tfjob(TFJobConfig(name=job_name, workers=config.workers, train_args=tuple(config.to_args())),
-                     kubeconfig=kubeconfig)  # fmt: skip
+        job = TFJobConfig(name=job_name, workers=config.workers, train_args=tuple(config.to_args()))
+        submit_tfjob(job, wait=wait, kubeconfig=kubeconfig)
     except ClusterError as error:
         print(f"facesim train: {error}", file=sys.stderr)
         return 1

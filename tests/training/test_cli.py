@@ -1,0 +1,49 @@
+"""`facesim train` routes: bad options exit 2 with a message; --backend cluster submits a TFJob
+that runs `python -m training` with the very options given (TrainConfig.to_args)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.cli import evaluate_main, train_main
+from training.config import parse_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))  # the cluster tests' fake API server
+from fake_apiserver import Answer, RunningApiServer  # noqa: E402
+
+TFJOBS = "/apis/kubeflow.org/v1/namespaces/facesim/tfjobs"
+
+
+def test_cluster_backend_submits_a_tfjob_running_the_same_options(tmp_path):
+    options = ["--data", "/mnt/data/lfw", "--out", "/mnt/models/m", "--workers", "2", "--epochs", "5",
+               "--margin", "0.3", "--mining", "batch_hard", "--embedding-dim", "64"]  # fmt: skip
+    with RunningApiServer() as server:
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+        server.state.answer("POST", TFJOBS, Answer(201, {"metadata": {"name": "facesim-train"}}))
+        assert train_main(["--backend", "cluster", "--kubeconfig", str(kubeconfig), "--no-wait", *options]) == 0
+        (request,) = server.state.calls("POST", TFJOBS)
+    spec = request.body["spec"]["tfReplicaSpecs"]["Worker"]
+    assert spec["replicas"] == 2
+    command = spec["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python", "-m", "training"]
+    assert parse_config(command[3:]) == parse_config(options)
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert train_main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_indivisible_batch_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data", str(tmp_path), "--out", str(tmp_path / "m"), "--workers", "3"])
+    assert exit_info.value.code == 2
+
+
+def test_evaluate_without_a_model_card_is_a_clear_error(tmp_path, lfw_dir, capsys):
+    code = evaluate_main(["--model", str(tmp_path), "--data", str(lfw_dir), "--pairs", str(lfw_dir / "pairs.txt")])
+    assert code == 2
+    assert "not a model artifact" in capsys.readouterr().err
