@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faces.image import ImageError, read_image
+from faces.preprocess import FacePreprocessor
 from inference.embedder import Embedder, ModelError, preprocessor_for, read_model_info, thumbnail_jpeg
 from inference.gallery import GalleryError, GalleryInfo, GalleryStore
 from storage.datasets import IdentityDataset
@@ -33,7 +34,7 @@ class BuildOptions:
 class BuildReport:
     identities: int = 0
     embeddings: int = 0
-    images_without_face: list[str] = field(default_factory=list)
+    images_skipped: list[str] = field(default_factory=list)  # unreadable, or no usable face
     identities_skipped: list[str] = field(default_factory=list)  # fewer than min_images faces
 
 
@@ -83,17 +84,21 @@ def build_gallery(model_dir: Path, data_dirs: list[Path], out: Path, options: Bu
     return report
 
 
-def _add_identity(store, name, paths, preprocessor, embedder, options, report) -> None:
-    crops, sources, thumbnail = [], [], None
+def _add_identity(store: GalleryStore, name: str, paths: list[Path], preprocessor: FacePreprocessor,
+                  embedder: Embedder, options: BuildOptions, report: BuildReport) -> None:
+    """Embed one identity's usable images and add them in one transaction (or skip the identity)."""
+    crops: list[np.ndarray] = []
+    sources: list[str] = []
+    thumbnail: bytes | None = None
     for path in paths:
         try:
             rgb = read_image(path)
         except ImageError as error:
-            report.images_without_face.append(f"{error}")
+            report.images_skipped.append(str(error))
             continue
         face = preprocessor.largest_face(rgb)
         if face is None:
-            report.images_without_face.append(str(path))
+            report.images_skipped.append(f"{path}: no face found")
             continue
         crops.append(face.crop)
         sources.append(path.name)
@@ -151,8 +156,8 @@ def _build_main(args: argparse.Namespace) -> int:
     options = BuildOptions(args.max_images_per_identity, args.min_images, args.limit_identities, tuple(args.identity))
     report = build_gallery(args.model, args.data, args.out, options, args.yunet)
     print(f"gallery {args.out}: {report.identities} identities, {report.embeddings} embeddings")
-    if report.images_without_face:
-        print(f"  {len(report.images_without_face)} images without a usable face (skipped)")
+    if report.images_skipped:
+        print(f"  {len(report.images_skipped)} images skipped (unreadable or no usable face), e.g. {report.images_skipped[0]}")
     if report.identities_skipped:
         print(f"  {len(report.identities_skipped)} identities with fewer than {args.min_images} faces (skipped)")
     _register(args)
