@@ -45,11 +45,8 @@ def _add_pipeline_options(parser: argparse.ArgumentParser, defaults: dict[str, A
         default = spec.default if defaults is None else defaults.get(name, spec.default)
         kind = _TYPES[spec.type]
         shown = f"{PARAMETER_HELP.get(name, name)} (default: {default!r})"
-        options: dict[str, Any] = {"dest": f"param_{name}", "help": shown}
-        if defaults is None:
-            options["default"] = argparse.SUPPRESS
-        else:
-            options["default"] = default
+        options: dict[str, Any] = {"dest": f"param_{name}", "help": shown,
+                                   "default": argparse.SUPPRESS if defaults is None else default}  # fmt: skip
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         else:

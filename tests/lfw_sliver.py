@@ -22,10 +22,8 @@ def make_lfw_sliver(lfw_dir: Path, out: Path) -> Path:
     layout = LfwLayout.find(lfw_dir)
     people_sets = read_people(layout.protocol_file("people.txt"))
     folds = read_pairs(layout.protocol_file("pairs.txt"))
-    train_sets = [
-        {name: n for name, n in people.items() if 4 <= n <= 8} for people in people_sets[:8]
-    ]
-    train_sets = [dict(list(people.items())[:TRAIN_PEOPLE_PER_SET]) for people in train_sets]
+    train_sets = [dict([(name, n) for name, n in people.items() if 4 <= n <= 8][:TRAIN_PEOPLE_PER_SET])
+                  for people in people_sets[:8]]  # fmt: skip
     kept_folds = [[p for p in fold if p.same][:PAIRS_PER_FOLD] + [p for p in fold if not p.same][:PAIRS_PER_FOLD]
                   for fold in folds]  # fmt: skip
     eval_sets = [
