@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,21 +89,19 @@ def test_a_killed_worker_stops_the_run_and_a_restart_resumes_from_the_checkpoint
                              "--steps-per-epoch", str(total_steps), "--checkpoint-steps", "5")  # fmt: skip
     checkpoint_index = tmp_path / "model.run" / "checkpoints" / "checkpoint"
     launcher = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    pids: dict[int, int] = {}
     lines: list[str] = []
+    drain = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)  # a full pipe would stall it
+    drain.start()
     try:
-        while len(pids) < 2:
-            line = launcher.stdout.readline()
-            assert line, "launcher ended before starting both workers:\n" + "".join(lines[-40:])
-            lines.append(line)
-            if found := re.match(r"launched worker (\d) \(pid (\d+)\)", line):
-                pids[int(found[1])] = int(found[2])
         deadline = time.monotonic() + 120
         while not checkpoint_index.exists():
-            assert time.monotonic() < deadline and launcher.poll() is None, "no checkpoint was written"
+            assert time.monotonic() < deadline and launcher.poll() is None, "no checkpoint:\n" + "".join(lines[-40:])
             time.sleep(0.05)
+        pids = {int(m[1]): int(m[2]) for m in re.finditer(r"launched worker (\d) \(pid (\d+)\)", "".join(lines))}
         os.kill(pids[1], signal.SIGKILL)
-        output = "".join(lines) + launcher.communicate(timeout=60)[0]
+        launcher.wait(timeout=60)
+        drain.join(timeout=10)
+        output = "".join(lines)
     finally:
         launcher.kill()
     assert launcher.returncode != 0, "a dead worker fails the run"
