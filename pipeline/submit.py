@@ -30,9 +30,36 @@ class Submitted:
     pipeline_id: str | None
 
 
+class NotKubeflowPipelines(RuntimeError):
+    """The host does not answer as the Kubeflow Pipelines API."""
+
+
+HEALTHZ = "/apis/v2beta1/healthz"
+
+
+def check_host(host: str, token: str | None) -> None:
+    """One quick look at the API's health endpoint: the kfp client would retry a wrong host for
+    half a minute before saying so."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = host.rstrip("/") + HEALTHZ
+    try:
+        answer = requests.get(url, headers=headers, timeout=15)
+    except requests.RequestException as error:
+        raise NotKubeflowPipelines(f"cannot reach {url}: {type(error).__name__}") from None
+    if not answer.ok:
+        raise NotKubeflowPipelines(
+            f"GET {url} answered {answer.status_code}: is this the Kubeflow Pipelines API "
+            "(e.g. `kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8888:80`, then --host http://localhost:8888)?"
+        )
+
+
 def submit(submission: Submission) -> Submitted:
     """Create the run (and the uploaded pipeline); errors from the server come back as they are."""
     import kfp
+
+    check_host(submission.host, submission.token)
 
     with warnings.catch_warnings():  # its notice that it needs KFP 2.x: facesim targets KFP 2.x
         warnings.simplefilter("ignore", FutureWarning)
@@ -55,6 +82,8 @@ def submit(submission: Submission) -> Submitted:
 
 def describe_error(error: Exception) -> str:
     """One line for the user: the API's status and message, or the error's first line."""
+    if isinstance(error, NotKubeflowPipelines):
+        return str(error)
     status = getattr(error, "status", None)
     if status:
         body = getattr(error, "body", None) or ""

@@ -55,3 +55,11 @@ def test_submit_says_what_is_wrong_when_the_server_refuses(capsys: pytest.Captur
 def test_submit_needs_a_compiled_package(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["submit", "--host", "http://127.0.0.1:9", "--package", str(tmp_path / "missing.yaml")]) == 2
     assert "facesim pipeline compile" in capsys.readouterr().err
+
+
+def test_submit_to_a_host_that_is_not_kfp_fails_fast(capsys: pytest.CaptureFixture[str]) -> None:
+    with recording_server() as (url, requests):
+        code = main(["submit", "--host", url + "/not-kfp"])
+    assert code == 1 and len(requests) == 1  # one look, no retries, no run
+    err = capsys.readouterr().err
+    assert "404" in err and "Kubeflow Pipelines API" in err and "Traceback" not in err
