@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.config import ARCHITECTURES, DEFAULT_IMAGE_SIZE, TrainConfig
+from training.config import ARCHITECTURES, TrainConfig
 from training.launcher import launch_workers, threads_per_worker
 
 TRAIN_FLOPS_PER_FORWARD = 3.0

@@ -45,8 +45,7 @@ class TrainingState:
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     step: tf.Variable
-    checkpoint: tf.train.Checkpoint
-    manager: tf.train.CheckpointManager
+    manager: tf.train.CheckpointManager  # saves model, optimizer and step
     resumed_from: int
 
 
@@ -69,7 +68,7 @@ def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir
                 f"the checkpoint {latest} does not fit this run's model ({str(error)[:300]}): it comes from other "
                 f"options; give a new --run-dir, or delete {checkpoint_dir} to start over"
             ) from None
-    return TrainingState(model, optimizer, step, checkpoint, manager, int(step.numpy()))
+    return TrainingState(model, optimizer, step, manager, int(step.numpy()))
 
 
 def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Callable:
