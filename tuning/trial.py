@@ -87,18 +87,19 @@ def run_trial(
         start_new_session=True,  # its own process group, so stopping it stops its workers too
     ) as process:
         assert process.stdout is not None
-        if running is not None:
-            running.add(process.pid)
-        for line in process.stdout:
-            log.write(line)
-            tail = (tail + [line.rstrip()])[-40:]
-            value = stream.feed(line)
-            if value is not None and not stopped_early and on_objective(len(stream.history) - 1, value):
-                stopped_early = True
-                _stop(process)
-        returncode = process.wait()
-        if running is not None:
-            running.discard(process.pid)
+        group = running if running is not None else set()
+        group.add(process.pid)
+        try:
+            for line in process.stdout:
+                log.write(line)
+                tail = (tail + [line.rstrip()])[-40:]
+                value = stream.feed(line)
+                if value is not None and not stopped_early and on_objective(len(stream.history) - 1, value):
+                    stopped_early = True
+                    _stop(process)
+            returncode = process.wait()
+        finally:
+            group.discard(process.pid)
     return TrialOutcome(returncode, stopped_early, time.monotonic() - started, log_path, tail)
 
 
