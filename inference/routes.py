@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from kserve.errors import InferenceError, InvalidInput
@@ -71,6 +71,21 @@ def request_size_guard(max_bytes: int):
         return await call_next(request)
 
     return guard
+
+
+def readiness_router(predictor: FaceNetPredictor) -> APIRouter:
+    """`/v2/health/ready` true only once this process has loaded the model. KServe's own answer is
+    always true, which with `--workers N` (each worker loads in the background) would let a
+    readiness probe send traffic to workers still loading. Registered first, it takes precedence."""
+    router = APIRouter()
+
+    @router.get("/v2/health/ready")
+    async def ready() -> Response:
+        if not predictor.ready:
+            return _error(503, "the model is still loading")
+        return JSONResponse({"ready": True})
+
+    return router
 
 
 def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
@@ -160,10 +175,11 @@ def _parse_enrolment(body: bytes, predictor: FaceNetPredictor) -> tuple[str, lis
     return identity, decoded
 
 
-def install_routes(predictor: FaceNetPredictor) -> None:
-    """Add the gallery/card routes and the error handlers to the app KServe serves (in this process)."""
-    from kserve.model_server import app
-
+def install_routes(predictor: FaceNetPredictor, app: FastAPI | None = None) -> None:
+    """Add our routes, error handlers and guards to `app`: by default the app KServe serves (in this process)."""
+    if app is None:
+        from kserve.model_server import app
+    app.include_router(readiness_router(predictor))
     app.include_router(gallery_router(predictor))
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -280,7 +280,7 @@ def test_two_workers_serve_one_gallery(
     with local_predictor(tiny_model_dir, gallery, ("--workers", "2"), env, tmp_path / "workers.log") as url:
         ready_in_a_row, deadline = 0, time.monotonic() + 180
         while ready_in_a_row < 10 and time.monotonic() < deadline:  # each new connection may hit either worker
-            ok = requests.get(url + "/v2/models/facenet/ready", timeout=10).status_code == 200
+            ok = requests.get(url + "/v2/health/ready", timeout=10).status_code == 200  # per worker
             ready_in_a_row = ready_in_a_row + 1 if ok else 0
             time.sleep(0 if ok else 0.5)
         assert ready_in_a_row == 10, "the workers did not all become ready"
