@@ -8,7 +8,6 @@ terminal shows one progress line per step and the steps' own summary lines (pipe
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import re
 import sys
@@ -85,18 +84,8 @@ class LocalRun:
     summary: list[str]  # the steps' progress lines
 
 
-def _hide_dockerfiles_folder() -> None:
-    """Run from the repo root, its docker/ folder (the Dockerfiles) imports as a namespace package
-    named `docker` and breaks kfp.local's optional import of the Docker SDK, which SubprocessRunner
-    never uses: make that import fail as kfp expects when the SDK is absent."""
-    spec = importlib.util.find_spec("docker")
-    if spec is not None and spec.origin is None:  # a plain folder, not the Docker SDK
-        sys.modules["docker"] = None  # type: ignore[assignment]
-
-
 def run_locally(arguments: dict[str, Any], pipeline_root: Path, log_path: Path, verbose: bool = False) -> LocalRun:
     """Run the whole pipeline with `arguments` (backend local); PipelineFailed names the failed step."""
-    _hide_dockerfiles_folder()
     from kfp import local
 
     from pipeline.definition import facesim_pipeline

@@ -29,7 +29,7 @@ from storage.uris import StorageUri, parse_uri
 DATA_MOUNT = "/mnt/data"
 RUNS_MOUNT = "/mnt/runs"
 MODELS_MOUNT = "/mnt/models"
-NON_ROOT_UID = 1000  # the `facesim` user of every image in docker/
+NON_ROOT_UID = 1000  # the `facesim` user of every image in containers/
 KATIB_INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 APP_LABEL = "app.kubernetes.io/part-of"
 
@@ -58,7 +58,7 @@ class ClusterConfig:
     service_account: str = "facesim-pipeline"
 
     def image(self, component: str) -> str:
-        """Image of one component built from docker/<component>.Dockerfile."""
+        """Image of one component built from containers/<component>.Dockerfile."""
         return f"{self.image_registry.rstrip('/')}/facesim-{component}:{self.image_tag}"
 
 

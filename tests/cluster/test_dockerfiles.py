@@ -21,7 +21,7 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("image, extra", IMAGES.items())
 def test_image_is_pinned_non_root_and_installs_only_its_extra(image: str, extra: str) -> None:
-    steps = instructions(REPO / "docker" / f"{image}.Dockerfile")
+    steps = instructions(REPO / "containers" / f"{image}.Dockerfile")
     base = next(args for op, args in steps if op == "ARG" and args.startswith("PYTHON_IMAGE="))
     assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim(-\w+)?|PYTHON_IMAGE=python@sha256:[0-9a-f]{64}", base)
     users = [args for op, args in steps if op == "USER"]
@@ -42,7 +42,7 @@ def test_images_match_what_the_resources_run() -> None:
 
     ports = {"trainer": TFJOB_PORT, "predictor": PREDICTOR_PORT, "ui": UI_PORT}
     for image, port in ports.items():
-        steps = instructions(REPO / "docker" / f"{image}.Dockerfile")
+        steps = instructions(REPO / "containers" / f"{image}.Dockerfile")
         assert ("EXPOSE", str(port)) in steps
         assert any(op == "RUN" and f"--uid {NON_ROOT_UID}" in args for op, args in steps)
         assert dict(steps)["USER"] == f"{NON_ROOT_UID}:{NON_ROOT_UID}"

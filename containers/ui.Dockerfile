@@ -1,7 +1,7 @@
-# syntax=docker/dockerfile:1
+# syntax=containers/dockerfile:1
 # facesim ui image: the Flask front end, python -m ui --predictor URL (no TensorFlow).
 # Build from the repository root (docs/cluster.md):
-#   docker build -f docker/ui.Dockerfile -t REGISTRY/facesim-ui:TAG .
+#   docker build -f containers/ui.Dockerfile -t REGISTRY/facesim-ui:TAG .
 # Pinned base (exact tag; pin a digest with --build-arg PYTHON_IMAGE=python@sha256:... if your policy asks).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE}

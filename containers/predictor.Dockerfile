@@ -1,7 +1,7 @@
-# syntax=docker/dockerfile:1
-# facesim trainer image: a TFJob worker and each Katib trial run python -m training (Katib's StdOut collector needs sh: the slim base has it).
+# syntax=containers/dockerfile:1
+# facesim predictor image: the KServe custom predictor, python -m inference (model at /mnt/models from the InferenceService's storageUri).
 # Build from the repository root (docs/cluster.md):
-#   docker build -f docker/trainer.Dockerfile -t REGISTRY/facesim-trainer:TAG .
+#   docker build -f containers/predictor.Dockerfile -t REGISTRY/facesim-predictor:TAG .
 # Pinned base (exact tag; pin a digest with --build-arg PYTHON_IMAGE=python@sha256:... if your policy asks).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE}
@@ -28,10 +28,11 @@ COPY inference ./inference
 COPY ui ./ui
 COPY pipeline ./pipeline
 # Only this component's extra, at the versions tested together (constraints.txt).
-RUN pip install --constraint constraints.txt ".[training]"
+RUN pip install --constraint constraints.txt ".[inference]"
 
 USER 1000:1000
-# YuNet weights in the image: preparing face crops on the cluster needs no download.
+# YuNet weights in the image: the predictor starts without a download.
 RUN python -c "from faces.detect import find_yunet_weights; print(find_yunet_weights())"
-EXPOSE 2222
-CMD ["python", "-m", "training", "--help"]
+EXPOSE 8080
+ENTRYPOINT ["python", "-m", "inference"]
+CMD ["--model_name", "facenet", "--model_dir", "/mnt/models"]

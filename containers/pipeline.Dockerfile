@@ -1,7 +1,7 @@
-# syntax=docker/dockerfile:1
+# syntax=containers/dockerfile:1
 # facesim pipeline image: every kfp step (the kfp SDK and all of facesim: steps launch TFJobs, Experiments and InferenceServices, build galleries).
 # Build from the repository root (docs/cluster.md):
-#   docker build -f docker/pipeline.Dockerfile -t REGISTRY/facesim-pipeline:TAG .
+#   docker build -f containers/pipeline.Dockerfile -t REGISTRY/facesim-pipeline:TAG .
 # Pinned base (exact tag; pin a digest with --build-arg PYTHON_IMAGE=python@sha256:... if your policy asks).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE}
