@@ -125,8 +125,12 @@ def _b64_field(value: Any, where: str, limits: RequestLimits) -> bytes:
 
 
 def _v2_element(element: Any, where: str, limits: RequestLimits) -> bytes:
-    if isinstance(element, bytes):  # gRPC and some decoders hand BYTES over undecoded
-        element = element.decode("ascii", errors="replace")
+    if isinstance(element, bytes):  # gRPC hands BYTES over undecoded: the file itself, or base64 text
+        if not element.isascii():  # JPEG/PNG/... files start with non-ASCII magic bytes
+            if len(element) > limits.max_image_bytes:
+                raise InvalidInput(f"{where}: the image is too large (limit {limits.max_image_bytes:,} bytes)")
+            return element
+        element = element.decode("ascii")
     return decode_b64(element, where, limits)
 
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from inference.client import predict
-from inference.local_server import local_predictor
+from inference.local_server import free_port, local_predictor
 
 V1 = "/v1/models/facenet:predict"
 V2 = "/v2/models/facenet/infer"
@@ -233,15 +233,33 @@ def test_model_card_is_served(predictor_url: str, tiny_model_dir: Path) -> None:
     assert roc.status_code == (200 if (tiny_model_dir / "roc.png").is_file() else 404)
 
 
-def test_restart_keeps_enrolments_and_limits_are_configurable(
+def grpc_face_count(port: int, image: bytes) -> int:
+    """V2 over gRPC (`--enable_grpc true`): BYTES elements may be the raw file."""
+    import asyncio
+
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    async def infer() -> int:
+        request = InferRequest(model_name="facenet", request_id="grpc",
+                               infer_inputs=[InferInput(name="image", shape=[1], datatype="BYTES", data=[image])])  # fmt: skip
+        response = await InferenceGRPCClient(f"127.0.0.1:{port}").infer(request, timeout=60)
+        return next(output.shape[0] for output in response.outputs if output.name == "boxes")
+
+    return asyncio.run(infer())
+
+
+def test_restart_keeps_enrolments_limits_and_grpc(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, examples: Path, tmp_path: Path
 ) -> None:
     gallery = tmp_path / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
     env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
     limits = ("--max-image-bytes", "300000", "--max-request-bytes", "2000000")
+    grpc_port = free_port()
+    grpc = ("--enable_grpc", "true", "--grpc_port", str(grpc_port))
     photo = (examples / "alex-lacamoire.png").read_bytes()  # not the photo the gallery holds of him
-    with local_predictor(tiny_model_dir, gallery, limits, env, tmp_path / "first.log") as url:
+    with local_predictor(tiny_model_dir, gallery, limits + grpc, env, tmp_path / "first.log") as url:
+        assert grpc_face_count(grpc_port, photo) == 1
         enrolled = requests.post(url + GALLERY, json={"identity": "kept", "images": [{"b64": b64(photo)}]}, timeout=60)
         assert enrolled.status_code == 200, enrolled.text
         too_big = requests.post(url + V1, json=v1_body((examples / "obama-1080p.jpg").read_bytes()), timeout=60)
