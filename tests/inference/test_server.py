@@ -290,12 +290,14 @@ def test_predict_cli_explains_an_unreachable_server(examples: Path) -> None:
 def test_two_workers_serve_one_gallery(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, examples: Path, tmp_path: Path
 ) -> None:
-    """`--workers 2`: an enrolment answered by one worker process is seen by every later request."""
+    """`--workers 2`: an enrolment answered by one worker process is seen by every later request.
+    (`--approximate-threshold 1`: searched through FAISS HNSW, which the enrolment is added to.)"""
     gallery = tmp_path / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
     env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
     photo = (examples / "alex-lacamoire.png").read_bytes()
-    with local_predictor(tiny_model_dir, gallery, ("--workers", "2"), env, tmp_path / "workers.log") as url:
+    options = ("--workers", "2", "--approximate-threshold", "1")
+    with local_predictor(tiny_model_dir, gallery, options, env, tmp_path / "workers.log") as url:
         ready_in_a_row, deadline = 0, time.monotonic() + 180
         while ready_in_a_row < 10 and time.monotonic() < deadline:  # each new connection may hit either worker
             ok = requests.get(url + "/v2/health/ready", timeout=10).status_code == 200  # per worker
@@ -306,4 +308,4 @@ def test_two_workers_serve_one_gallery(
         assert enrolled.status_code == 200, enrolled.text
         for _ in range(6):
             top = predict(url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
-            assert top["identity"] == "seen by all"
+            assert top["identity"] == "seen by all" and top["distance"] < 1e-3
