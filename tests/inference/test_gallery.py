@@ -132,9 +132,10 @@ def test_approximate_search_recall_against_exact() -> None:
     assert recall >= 0.95, f"HNSW recall@{k} {recall:.3f} against exact search"
 
 
-def test_live_index_follows_enrolments_and_removals(store: GalleryStore) -> None:
+@pytest.mark.parametrize("approximate_threshold", [10**6, 1], ids=["exact", "hnsw"])
+def test_live_index_follows_enrolments_and_removals(store: GalleryStore, approximate_threshold: int) -> None:
     rng = np.random.default_rng(4)
-    live = LiveGalleryIndex(store)
+    live = LiveGalleryIndex(store, approximate_threshold)
     alice = unit_rows(rng, 1)
     store.add("alice", alice)
     matches, version = live.search(alice, 1)
