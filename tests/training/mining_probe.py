@@ -8,17 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from training.distributed import configure_threads, make_strategy, replica_device, worker_info
-
-configure_threads(1)
-strategy = make_strategy()
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from training.losses import MINING_LOSSES  # noqa: E402
-from training.loop import global_triplet_loss  # noqa: E402
-from training.model import build_embedding_model  # noqa: E402
+import numpy as np
 
 SHARE_LABELS = {0: [0, 0, 1, 1, 2], 1: [0, 0, 3, 3, 4]}  # identity 0 has images on both workers
 IMAGE_SIZE, EMBEDDING_DIM = 32, 8
@@ -29,6 +19,16 @@ def share_images(index: int) -> np.ndarray:
 
 
 def main(out: Path) -> None:
+    from training.distributed import configure_threads, make_strategy, replica_device, worker_info
+
+    configure_threads(1)
+    strategy = make_strategy()  # first, before other TensorFlow work: it reads TF_CONFIG
+    import tensorflow as tf
+
+    from training.losses import MINING_LOSSES
+    from training.loop import global_triplet_loss
+    from training.model import build_embedding_model
+
     info = worker_info()
     with strategy.scope():
         model = build_embedding_model("tiny", IMAGE_SIZE, EMBEDDING_DIM, seed=0)
