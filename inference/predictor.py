@@ -25,6 +25,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from faces.image import ImageError, decode_image
 from faces.preprocess import AlignedFace
 from inference import MODEL_NAME
+from inference.batching import EmbeddingBatcher
 from inference.embedder import Embedder, ModelInfo, png_bytes, preprocessor_for, read_model_info, thumbnail_jpeg
 from inference.gallery import EnrolResult, GalleryError, GalleryStore
 from inference.payload import Instance, RequestLimits, parse_v1, parse_v2
@@ -103,6 +104,7 @@ class FaceNetPredictor(kserve.Model):
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         self.preprocessor.detector  # create it now, not on the first request
         self.embedder = Embedder(self.model_info)
+        self.batcher = EmbeddingBatcher(self.embedder.embed)
         self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold)
         self.index.search(np.zeros((0, self.model_info.embedding_dim), np.float32), 1)  # load it now
         self.embedder.embed(np.zeros((1, self.model_info.image_size, self.model_info.image_size, 3), np.uint8))
@@ -120,7 +122,7 @@ class FaceNetPredictor(kserve.Model):
         return await asyncio.to_thread(self._analyse_instances, instances, protocol, request_id)
 
     async def predict(self, batch: FaceBatch, headers: dict[str, str] | None = None) -> FaceBatch:
-        batch.embeddings = await asyncio.to_thread(self.embedder.embed, batch.crops())
+        batch.embeddings = await self.batcher.embed(batch.crops())
         image_faces = sum(len(image.faces) for image in batch.images)
         top_k = max(instance.top_k for instance in batch.instances)
         batch.image_matches, batch.gallery_version = await asyncio.to_thread(
