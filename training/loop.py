@@ -108,6 +108,7 @@ def run_training(
     images: np.ndarray,
     sampler: PKSampler,
     on_epoch_end: Callable[[EpochReport], None],
+    on_step: Callable[[int, float], None] = lambda step, loss: None,
 ) -> None:
     """Steps from the restored step to the end; checkpoints every `checkpoint_steps` and each epoch end."""
     train_step = make_train_step(config, strategy, state)
@@ -127,6 +128,7 @@ def run_training(
             loss = train_step(tf.constant(images[share.indices], tf.float32), tf.constant(share.labels), seed)
             losses.append(float(loss))
             state.step.assign(step + 1)
+            on_step(step + 1, losses[-1])
             progress.update(1)
             progress.set_postfix_str(f"loss {losses[-1]:.4f}")  # no "=": Katib would read it as a metric
             if config.checkpoint_steps and (step + 1) % config.checkpoint_steps == 0 and step + 1 < epoch_end:

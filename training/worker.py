@@ -46,6 +46,10 @@ class ChiefReporter:
         self.report(metrics, step=report.epoch)
         self.history.append(metrics)
 
+    def on_step(self, step: int, loss: float) -> None:
+        with self.writer.as_default():
+            tf.summary.scalar("step_loss", loss, step=step)
+
     def report(self, metrics: dict[str, float], step: int) -> None:
         with self.writer.as_default():
             for name, value in metrics.items():
@@ -73,8 +77,11 @@ def run_worker(config: TrainConfig) -> Path | None:
     if state.resumed_from:
         print(f"resumed from the checkpoint at step {state.resumed_from} of {config.total_steps}", flush=True)
     reporter = ChiefReporter(state, data, run_dir / "logs" / "train") if info.is_chief else None
-    run_training(config, strategy, info, state, data.train_images, data.sampler,
-                 reporter.on_epoch_end if reporter else lambda report: None)  # fmt: skip
+    if reporter:
+        run_training(config, strategy, info, state, data.train_images, data.sampler, reporter.on_epoch_end,
+                     reporter.on_step)  # fmt: skip
+    else:
+        run_training(config, strategy, info, state, data.train_images, data.sampler, lambda report: None)
     exported = finish(config, info, state, data, reporter) if reporter else None
     barrier(strategy)
     return exported

@@ -51,6 +51,7 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
     assert card["threshold"] == pytest.approx(dict(metrics)["val_threshold"], rel=1e-5)
     assert card["preprocessing"]["detector_used"] == "yunet" and card["training"]["workers"] == 2
     assert (model_dir / "roc.png").stat().st_size > 1000 and (model_dir / "embedding_map.png").stat().st_size > 1000
+    assert list((tmp_path / "model.run" / "logs" / "train").glob("events.out.tfevents.*")), "TensorBoard logs"
 
     import tensorflow as tf
 
