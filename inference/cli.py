@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="largest accepted request body (413 above)")
     parser.add_argument("--approximate-threshold", type=int, default=DEFAULT_APPROXIMATE_THRESHOLD,
                         help="gallery size (embeddings) from which search uses a FAISS HNSW index")
+    parser.add_argument("--tf-threads", type=int, default=1,
+                        help="TensorFlow intra-op threads for the embedding network (0: all cores); one is "
+                        "fastest for single faces, more help large batches on many cores")
     # The predictor answers REST; gRPC (port 8081) is opt-in so several servers can share a host.
     parser.set_defaults(enable_grpc=False)
     return parser
@@ -100,6 +103,7 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
         limits=limits,
         approximate_threshold=args.approximate_threshold,
         yunet_path=args.yunet,
+        tf_threads=args.tf_threads,
     )
     predictor = FaceNetPredictor(config)
     predictor.load()

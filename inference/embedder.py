@@ -90,9 +90,15 @@ def preprocessor_for(info: ModelInfo, yunet_path: str | None = None) -> FacePrep
 class Embedder:
     """Batched calls of the SavedModel's serving signature: uint8 crops (N, S, S, 3) -> (N, D) unit vectors."""
 
-    def __init__(self, info: ModelInfo):
+    def __init__(self, info: ModelInfo, threads: int | None = None):
+        """`threads`: TensorFlow intra-op threads (None: TensorFlow's default, all cores)."""
         import tensorflow as tf  # imported here: the CLI's --help must not pay for TensorFlow
 
+        if threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+            except RuntimeError:  # TensorFlow already ran in this process: its setting stays
+                pass
         self._tf = tf
         self.info = info
         loaded = tf.saved_model.load(str(info.directory))

@@ -66,6 +66,9 @@ class ServingConfig:
     limits: RequestLimits = RequestLimits()
     approximate_threshold: int = DEFAULT_APPROXIMATE_THRESHOLD
     yunet_path: str | None = None
+    # One intra-op thread: a single face embeds in 6 ms instead of 13.6 ms with 2 threads on the
+    # 2-core dev box (MobileFaceNet), and the other cores decode/detect concurrent requests.
+    tf_threads: int = 1
 
 
 class FaceNetPredictor(kserve.Model):
@@ -103,7 +106,7 @@ class FaceNetPredictor(kserve.Model):
         check_gallery_matches(self.gallery, self.model_info)  # before the slow part: fail fast
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         self.preprocessor.detector  # create it now, not on the first request
-        self.embedder = Embedder(self.model_info)
+        self.embedder = Embedder(self.model_info, self.config.tf_threads)
         self.batcher = EmbeddingBatcher(self.embedder.embed)
         self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold)
         self.index.search(np.zeros((0, self.model_info.embedding_dim), np.float32), 1)  # load it now
