@@ -13,6 +13,7 @@ from pathlib import Path
 
 ARCHITECTURES = ("mobilefacenet", "inception_resnet_v1", "tiny")
 MINERS = ("semi_hard", "batch_hard")
+LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "tiny": 64}
 
 
@@ -33,6 +34,9 @@ class TrainConfig:
     identities_per_batch: int = 16  # P
     images_per_identity: int = 4  # K
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"  # cosine: linear warm-up, then cosine decay to 0 over the run
+    warmup_steps: int = 0
+    weight_decay: float = 0.0  # AdamW decoupled weight decay; 0: plain Adam
     augment: bool = True
     max_identities: int | None = None  # training identities used (smoke tests)
     val_pairs: int | None = None  # validation pairs used (smoke tests), balanced same/different
@@ -73,6 +77,10 @@ class TrainConfig:
             found.append("--margin must be positive")
         if self.learning_rate <= 0:
             found.append("--learning-rate must be positive")
+        if self.lr_schedule not in LR_SCHEDULES:
+            found.append(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            found.append("--warmup-steps and --weight-decay must not be negative")
         if self.image_size is not None and self.image_size < 32:
             found.append("--image-size must be at least 32")
         return found
@@ -134,7 +142,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="P: identities in each global batch (default: %(default)s)")
     add("--images-per-identity", type=int, default=d["images_per_identity"].default,
         help="K: images of each identity in a batch (default: %(default)s)")
-    add("--learning-rate", type=float, default=d["learning_rate"].default, help="Adam learning rate (default: %(default)s)")
+    add("--learning-rate", type=float, default=d["learning_rate"].default,
+        help="peak Adam learning rate (default: %(default)s)")
+    add("--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"].default,
+        help="constant, or cosine decay to 0 over all the run's steps (default: %(default)s)")
+    add("--warmup-steps", type=int, default=d["warmup_steps"].default,
+        help="steps of linear warm-up to the peak learning rate (default: %(default)s)")
+    add("--weight-decay", type=float, default=d["weight_decay"].default,
+        help="AdamW decoupled weight decay; 0 is plain Adam (default: %(default)s)")
     add("--augment", action=argparse.BooleanOptionalAction, default=True, help="flip, crop jitter, colour (default: on)")
     add("--max-identities", type=int, help="use at most this many training identities (smoke tests)")
     add("--val-pairs", type=int, help="use at most this many validation pairs (smoke tests)")

@@ -49,11 +49,33 @@ class TrainingState:
     resumed_from: int
 
 
+def make_learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The configured rate: constant, or linear warm-up then cosine decay to 0 at the run's last step."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    warmup = min(config.warmup_steps, config.total_steps - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(config.total_steps - warmup, 1),
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam (AdamW with --weight-decay). The schedule keys on the optimizer's own iteration counter,
+    which the checkpoint restores on resume."""
+    rate = make_learning_rate(config)
+    if config.weight_decay:
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(rate)
+
+
 def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir: Path) -> TrainingState:
     """Model, optimizer and step counter, restored from the chief's latest checkpoint when there is one."""
     with strategy.scope():
         model = build_embedding_model(config.architecture, config.size, config.embedding_dim, config.seed)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)

@@ -40,7 +40,9 @@ def write_model_card(
         "params": {
             "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch, "mining": config.mining,
             "identities_per_batch": config.identities_per_batch, "images_per_identity": config.images_per_identity,
-            "learning_rate": config.learning_rate, "optimizer": "adam", "augment": config.augment, "seed": config.seed,
+            "learning_rate": config.learning_rate, "lr_schedule": config.lr_schedule,
+            "warmup_steps": config.warmup_steps, "weight_decay": config.weight_decay,
+            "optimizer": "adamw" if config.weight_decay else "adam", "augment": config.augment, "seed": config.seed,
             "max_identities": config.max_identities,
         },  # fmt: skip
         "notes": dict(config.metadata),

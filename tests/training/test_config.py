@@ -11,7 +11,8 @@ def test_to_args_round_trips_every_field():
     config = TrainConfig(
         data="/data/lfw", out="/models/m", run_dir="/runs/r", workers=2, epochs=3, steps_per_epoch=7,
         architecture="inception_resnet_v1", image_size=96, embedding_dim=64, margin=0.35, mining="batch_hard",
-        identities_per_batch=8, images_per_identity=3, learning_rate=0.01, augment=False, max_identities=40,
+        identities_per_batch=8, images_per_identity=3, learning_rate=0.01, lr_schedule="constant",
+        warmup_steps=4, weight_decay=1e-4, augment=False, max_identities=40,
         val_pairs=100, test_pairs=50, checkpoint_steps=2, threads=1, seed=5, metadata={"trial": "t-1"},
     )
     assert parse_config(config.to_args()) == config
@@ -32,8 +33,33 @@ def test_defaults_round_trip_and_native_sizes():
         ({"identities_per_batch": 3, "images_per_identity": 3, "workers": 2}, "divide evenly"),
         ({"margin": 0.0}, "margin"),
         ({"mining": "hardest"}, "mining"),
+        ({"lr_schedule": "step"}, "lr-schedule"),
+        ({"weight_decay": -1.0}, "weight-decay"),
     ],
 )
 def test_bad_options_say_what_to_fix(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(data="d", out="o", **changes)
+
+
+def test_cosine_schedule_warms_up_to_the_peak_then_decays_to_zero():
+    from training.loop import make_learning_rate
+
+    config = TrainConfig(data="d", out="o", epochs=2, steps_per_epoch=50, learning_rate=0.01, warmup_steps=10)
+    schedule = make_learning_rate(config)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    assert rates[0] == pytest.approx(0.0, abs=1e-9)
+    assert rates[1] == pytest.approx(0.005, rel=1e-3)  # half-way up the warm-up
+    assert rates[2] == pytest.approx(0.01, rel=1e-3)  # the peak
+    assert rates[3] == pytest.approx(0.005, rel=1e-2)  # half-way down the cosine
+    assert rates[4] == pytest.approx(0.0, abs=1e-6)  # the end of the run
+
+
+def test_weight_decay_selects_adamw_and_constant_keeps_the_rate():
+    import keras
+
+    from training.loop import make_optimizer
+
+    decayed = make_optimizer(TrainConfig(data="d", out="o", weight_decay=5e-4, lr_schedule="constant"))
+    assert isinstance(decayed, keras.optimizers.AdamW) and decayed.weight_decay == pytest.approx(5e-4)
+    assert float(decayed.learning_rate) == pytest.approx(1e-3)
