@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -26,6 +27,44 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass
+class RunningPredictor:
+    process: subprocess.Popen
+    url: str
+
+    def stop(self) -> None:
+        """SIGTERM (KServe shuts down gracefully), SIGKILL after 20 s."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_predictor(
+    model_dir: Path,
+    gallery_dir: Path,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    ready_timeout_s: float = 180.0,
+) -> RunningPredictor:
+    """Start `python -m inference` on a free port and wait until it is ready; the caller stops it."""
+    port = free_port()
+    command = [sys.executable, "-m", "inference", "--model_dir", str(model_dir), "--gallery_dir", str(gallery_dir),
+               "--http_port", str(port), *extra_args]  # fmt: skip
+    with open(log_path, "wb") if log_path else open(os.devnull, "wb") as log:  # the child keeps its own handle
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    running = RunningPredictor(process, f"http://127.0.0.1:{port}")
+    try:
+        _wait_ready(process, running.url, ready_timeout_s, log_path)
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
 @contextmanager
 def local_predictor(
     model_dir: Path,
@@ -36,24 +75,11 @@ def local_predictor(
     ready_timeout_s: float = 180.0,
 ) -> Iterator[str]:
     """Start the predictor on a free port; yields its base URL; stops it (SIGTERM, then SIGKILL)."""
-    port = free_port()
-    command = [sys.executable, "-m", "inference", "--model_dir", str(model_dir), "--gallery_dir", str(gallery_dir),
-               "--http_port", str(port), *extra_args]  # fmt: skip
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
+    running = start_predictor(model_dir, gallery_dir, extra_args, env, log_path, ready_timeout_s)
     try:
-        _wait_ready(process, url, ready_timeout_s, log_path)
-        yield url
+        yield running.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if log_path:
-            log.close()
+        running.stop()
 
 
 def _wait_ready(process: subprocess.Popen, url: str, timeout_s: float, log_path: Path | None) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import pytest
 import requests
 
 from inference.client import predict
-from inference.local_server import free_port, local_predictor
+from inference.local_server import free_port, local_predictor, start_predictor
 
 V1 = "/v1/models/facenet:predict"
 V2 = "/v2/models/facenet/infer"
@@ -309,3 +311,42 @@ def test_two_workers_serve_one_gallery(
         for _ in range(6):
             top = predict(url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
             assert top["identity"] == "seen by all" and top["distance"] < 1e-3
+
+
+def test_kill_9_during_enrolments_loses_nothing_acknowledged(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, examples: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the server while enrolments stream in: after a restart every 200-answered one is there."""
+    gallery = tmp_path / "gallery"
+    shutil.copytree(tiny_gallery_dir, gallery)
+    env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
+    photo = b64((examples / "alex-lacamoire.png").read_bytes())
+    server = start_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "killed.log")
+    acknowledged: list[str] = []
+
+    def enrol_until_killed(worker: int) -> None:
+        for i in range(1000):
+            name = f"worker {worker} enrolment {i}"
+            try:
+                answer = requests.post(server.url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=30)
+            except requests.RequestException:
+                return  # the server is gone
+            if answer.status_code == 200:
+                acknowledged.append(name)
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(enrol_until_killed, worker) for worker in range(4)]
+            deadline = time.monotonic() + 60
+            while len(acknowledged) < 12 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(server.process.pid, signal.SIGKILL)  # mid-stream: other enrolments are in flight
+            server.process.wait()
+            for future in futures:
+                future.result()
+    finally:
+        server.stop()
+    assert len(acknowledged) >= 12
+    with local_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "restarted.log") as url:
+        listed = {item["identity"]: item["count"] for item in requests.get(url + GALLERY, timeout=10).json()["identities"]}
+    assert all(listed.get(name) == 1 for name in acknowledged)
