@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from PIL import Image
 from tqdm import tqdm
 
 from inference.client import predict_url, v1_request
@@ -69,8 +70,6 @@ def measure_latency(url: str, image: Path, concurrency: int, total: int) -> Late
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = np.concatenate([np.array(part) for part in pool.map(client, range(concurrency))])
     wall = time.perf_counter() - start
-    from PIL import Image
-
     with Image.open(image) as opened:
         pixels = f"{opened.width}x{opened.height}"
     return LatencyResult(image.name, pixels, concurrency, len(latencies), float(np.percentile(latencies, 50) * 1000),
