@@ -1,4 +1,4 @@
-"""Run `python -m inference` as a child process and wait until it is ready (benchmarks, tests, scripts)."""
+"""Run the predictor as a child process and wait until it is ready (benchmarks, tests, scripts)."""
 
 from __future__ import annotations
 
@@ -49,11 +49,17 @@ def start_predictor(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     ready_timeout_s: float = 180.0,
+    container: bool = False,
 ) -> RunningPredictor:
-    """Start `python -m inference` on a free port and wait until it is ready; the caller stops it."""
+    """Start `facesim serve` (or, with `container`, the container entrypoint `python -m inference`)
+    on a free port and wait until it is ready; the caller stops it."""
     port = free_port()
-    command = [sys.executable, "-m", "inference", "--model_dir", str(model_dir), "--gallery_dir", str(gallery_dir),
-               "--http_port", str(port), *extra_args]  # fmt: skip
+    if container:
+        command = [sys.executable, "-m", "inference", "--model_dir", str(model_dir),
+                   "--gallery_dir", str(gallery_dir), "--http_port", str(port), *extra_args]  # fmt: skip
+    else:
+        command = [sys.executable, "-m", "facesim", "serve", "--model", str(model_dir), "--gallery", str(gallery_dir),
+                   "--port", str(port), *extra_args]  # fmt: skip
     with open(log_path, "wb") if log_path else open(os.devnull, "wb") as log:  # the child keeps its own handle
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     running = RunningPredictor(process, f"http://127.0.0.1:{port}")
@@ -73,9 +79,10 @@ def local_predictor(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     ready_timeout_s: float = 180.0,
+    container: bool = False,
 ) -> Iterator[str]:
     """Start the predictor on a free port; yields its base URL; stops it (SIGTERM, then SIGKILL)."""
-    running = start_predictor(model_dir, gallery_dir, extra_args, env, log_path, ready_timeout_s)
+    running = start_predictor(model_dir, gallery_dir, extra_args, env, log_path, ready_timeout_s, container)
     try:
         yield running.url
     finally:

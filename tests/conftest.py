@@ -98,7 +98,7 @@ def tiny_gallery_dir(tiny_model_dir: Path, detection_dir: Path, lfw_dir: Path, y
 @pytest.fixture(scope="session")
 def predictor_url(tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of `python -m inference` serving the tiny model and a copy of the tiny gallery
+    """Base URL of `facesim serve` serving the tiny model and a copy of the tiny gallery
     (enrolments don't leak into tiny_gallery_dir), with its own FACESIM_HOME."""
     import shutil
 

@@ -299,7 +299,8 @@ def test_two_workers_serve_one_gallery(
     env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
     photo = (examples / "alex-lacamoire.png").read_bytes()
     options = ("--workers", "2", "--approximate-threshold", "1")
-    with local_predictor(tiny_model_dir, gallery, options, env, tmp_path / "workers.log") as url:
+    # The container entrypoint, as the InferenceService runs it (KServe's --workers passes through).
+    with local_predictor(tiny_model_dir, gallery, options, env, tmp_path / "workers.log", container=True) as url:
         ready_in_a_row, deadline = 0, time.monotonic() + 180
         while ready_in_a_row < 10 and time.monotonic() < deadline:  # each new connection may hit either worker
             ok = requests.get(url + "/v2/health/ready", timeout=10).status_code == 200  # per worker
