@@ -204,22 +204,19 @@ class GalleryStore:
 
     def rows(self, after_id: int = 0) -> GalleryRows:
         """Embedding rows with id > after_id (all by default), read in one consistent snapshot."""
+        dim = self.info.embedding_dim
         with self._read() as db:
             db.execute("BEGIN")  # one read transaction: counters and rows agree
             version, removals = _meta(db, "version"), _meta(db, "removals")
-            fetched = db.execute(
-                "SELECT id, identity, vector FROM embeddings WHERE id > ? ORDER BY id", (after_id,)
-            ).fetchall()
+            count = db.execute("SELECT COUNT(*) FROM embeddings WHERE id > ?", (after_id,)).fetchone()[0]
+            # Filled row by row from the cursor: a million-row gallery never exists twice in memory.
+            ids, vectors, identities = np.empty(count, np.int64), np.empty((count, dim), np.float32), []
+            cursor = db.execute("SELECT id, identity, vector FROM embeddings WHERE id > ? ORDER BY id", (after_id,))
+            for i, (row_id, identity, vector) in enumerate(cursor):
+                ids[i], vectors[i] = row_id, np.frombuffer(vector, np.float32)
+                identities.append(identity)
             db.execute("COMMIT")
-        dim = self.info.embedding_dim
-        vectors = np.frombuffer(b"".join(r[2] for r in fetched), dtype=np.float32).reshape(-1, dim)
-        return GalleryRows(
-            version=version,
-            removals=removals,
-            ids=np.array([r[0] for r in fetched], dtype=np.int64),
-            identities=[r[1] for r in fetched],
-            vectors=vectors,
-        )
+        return GalleryRows(version=version, removals=removals, ids=ids, identities=identities, vectors=vectors)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

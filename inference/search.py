@@ -36,16 +36,22 @@ class EmbeddingIndex:
     def __init__(self, dim: int, approximate_threshold: int = DEFAULT_APPROXIMATE_THRESHOLD):
         self.dim = dim
         self.approximate_threshold = approximate_threshold
-        self.vectors = np.zeros((0, dim), dtype=np.float32)
-        self.labels = np.zeros(0, dtype=np.int64)  # index into self.names
+        self.size = 0
+        # Row storage with spare capacity (doubling): an enrolment appends without copying the gallery.
+        self._vectors = np.zeros((0, dim), dtype=np.float32)
+        self._labels = np.zeros(0, dtype=np.int64)  # index into self.names
         self.names: list[str] = []
         self._name_ids: dict[str, int] = {}
         self._rows_per_label = np.zeros(0, dtype=np.int64)
         self._hnsw: faiss.IndexHNSWFlat | None = None
 
     @property
-    def size(self) -> int:
-        return len(self.vectors)
+    def vectors(self) -> np.ndarray:
+        return self._vectors[: self.size]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels[: self.size]
 
     @property
     def approximate(self) -> bool:
@@ -54,9 +60,15 @@ class EmbeddingIndex:
     def add(self, vectors: np.ndarray, identities: list[str]) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         labels = np.array([self._label(name) for name in identities], dtype=np.int64)
-        self.vectors = np.concatenate([self.vectors, vectors])
-        self.labels = np.concatenate([self.labels, labels])
-        self._rows_per_label = np.bincount(self.labels, minlength=len(self.names))
+        end = self.size + len(vectors)
+        if end > len(self._vectors):
+            capacity = max(end, 2 * len(self._vectors))
+            self._vectors = np.concatenate([self.vectors, np.zeros((capacity - self.size, self.dim), np.float32)])
+            self._labels = np.concatenate([self.labels, np.zeros(capacity - self.size, np.int64)])
+        self._vectors[self.size : end], self._labels[self.size : end] = vectors, labels
+        self.size = end
+        counts = np.bincount(labels, minlength=len(self.names))
+        self._rows_per_label = np.pad(self._rows_per_label, (0, len(self.names) - len(self._rows_per_label))) + counts
         if self._hnsw is not None:
             self._hnsw.add(vectors)
         elif self.size >= self.approximate_threshold:
