@@ -142,7 +142,7 @@ def run_problems(arguments: dict[str, Any]) -> list[str]:
     """What is wrong with a local run's arguments, found before any step starts."""
     from storage.lfw import LfwLayout
     from training.config import ARCHITECTURES
-    from tuning.algorithms import ALGORITHMS
+    from tuning.space import ALGORITHMS
 
     problems: list[str] = []
     if not arguments["data"]:

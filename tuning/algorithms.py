@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import optuna
 
+from tuning.space import ALGORITHMS, EARLY_STOPPING
+
 
 class UnknownAlgorithm(ValueError):
     """A Katib algorithm or early-stopping name that the local tuner cannot run."""
@@ -37,8 +39,6 @@ _SAMPLERS: dict[str, tuple[Callable[[int | None], optuna.samplers.BaseSampler], 
     "multivariate-tpe": (_multivariate_tpe, "multivariate TPE"),
     "bayesianoptimization": (_tpe, "TPE (Katib uses a Gaussian process; TPE is the local Bayesian method)"),
 }
-ALGORITHMS: tuple[str, ...] = ("random", "grid", "tpe", "multivariate-tpe", "bayesianoptimization")
-EARLY_STOPPING: tuple[str, ...] = ("medianstop", "none")
 
 
 def describe_algorithm(name: str) -> str:

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from tuning.algorithms import ALGORITHMS, EARLY_STOPPING
+from tuning.space import ALGORITHMS, EARLY_STOPPING
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -20,16 +20,12 @@ from kubernetes import client as k8s
 from facesim.metrics_lines import KATIB_METRIC_FILTER
 from storage.cluster import RUNS_MOUNT, ClusterError, explain_api_error, to_manifest
 from training.tfjob import DEFAULT_DATA, TFJOB_CONTAINER, TFJobConfig, tfjob
-from tuning.space import SEARCH_SPACE, SearchParameter
+from tuning.space import ALGORITHMS, EARLY_STOPPING, SEARCH_SPACE, SearchParameter
 
 EXPERIMENT_API_VERSION = "kubeflow.org/v1beta1"
-# The hyper-parameter algorithms the local tuner also runs (tuning/algorithms.py), so one command
-# line works on both backends; Katib has more (cmaes, sobol, hyperband, pbt, NAS ones).
-ALGORITHMS: tuple[str, ...] = ("random", "grid", "tpe", "multivariate-tpe", "bayesianoptimization")
 KATIB_ALGORITHMS: frozenset[str] = frozenset(
     {*ALGORITHMS, "cmaes", "sobol", "hyperband", "pbt", "enas", "darts"}
 )  # Katib's default katib-config suggestions
-EARLY_STOPPING: tuple[str, ...] = ("medianstop", "none")
 METRICS_COLLECTORS = frozenset({"StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None"})
 # Katib reads these TFJob status conditions with gjson.
 SUCCESS_CONDITION = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'

@@ -11,6 +11,11 @@ from typing import Literal
 
 ParameterKind = Literal["double", "int", "categorical"]
 
+# Katib algorithm names that both backends run (the local tuner maps each to an optuna sampler),
+# so one command line works on either; Katib alone has more (cmaes, sobol, hyperband, pbt, NAS).
+ALGORITHMS: tuple[str, ...] = ("random", "grid", "tpe", "multivariate-tpe", "bayesianoptimization")
+EARLY_STOPPING: tuple[str, ...] = ("medianstop", "none")
+
 
 @dataclass(frozen=True)
 class SearchParameter:

@@ -7,7 +7,8 @@ import itertools
 import optuna
 import pytest
 
-from tuning.algorithms import ALGORITHMS, UnknownAlgorithm, make_pruner, make_sampler
+from tuning.algorithms import UnknownAlgorithm, make_pruner, make_sampler
+from tuning.space import ALGORITHMS
 from tuning.local import LocalTuneConfig, grid_values, suggest
 from tuning.space import SEARCH_SPACE, parameter
 
