@@ -14,7 +14,7 @@ from faces.preprocess import PreprocessConfig
 from storage.cache import print_report, prepare_crops, read_manifest, source_images
 from storage.datasets import IdentityDataset
 from storage.fetch import fetch_lfw
-from storage.lfw import LfwLayout, protocol_split
+from storage.lfw import protocol_split
 from storage.paths import facesim_home
 
 

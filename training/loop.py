@@ -144,7 +144,7 @@ def run_training(
             total=config.steps_per_epoch, initial=step - epoch * config.steps_per_epoch, desc=f"epoch {epoch + 1}",
             unit="step", file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 5.0, disable=not info.is_chief,
         )
-        for step in range(step, epoch_end):
+        for step in range(step, epoch_end):  # noqa: B020 - resumes mid-epoch; set to epoch_end below
             share = sampler.batch(step).share(info.index, info.workers)
             seed = tf.constant([config.seed, step * info.workers + info.index], dtype=tf.int32)
             loss = train_step(tf.constant(images[share.indices], tf.float32), tf.constant(share.labels), seed)
