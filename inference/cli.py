@@ -57,7 +57,9 @@ def serve_main(argv: list[str] | None = None) -> int:
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", choices=("local", "cluster"), default="local")
     if backend.parse_known_args(argv)[0].backend == "cluster":
-        from inference.cluster import main as cluster_main  # its own options (namespace, image, ...)
+        from inference.cluster import (
+            main as cluster_main,  # its own options (namespace, image, ...)
+        )
 
         return cluster_main(argv)
     args = _parser().parse_args(argv)

@@ -59,9 +59,11 @@ def format_answer(answer: dict, image_name: str, compare_name: str | None = None
     prediction = answer["predictions"][0]
     faces = prediction["faces"]
     lines = [
-        f"{image_name}: {len(faces)} face{'s' if len(faces) != 1 else ''} "
-        f"(model {answer.get('model_version')}, gallery v{answer.get('gallery_version')}, "
-        f"same-person threshold {answer.get('threshold', float('nan')):.3f})"
+        (
+            f"{image_name}: {len(faces)} face{'s' if len(faces) != 1 else ''} "
+            f"(model {answer.get('model_version')}, gallery v{answer.get('gallery_version')}, "
+            f"same-person threshold {answer.get('threshold', float('nan')):.3f})"
+        )
     ]
     if faces:
         lines.append(f"  {'#':>2}  {'box x, y, w, h':<22} {'score':>5}  top matches (distance, verdict)")

@@ -14,7 +14,13 @@ from tqdm import tqdm
 
 from faces.image import ImageError, read_image
 from faces.preprocess import FacePreprocessor
-from inference.embedder import Embedder, ModelError, preprocessor_for, read_model_info, thumbnail_jpeg
+from inference.embedder import (
+    Embedder,
+    ModelError,
+    preprocessor_for,
+    read_model_info,
+    thumbnail_jpeg,
+)
 from inference.gallery import GalleryError, GalleryInfo, GalleryStore
 from storage.datasets import IdentityDataset
 from storage.lfw import LfwLayout

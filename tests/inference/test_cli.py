@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from inference.cli import _resolve_artifacts, serve_main
 from inference.gallery import GalleryInfo, GalleryStore
 from inference.gallery_cli import main as gallery_main
-from inference.cli import _resolve_artifacts, serve_main
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ json_values = st.recursive(
 image_like = st.one_of(
     st.binary(max_size=300),
     st.tuples(st.sampled_from([b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBP"]),
-              st.binary(max_size=300)).map(b"".join),  # fmt: skip
+              st.binary(max_size=300)).map(b"".join),
 )
 b64_text = st.one_of(image_like.map(lambda data: base64.b64encode(data).decode()), st.text(max_size=40))
 top_k = st.one_of(st.integers(-5, 200), json_values)
