@@ -7,10 +7,15 @@ components need (a tiny trained model, a gallery, a live predictor) live here.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A shell without job control starts background jobs with SIGINT ignored, and Python then keeps it
+# ignored: give the Ctrl-C tests the handler a user's terminal gives, however pytest was started.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACESIM_SHARED", REPO_ROOT.parent / "shared")).resolve()
