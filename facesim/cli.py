@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv or ["--help"])
         return 2
     sub = next(s for s in SUBCOMMANDS if s.name == argv[0])
-    return int(_resolve(sub.target)(argv[1:]) or 0)
+    try:
+        return int(_resolve(sub.target)(argv[1:]) or 0)
+    except KeyboardInterrupt:  # each command cleans up its own work (jobs, trials, servers) first
+        print(f"facesim {sub.name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
