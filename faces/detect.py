@@ -55,6 +55,16 @@ class FaceDetector(Protocol):
         ...
 
 
+def _shrink_to(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Detection runs on a copy whose longer side is at most `max_side` (large photos cost time,
+    not accuracy); returns it and the scale, for mapping results back."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return image, scale
+    return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA), scale
+
+
 class YuNetDetector:
     """YuNet at the image's own size, or on a copy downscaled to `max_side` for large images."""
 
@@ -75,10 +85,7 @@ class YuNetDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         height, width = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if scale < 1.0:
-            bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        bgr, _ = _shrink_to(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self.max_side)
         with self._lock:
             self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
             _, rows = self._net.detect(bgr)
@@ -116,11 +123,7 @@ class HaarDetector:
         self.min_neighbors = min_neighbors
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        height, width = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        if scale < 1.0:
-            gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        gray, scale = _shrink_to(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), self.max_side)
         gray = cv2.equalizeHist(gray)
         min_size = max(20, min(gray.shape) // 20)
         boxes, _, weights = self._cascade.detectMultiScale3(
