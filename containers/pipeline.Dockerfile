@@ -20,8 +20,10 @@ RUN groupadd --gid 1000 facesim \
 WORKDIR /opt/facesim
 COPY pyproject.toml constraints.txt README.md ./
 COPY facesim ./facesim
+COPY contract ./contract
 COPY faces ./faces
 COPY storage ./storage
+COPY cluster ./cluster
 COPY training ./training
 COPY tuning ./tuning
 COPY inference ./inference
@@ -32,6 +34,6 @@ RUN pip install --constraint constraints.txt ".[pipeline]"
 
 USER 1000:1000
 # YuNet weights in the image: the data and gallery steps need no download.
-RUN python -c "from faces.detect import find_yunet_weights; print(find_yunet_weights())"
+RUN python -c "from facesim.faces.detect import find_yunet_weights; print(find_yunet_weights())"
 
-CMD ["python", "-m", "pipeline", "--help"]
+CMD ["python", "-m", "facesim.pipeline", "--help"]

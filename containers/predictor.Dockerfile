@@ -1,5 +1,5 @@
 # syntax=containers/dockerfile:1
-# facesim predictor image: the KServe custom predictor, python -m inference (model at /mnt/models from the InferenceService's storageUri).
+# facesim predictor image: the KServe custom predictor, python -m facesim.inference (model at /mnt/models from the InferenceService's storageUri).
 # Build from the repository root (docs/cluster.md):
 #   docker build -f containers/predictor.Dockerfile -t REGISTRY/facesim-predictor:TAG .
 # Pinned base (exact tag; pin a digest with --build-arg PYTHON_IMAGE=python@sha256:... if your policy asks).
@@ -20,8 +20,10 @@ RUN groupadd --gid 1000 facesim \
 WORKDIR /opt/facesim
 COPY pyproject.toml constraints.txt README.md ./
 COPY facesim ./facesim
+COPY contract ./contract
 COPY faces ./faces
 COPY storage ./storage
+COPY cluster ./cluster
 COPY training ./training
 COPY tuning ./tuning
 COPY inference ./inference
@@ -32,7 +34,7 @@ RUN pip install --constraint constraints.txt ".[inference]"
 
 USER 1000:1000
 # YuNet weights in the image: the predictor starts without a download.
-RUN python -c "from faces.detect import find_yunet_weights; print(find_yunet_weights())"
+RUN python -c "from facesim.faces.detect import find_yunet_weights; print(find_yunet_weights())"
 EXPOSE 8080
-ENTRYPOINT ["python", "-m", "inference"]
+ENTRYPOINT ["python", "-m", "facesim.inference"]
 CMD ["--model_name", "facenet", "--model_dir", "/mnt/models"]

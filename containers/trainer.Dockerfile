@@ -1,5 +1,5 @@
 # syntax=containers/dockerfile:1
-# facesim trainer image: a TFJob worker and each Katib trial run python -m training (Katib's StdOut collector needs sh: the slim base has it).
+# facesim trainer image: a TFJob worker and each Katib trial run python -m facesim.training (Katib's StdOut collector needs sh: the slim base has it).
 # Build from the repository root (docs/cluster.md):
 #   docker build -f containers/trainer.Dockerfile -t REGISTRY/facesim-trainer:TAG .
 # Pinned base (exact tag; pin a digest with --build-arg PYTHON_IMAGE=python@sha256:... if your policy asks).
@@ -20,8 +20,10 @@ RUN groupadd --gid 1000 facesim \
 WORKDIR /opt/facesim
 COPY pyproject.toml constraints.txt README.md ./
 COPY facesim ./facesim
+COPY contract ./contract
 COPY faces ./faces
 COPY storage ./storage
+COPY cluster ./cluster
 COPY training ./training
 COPY tuning ./tuning
 COPY inference ./inference
@@ -32,6 +34,6 @@ RUN pip install --constraint constraints.txt ".[training]"
 
 USER 1000:1000
 # YuNet weights in the image: preparing face crops on the cluster needs no download.
-RUN python -c "from faces.detect import find_yunet_weights; print(find_yunet_weights())"
+RUN python -c "from facesim.faces.detect import find_yunet_weights; print(find_yunet_weights())"
 EXPOSE 2222
-CMD ["python", "-m", "training", "--help"]
+CMD ["python", "-m", "facesim.training", "--help"]

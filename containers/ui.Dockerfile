@@ -1,5 +1,5 @@
 # syntax=containers/dockerfile:1
-# facesim ui image: the Flask front end, python -m ui --predictor URL (no TensorFlow).
+# facesim ui image: the Flask front end, python -m facesim.ui --predictor URL (no TensorFlow).
 # Build from the repository root (docs/cluster.md):
 #   docker build -f containers/ui.Dockerfile -t REGISTRY/facesim-ui:TAG .
 # Pinned base (exact tag; pin a digest with --build-arg PYTHON_IMAGE=python@sha256:... if your policy asks).
@@ -20,8 +20,10 @@ RUN groupadd --gid 1000 facesim \
 WORKDIR /opt/facesim
 COPY pyproject.toml constraints.txt README.md ./
 COPY facesim ./facesim
+COPY contract ./contract
 COPY faces ./faces
 COPY storage ./storage
+COPY cluster ./cluster
 COPY training ./training
 COPY tuning ./tuning
 COPY inference ./inference
@@ -32,5 +34,5 @@ RUN pip install --constraint constraints.txt ".[ui]"
 
 USER 1000:1000
 EXPOSE 5000
-ENTRYPOINT ["python", "-m", "ui"]
+ENTRYPOINT ["python", "-m", "facesim.ui"]
 CMD ["--port", "5000"]

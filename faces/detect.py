@@ -16,8 +16,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from faces.download import DownloadError, download
-from faces.home import facesim_home
+from facesim.faces.download import DownloadError, download
+from facesim.faces.home import facesim_home
 
 YUNET_ENV = "FACESIM_YUNET_MODEL"
 # The OpenCV Zoo's published YuNet (Git LFS; size 232,589 bytes). `FACESIM_YUNET_URL` (with

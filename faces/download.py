@@ -77,9 +77,12 @@ def _fetch_http(url: str, partial: Path, timeout_s: float) -> None:
                 offset = 0
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
-            with partial.open("ab" if offset else "wb") as stream, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=partial.name.removesuffix(".part")
-            ) as bar:
+            with (
+                partial.open("ab" if offset else "wb") as stream,
+                tqdm(
+                    total=total, initial=offset, unit="B", unit_scale=True, desc=partial.name.removesuffix(".part")
+                ) as bar,
+            ):
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                     stream.write(chunk)
                     bar.update(len(chunk))

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facesim.contract.api import MAX_IMAGE_BYTES
+
 
 class ImageError(ValueError):
     """The bytes are not a usable image; the message says why, in words fit for a user."""
@@ -21,7 +23,7 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_bytes: int = 20 * 1024 * 1024
+    max_bytes: int = MAX_IMAGE_BYTES
     max_pixels: int = 40_000_000
 
 
@@ -66,9 +68,7 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
         raise ImageError("the data is not an image in a known format (JPEG, PNG, WebP, BMP, TIFF, ...)") from None
     width, height = image.size
     if width * height > limits.max_pixels:
-        raise ImageError(
-            f"the image declares {width} x {height} pixels, too many (limit {limits.max_pixels:,} pixels)"
-        )
+        raise ImageError(f"the image declares {width} x {height} pixels, too many (limit {limits.max_pixels:,} pixels)")
     if width == 0 or height == 0:
         raise ImageError(f"the image has no pixels ({width} x {height})")
     return image

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from faces.align import ARCFACE_TEMPLATE_112, align_face, center_landmarks
-from faces.detect import DETECTOR_KINDS, Face, FaceDetector, make_detector
+from facesim.faces.align import ARCFACE_TEMPLATE_112, align_face, center_landmarks
+from facesim.faces.detect import DETECTOR_KINDS, Face, FaceDetector, make_detector
 
 FALLBACKS = ("none", "center")
 

@@ -1,3 +1,5 @@
 """facesim: face similarity trained, tuned and served the Kubeflow way."""
 
-__version__ = "0.1.0"
+from facesim.contract.version import __version__
+
+__all__ = ["__version__"]

@@ -7,15 +7,20 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "train": ("training.bench", "training throughput (steps/s, images/s) for 1..N local workers"),
-    "serve": ("inference.bench", "predictor latency/throughput at several concurrencies, and gallery search time"),
+    "train": ("facesim.training.bench", "training throughput (steps/s, images/s) for 1..N local workers"),
+    "serve": (
+        "facesim.inference.bench",
+        "predictor latency/throughput at several concurrencies, and gallery search time",
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="facesim bench", description="Benchmarks. Run `facesim bench NAME --help`.")
-    parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items()))
+    parser.add_argument(
+        "benchmark", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v[1]}" for k, v in BENCHMARKS.items())
+    )
     if not argv or argv[0] not in BENCHMARKS:
         parser.parse_args(argv or ["--help"])
         return 2

@@ -20,15 +20,15 @@ class Subcommand:
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand("data", "storage.cli:main", "fetch and prepare face datasets (LFW, identity folders)"),
-    Subcommand("train", "training.cli:train_main", "train FaceNet (local workers or a TFJob)"),
-    Subcommand("evaluate", "training.cli:evaluate_main", "score a model on LFW verification pairs"),
-    Subcommand("tune", "tuning.cli:main", "tune margin / embedding size / learning rate (optuna or Katib)"),
-    Subcommand("gallery", "inference.gallery_cli:main", "build and inspect identity galleries"),
-    Subcommand("serve", "inference.cli:serve_main", "run the KServe predictor (local or InferenceService)"),
-    Subcommand("predict", "inference.client:main", "query a predictor with an image"),
-    Subcommand("ui", "ui.cli:main", "run the Flask web front end"),
-    Subcommand("pipeline", "pipeline.cli:main", "compile, run locally, or submit the kfp pipeline"),
+    Subcommand("data", "facesim.storage.cli:main", "fetch and prepare face datasets (LFW, identity folders)"),
+    Subcommand("train", "facesim.training.cli:train_main", "train FaceNet (local workers or a TFJob)"),
+    Subcommand("evaluate", "facesim.training.cli:evaluate_main", "score a model on LFW verification pairs"),
+    Subcommand("tune", "facesim.tuning.cli:main", "tune margin / embedding size / learning rate (optuna or Katib)"),
+    Subcommand("gallery", "facesim.inference.gallery_cli:main", "build and inspect identity galleries"),
+    Subcommand("serve", "facesim.inference.cli:serve_main", "run the KServe predictor (local or InferenceService)"),
+    Subcommand("predict", "facesim.inference.client:main", "query a predictor with an image"),
+    Subcommand("ui", "facesim.ui.cli:main", "run the Flask web front end"),
+    Subcommand("pipeline", "facesim.pipeline.cli:main", "compile, run locally, or submit the kfp pipeline"),
     Subcommand("manifests", "facesim.manifests:main", "render every cluster resource as YAML"),
     Subcommand("bench", "facesim.bench:main", "benchmarks: training throughput, serving latency"),
 )
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from facesim import __version__
+    from facesim.contract.version import __version__
 
     return __version__
 

@@ -26,7 +26,7 @@ class ManifestFile:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from storage.cluster import ClusterConfig, StorageConfig
+    from facesim.cluster.resources import ClusterConfig, StorageConfig
 
     cluster, storage = ClusterConfig(), StorageConfig()
     parser = argparse.ArgumentParser(
@@ -51,8 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--workers", type=int, default=2, help="TFJob worker replicas")
     add("--epochs", type=int, default=20, help="training epochs")
     add("--steps-per-epoch", type=int, default=200, help="training steps per epoch")
-    add("--algorithm", default="tpe", help="Katib search algorithm (random, grid, tpe, multivariate-tpe, "
-        "bayesianoptimization)")  # fmt: skip
+    add(
+        "--algorithm",
+        default="tpe",
+        help="Katib search algorithm (random, grid, tpe, multivariate-tpe, bayesianoptimization)",
+    )
     add("--trials", type=int, default=12, help="Katib maxTrialCount")
     add("--parallel-trials", type=int, default=2, help="Katib parallelTrialCount")
     add("--trial-workers", type=int, default=1, help="TFJob workers of each trial")
@@ -84,38 +87,68 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
     """Every resource, grouped into the files `--out` receives."""
     from dataclasses import replace
 
-    from inference.cluster import InferenceServiceConfig, inference_service
-    from storage.cluster import (
-        DATA_MOUNT, MODELS_MOUNT, ClusterConfig, StorageConfig, namespace, persistent_volume_claims,
-        rbac_resources, storage_class, to_manifest,
-    )  # fmt: skip
-    from training.tfjob import TFJobConfig, tfjob
-    from tuning.katib import ExperimentConfig, experiment, experiment_problems
-    from ui.cluster import UiDeploymentConfig, ui_deployment, ui_service
+    from facesim.cluster.resources import (
+        DATA_MOUNT,
+        MODELS_MOUNT,
+        ClusterConfig,
+        StorageConfig,
+        namespace,
+        persistent_volume_claims,
+        rbac_resources,
+        storage_class,
+        to_manifest,
+    )
+    from facesim.inference.cluster import InferenceServiceConfig, inference_service
+    from facesim.training.tfjob import TFJobConfig, tfjob
+    from facesim.tuning.katib import ExperimentConfig, experiment, experiment_problems
+    from facesim.ui.cluster import UiDeploymentConfig, ui_deployment, ui_service
 
     cluster = ClusterConfig(namespace=args.namespace, image_registry=args.image_registry, image_tag=args.image_tag)
     defaults = StorageConfig()
     storage = StorageConfig(
-        storage_class=args.storage_class, nfs_server=args.nfs_server, nfs_share=args.nfs_share,
+        storage_class=args.storage_class,
+        nfs_server=args.nfs_server,
+        nfs_share=args.nfs_share,
         claims=tuple(replace(c, size=getattr(args, f"{c.role}_size")) for c in defaults.claims),
-    )  # fmt: skip
+    )
     data = f"{DATA_MOUNT}/{args.data_path.strip('/')}"
     models_claim = storage.claim("models").name
-    train_args = ("--data", data, "--out", f"{MODELS_MOUNT}/facenet/{args.model_version}", "--workers", str(args.workers),
-                  "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch))  # fmt: skip
+    train_args = (
+        "--data",
+        data,
+        "--out",
+        f"{MODELS_MOUNT}/facenet/{args.model_version}",
+        "--workers",
+        str(args.workers),
+        "--epochs",
+        str(args.epochs),
+        "--steps-per-epoch",
+        str(args.steps_per_epoch),
+    )
     job = TFJobConfig(workers=args.workers, train_args=train_args, cluster=cluster, storage=storage)
     search = ExperimentConfig(
-        algorithm=args.algorithm, max_trial_count=args.trials, parallel_trial_count=args.parallel_trials,
+        algorithm=args.algorithm,
+        max_trial_count=args.trials,
+        parallel_trial_count=args.parallel_trials,
         max_failed_trial_count=min(3, args.trials),
-        train_args=("--data", data, "--workers", str(args.trial_workers), "--epochs", str(args.trial_epochs),
-                    "--steps-per-epoch", str(args.steps_per_epoch)),
+        train_args=(
+            "--data",
+            data,
+            "--workers",
+            str(args.trial_workers),
+            "--epochs",
+            str(args.trial_epochs),
+            "--steps-per-epoch",
+            str(args.steps_per_epoch),
+        ),
         trial_job=TFJobConfig(workers=args.trial_workers, cluster=cluster, storage=storage),
-    )  # fmt: skip
+    )
     predictor = InferenceServiceConfig(
         model_uri=f"pvc://{models_claim}/facenet/{args.model_version}",
         gallery_uri=f"pvc://{models_claim}/{args.gallery_path.strip('/')}",
-        deployment_mode=args.deployment_mode, cluster=cluster,
-    )  # fmt: skip
+        deployment_mode=args.deployment_mode,
+        cluster=cluster,
+    )
     ui = UiDeploymentConfig(replicas=args.ui_replicas, service_type=args.ui_service_type, cluster=cluster)
     tuning = to_manifest(experiment(search))
     problems = experiment_problems(tuning)
@@ -123,12 +156,18 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
         raise ValueError("Katib would reject the Experiment: " + "; ".join(problems))
     manifest = to_manifest
     return [
-        ManifestFile("namespace.yaml", "namespace (Katib metrics-collector injection on)", [manifest(namespace(cluster))]),
+        ManifestFile(
+            "namespace.yaml", "namespace (Katib metrics-collector injection on)", [manifest(namespace(cluster))]
+        ),
         ManifestFile("storageclass.yaml", "csi-driver-nfs StorageClass", [manifest(storage_class(storage))]),
-        ManifestFile("pvcs.yaml", "ReadWriteMany PVCs: data, runs, models",
-                     [manifest(c) for c in persistent_volume_claims(storage, cluster.namespace)]),  # fmt: skip
-        ManifestFile("rbac.yaml", "pipeline ServiceAccount, Role, RoleBinding",
-                     [manifest(r) for r in rbac_resources(cluster)]),  # fmt: skip
+        ManifestFile(
+            "pvcs.yaml",
+            "ReadWriteMany PVCs: data, runs, models",
+            [manifest(c) for c in persistent_volume_claims(storage, cluster.namespace)],
+        ),
+        ManifestFile(
+            "rbac.yaml", "pipeline ServiceAccount, Role, RoleBinding", [manifest(r) for r in rbac_resources(cluster)]
+        ),
         ManifestFile("tfjob.yaml", "training TFJob", [manifest(tfjob(job))]),
         ManifestFile("experiment.yaml", "Katib Experiment (TFJob trials)", [tuning]),
         ManifestFile("inferenceservice.yaml", "KServe InferenceService", [manifest(inference_service(predictor))]),

@@ -1,3 +1,1 @@
 """The facenet KServe predictor, the gallery and the predict client."""
-
-MODEL_NAME = "facenet"

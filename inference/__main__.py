@@ -1,5 +1,5 @@
 import sys
 
-from inference.cli import serve_main
+from facesim.inference.cli import serve_main
 
 sys.exit(serve_main())

@@ -24,9 +24,9 @@ import requests
 from PIL import Image
 from tqdm import tqdm
 
-from inference.client import predict_url, v1_request
-from inference.local_server import ServerStartError, local_predictor
-from inference.search import EmbeddingIndex
+from facesim.inference.client import predict_url, v1_request
+from facesim.inference.local_server import ServerStartError, local_predictor
+from facesim.inference.search import EmbeddingIndex
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,15 @@ def measure_latency(url: str, image: Path, concurrency: int, total: int) -> Late
     wall = time.perf_counter() - start
     with Image.open(image) as opened:
         pixels = f"{opened.width}x{opened.height}"
-    return LatencyResult(image.name, pixels, concurrency, len(latencies), float(np.percentile(latencies, 50) * 1000),
-                         float(np.percentile(latencies, 99) * 1000), len(latencies) / wall)  # fmt: skip
+    return LatencyResult(
+        image.name,
+        pixels,
+        concurrency,
+        len(latencies),
+        float(np.percentile(latencies, 50) * 1000),
+        float(np.percentile(latencies, 99) * 1000),
+        len(latencies) / wall,
+    )
 
 
 def measure_search(size: int, dim: int, queries: int, hnsw: bool, seed: int = 0) -> SearchResult:
@@ -106,8 +113,9 @@ def _time_queries(index: EmbeddingIndex, probes: np.ndarray) -> tuple[float, lis
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facesim bench serve", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="facesim bench serve", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", type=Path, help="model artifact (default: the latest registered)")
     parser.add_argument("--gallery", type=Path, help="gallery (default: the latest registered)")
     parser.add_argument("--url", help="benchmark this running predictor instead of starting one")
@@ -115,7 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=100, help="requests per image and concurrency")
     parser.add_argument("--workers", type=int, default=1, help="predictor worker processes (when started here)")
-    parser.add_argument("--yunet", help="YuNet ONNX weights for the predictor started here (default: as in faces.detect)")
+    parser.add_argument(
+        "--yunet", help="YuNet ONNX weights for the predictor started here (default: as in faces.detect)"
+    )
     parser.add_argument("--search-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--hnsw-max", type=int, default=1_000_000, help="skip HNSW builds above this size")
     parser.add_argument("--dim", type=int, default=128, help="embedding size for the search benchmark")
@@ -139,13 +149,19 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ServerStartError, requests.RequestException) as error:
             print(f"facesim bench serve: {error}", file=sys.stderr)
             return 1
-    search = [measure_search(size, args.dim, args.search_queries, size <= args.hnsw_max)
-              for size in tqdm(args.search_sizes, desc="search", unit="size")]  # fmt: skip
+    search = [
+        measure_search(size, args.dim, args.search_queries, size <= args.hnsw_max)
+        for size in tqdm(args.search_sizes, desc="search", unit="size")
+    ]
     report = _report(argv, load_before, os.getloadavg(), latency, search)
     print(report)
     if args.json_out:
-        args.json_out.write_text(json.dumps({"command": argv, "latency": [asdict(r) for r in latency],
-                                             "search": [asdict(r) for r in search]}, indent=2))  # fmt: skip
+        args.json_out.write_text(
+            json.dumps(
+                {"command": argv, "latency": [asdict(r) for r in latency], "search": [asdict(r) for r in search]},
+                indent=2,
+            )
+        )
     return 0
 
 
@@ -153,7 +169,7 @@ def _serving(args: argparse.Namespace) -> list[LatencyResult]:
     with ExitStack() as stack:
         url = args.url
         if url is None:
-            from storage.paths import latest_gallery, latest_model
+            from facesim.storage.paths import latest_gallery, latest_model
 
             model, gallery = args.model or latest_model(), args.gallery or latest_gallery()
             if model is None or gallery is None:
@@ -167,17 +183,31 @@ def _serving(args: argparse.Namespace) -> list[LatencyResult]:
 
 
 def _report(argv: list[str], load_before, load_after, latency: list[LatencyResult], search: list[SearchResult]) -> str:
-    lines = [f"command: facesim bench serve {shlex.join(argv)}",
-             f"load average (1/5/15 min) before {_load(load_before)}, after {_load(load_after)}; {os.cpu_count()} CPUs", ""]
+    lines = [
+        f"command: facesim bench serve {shlex.join(argv)}",
+        f"load average (1/5/15 min) before {_load(load_before)}, after {_load(load_after)}; {os.cpu_count()} CPUs",
+        "",
+    ]
     if latency:
-        lines += ["| image | pixels | concurrency | requests | p50 ms | p99 ms | images/s |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.image} | {r.pixels} | {r.concurrency} | {r.requests} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-                  f"{r.images_per_s:.1f} |" for r in latency]  # fmt: skip
+        lines += [
+            "| image | pixels | concurrency | requests | p50 ms | p99 ms | images/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.image} | {r.pixels} | {r.concurrency} | {r.requests} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+            f"{r.images_per_s:.1f} |"
+            for r in latency
+        ]
         lines.append("")
-    lines += ["| gallery size | dim | exact ms/query | HNSW build s | HNSW ms/query | HNSW recall@1 |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {r.gallery_size:,} | {r.dim} | {r.exact_ms_per_query:.2f} | {_opt(r.hnsw_build_s, '.1f')} | "
-              f"{_opt(r.hnsw_ms_per_query, '.3f')} | {_opt(r.hnsw_recall_at_1, '.3f')} |" for r in search]  # fmt: skip
+    lines += [
+        "| gallery size | dim | exact ms/query | HNSW build s | HNSW ms/query | HNSW recall@1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.gallery_size:,} | {r.dim} | {r.exact_ms_per_query:.2f} | {_opt(r.hnsw_build_s, '.1f')} | "
+        f"{_opt(r.hnsw_ms_per_query, '.3f')} | {_opt(r.hnsw_recall_at_1, '.3f')} |"
+        for r in search
+    ]
     return "\n".join(lines)
 
 

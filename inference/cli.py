@@ -1,4 +1,4 @@
-"""`facesim serve` and `python -m inference` (the container entrypoint): run the KServe predictor.
+"""`facesim serve` and `python -m facesim.inference` (the container entrypoint): run the KServe predictor.
 
 KServe's own options (`--http_port`, `--workers`, `--grpc_port`, `--enable_grpc`, ...) are
 accepted and passed to `kserve.ModelServer`; `--port` is a short form of `--http_port`.
@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from inference.payload import RequestLimits
-from inference.search import DEFAULT_APPROXIMATE_THRESHOLD
+from facesim.inference.payload import RequestLimits
+from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,29 +24,56 @@ def _parser() -> argparse.ArgumentParser:
         parents=[kserve_parser],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", "--model_dir", dest="model", type=Path,
-                        help="model artifact directory (default: the latest registered model)")
-    parser.add_argument("--gallery", "--gallery_dir", dest="gallery", type=Path,
-                        help="gallery directory (default: the latest registered gallery)")
+    parser.add_argument(
+        "--model",
+        "--model_dir",
+        dest="model",
+        type=Path,
+        help="model artifact directory (default: the latest registered model)",
+    )
+    parser.add_argument(
+        "--gallery",
+        "--gallery_dir",
+        dest="gallery",
+        type=Path,
+        help="gallery directory (default: the latest registered gallery)",
+    )
     parser.add_argument("--port", type=int, default=None, help="HTTP port (same as --http_port)")
-    parser.add_argument("--backend", choices=("local", "cluster"), default="local",
-                        help="local: run the server here; cluster: deploy the InferenceService "
-                        "(see `facesim serve --backend cluster --help`)")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "cluster"),
+        default="local",
+        help="local: run the server here; cluster: deploy the InferenceService "
+        "(see `facesim serve --backend cluster --help`)",
+    )
     parser.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
     defaults = RequestLimits()
-    parser.add_argument("--max-image-bytes", type=int, default=defaults.max_image_bytes,
-                        help="largest accepted image file")
-    parser.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels,
-                        help="largest accepted image, width x height")
-    parser.add_argument("--max-instances", type=int, default=defaults.max_instances,
-                        help="most images in one request")
-    parser.add_argument("--max-request-bytes", type=int, default=defaults.max_request_bytes,
-                        help="largest accepted request body (413 above)")
-    parser.add_argument("--approximate-threshold", type=int, default=DEFAULT_APPROXIMATE_THRESHOLD,
-                        help="gallery size (embeddings) from which search uses a FAISS HNSW index")
-    parser.add_argument("--tf-threads", type=int, default=1,
-                        help="TensorFlow intra-op threads for the embedding network (0: all cores); one is "
-                        "fastest for single faces, more help large batches on many cores")
+    parser.add_argument(
+        "--max-image-bytes", type=int, default=defaults.max_image_bytes, help="largest accepted image file"
+    )
+    parser.add_argument(
+        "--max-image-pixels", type=int, default=defaults.max_image_pixels, help="largest accepted image, width x height"
+    )
+    parser.add_argument("--max-instances", type=int, default=defaults.max_instances, help="most images in one request")
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=defaults.max_request_bytes,
+        help="largest accepted request body (413 above)",
+    )
+    parser.add_argument(
+        "--approximate-threshold",
+        type=int,
+        default=DEFAULT_APPROXIMATE_THRESHOLD,
+        help="gallery size (embeddings) from which search uses a FAISS HNSW index",
+    )
+    parser.add_argument(
+        "--tf-threads",
+        type=int,
+        default=1,
+        help="TensorFlow intra-op threads for the embedding network (0: all cores); one is "
+        "fastest for single faces, more help large batches on many cores",
+    )
     # The predictor answers REST; gRPC (port 8081) is opt-in so several servers can share a host.
     parser.set_defaults(enable_grpc=False)
     return parser
@@ -57,14 +84,14 @@ def serve_main(argv: list[str] | None = None) -> int:
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", choices=("local", "cluster"), default="local")
     if backend.parse_known_args(argv)[0].backend == "cluster":
-        from inference.cluster import (
+        from facesim.inference.cluster import (
             main as cluster_main,  # its own options (namespace, image, ...)
         )
 
         return cluster_main(argv)
     args = _parser().parse_args(argv)
-    from inference.embedder import ModelError
-    from inference.gallery import GalleryError
+    from facesim.inference.embedder import ModelError
+    from facesim.inference.gallery import GalleryError
 
     try:
         model_dir, gallery_dir = _resolve_artifacts(args.model, args.gallery)
@@ -76,7 +103,7 @@ def serve_main(argv: list[str] | None = None) -> int:
 
 def _resolve_artifacts(model: Path | None, gallery: Path | None) -> tuple[Path, Path]:
     if model is None or gallery is None:
-        from storage.paths import latest_gallery, latest_model
+        from facesim.storage.paths import latest_gallery, latest_model
 
         model = model or latest_model()
         gallery = gallery or latest_gallery()
@@ -90,8 +117,8 @@ def _resolve_artifacts(model: Path | None, gallery: Path | None) -> tuple[Path, 
 def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
     import kserve
 
-    from inference.predictor import FaceNetPredictor, ServingConfig
-    from inference.routes import install_routes
+    from facesim.inference.predictor import FaceNetPredictor, ServingConfig
+    from facesim.inference.routes import install_routes
 
     limits = RequestLimits(
         max_image_bytes=args.max_image_bytes,

@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from inference import MODEL_NAME
+from facesim.contract.api import MODEL_NAME
 
 DEFAULT_URL = "http://localhost:8080"
 
@@ -35,16 +35,23 @@ def v1_request(image: bytes, compare: bytes | None = None, top_k: int = 3, retur
     return {"instances": [instance]}
 
 
-def predict(url: str, image: bytes, compare: bytes | None = None, top_k: int = 3, timeout_s: float = 60.0,
-            session: requests.Session | None = None) -> dict:
+def predict(
+    url: str,
+    image: bytes,
+    compare: bytes | None = None,
+    top_k: int = 3,
+    timeout_s: float = 60.0,
+    session: requests.Session | None = None,
+) -> dict:
     """POST one V1 instance; returns the JSON answer or raises PredictorError."""
     endpoint = predict_url(url)
     post = (session or requests).post
     try:
         response = post(endpoint, json=v1_request(image, compare, top_k), timeout=timeout_s)
     except requests.RequestException as error:
-        raise PredictorError(f"cannot reach the predictor at {endpoint} ({type(error).__name__}); "
-                             "is `facesim serve` running there?") from None
+        raise PredictorError(
+            f"cannot reach the predictor at {endpoint} ({type(error).__name__}); is `facesim serve` running there?"
+        ) from None
     try:
         answer = response.json()
     except ValueError:
@@ -69,9 +76,12 @@ def format_answer(answer: dict, image_name: str, compare_name: str | None = None
         lines.append(f"  {'#':>2}  {'box x, y, w, h':<22} {'score':>5}  top matches (distance, verdict)")
     for number, face in enumerate(faces, 1):
         box = ", ".join(f"{v:.0f}" for v in face["box"])
-        matches = "; ".join(
-            f"{m['identity']} {m['distance']:.3f} {'SAME' if m['same'] else 'different'}" for m in face["matches"]
-        ) or "(empty gallery)"
+        matches = (
+            "; ".join(
+                f"{m['identity']} {m['distance']:.3f} {'SAME' if m['same'] else 'different'}" for m in face["matches"]
+            )
+            or "(empty gallery)"
+        )
         lines.append(f"  {number:>2}  {box:<22} {face['score']:>5.2f}  {matches}")
     if compare_name is not None:
         lines.append(_comparison_line(prediction, compare_name))
@@ -87,8 +97,11 @@ def _comparison_line(prediction: dict, compare_name: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facesim predict", description="Ask a running predictor about an image.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="facesim predict",
+        description="Ask a running predictor about an image.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("image", type=Path, help="JPEG/PNG image")
     parser.add_argument("--compare", type=Path, default=None, help="second image: is it the same person?")
     parser.add_argument("--url", default=DEFAULT_URL, help="predictor base URL (or its full :predict URL)")

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from kserve import models as kserve_models
 from kubernetes import client as k8s
 
-from storage.cluster import (
+from facesim.cluster.client import sdk_client
+from facesim.cluster.resources import (
     ClusterConfig,
     ClusterError,
     Resources,
@@ -26,10 +27,11 @@ from storage.cluster import (
     pvc_uri,
     to_manifest,
 )
+from facesim.contract.api import MODEL_NAME
 
 ISVC_API_VERSION = "serving.kserve.io/v1beta1"
 PREDICTOR_CONTAINER = "kserve-container"  # the name KServe expects for a custom predictor
-MODEL_NAME = "facenet"
+
 PREDICTOR_PORT = 8080
 KSERVE_MODEL_DIR = "/mnt/models"  # where KServe mounts the storageUri
 GALLERY_MOUNT = "/mnt/gallery"
@@ -46,8 +48,10 @@ class InferenceServiceConfig:
     deployment_mode: str = "Standard"
     min_replicas: int = 1
     max_replicas: int = 1  # one writer of the gallery
-    resources: Resources = field(default_factory=lambda: Resources(cpu="1", memory="2Gi", cpu_limit="2", memory_limit="4Gi"))
-    predictor_args: tuple[str, ...] = ()  # more `python -m inference` options (e.g. --workers 2)
+    resources: Resources = field(
+        default_factory=lambda: Resources(cpu="1", memory="2Gi", cpu_limit="2", memory_limit="4Gi")
+    )
+    predictor_args: tuple[str, ...] = ()  # more `python -m facesim.inference` options (e.g. --workers 2)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
@@ -66,26 +70,38 @@ class InferenceServiceConfig:
 def _probe(path: str, period: int, failures: int) -> k8s.V1Probe:
     return k8s.V1Probe(
         http_get=k8s.V1HTTPGetAction(path=path, port=PREDICTOR_PORT),
-        initial_delay_seconds=5, period_seconds=period, timeout_seconds=5, failure_threshold=failures,
-    )  # fmt: skip
+        initial_delay_seconds=5,
+        period_seconds=period,
+        timeout_seconds=5,
+        failure_threshold=failures,
+    )
 
 
 def predictor_container(config: InferenceServiceConfig) -> k8s.V1Container:
     args = [
-        "--model_name", MODEL_NAME, "--model_dir", KSERVE_MODEL_DIR, "--gallery", GALLERY_MOUNT,
-        "--http_port", str(PREDICTOR_PORT), *config.predictor_args,
-    ]  # fmt: skip
+        "--model_name",
+        MODEL_NAME,
+        "--model_dir",
+        KSERVE_MODEL_DIR,
+        "--gallery",
+        GALLERY_MOUNT,
+        "--http_port",
+        str(PREDICTOR_PORT),
+        *config.predictor_args,
+    ]
     return k8s.V1Container(
         name=PREDICTOR_CONTAINER,
         image=config.cluster.image("predictor"),
-        command=["python", "-m", "inference"],
+        command=["python", "-m", "facesim.inference"],
         args=args,
         env=[k8s.V1EnvVar(name="STORAGE_URI", value=config.model_uri)],
         ports=[k8s.V1ContainerPort(name="http1", container_port=PREDICTOR_PORT, protocol="TCP")],
         readiness_probe=_probe("/v2/health/ready", period=5, failures=3),
         liveness_probe=_probe("/v2/health/live", period=15, failures=4),
         resources=config.resources.requirements(),
-        volume_mounts=[k8s.V1VolumeMount(name="gallery", mount_path=GALLERY_MOUNT, sub_path=pvc_uri(config.gallery_uri).path)],
+        volume_mounts=[
+            k8s.V1VolumeMount(name="gallery", mount_path=GALLERY_MOUNT, sub_path=pvc_uri(config.gallery_uri).path)
+        ],
         security_context=container_security_context(),
     )
 
@@ -127,16 +143,15 @@ class ReadyOptions:
 
 def _kserve_client(kubeconfig: str | None):
     from kserve import KServeClient
-    from kubernetes.config import ConfigException
 
-    try:
-        return KServeClient(config_file=kubeconfig)
-    except (ConfigException, OSError) as error:
-        raise ClusterError(f"no usable kubeconfig ({error}); set KUBECONFIG or pass --kubeconfig") from error
+    return sdk_client(KServeClient, kubeconfig)
 
 
 def deploy_inference_service(
-    config: InferenceServiceConfig, wait: bool = True, kubeconfig: str | None = None, options: ReadyOptions | None = None
+    config: InferenceServiceConfig,
+    wait: bool = True,
+    kubeconfig: str | None = None,
+    options: ReadyOptions | None = None,
 ) -> str:
     """Create the InferenceService, or replace it when it exists; with `wait`, wait until Ready.
 
@@ -177,9 +192,12 @@ def _current(kserve_client, namespace: str, name: str) -> dict | None:
 def _wait_ready(kserve_client, namespace: str, name: str, generation: int | None, options: ReadyOptions) -> None:
     try:
         kserve_client.wait_isvc_ready(
-            name, namespace=namespace, timeout_seconds=options.timeout,
-            polling_interval=options.poll_interval, expected_generation=generation,
-        )  # fmt: skip
+            name,
+            namespace=namespace,
+            timeout_seconds=options.timeout,
+            polling_interval=options.poll_interval,
+            expected_generation=generation,
+        )
     except RuntimeError as error:
         if "Timeout" in str(error):
             raise ClusterError(
@@ -201,8 +219,12 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     add("--namespace", default=defaults.cluster.namespace, help="namespace (default: %(default)s)")
     add("--image-registry", default=defaults.cluster.image_registry, help="registry of the facesim images")
     add("--image-tag", default=defaults.cluster.image_tag, help="tag of the facesim images")
-    add("--deployment-mode", choices=DEPLOYMENT_MODES, default=defaults.deployment_mode,
-        help="KServe deployment mode (default: %(default)s)")  # fmt: skip
+    add(
+        "--deployment-mode",
+        choices=DEPLOYMENT_MODES,
+        default=defaults.deployment_mode,
+        help="KServe deployment mode (default: %(default)s)",
+    )
     add("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     add("--timeout", type=int, default=ReadyOptions.timeout, help="seconds to wait for Ready (default: %(default)s)")
     add("--no-wait", action="store_true", help="return once the InferenceService is created")
@@ -217,10 +239,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     defaults = InferenceServiceConfig()
     parser.add_argument("--backend", choices=("cluster",), default="cluster", help=argparse.SUPPRESS)
-    parser.add_argument("--model", "--model_dir", dest="model", default=defaults.model_uri,
-                        help="model artifact as pvc://CLAIM/PATH (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--gallery", "--gallery_dir", dest="gallery", default=defaults.gallery_uri,
-                        help="gallery as pvc://CLAIM/PATH (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        "--model_dir",
+        dest="model",
+        default=defaults.model_uri,
+        help="model artifact as pvc://CLAIM/PATH (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gallery",
+        "--gallery_dir",
+        dest="gallery",
+        default=defaults.gallery_uri,
+        help="gallery as pvc://CLAIM/PATH (default: %(default)s)",
+    )
     add_cluster_arguments(parser)
     return parser
 
@@ -236,10 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{', '.join(fixed)}: the InferenceService serves model {MODEL_NAME} on port {PREDICTOR_PORT}")
     try:
         config = InferenceServiceConfig(
-            name=args.name, model_uri=args.model, gallery_uri=args.gallery, deployment_mode=args.deployment_mode,
+            name=args.name,
+            model_uri=args.model,
+            gallery_uri=args.gallery,
+            deployment_mode=args.deployment_mode,
             predictor_args=tuple(predictor_args),
-            cluster=ClusterConfig(namespace=args.namespace, image_registry=args.image_registry, image_tag=args.image_tag),
-        )  # fmt: skip
+            cluster=ClusterConfig(
+                namespace=args.namespace, image_registry=args.image_registry, image_tag=args.image_tag
+            ),
+        )
     except ValueError as error:
         parser.error(str(error))
     if args.dry_run:
@@ -248,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(to_manifest(inference_service(config)), sort_keys=False), end="")
         return 0
     try:
-        url = deploy_inference_service(config, wait=not args.no_wait, kubeconfig=args.kubeconfig,
-                                       options=ReadyOptions(timeout=args.timeout))  # fmt: skip
+        url = deploy_inference_service(
+            config, wait=not args.no_wait, kubeconfig=args.kubeconfig, options=ReadyOptions(timeout=args.timeout)
+        )
     except ClusterError as error:
         print(f"facesim serve: {error}", file=sys.stderr)
         return 1

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faces.detect import Face
-from faces.preprocess import FacePreprocessor, PreprocessConfig
-from storage.model_card import ModelCard, load_model_card
+from facesim.faces.detect import Face
+from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
+from facesim.storage.model_card import ModelCard, load_model_card
 
 SIGNATURE = "serving_default"
 THUMBNAIL_SIZE = 128
@@ -123,7 +123,7 @@ def thumbnail_jpeg(rgb: np.ndarray, face: Face, size: int = THUMBNAIL_SIZE) -> b
     height, width = rgb.shape[:2]
     left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
     right, bottom = int(min(width, cx + side / 2)), int(min(height, cy + side / 2))
-    region = Image.fromarray(rgb[top:max(bottom, top + 1), left:max(right, left + 1)])
+    region = Image.fromarray(rgb[top : max(bottom, top + 1), left : max(right, left + 1)])
     region.thumbnail((size, size))
     buffer = io.BytesIO()
     region.save(buffer, format="JPEG", quality=85)

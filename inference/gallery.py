@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import unicodedata
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -21,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from facesim.contract.api import IdentityNameError
+from facesim.contract.api import validate_identity as contract_identity
+
 GALLERY_FORMAT = 1
 MANIFEST_NAME = "gallery.json"
 DATABASE_NAME = "gallery.sqlite"
-MAX_IDENTITY_LENGTH = 128
 # Writers wait this long for another writer's transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 
@@ -84,16 +85,11 @@ class GalleryRows:
 
 
 def validate_identity(name: object) -> str:
-    """Check an identity name: any text of 1-128 characters without control characters."""
-    if not isinstance(name, str):
-        raise GalleryError("identity must be a string")
-    if not name.strip():
-        raise GalleryError("identity must not be empty")
-    if len(name) > MAX_IDENTITY_LENGTH:
-        raise GalleryError(f"identity is longer than {MAX_IDENTITY_LENGTH} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
-        raise GalleryError("identity must not contain control characters")
-    return name
+    """The contract's identity-name rule, failing with a GalleryError."""
+    try:
+        return contract_identity(name)
+    except IdentityNameError as error:
+        raise GalleryError(str(error)) from None
 
 
 class GalleryStore:
@@ -158,9 +154,7 @@ class GalleryStore:
         identity = validate_identity(identity)
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.info.embedding_dim:
-            raise GalleryError(
-                f"embeddings must have shape (N, {self.info.embedding_dim}), got {vectors.shape}"
-            )
+            raise GalleryError(f"embeddings must have shape (N, {self.info.embedding_dim}), got {vectors.shape}")
         sources = sources or [""] * len(vectors)
         if len(sources) != len(vectors):
             raise GalleryError(f"{len(vectors)} embeddings but {len(sources)} sources")

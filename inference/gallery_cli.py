@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from faces.image import ImageError, read_image
-from faces.preprocess import FacePreprocessor
-from inference.embedder import (
+from facesim.faces.image import ImageError, read_image
+from facesim.faces.preprocess import FacePreprocessor
+from facesim.inference.embedder import (
     Embedder,
     ModelError,
     preprocessor_for,
     read_model_info,
     thumbnail_jpeg,
 )
-from inference.gallery import GalleryError, GalleryInfo, GalleryStore
-from storage.datasets import IdentityDataset
-from storage.lfw import LfwLayout
+from facesim.inference.gallery import GalleryError, GalleryInfo, GalleryStore
+from facesim.storage.datasets import IdentityDataset
+from facesim.storage.lfw import LfwLayout
 
 EMBED_BATCH = 64
 
@@ -54,13 +54,16 @@ def identity_folders(data_dirs: list[Path], options: BuildOptions) -> dict[str, 
                 found.setdefault(name, []).extend(paths)
     missing = set(options.identities) - set(found)
     if missing:
-        raise FileNotFoundError(f"identities not found under {', '.join(map(str, data_dirs))}: {', '.join(sorted(missing))}")
+        raise FileNotFoundError(
+            f"identities not found under {', '.join(map(str, data_dirs))}: {', '.join(sorted(missing))}"
+        )
     names = sorted(found)[: options.limit_identities]
     return {name: found[name][: options.max_images_per_identity] for name in names}
 
 
-def build_gallery(model_dir: Path, data_dirs: list[Path], out: Path, options: BuildOptions,
-                  yunet_path: str | None = None) -> BuildReport:
+def build_gallery(
+    model_dir: Path, data_dirs: list[Path], out: Path, options: BuildOptions, yunet_path: str | None = None
+) -> BuildReport:
     """Embed each identity's images into a new gallery at `out` (written aside, then renamed)."""
     if out.exists() and any(out.iterdir()):
         raise GalleryError(f"{out} exists and is not empty: choose a new --out (galleries are versioned artifacts)")
@@ -73,8 +76,13 @@ def build_gallery(model_dir: Path, data_dirs: list[Path], out: Path, options: Bu
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        source = {"data": [str(d) for d in data_dirs], "options": options.__dict__ | {"identities": list(options.identities)}}
-        store = GalleryStore.create(staging, GalleryInfo(model_version=info.version, embedding_dim=info.embedding_dim, source=source))
+        source = {
+            "data": [str(d) for d in data_dirs],
+            "options": options.__dict__ | {"identities": list(options.identities)},
+        }
+        store = GalleryStore.create(
+            staging, GalleryInfo(model_version=info.version, embedding_dim=info.embedding_dim, source=source)
+        )
         report = BuildReport()
         progress = tqdm(total=sum(map(len, folders.values())), desc="gallery", unit="img")
         for name, paths in folders.items():
@@ -90,8 +98,15 @@ def build_gallery(model_dir: Path, data_dirs: list[Path], out: Path, options: Bu
     return report
 
 
-def _add_identity(store: GalleryStore, name: str, paths: list[Path], preprocessor: FacePreprocessor,
-                  embedder: Embedder, options: BuildOptions, report: BuildReport) -> None:
+def _add_identity(
+    store: GalleryStore,
+    name: str,
+    paths: list[Path],
+    preprocessor: FacePreprocessor,
+    embedder: Embedder,
+    options: BuildOptions,
+    report: BuildReport,
+) -> None:
     """Embed one identity's usable images and add them in one transaction (or skip the identity)."""
     crops: list[np.ndarray] = []
     sources: list[str] = []
@@ -112,7 +127,9 @@ def _add_identity(store: GalleryStore, name: str, paths: list[Path], preprocesso
     if len(crops) < max(1, options.min_images):
         report.identities_skipped.append(name)
         return
-    vectors = np.concatenate([embedder.embed(np.stack(crops[i:i + EMBED_BATCH])) for i in range(0, len(crops), EMBED_BATCH)])
+    vectors = np.concatenate(
+        [embedder.embed(np.stack(crops[i : i + EMBED_BATCH])) for i in range(0, len(crops), EMBED_BATCH)]
+    )
     store.add(name, vectors, thumbnail=thumbnail, sources=sources)
     report.identities += 1
     report.embeddings += len(vectors)
@@ -121,21 +138,34 @@ def _add_identity(store: GalleryStore, name: str, paths: list[Path], preprocesso
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facesim gallery", description="Build and inspect identity galleries.")
     commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    build = commands.add_parser("build", help="embed identity folders into a new gallery",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    build = commands.add_parser(
+        "build",
+        help="embed identity folders into a new gallery",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     build.add_argument("--model", required=True, type=Path, help="model artifact directory")
-    build.add_argument("--data", required=True, type=Path, action="append",
-                       help="folder of identity folders, or an LFW root (repeat to combine several)")
+    build.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        action="append",
+        help="folder of identity folders, or an LFW root (repeat to combine several)",
+    )
     build.add_argument("--out", required=True, type=Path, help="new gallery directory")
     build.add_argument("--max-images-per-identity", type=int, default=BuildOptions.max_images_per_identity)
-    build.add_argument("--min-images", type=int, default=BuildOptions.min_images,
-                       help="skip identities with fewer usable face images")
+    build.add_argument(
+        "--min-images", type=int, default=BuildOptions.min_images, help="skip identities with fewer usable face images"
+    )
     build.add_argument("--limit-identities", type=int, default=None, help="keep the first N identities (by name)")
     build.add_argument("--identity", action="append", default=[], help="only this identity (repeatable)")
     build.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
-    build.add_argument("--register", metavar="NAME", default=None,
-                       help="also register the gallery in the local registry under NAME (what `facesim serve` "
-                       "uses by default is NAME=default)")
+    build.add_argument(
+        "--register",
+        metavar="NAME",
+        default=None,
+        help="also register the gallery in the local registry under NAME (what `facesim serve` "
+        "uses by default is NAME=default)",
+    )
     init = commands.add_parser("init", help="create an empty gallery for a model (to fill by enrolment)")
     init.add_argument("--model", required=True, type=Path, help="model artifact directory")
     init.add_argument("--out", required=True, type=Path, help="new gallery directory")
@@ -163,7 +193,9 @@ def _build_main(args: argparse.Namespace) -> int:
     report = build_gallery(args.model, args.data, args.out, options, args.yunet)
     print(f"gallery {args.out}: {report.identities} identities, {report.embeddings} embeddings")
     if report.images_skipped:
-        print(f"  {len(report.images_skipped)} images skipped (unreadable or no usable face), e.g. {report.images_skipped[0]}")
+        print(
+            f"  {len(report.images_skipped)} images skipped (unreadable or no usable face), e.g. {report.images_skipped[0]}"
+        )
     if report.identities_skipped:
         print(f"  {len(report.identities_skipped)} identities with fewer than {args.min_images} faces (skipped)")
     _register(args)
@@ -174,8 +206,14 @@ def _init_main(args: argparse.Namespace) -> int:
     info = read_model_info(args.model)
     if args.out.exists() and any(args.out.iterdir()):
         raise GalleryError(f"{args.out} exists and is not empty: choose a new --out")
-    GalleryStore.create(args.out, GalleryInfo(model_version=info.version, embedding_dim=info.embedding_dim,
-                                              source={"data": [], "note": "created empty (facesim gallery init)"}))  # fmt: skip
+    GalleryStore.create(
+        args.out,
+        GalleryInfo(
+            model_version=info.version,
+            embedding_dim=info.embedding_dim,
+            source={"data": [], "note": "created empty (facesim gallery init)"},
+        ),
+    )
     print(f"gallery {args.out}: empty, for model {info.version}")
     _register(args)
     return 0
@@ -183,7 +221,7 @@ def _init_main(args: argparse.Namespace) -> int:
 
 def _register(args: argparse.Namespace) -> None:
     if args.register:
-        from storage.paths import register_gallery
+        from facesim.storage.paths import register_gallery
 
         version = register_gallery(args.out, args.register)
         print(f"registered as gallery {args.register} {version}")
@@ -193,8 +231,10 @@ def _list_main(args: argparse.Namespace) -> int:
     store = GalleryStore(args.gallery)
     identities = store.identities()
     version, _ = store.counters()
-    print(f"gallery {args.gallery}: version {version}, model {store.info.model_version}, "
-          f"{len(identities)} identities, {sum(c for _, c in identities)} embeddings")
+    print(
+        f"gallery {args.gallery}: version {version}, model {store.info.model_version}, "
+        f"{len(identities)} identities, {sum(c for _, c in identities)} embeddings"
+    )
     for name, count in identities:
         print(f"  {count:4d}  {name}")
     return 0

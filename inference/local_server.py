@@ -51,15 +51,36 @@ def start_predictor(
     ready_timeout_s: float = 180.0,
     container: bool = False,
 ) -> RunningPredictor:
-    """Start `facesim serve` (or, with `container`, the container entrypoint `python -m inference`)
+    """Start `facesim serve` (or, with `container`, the container entrypoint `python -m facesim.inference`)
     on a free port and wait until it is ready; the caller stops it."""
     port = free_port()
     if container:
-        command = [sys.executable, "-m", "inference", "--model_dir", str(model_dir),
-                   "--gallery_dir", str(gallery_dir), "--http_port", str(port), *extra_args]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "facesim.inference",
+            "--model_dir",
+            str(model_dir),
+            "--gallery_dir",
+            str(gallery_dir),
+            "--http_port",
+            str(port),
+            *extra_args,
+        ]
     else:
-        command = [sys.executable, "-m", "facesim", "serve", "--model", str(model_dir), "--gallery", str(gallery_dir),
-                   "--port", str(port), *extra_args]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "facesim",
+            "serve",
+            "--model",
+            str(model_dir),
+            "--gallery",
+            str(gallery_dir),
+            "--port",
+            str(port),
+            *extra_args,
+        ]
     with open(log_path, "wb") if log_path else open(os.devnull, "wb") as log:  # the child keeps its own handle
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     running = RunningPredictor(process, f"http://127.0.0.1:{port}")

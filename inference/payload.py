@@ -15,7 +15,8 @@ from typing import Any
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
-from faces.image import ImageLimits
+from facesim.contract.api import MAX_REQUEST_BYTES
+from facesim.faces.image import ImageLimits
 
 DEFAULT_TOP_K = 3
 
@@ -29,7 +30,7 @@ class RequestLimits:
     max_instances: int = 16
     max_top_k: int = 100
     max_faces_per_image: int = 64  # the largest ones; a crowd photo can't make one request huge
-    max_request_bytes: int = 64 * 1024 * 1024  # whole body, checked from Content-Length before reading
+    max_request_bytes: int = MAX_REQUEST_BYTES  # whole body, checked from Content-Length before reading
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -95,8 +96,7 @@ def parse_v2(request: InferRequest, limits: RequestLimits) -> list[Instance]:
     parameters = request.parameters or {}
     top_k = _top_k(_parameter_value(parameters.get("top_k", DEFAULT_TOP_K)), "parameters.top_k", limits)
     return [
-        Instance(image=_v2_element(element, f"image[{i}]", limits), top_k=top_k)
-        for i, element in enumerate(elements)
+        Instance(image=_v2_element(element, f"image[{i}]", limits), top_k=top_k) for i, element in enumerate(elements)
     ]
 
 

@@ -22,11 +22,11 @@ from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from faces.image import ImageError, decode_image
-from faces.preprocess import AlignedFace
-from inference import MODEL_NAME
-from inference.batching import EmbeddingBatcher
-from inference.embedder import (
+from facesim.contract.api import MODEL_NAME, same_person
+from facesim.faces.image import ImageError, decode_image
+from facesim.faces.preprocess import AlignedFace
+from facesim.inference.batching import EmbeddingBatcher
+from facesim.inference.embedder import (
     Embedder,
     ModelInfo,
     png_bytes,
@@ -34,9 +34,9 @@ from inference.embedder import (
     read_model_info,
     thumbnail_jpeg,
 )
-from inference.gallery import EnrolResult, GalleryError, GalleryStore
-from inference.payload import Instance, RequestLimits, parse_v1, parse_v2
-from inference.search import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex, Match
+from facesim.inference.gallery import EnrolResult, GalleryError, GalleryStore
+from facesim.inference.payload import Instance, RequestLimits, parse_v1, parse_v2
+from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex, Match
 
 
 @dataclass
@@ -91,7 +91,7 @@ class FaceNetPredictor(kserve.Model):
         return {"name": self.name, "config": self.config, "enable_latency_logging": self.enable_latency_logging}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from inference.routes import install_routes
+        from facesim.inference.routes import install_routes
 
         self.__init__(state["config"], state["name"])
         self.enable_latency_logging = state["enable_latency_logging"]
@@ -118,8 +118,12 @@ class FaceNetPredictor(kserve.Model):
         self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold)
         self.index.search(np.zeros((0, self.model_info.embedding_dim), np.float32), 1)  # load it now
         self.embedder.embed(np.zeros((1, self.model_info.image_size, self.model_info.image_size, 3), np.uint8))
-        logger.info("facenet ready: model %s, detector %s, gallery %s", self.model_info.version, detector.name,
-                    self.gallery.directory)  # fmt: skip
+        logger.info(
+            "facenet ready: model %s, detector %s, gallery %s",
+            self.model_info.version,
+            detector.name,
+            self.gallery.directory,
+        )
         self.ready = True
         return self.ready
 
@@ -163,7 +167,9 @@ class FaceNetPredictor(kserve.Model):
             None if instance.compare is None else self.analyse(instance.compare, f"compare image {i}")
             for i, instance in enumerate(instances)
         ]
-        return FaceBatch(instances=instances, images=images, compares=compares, protocol=protocol, request_id=request_id)
+        return FaceBatch(
+            instances=instances, images=images, compares=compares, protocol=protocol, request_id=request_id
+        )
 
     def enrol(self, identity: str, images: list[bytes]) -> EnrolResult:
         """Embed the largest face of each image and add them to the gallery in one transaction."""
@@ -185,7 +191,9 @@ class FaceNetPredictor(kserve.Model):
         for i, (instance, image, compare) in enumerate(zip(batch.instances, batch.images, batch.compares)):
             rows = range(int(starts[i]), int(starts[i + 1]))
             faces = [
-                self._face_json(face, batch.embeddings[row], batch.image_matches[row][: instance.top_k], instance.return_crops)
+                self._face_json(
+                    face, batch.embeddings[row], batch.image_matches[row][: instance.top_k], instance.return_crops
+                )
                 for face, row in zip(image.faces, rows)
             ]
             prediction: dict[str, Any] = {"faces": faces}
@@ -219,7 +227,7 @@ class FaceNetPredictor(kserve.Model):
         if not image.faces:
             return answer | {"distance": None, "same": None}
         distance = float(np.sum((embeddings[image_rows[0]] - compare_embedding) ** 2))
-        return answer | {"distance": round(distance, 6), "same": distance < self.model_info.threshold}
+        return answer | {"distance": round(distance, 6), "same": same_person(distance, self.model_info.threshold)}
 
     def _face_json(
         self, face: AlignedFace, embedding: np.ndarray, matches: list[Match] | None, with_crop: bool
@@ -236,7 +244,7 @@ class FaceNetPredictor(kserve.Model):
         return {
             "identity": match.identity,
             "distance": round(match.distance, 6),
-            "same": match.distance < self.model_info.threshold,
+            "same": same_person(match.distance, self.model_info.threshold),
         }
 
     def _v2_response(self, batch: FaceBatch) -> InferResponse:

@@ -18,11 +18,11 @@ from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from inference.gallery import GalleryError, UnknownIdentity, validate_identity
-from inference.payload import decode_b64
+from facesim.inference.gallery import GalleryError, UnknownIdentity, validate_identity
+from facesim.inference.payload import decode_b64
 
 if TYPE_CHECKING:
-    from inference.predictor import FaceNetPredictor
+    from facesim.inference.predictor import FaceNetPredictor
 
 MAX_ENROL_IMAGES = 32
 V2_BINARY_HEADER = "inference-header-content-length"
@@ -35,7 +35,8 @@ def _error(status: int, message: str) -> JSONResponse:
 async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
     """FastAPI's schema errors (a malformed V2 body) as our 400 `{"error": ...}` instead of a 422."""
     problems = "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}" for problem in error.errors()
+        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}"
+        for problem in error.errors()
     )
     return _error(400, f"invalid request: {problems}")
 

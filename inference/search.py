@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from inference.gallery import GalleryStore
+from facesim.inference.gallery import GalleryStore
 
 # Below this many embeddings a matrix product is as fast as an index and exact.
 DEFAULT_APPROXIMATE_THRESHOLD = 50_000

@@ -1,4 +1,4 @@
-"""`facesim pipeline compile | run | submit` (also `python -m pipeline`).
+"""`facesim pipeline compile | run | submit` (also `python -m facesim.pipeline`).
 
 The pipeline's parameters (pipeline/definition.py) become options of `run` and `submit`; `run`
 uses defaults sized for one small machine, `submit` sends only the options given (the compiled
@@ -29,14 +29,14 @@ _TYPES = {"Integer": int, "Float": float, "String": str, "Boolean": bool}
 
 
 def _pipeline_inputs() -> dict[str, Any]:
-    from pipeline.definition import facesim_pipeline
+    from facesim.pipeline.definition import facesim_pipeline
 
     return facesim_pipeline.component_spec.inputs
 
 
 def _add_pipeline_options(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None, skip: set[str]) -> None:
     """One option per pipeline parameter. With `defaults=None` an option left out is not sent."""
-    from pipeline.definition import PARAMETER_HELP
+    from facesim.pipeline.definition import PARAMETER_HELP
 
     group = parser.add_argument_group("pipeline parameters")
     for name, spec in _pipeline_inputs().items():
@@ -45,8 +45,11 @@ def _add_pipeline_options(parser: argparse.ArgumentParser, defaults: dict[str, A
         default = spec.default if defaults is None else defaults.get(name, spec.default)
         kind = _TYPES[spec.type]
         shown = f"{PARAMETER_HELP.get(name, name)} (default: {default!r})"
-        options: dict[str, Any] = {"dest": f"param_{name}", "help": shown,
-                                   "default": argparse.SUPPRESS if defaults is None else default}  # fmt: skip
+        options: dict[str, Any] = {
+            "dest": f"param_{name}",
+            "help": shown,
+            "default": argparse.SUPPRESS if defaults is None else default,
+        }
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         else:
@@ -66,29 +69,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    compile_ = commands.add_parser("compile", help="write the pipeline IR YAML",
-                                   description="Compile the pipeline to kfp IR YAML.")  # fmt: skip
+    compile_ = commands.add_parser(
+        "compile", help="write the pipeline IR YAML", description="Compile the pipeline to kfp IR YAML."
+    )
     compile_.add_argument("--out", type=Path, default=PACKAGE_YAML, help="output file (default: %(default)s)")
 
-    run = commands.add_parser("run", help="run the whole pipeline here through kfp.local",
-                              description="Run the pipeline on this machine (kfp.local): training as local "
-                              "workers, tuning as local trials, deploy = the model and gallery registered "
-                              "where `facesim serve` finds them.")  # fmt: skip
+    run = commands.add_parser(
+        "run",
+        help="run the whole pipeline here through kfp.local",
+        description="Run the pipeline on this machine (kfp.local): training as local "
+        "workers, tuning as local trials, deploy = the model and gallery registered "
+        "where `facesim serve` finds them.",
+    )
     run.add_argument("--verbose", action="store_true", help="show every step's full output, not only progress")
     run.add_argument("--log", type=Path, help="full output log (default: WORK_ROOT/logs/run-<time>.log)")
     _add_pipeline_options(run, LOCAL_DEFAULTS, skip={"backend", "service_name"})
 
-    submit = commands.add_parser("submit", help="submit a run to Kubeflow Pipelines",
-                                 description="Submit the compiled pipeline to Kubeflow Pipelines. Pipeline "
-                                 "options left out keep the compiled (cluster) defaults.")  # fmt: skip
+    submit = commands.add_parser(
+        "submit",
+        help="submit a run to Kubeflow Pipelines",
+        description="Submit the compiled pipeline to Kubeflow Pipelines. Pipeline "
+        "options left out keep the compiled (cluster) defaults.",
+    )
     submit.add_argument("--host", required=True, help="Kubeflow Pipelines API URL, e.g. http://localhost:8888")
     submit.add_argument("--package", type=Path, default=PACKAGE_YAML, help="compiled pipeline (default: %(default)s)")
     submit.add_argument("--experiment", default="facesim", help="experiment name (default: %(default)s)")
     submit.add_argument("--run-name", help="run name (default: the package name and the time)")
     submit.add_argument("--namespace", help="profile namespace (multi-user Kubeflow)")
     submit.add_argument("--service-account", help="service account of the run's pods (needs the facesim RBAC)")
-    submit.add_argument("--token", default=os.environ.get("KF_PIPELINES_TOKEN"),
-                        help="bearer token (default: $KF_PIPELINES_TOKEN)")  # fmt: skip
+    submit.add_argument(
+        "--token", default=os.environ.get("KF_PIPELINES_TOKEN"), help="bearer token (default: $KF_PIPELINES_TOKEN)"
+    )
     submit.add_argument("--upload", metavar="NAME", help="also upload the package as pipeline NAME")
     _add_pipeline_options(submit, None, skip=set())
     return parser
@@ -102,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 def _compile(args: argparse.Namespace) -> int:
     from kfp import compiler
 
-    from pipeline.definition import facesim_pipeline
+    from facesim.pipeline.definition import facesim_pipeline
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(facesim_pipeline, str(args.out))
@@ -111,8 +122,8 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.local_run import PipelineFailed, run_locally
-    from pipeline.steps import local_work_root
+    from facesim.pipeline.local_run import PipelineFailed, run_locally
+    from facesim.pipeline.steps import local_work_root
 
     arguments = _pipeline_arguments(args)
     problems = run_problems(arguments)
@@ -133,20 +144,24 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"facesim pipeline: interrupted; output so far in {log_path}", file=sys.stderr)
         return 130
-    print(f"facesim pipeline: done in {result.seconds / 60:.1f} min; `facesim serve` serves the registered "
-          "model and gallery")  # fmt: skip
+    print(
+        f"facesim pipeline: done in {result.seconds / 60:.1f} min; `facesim serve` serves the registered "
+        "model and gallery"
+    )
     return 0
 
 
 def run_problems(arguments: dict[str, Any]) -> list[str]:
     """What is wrong with a local run's arguments, found before any step starts."""
-    from storage.lfw import LfwLayout
-    from training.config import ARCHITECTURES
-    from tuning.space import ALGORITHMS
+    from facesim.storage.lfw import LfwLayout
+    from facesim.training.config import ARCHITECTURES
+    from facesim.tuning.space import ALGORITHMS
 
     problems: list[str] = []
     if not arguments["data"]:
-        problems.append("give --data DIR (an LFW-layout root) or set FACESIM_LFW (`facesim data fetch lfw` downloads LFW)")
+        problems.append(
+            "give --data DIR (an LFW-layout root) or set FACESIM_LFW (`facesim data fetch lfw` downloads LFW)"
+        )
     else:
         try:
             LfwLayout.find(arguments["data"])
@@ -156,24 +171,41 @@ def run_problems(arguments: dict[str, Any]) -> list[str]:
         problems.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}")
     if arguments["tune_algorithm"] not in ALGORITHMS:
         problems.append(f"--tune-algorithm must be one of {', '.join(ALGORITHMS)}")
-    for name in ("workers", "epochs", "steps_per_epoch", "trials", "tune_epochs", "tune_steps_per_epoch",
-                 "gallery_identities", "gallery_images_per_identity", "embedding_dim"):  # fmt: skip
+    for name in (
+        "workers",
+        "epochs",
+        "steps_per_epoch",
+        "trials",
+        "tune_epochs",
+        "tune_steps_per_epoch",
+        "gallery_identities",
+        "gallery_images_per_identity",
+        "embedding_dim",
+    ):
         if arguments[name] < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     return problems
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipeline.submit import Submission, describe_error, submit
+    from facesim.pipeline.submit import Submission, describe_error, submit
 
     if not args.package.is_file():
-        print(f"facesim pipeline submit: {args.package}: no such file (run `facesim pipeline compile`)", file=sys.stderr)
+        print(
+            f"facesim pipeline submit: {args.package}: no such file (run `facesim pipeline compile`)", file=sys.stderr
+        )
         return 2
     submission = Submission(
-        host=args.host, package=args.package, arguments=_pipeline_arguments(args), experiment=args.experiment,
-        run_name=args.run_name, namespace=args.namespace, service_account=args.service_account,
-        token=args.token, upload_as=args.upload,
-    )  # fmt: skip
+        host=args.host,
+        package=args.package,
+        arguments=_pipeline_arguments(args),
+        experiment=args.experiment,
+        run_name=args.run_name,
+        namespace=args.namespace,
+        service_account=args.service_account,
+        token=args.token,
+        upload_as=args.upload,
+    )
     try:
         submitted = submit(submission)
     except Exception as error:  # the kfp client raises urllib3/ApiException/ValueError: all are the user's to fix
@@ -183,4 +215,3 @@ def _submit(args: argparse.Namespace) -> int:
         print(f"uploaded pipeline {args.upload} ({submitted.pipeline_id})")
     print(f"run {submitted.run_id} created: {submitted.run_url}")
     return 0
-

@@ -7,8 +7,8 @@ Katib Experiment and InferenceService, with the facesim PVCs mounted in every st
 
 from kfp import dsl, kubernetes
 
-from pipeline import components
-from storage.cluster import StorageConfig
+from facesim.cluster.resources import StorageConfig
+from facesim.pipeline import components
 
 PIPELINE_NAME = "facesim"
 
@@ -51,37 +51,87 @@ def facesim_pipeline(
     service_name: str = "facesim",  # the InferenceService the UI Deployment calls (ui/cluster.py)
 ) -> None:
     run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-    prepare = _step(components.prepare_data(
-        data=data, backend=backend, work_root=work_root, run_name=run_name,
-        architecture=architecture, image_size=image_size,
-    ), "prepare data")  # fmt: skip
+    prepare = _step(
+        components.prepare_data(
+            data=data,
+            backend=backend,
+            work_root=work_root,
+            run_name=run_name,
+            architecture=architecture,
+            image_size=image_size,
+        ),
+        "prepare data",
+    )
     with dsl.If(tune == True, name="tune"):  # noqa: E712 (kfp builds the condition from ==)
-        tuned = _step(components.tune_hyperparameters(
-            crops=prepare.output, backend=backend, work_root=work_root, run_name=run_name, trials=trials,
-            algorithm=tune_algorithm, workers=workers, epochs=tune_epochs, steps_per_epoch=tune_steps_per_epoch,
-            architecture=architecture, image_size=image_size, max_identities=max_identities, val_pairs=val_pairs,
-        ), "tune (Katib / optuna)")  # fmt: skip
+        tuned = _step(
+            components.tune_hyperparameters(
+                crops=prepare.output,
+                backend=backend,
+                work_root=work_root,
+                run_name=run_name,
+                trials=trials,
+                algorithm=tune_algorithm,
+                workers=workers,
+                epochs=tune_epochs,
+                steps_per_epoch=tune_steps_per_epoch,
+                architecture=architecture,
+                image_size=image_size,
+                max_identities=max_identities,
+                val_pairs=val_pairs,
+            ),
+            "tune (Katib / optuna)",
+        )
     with dsl.Else(name="fixed hyper-parameters"):
-        given = _step(components.given_hyperparameters(
-            margin=margin, embedding_dim=embedding_dim, learning_rate=learning_rate,
-        ), "given hyper-parameters")  # fmt: skip
-    train = _step(components.train_model(
-        crops=prepare.output, backend=backend, work_root=work_root, run_name=run_name, workers=workers,
-        epochs=epochs, steps_per_epoch=steps_per_epoch,
-        margin=dsl.OneOf(tuned.outputs["margin"], given.outputs["margin"]),
-        embedding_dim=dsl.OneOf(tuned.outputs["embedding_dim"], given.outputs["embedding_dim"]),
-        learning_rate=dsl.OneOf(tuned.outputs["learning_rate"], given.outputs["learning_rate"]),
-        architecture=architecture, image_size=image_size, max_identities=max_identities, val_pairs=val_pairs,
-    ), "train (TFJob / local workers)")  # fmt: skip
+        given = _step(
+            components.given_hyperparameters(
+                margin=margin,
+                embedding_dim=embedding_dim,
+                learning_rate=learning_rate,
+            ),
+            "given hyper-parameters",
+        )
+    train = _step(
+        components.train_model(
+            crops=prepare.output,
+            backend=backend,
+            work_root=work_root,
+            run_name=run_name,
+            workers=workers,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            margin=dsl.OneOf(tuned.outputs["margin"], given.outputs["margin"]),
+            embedding_dim=dsl.OneOf(tuned.outputs["embedding_dim"], given.outputs["embedding_dim"]),
+            learning_rate=dsl.OneOf(tuned.outputs["learning_rate"], given.outputs["learning_rate"]),
+            architecture=architecture,
+            image_size=image_size,
+            max_identities=max_identities,
+            val_pairs=val_pairs,
+        ),
+        "train (TFJob / local workers)",
+    )
     model_dir = train.outputs["Output"]
     evaluate = _step(components.evaluate_model(model_dir=model_dir, crops=prepare.output), "evaluate (LFW fold 10)")
-    gallery = _step(components.build_gallery(
-        model_dir=model_dir, data=data, backend=backend, work_root=work_root, run_name=run_name,
-        identities=gallery_identities, images_per_identity=gallery_images_per_identity,
-    ), "build gallery")  # fmt: skip
-    _step(components.deploy_predictor(
-        model_dir=model_dir, gallery_dir=gallery.output, backend=backend, service_name=service_name,
-    ), "deploy (InferenceService / local registry)").after(evaluate)  # fmt: skip
+    gallery = _step(
+        components.build_gallery(
+            model_dir=model_dir,
+            data=data,
+            backend=backend,
+            work_root=work_root,
+            run_name=run_name,
+            identities=gallery_identities,
+            images_per_identity=gallery_images_per_identity,
+        ),
+        "build gallery",
+    )
+    _step(
+        components.deploy_predictor(
+            model_dir=model_dir,
+            gallery_dir=gallery.output,
+            backend=backend,
+            service_name=service_name,
+        ),
+        "deploy (InferenceService / local registry)",
+    ).after(evaluate)
 
 
 PARAMETER_HELP: dict[str, str] = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.steps import PROGRESS_PREFIX
+from facesim.pipeline.steps import PROGRESS_PREFIX
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
@@ -88,7 +88,7 @@ def run_locally(arguments: dict[str, Any], pipeline_root: Path, log_path: Path, 
     """Run the whole pipeline with `arguments` (backend local); PipelineFailed names the failed step."""
     from kfp import local
 
-    from pipeline.definition import facesim_pipeline
+    from facesim.pipeline.definition import facesim_pipeline
 
     pipeline_root.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)

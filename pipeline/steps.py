@@ -4,7 +4,7 @@ The kfp components (pipeline/components.py) are thin: each imports this module a
 function, which runs the project's own command as a user would (`facesim train --backend B`,
 `facesim tune --backend B`, ...). With `backend="cluster"` those commands go through the cluster
 launchers (TFJob, Katib Experiment, InferenceService), and the files live on the PVCs that every
-facesim pod mounts at the same paths (storage/cluster.py).
+facesim pod mounts at the same paths (cluster/resources.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from facesim.metrics_lines import latest_metrics
+from facesim.contract.metrics_lines import latest_metrics
 
 BACKENDS = ("local", "cluster")
 PROGRESS_PREFIX = "facesim-pipeline: "  # `facesim pipeline run` shows these lines on the terminal
@@ -51,7 +51,7 @@ class RunLayout:
     def for_run(cls, backend: str, work_root: str, run_name: str) -> RunLayout:
         run_name = run_slug(run_name)  # Kubeflow's run names may hold spaces (the client's default)
         if check_backend(backend) == "cluster":
-            from storage.cluster import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
+            from facesim.cluster.resources import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
 
             return cls(Path(DATA_MOUNT) / "crops", Path(RUNS_MOUNT) / run_name, Path(MODELS_MOUNT) / run_name)
         root = local_work_root(work_root)
@@ -74,7 +74,7 @@ def local_work_root(work_root: str) -> Path:
     """Where local runs keep their files: `work_root`, or $FACESIM_HOME/pipeline."""
     if work_root:
         return Path(work_root)
-    from storage.paths import facesim_home
+    from facesim.storage.paths import facesim_home
 
     return facesim_home() / "pipeline"
 
@@ -91,8 +91,9 @@ def run_facesim(args: Sequence[str]) -> list[str]:
     command = [sys.executable, "-m", "facesim", *args]
     lines: list[str] = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its progress shows as it happens
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                          env=env) as process:  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+    ) as process:
         assert process.stdout is not None
         for line in process.stdout:
             print(line, end="", flush=True)
@@ -113,7 +114,7 @@ class TrainingOptions:
     val_pairs: int = 0  # 0: every validation pair
 
     def crop_size(self) -> int:
-        from training.config import DEFAULT_IMAGE_SIZE
+        from facesim.training.config import DEFAULT_IMAGE_SIZE
 
         return self.image_size or DEFAULT_IMAGE_SIZE[self.architecture]
 
@@ -136,7 +137,9 @@ def prepare_data(data: str, backend: str, work_root: str, run_name: str, options
     # One cache per dataset and crop size, reused by later runs (prepare skips what is done).
     source_key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
     crops = layout.crops_root / f"{source.resolve().name}-{options.crop_size()}px-{source_key}"
-    run_facesim(["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", str(options.crop_size())])
+    run_facesim(
+        ["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", str(options.crop_size())]
+    )
     report(f"face crops ready in {crops}")
     return str(crops)
 
@@ -157,40 +160,87 @@ class TuningRequest:
     steps_per_epoch: int
 
 
-def tune(crops: str, backend: str, work_root: str, run_name: str, request: TuningRequest,
-         options: TrainingOptions) -> tuple[Hyperparameters, dict[str, float]]:  # fmt: skip
+def tune(
+    crops: str, backend: str, work_root: str, run_name: str, request: TuningRequest, options: TrainingOptions
+) -> tuple[Hyperparameters, dict[str, float]]:
     """The best hyper-parameters of a search (tuning/space.py): local optuna trials or a Katib
     Experiment (`facesim tune --backend ...`); also the best trial's objective."""
-    from tuning.best import read_best_params
+    from facesim.tuning.best import read_best_params
 
     layout = RunLayout.for_run(backend, work_root, run_name)
-    run_facesim([
-        "tune", "--backend", backend, "--data", crops, "--out", str(layout.tuning), "--trials", str(request.trials),
-        "--algorithm", request.algorithm, "--workers", str(request.workers), "--epochs", str(request.epochs),
-        "--steps-per-epoch", str(request.steps_per_epoch),
-        *(["--experiment-name", resource_name(run_name, "tune")] if backend == "cluster" else []),
-        "--", *options.args(),
-    ])  # fmt: skip
+    run_facesim(
+        [
+            "tune",
+            "--backend",
+            backend,
+            "--data",
+            crops,
+            "--out",
+            str(layout.tuning),
+            "--trials",
+            str(request.trials),
+            "--algorithm",
+            request.algorithm,
+            "--workers",
+            str(request.workers),
+            "--epochs",
+            str(request.epochs),
+            "--steps-per-epoch",
+            str(request.steps_per_epoch),
+            *(["--experiment-name", resource_name(run_name, "tune")] if backend == "cluster" else []),
+            "--",
+            *options.args(),
+        ]
+    )
     best = read_best_params(layout.tuning)
     params = best.parameters
     chosen = Hyperparameters(float(params["margin"]), int(params["embedding_size"]), float(params["learning_rate"]))
-    report(f"best of {request.trials} trials: {best.objective}={best.value:.4f} with margin={chosen.margin:.3g}, "
-           f"embedding_dim={chosen.embedding_dim}, learning_rate={chosen.learning_rate:.3g}")  # fmt: skip
+    report(
+        f"best of {request.trials} trials: {best.objective}={best.value:.4f} with margin={chosen.margin:.3g}, "
+        f"embedding_dim={chosen.embedding_dim}, learning_rate={chosen.learning_rate:.3g}"
+    )
     return chosen, {best.objective: best.value}
 
 
-def train(crops: str, backend: str, work_root: str, run_name: str, workers: int, epochs: int, steps_per_epoch: int,
-          hyper: Hyperparameters, options: TrainingOptions) -> tuple[str, dict[str, float]]:  # fmt: skip
+def train(
+    crops: str,
+    backend: str,
+    work_root: str,
+    run_name: str,
+    workers: int,
+    epochs: int,
+    steps_per_epoch: int,
+    hyper: Hyperparameters,
+    options: TrainingOptions,
+) -> tuple[str, dict[str, float]]:
     """Train (local worker processes or a TFJob: `facesim train --backend ...`) and export the model
     artifact; returns its directory and the last metrics printed."""
     layout = RunLayout.for_run(backend, work_root, run_name)
-    lines = run_facesim([
-        "train", "--backend", check_backend(backend), "--data", crops, "--out", str(layout.model),
-        "--workers", str(workers), "--epochs", str(epochs), "--steps-per-epoch", str(steps_per_epoch),
-        "--margin", str(hyper.margin), "--embedding-dim", str(hyper.embedding_dim),
-        "--learning-rate", str(hyper.learning_rate), *options.args(),
-        *(["--job-name", resource_name(run_name, "train")] if backend == "cluster" else []),
-    ])  # fmt: skip
+    lines = run_facesim(
+        [
+            "train",
+            "--backend",
+            check_backend(backend),
+            "--data",
+            crops,
+            "--out",
+            str(layout.model),
+            "--workers",
+            str(workers),
+            "--epochs",
+            str(epochs),
+            "--steps-per-epoch",
+            str(steps_per_epoch),
+            "--margin",
+            str(hyper.margin),
+            "--embedding-dim",
+            str(hyper.embedding_dim),
+            "--learning-rate",
+            str(hyper.learning_rate),
+            *options.args(),
+            *(["--job-name", resource_name(run_name, "train")] if backend == "cluster" else []),
+        ]
+    )
     metrics = facesim_metrics(lines)
     report(f"model exported to {layout.model} (val_accuracy={metrics.get('val_accuracy', float('nan')):.4f})")
     return str(layout.model), metrics
@@ -215,16 +265,28 @@ def evaluate(model_dir: str, crops: str) -> dict[str, float]:
     return metrics
 
 
-def build_gallery(model_dir: str, data: str, backend: str, work_root: str, run_name: str,
-                  identities: int, images_per_identity: int) -> str:  # fmt: skip
+def build_gallery(
+    model_dir: str, data: str, backend: str, work_root: str, run_name: str, identities: int, images_per_identity: int
+) -> str:
     """Embed the identity folders of `data` (an LFW root or a folder of identity folders) into a
     gallery artifact; returns its directory."""
     layout = RunLayout.for_run(backend, work_root, run_name)
-    run_facesim([
-        "gallery", "build", "--model", model_dir, "--data", data,
-        "--out", str(layout.gallery), "--limit-identities", str(identities),
-        "--max-images-per-identity", str(images_per_identity),
-    ])  # fmt: skip
+    run_facesim(
+        [
+            "gallery",
+            "build",
+            "--model",
+            model_dir,
+            "--data",
+            data,
+            "--out",
+            str(layout.gallery),
+            "--limit-identities",
+            str(identities),
+            "--max-images-per-identity",
+            str(images_per_identity),
+        ]
+    )
     report(f"gallery built in {layout.gallery}")
     return str(layout.gallery)
 
@@ -234,25 +296,36 @@ def deploy(model_dir: str, gallery_dir: str, backend: str, service_name: str) ->
     (where `facesim serve` finds the latest), or an InferenceService on the cluster (`facesim serve
     --backend cluster`); returns what was deployed."""
     if check_backend(backend) == "cluster":
-        lines = run_facesim([
-            "serve", "--backend", "cluster", "--model", volume_uri(model_dir), "--gallery", volume_uri(gallery_dir),
-            "--name", service_name,
-        ])  # fmt: skip
+        lines = run_facesim(
+            [
+                "serve",
+                "--backend",
+                "cluster",
+                "--model",
+                volume_uri(model_dir),
+                "--gallery",
+                volume_uri(gallery_dir),
+                "--name",
+                service_name,
+            ]
+        )
         url = lines[-1].strip()
         report(f"InferenceService {service_name} is ready at {url}")
         return url
-    from storage.paths import register_gallery, register_model
+    from facesim.storage.paths import register_gallery, register_model
 
     model_version = register_model(Path(model_dir))
     gallery_version = register_gallery(Path(gallery_dir))
-    report(f"registered model version {model_version} and gallery version {gallery_version}: "
-           "`facesim serve` now serves them")  # fmt: skip
+    report(
+        f"registered model version {model_version} and gallery version {gallery_version}: "
+        "`facesim serve` now serves them"
+    )
     return f"model {model_version}, gallery {gallery_version}"
 
 
 def volume_uri(path: str) -> str:
     """`pvc://CLAIM/SUBPATH` of a path under one of the facesim PVC mounts (what KServe takes)."""
-    from storage.cluster import StorageConfig
+    from facesim.cluster.resources import StorageConfig
 
     for claim in StorageConfig().claims:
         mount = Path(claim.mount_path)

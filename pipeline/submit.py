@@ -63,8 +63,9 @@ def submit(submission: Submission) -> Submitted:
 
     with warnings.catch_warnings():  # its notice that it needs KFP 2.x: facesim targets KFP 2.x
         warnings.simplefilter("ignore", FutureWarning)
-        client = kfp.Client(host=submission.host, existing_token=submission.token,
-                            namespace=submission.namespace or "kubeflow")  # fmt: skip
+        client = kfp.Client(
+            host=submission.host, existing_token=submission.token, namespace=submission.namespace or "kubeflow"
+        )
     pipeline_id = None
     if submission.upload_as:
         uploaded = client.upload_pipeline(str(submission.package), pipeline_name=submission.upload_as)

@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from faces.image import ImageError, read_image
-from faces.preprocess import FacePreprocessor, PreprocessConfig
-from storage.datasets import IdentityDataset
-from storage.lfw import CACHE_MANIFEST, PROTOCOL_FILES, LfwLayout
+from facesim.faces.image import ImageError, read_image
+from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
+from facesim.storage.datasets import IdentityDataset
+from facesim.storage.lfw import CACHE_MANIFEST, PROTOCOL_FILES, LfwLayout
 
 CHUNK_IMAGES = 16
 # Settings a cache must keep: mixing crops made differently would silently skew training.
@@ -164,7 +164,9 @@ def _align_chunk_in_worker(chunk: list[tuple[str, str, str]]) -> list[tuple[str,
     return _align_chunk(chunk, _worker_preprocessor)
 
 
-def _align_chunk(chunk: list[tuple[str, str, str]], preprocessor: FacePreprocessor) -> list[tuple[str, str, float, str]]:
+def _align_chunk(
+    chunk: list[tuple[str, str, str]], preprocessor: FacePreprocessor
+) -> list[tuple[str, str, float, str]]:
     """(relative path, outcome, seconds, message) per image; outcome: detected|fallback|no_face|error."""
     results = []
     for source, destination, relative in chunk:
@@ -238,8 +240,13 @@ def _save_manifest(out_dir: Path, manifest: dict, description: dict, data_dir: P
         format=1,
         preprocessing=description,
         source=str(data_dir.resolve()),
-        counts={"crops": crops, "identities": sum(1 for p in out_dir.iterdir() if p.is_dir()),
-                "fallback": fallback_total, "no_face": len(no_face), "errors": len(errors)},  # fmt: skip
+        counts={
+            "crops": crops,
+            "identities": sum(1 for p in out_dir.iterdir() if p.is_dir()),
+            "fallback": fallback_total,
+            "no_face": len(no_face),
+            "errors": len(errors),
+        },
         no_face=no_face,
         errors=errors,
         updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -7,15 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-from faces.detect import DETECTOR_KINDS
-from faces.download import DownloadError
-from faces.image import ImageError
-from faces.preprocess import PreprocessConfig
-from storage.cache import print_report, prepare_crops, read_manifest, source_images
-from storage.datasets import IdentityDataset
-from storage.fetch import fetch_lfw
-from storage.lfw import protocol_split
-from storage.paths import facesim_home
+from facesim.faces.detect import DETECTOR_KINDS
+from facesim.faces.download import DownloadError
+from facesim.faces.image import ImageError
+from facesim.faces.preprocess import PreprocessConfig
+from facesim.storage.cache import prepare_crops, print_report, read_manifest, source_images
+from facesim.storage.datasets import IdentityDataset
+from facesim.storage.fetch import fetch_lfw
+from facesim.storage.lfw import protocol_split
+from facesim.storage.paths import facesim_home
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,19 +29,24 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     prepare = commands.add_parser(
-        "prepare", help="align every face into a crop cache (parallel, resumable)",
+        "prepare",
+        help="align every face into a crop cache (parallel, resumable)",
         description="Detect and align the face in every image of an identity-folder dataset or LFW root "
         "into OUT/<identity>/<stem>.png. A second run skips crops already made.",
-    )  # fmt: skip
+    )
     prepare.add_argument("--data", type=Path, required=True, help="LFW root or folder of identity folders")
     prepare.add_argument("--out", type=Path, required=True, help="cache folder (an LFW source gives an LFW root)")
     prepare.add_argument("--image-size", type=int, default=112, help="crop side in pixels (default 112; 160 works)")
-    prepare.add_argument("--detector", choices=DETECTOR_KINDS, default="auto", help="auto: YuNet if weights exist, else Haar")
+    prepare.add_argument(
+        "--detector", choices=DETECTOR_KINDS, default="auto", help="auto: YuNet if weights exist, else Haar"
+    )
     prepare.add_argument("--yunet-model", type=Path, help="YuNet .onnx (default $FACESIM_YUNET_MODEL, cache, download)")
     prepare.add_argument(
-        "--fallback", choices=["auto", "none", "center"], default="auto",
+        "--fallback",
+        choices=["auto", "none", "center"],
+        default="auto",
         help="no face found: centre crop or leave out (auto: centre crop for LFW, whose images are pre-cropped)",
-    )  # fmt: skip
+    )
     cores = len(os.sched_getaffinity(0))
     prepare.add_argument("--workers", type=int, default=cores, help=f"processes (default: all cores, {cores})")
     prepare.add_argument("--only-identities", nargs="+", metavar="NAME", help="prepare only these identities")
@@ -106,16 +111,22 @@ def _info(args: argparse.Namespace) -> int:
     images_root, layout = source_images(args.data)
     dataset = IdentityDataset.scan(images_root)
     several = sum(1 for images in dataset.identities.values() if len(images) >= 2)
-    print(f"{args.data}: {len(dataset.identities)} identities, {dataset.num_images} images, "
-          f"{several} identities with 2+ images")  # fmt: skip
+    print(
+        f"{args.data}: {len(dataset.identities)} identities, {dataset.num_images} images, "
+        f"{several} identities with 2+ images"
+    )
     manifest = read_manifest(args.data)
     if manifest:
         settings, counts = manifest["preprocessing"], manifest["counts"]
-        print(f"crop cache: {settings['image_size']} px, detector {settings['detector_used']}, "
-              f"fallback {settings['fallback']}; {counts['fallback']} centre-crop fallbacks, "
-              f"{counts['no_face']} without a face, {counts['errors']} unreadable")  # fmt: skip
+        print(
+            f"crop cache: {settings['image_size']} px, detector {settings['detector_used']}, "
+            f"fallback {settings['fallback']}; {counts['fallback']} centre-crop fallbacks, "
+            f"{counts['no_face']} without a face, {counts['errors']} unreadable"
+        )
     if layout is not None:
         split = protocol_split(layout)
-        print(f"LFW protocol (DESIGN §3): {len(split.train_identities)} train identities (people sets 1-8), "
-              f"{len(split.val_pairs)} val pairs (fold 9), {len(split.test_pairs)} test pairs (fold 10)")  # fmt: skip
+        print(
+            f"LFW protocol (DESIGN §3): {len(split.train_identities)} train identities (people sets 1-8), "
+            f"{len(split.val_pairs)} val pairs (fold 9), {len(split.test_pairs)} test pairs (fold 10)"
+        )
     return 0

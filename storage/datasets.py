@@ -33,7 +33,9 @@ class IdentityDataset:
             folders = [folder for folder in folders if folder.name in wanted]
         identities = {}
         for folder in folders:
-            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            images = sorted(
+                p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
             if images:
                 identities[folder.name] = images
             if limit is not None and len(identities) >= limit:

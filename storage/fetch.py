@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from faces.download import DownloadError, download
-from storage.lfw import LfwLayout
+from facesim.faces.download import DownloadError, download
+from facesim.storage.lfw import LfwLayout
 
 LFW_BASE_URL = "https://vis-www.cs.umass.edu/lfw/"
 MIRROR_CHECKSUMS = "SHA256SUMS"
@@ -99,7 +99,9 @@ def _unpack(archive: Path, out_dir: Path, folder: str, progress: bool) -> None:
                     tar.extract(member, scratch, filter="data")
         except (tarfile.TarError, EOFError, OSError) as error:
             archive.unlink(missing_ok=True)
-            raise DownloadError(f"{archive.name} could not be unpacked ({error}); it was removed, rerun to fetch it again") from None
+            raise DownloadError(
+                f"{archive.name} could not be unpacked ({error}); it was removed, rerun to fetch it again"
+            ) from None
         unpacked = Path(scratch) / folder
         if not unpacked.is_dir():
             raise DownloadError(f"{archive.name} holds no {folder}/ folder: is the mirror serving the right archive?")

@@ -58,7 +58,9 @@ def save_model_card(model_dir: str | Path, card: ModelCard) -> Path:
 def load_model_card(model_dir: str | Path) -> ModelCard:
     path = Path(model_dir) / MODEL_CARD
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: {model_dir} is not a model artifact (`facesim train --out DIR`)")
+        raise FileNotFoundError(
+            f"{path} does not exist: {model_dir} is not a model artifact (`facesim train --out DIR`)"
+        )
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from faces.home import facesim_home
+from facesim.faces.home import facesim_home
 
 __all__ = [
     "facesim_home",

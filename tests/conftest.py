@@ -66,15 +66,51 @@ def tiny_model_dir(lfw_dir: Path, yunet_path: Path, tmp_path_factory: pytest.Tem
 
     work = tmp_path_factory.mktemp("tiny-model")
     out = work / "model"
-    command = [sys.executable, "-m", "facesim", "train", "--data", str(lfw_dir), "--out", str(out),
-               "--run-dir", str(work / "run"), "--cache-dir", str(work / "crops"), "--yunet-path", str(yunet_path),
-               "--workers", "1", "--epochs", "1", "--steps-per-epoch", "4", "--architecture", "tiny",
-               "--image-size", str(TINY_MODEL_IMAGE_SIZE), "--embedding-dim", "64", "--max-identities", "8",
-               "--identities-per-batch", "4", "--images-per-identity", "2", "--val-pairs", "20",
-               "--test-pairs", "20", "--map-identities", "4"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "facesim",
+        "train",
+        "--data",
+        str(lfw_dir),
+        "--out",
+        str(out),
+        "--run-dir",
+        str(work / "run"),
+        "--cache-dir",
+        str(work / "crops"),
+        "--yunet-path",
+        str(yunet_path),
+        "--workers",
+        "1",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "4",
+        "--architecture",
+        "tiny",
+        "--image-size",
+        str(TINY_MODEL_IMAGE_SIZE),
+        "--embedding-dim",
+        "64",
+        "--max-identities",
+        "8",
+        "--identities-per-batch",
+        "4",
+        "--images-per-identity",
+        "2",
+        "--val-pairs",
+        "20",
+        "--test-pairs",
+        "20",
+        "--map-identities",
+        "4",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FACESIM_HOME": str(work / "home")}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"facesim train failed for the tiny model:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"facesim train failed for the tiny model:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return out
 
 
@@ -84,30 +120,48 @@ GALLERY_LFW_PEOPLE = ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")
 
 
 @pytest.fixture(scope="session")
-def tiny_gallery_dir(tiny_model_dir: Path, detection_dir: Path, lfw_dir: Path, yunet_path: Path,
-                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_gallery_dir(
+    tiny_model_dir: Path, detection_dir: Path, lfw_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """A gallery built by the real builder: the face_recognition kNN people + a few LFW people."""
-    from inference.gallery_cli import main as gallery_main
+    from facesim.inference.gallery_cli import main as gallery_main
 
     out = tmp_path_factory.mktemp("tiny-gallery") / "gallery"
     knn_train = detection_dir / "face_recognition" / "examples" / "knn_examples" / "train"
     people = [arg for name in GALLERY_LFW_PEOPLE for arg in ("--identity", name)]
     knn_people = [arg for folder in sorted(knn_train.iterdir()) for arg in ("--identity", folder.name)]
-    code = gallery_main(["build", "--model", str(tiny_model_dir), "--data", str(knn_train), "--data", str(lfw_dir),
-                         *knn_people, *people, "--max-images-per-identity", "3", "--out", str(out),
-                         "--yunet", str(yunet_path)])  # fmt: skip
+    code = gallery_main(
+        [
+            "build",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(knn_train),
+            "--data",
+            str(lfw_dir),
+            *knn_people,
+            *people,
+            "--max-images-per-identity",
+            "3",
+            "--out",
+            str(out),
+            "--yunet",
+            str(yunet_path),
+        ]
+    )
     assert code == 0, "facesim gallery build failed for the tiny gallery"
     return out
 
 
 @pytest.fixture(scope="session")
-def predictor_url(tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def predictor_url(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Base URL of `facesim serve` serving the tiny model and a copy of the tiny gallery
     (enrolments don't leak into tiny_gallery_dir), with its own FACESIM_HOME."""
     import shutil
 
-    from inference.local_server import local_predictor
+    from facesim.inference.local_server import local_predictor
 
     work = tmp_path_factory.mktemp("predictor")
     gallery = work / "gallery"
@@ -123,6 +177,6 @@ def predictor_url(tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path
 @pytest.fixture(scope="session")
 def lfw_sliver(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An LFW-layout root (10 people sets, 10 pair folds) over ~200 linked shared images."""
-    from lfw_sliver import make_lfw_sliver
+    from tests.helpers.lfw_sliver import make_lfw_sliver
 
     return make_lfw_sliver(lfw_dir, tmp_path_factory.mktemp("lfw-sliver"))

@@ -14,9 +14,15 @@ DESIGN_COMMANDS = ("data", "train", "evaluate", "tune", "gallery", "serve", "pre
 
 def test_help_lists_every_command_and_starts_without_tensorflow():
     result = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom facesim.cli import main\ntry: main(['--help'])\n"
-         "except SystemExit: print('tensorflow' in sys.modules)"],  # fmt: skip
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom facesim.cli import main\ntry: main(['--help'])\n"
+            "except SystemExit: print('tensorflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     for command in DESIGN_COMMANDS:
         assert f"    {command}" in result.stdout

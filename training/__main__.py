@@ -1,5 +1,5 @@
 import sys
 
-from training.cli import worker_main
+from facesim.training.cli import worker_main
 
 sys.exit(worker_main())

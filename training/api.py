@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.config import TrainConfig
-from training.data import plan_run, prepare_run
-from training.launcher import launch_local
+from facesim.training.config import TrainConfig
+from facesim.training.data import plan_run, prepare_run
+from facesim.training.launcher import launch_local
 
 
 class TrainingFailed(RuntimeError):

@@ -1,6 +1,6 @@
 """`facesim bench train`: throughput of the real training step for 1..N local workers at one global batch.
 
-Each worker count runs `python -m training.bench` workers (TF_CONFIG from the local launcher) on
+Each worker count runs `python -m facesim.training.bench` workers (TF_CONFIG from the local launcher) on
 synthetic P x K batches through `training.loop.make_train_step`, so the figures include the
 augmentation, the global-batch mining all-gather and the gradient all-reduce. They are set
 against this machine's measured float32 matmul peak and the model's FLOPs per image
@@ -18,8 +18,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.config import ARCHITECTURES, TrainConfig
-from training.launcher import launch_workers, threads_per_worker
+from facesim.training.config import ARCHITECTURES, TrainConfig
+from facesim.training.launcher import launch_workers, threads_per_worker
 
 TRAIN_FLOPS_PER_FORWARD = 3.0
 
@@ -33,10 +33,15 @@ class WorkerResult:
 
 def _bench_config(args: argparse.Namespace, workers: int) -> TrainConfig:
     return TrainConfig(
-        data="-", out="-", workers=workers, architecture=args.architecture, image_size=args.image_size,
-        embedding_dim=args.embedding_dim, identities_per_batch=args.identities_per_batch,
+        data="-",
+        out="-",
+        workers=workers,
+        architecture=args.architecture,
+        image_size=args.image_size,
+        embedding_dim=args.embedding_dim,
+        identities_per_batch=args.identities_per_batch,
         images_per_identity=args.images_per_identity,
-    )  # fmt: skip
+    )
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,9 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     config = _bench_config(args, 1)
     peak = matmul_peak_gflops()
     forward = forward_gflops(config.architecture, config.size, config.embedding_dim)
-    report = {"architecture": config.architecture, "image_size": config.size, "global_batch": config.global_batch,
-              "cpu_cores": os.cpu_count(), "matmul_peak_gflops": peak, "forward_gflops_per_image": forward,
-              "runs": []}  # fmt: skip
+    report = {
+        "architecture": config.architecture,
+        "image_size": config.size,
+        "global_batch": config.global_batch,
+        "cpu_cores": os.cpu_count(),
+        "matmul_peak_gflops": peak,
+        "forward_gflops_per_image": forward,
+        "runs": [],
+    }
     print(f"matmul_peak_gflops={peak:.4g}\nforward_gflops_per_image={forward:.4g}", flush=True)
     for count in counts:
         result = run_workers(args, count)
@@ -82,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"facesim bench train: the {count}-worker run failed (its output is above)", file=sys.stderr)
             return 1
         achieved = result.images_per_s_per_worker * count * forward * TRAIN_FLOPS_PER_FORWARD
-        run = {**asdict(result), "images_per_s": result.images_per_s_per_worker * count,
-               "achieved_gflops": achieved, "fraction_of_peak": achieved / peak}  # fmt: skip
+        run = {
+            **asdict(result),
+            "images_per_s": result.images_per_s_per_worker * count,
+            "achieved_gflops": achieved,
+            "fraction_of_peak": achieved / peak,
+        }
         report["runs"].append(run)
         for name in ("images_per_s_per_worker", "images_per_s", "step_s", "fraction_of_peak"):
             print(f"workers_{count}_{name}={run[name]:.4g}", flush=True)
@@ -96,12 +111,30 @@ def main(argv: list[str] | None = None) -> int:
 def run_workers(args: argparse.Namespace, count: int) -> WorkerResult | None:
     with tempfile.TemporaryDirectory(prefix="facesim-bench-") as work:
         result_path = Path(work) / "result.json"
-        model_args = ["--architecture", args.architecture, "--embedding-dim", str(args.embedding_dim),
-                      "--identities-per-batch", str(args.identities_per_batch),
-                      "--images-per-identity", str(args.images_per_identity), "--steps", str(args.steps),
-                      "--warmup", str(args.warmup)] + (["--image-size", str(args.image_size)] if args.image_size else [])  # fmt: skip
-        command = [sys.executable, "-m", "training.bench", *model_args, "--result", str(result_path),
-                   "--threads", str(threads_per_worker(count))]  # fmt: skip
+        model_args = [
+            "--architecture",
+            args.architecture,
+            "--embedding-dim",
+            str(args.embedding_dim),
+            "--identities-per-batch",
+            str(args.identities_per_batch),
+            "--images-per-identity",
+            str(args.images_per_identity),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+        ] + (["--image-size", str(args.image_size)] if args.image_size else [])
+        command = [
+            sys.executable,
+            "-m",
+            "facesim.training.bench",
+            *model_args,
+            "--result",
+            str(result_path),
+            "--threads",
+            str(threads_per_worker(count)),
+        ]
         if launch_workers(command, count) != 0 or not result_path.exists():
             return None
         return WorkerResult(**json.loads(result_path.read_text()))
@@ -128,7 +161,7 @@ def forward_gflops(architecture: str, image_size: int, embedding_dim: int) -> fl
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
-    from training.model import build_embedding_model
+    from facesim.training.model import build_embedding_model
 
     model = build_embedding_model(architecture, image_size, embedding_dim)
     spec = tf.TensorSpec([1, image_size, image_size, 3], tf.float32)
@@ -140,13 +173,15 @@ def forward_gflops(architecture: str, image_size: int, embedding_dim: int) -> fl
 
 def worker_main(argv: list[str] | None = None) -> int:
     """One benchmark worker (TF_CONFIG from the launcher); the chief writes --result."""
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description="One `facesim bench train` worker.")
+    parser = argparse.ArgumentParser(
+        prog="python -m facesim.training.bench", description="One `facesim bench train` worker."
+    )
     _add_model_arguments(parser)
     parser.add_argument("--result", type=Path, required=True, help="JSON file the chief writes")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: TensorFlow's)")
     args = parser.parse_args(argv)
 
-    from training.distributed import barrier, configure_threads, make_strategy, worker_info
+    from facesim.training.distributed import barrier, configure_threads, make_strategy, worker_info
 
     configure_threads(args.threads)
     strategy = make_strategy()
@@ -155,8 +190,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from training.loop import create_state, make_train_step
-    from training.sampler import Batch
+    from facesim.training.loop import create_state, make_train_step
+    from facesim.training.sampler import Batch
 
     config = _bench_config(args, info.workers)
     with tempfile.TemporaryDirectory(prefix="facesim-bench-ckpt-") as checkpoints:

@@ -1,4 +1,4 @@
-"""`facesim train`, `python -m training` (one worker) and `facesim evaluate`."""
+"""`facesim train`, `python -m facesim.training` (one worker) and `facesim evaluate`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from training.config import add_config_arguments, config_from_namespace
+from facesim.training.config import add_config_arguments, config_from_namespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -19,8 +19,12 @@ def _train_parser() -> argparse.ArgumentParser:
         "and export the model artifact (SavedModel + model.json) into --out. Prints metric lines "
         "(loss=, val_accuracy=, ...). Rerun with the same --run-dir to resume from its last checkpoint.",
     )
-    parser.add_argument("--backend", choices=("local", "cluster"), default="local",
-                        help="local: N worker processes here; cluster: a TFJob (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--backend",
+        choices=("local", "cluster"),
+        default="local",
+        help="local: N worker processes here; cluster: a TFJob (default: %(default)s)",
+    )
     parser.add_argument("--job-name", default="facesim-train", help="TFJob name (cluster backend)")
     parser.add_argument("--kubeconfig", help="kubeconfig file (cluster backend; default: $KUBECONFIG)")
     parser.add_argument("--no-wait", action="store_true", help="cluster backend: return once the TFJob is created")
@@ -37,7 +41,7 @@ def train_main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.backend == "cluster":
         return _train_on_cluster(config, args.job_name, args.kubeconfig, wait=not args.no_wait)
-    from training.api import TrainingFailed, train
+    from facesim.training.api import TrainingFailed, train
 
     try:
         train(config)
@@ -51,8 +55,8 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _train_on_cluster(config, job_name: str, kubeconfig: str | None, wait: bool) -> int:
-    from storage.cluster import ClusterError
-    from training.tfjob import TFJobConfig, submit_tfjob
+    from facesim.cluster.resources import ClusterError
+    from facesim.training.tfjob import TFJobConfig, submit_tfjob
 
     try:
         job = TFJobConfig(name=job_name, workers=config.workers, train_args=tuple(config.to_args()))
@@ -66,7 +70,7 @@ def _train_on_cluster(config, job_name: str, kubeconfig: str | None, wait: bool)
 def worker_main(argv: list[str] | None = None) -> int:
     """One worker (reads TF_CONFIG): the container entrypoint a TFJob runs."""
     parser = argparse.ArgumentParser(
-        prog="python -m training",
+        prog="python -m facesim.training",
         description="One training worker. Its cluster comes from TF_CONFIG (none: a single worker); worker 0 "
         "is the chief and exports the model. Takes the options of `facesim train`.",
     )
@@ -76,12 +80,12 @@ def worker_main(argv: list[str] | None = None) -> int:
         config = config_from_namespace(args)
     except ValueError as error:
         parser.error(str(error))
-    from training.worker import run_worker
+    from facesim.training.worker import run_worker
 
     try:
         run_worker(config)
     except (FileNotFoundError, ValueError) as error:
-        print(f"python -m training: {error}", file=sys.stderr)
+        print(f"python -m facesim.training: {error}", file=sys.stderr)
         return 2
     return 0
 
@@ -101,7 +105,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--yunet-path", help="YuNet weights, when model.json's path does not exist here")
     parser.add_argument("--prepare-workers", type=int, default=2, help="processes preparing crops")
     args = parser.parse_args(argv)
-    from training.evaluate import EvaluateRequest, evaluate_model
+    from facesim.training.evaluate import EvaluateRequest, evaluate_model
 
     try:
         evaluate_model(EvaluateRequest(**vars(args)))

@@ -1,6 +1,6 @@
 """TrainConfig: every option of a training run, and its round trip through the command line.
 
-The local launcher and the TFJob launcher (training/tfjob.py) both start `python -m training`
+The local launcher and the TFJob launcher (training/tfjob.py) both start `python -m facesim.training`
 with `config.to_args()`, so a worker on a cluster runs exactly the options given locally.
 """
 
@@ -121,7 +121,7 @@ class TrainConfig:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every TrainConfig field as an option (shared by `facesim train` and `python -m training`)."""
+    """Every TrainConfig field as an option (shared by `facesim train` and `python -m facesim.training`)."""
     d = TrainConfig.__dataclass_fields__
     add = parser.add_argument
     add("--data", required=True, help="LFW-layout root (images + people.txt/pairs.txt) or a prepared crop cache")
@@ -130,32 +130,71 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
     add("--workers", type=int, default=d["workers"].default, help="worker processes (default: %(default)s)")
     add("--epochs", type=int, default=d["epochs"].default, help="epochs (default: %(default)s)")
-    add("--steps-per-epoch", type=int, default=d["steps_per_epoch"].default, help="steps per epoch (default: %(default)s)")
-    add("--architecture", choices=ARCHITECTURES, default=d["architecture"].default,
+    add(
+        "--steps-per-epoch",
+        type=int,
+        default=d["steps_per_epoch"].default,
+        help="steps per epoch (default: %(default)s)",
+    )
+    add(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default=d["architecture"].default,
         help="embedding network: mobilefacenet (~1M params, 112 px), inception_resnet_v1 (FaceNet, 160 px), "
-        "tiny (tests) (default: %(default)s)")
+        "tiny (tests) (default: %(default)s)",
+    )
     add("--image-size", type=int, help="crop size in pixels (default: the architecture's native size)")
     add("--embedding-dim", type=int, default=d["embedding_dim"].default, help="embedding size (default: %(default)s)")
     add("--margin", type=float, default=d["margin"].default, help="triplet margin on squared L2 (default: %(default)s)")
     add("--mining", choices=MINERS, default=d["mining"].default, help="online triplet mining (default: %(default)s)")
-    add("--identities-per-batch", type=int, default=d["identities_per_batch"].default,
-        help="P: identities in each global batch (default: %(default)s)")
-    add("--images-per-identity", type=int, default=d["images_per_identity"].default,
-        help="K: images of each identity in a batch (default: %(default)s)")
-    add("--learning-rate", type=float, default=d["learning_rate"].default,
-        help="peak Adam learning rate (default: %(default)s)")
-    add("--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"].default,
-        help="constant, or cosine decay to 0 over all the run's steps (default: %(default)s)")
-    add("--warmup-steps", type=int, default=d["warmup_steps"].default,
-        help="steps of linear warm-up to the peak learning rate (default: %(default)s)")
-    add("--weight-decay", type=float, default=d["weight_decay"].default,
-        help="AdamW decoupled weight decay; 0 is plain Adam (default: %(default)s)")
-    add("--augment", action=argparse.BooleanOptionalAction, default=True, help="flip, crop jitter, colour (default: on)")
+    add(
+        "--identities-per-batch",
+        type=int,
+        default=d["identities_per_batch"].default,
+        help="P: identities in each global batch (default: %(default)s)",
+    )
+    add(
+        "--images-per-identity",
+        type=int,
+        default=d["images_per_identity"].default,
+        help="K: images of each identity in a batch (default: %(default)s)",
+    )
+    add(
+        "--learning-rate",
+        type=float,
+        default=d["learning_rate"].default,
+        help="peak Adam learning rate (default: %(default)s)",
+    )
+    add(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=d["lr_schedule"].default,
+        help="constant, or cosine decay to 0 over all the run's steps (default: %(default)s)",
+    )
+    add(
+        "--warmup-steps",
+        type=int,
+        default=d["warmup_steps"].default,
+        help="steps of linear warm-up to the peak learning rate (default: %(default)s)",
+    )
+    add(
+        "--weight-decay",
+        type=float,
+        default=d["weight_decay"].default,
+        help="AdamW decoupled weight decay; 0 is plain Adam (default: %(default)s)",
+    )
+    add(
+        "--augment", action=argparse.BooleanOptionalAction, default=True, help="flip, crop jitter, colour (default: on)"
+    )
     add("--max-identities", type=int, help="use at most this many training identities (smoke tests)")
     add("--val-pairs", type=int, help="use at most this many validation pairs (smoke tests)")
     add("--test-pairs", type=int, help="use at most this many test pairs (smoke tests)")
-    add("--map-identities", type=int, default=d["map_identities"].default,
-        help="test identities in the embedding map (default: %(default)s)")
+    add(
+        "--map-identities",
+        type=int,
+        default=d["map_identities"].default,
+        help="test identities in the embedding map (default: %(default)s)",
+    )
     add("--checkpoint-steps", type=int, default=0, help="also checkpoint every N steps (default: each epoch end)")
     add("--detector", default=d["detector"].default, help="face detector for preparing crops: auto, yunet, haar")
     add("--yunet-path", help="YuNet ONNX weights (default: $FACESIM_YUNET_MODEL or the download cache)")
@@ -176,7 +215,7 @@ def config_from_namespace(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values, metadata=notes)
 
 
-def parse_config(argv: list[str], prog: str = "python -m training") -> TrainConfig:
+def parse_config(argv: list[str], prog: str = "python -m facesim.training") -> TrainConfig:
     parser = argparse.ArgumentParser(prog=prog)
     add_config_arguments(parser)
     return config_from_namespace(parser.parse_args(argv))

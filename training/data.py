@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from faces.home import facesim_home
-from faces.image import read_image
-from faces.preprocess import PreprocessConfig
-from storage.cache import prepare_crops, read_manifest, resolve_config
-from storage.lfw import CACHE_MANIFEST, LfwLayout, Pair, protocol_split
-from training.config import TrainConfig
-from training.sampler import PKSampler
+from facesim.faces.home import facesim_home
+from facesim.faces.image import read_image
+from facesim.faces.preprocess import PreprocessConfig
+from facesim.storage.cache import prepare_crops, read_manifest, resolve_config
+from facesim.storage.lfw import CACHE_MANIFEST, LfwLayout, Pair, protocol_split
+from facesim.training.config import TrainConfig
+from facesim.training.sampler import PKSampler
 
 MAP_IMAGES_PER_IDENTITY = 8
 
@@ -52,8 +52,9 @@ class RunData:
 
 def preprocess_config(config: TrainConfig) -> PreprocessConfig:
     # LFW images are already roughly centred faces: a missed detection falls back to the centre crop.
-    return PreprocessConfig(image_size=config.size, detector=config.detector, yunet_path=config.yunet_path,
-                            fallback="center")  # fmt: skip
+    return PreprocessConfig(
+        image_size=config.size, detector=config.detector, yunet_path=config.yunet_path, fallback="center"
+    )
 
 
 def default_cache_dir(source: Path, preprocessing: PreprocessConfig) -> Path:
@@ -108,19 +109,22 @@ def plan_run(config: TrainConfig) -> RunPlan:
     sampler = PKSampler(labels, config.identities_per_batch, config.images_per_identity, config.seed)
     test_pairs = limit_pairs(split.test_pairs, config.test_pairs)
     return RunPlan(
-        layout=layout, keys=keys, names=names, sampler=sampler,
+        layout=layout,
+        keys=keys,
+        names=names,
+        sampler=sampler,
         planned_rows=sampler.planned_indices(0, config.total_steps),
-        val_pairs=limit_pairs(split.val_pairs, config.val_pairs), test_pairs=test_pairs,
+        val_pairs=limit_pairs(split.val_pairs, config.val_pairs),
+        test_pairs=test_pairs,
         map_keys=_map_keys(layout, test_pairs, config.map_identities),
-    )  # fmt: skip
+    )
 
 
 def prepare_run(config: TrainConfig, plan: RunPlan, prepare: bool = True) -> tuple[Path, dict]:
     """The crop cache to read and its preprocessing; with `prepare`, the identities the run
     touches are prepared first (unless --data is already a prepared cache)."""
     identities = plan.touched_identities() if prepare else []
-    return crop_source(plan.layout, preprocess_config(config), config.cache_dir, identities,
-                       config.prepare_workers)  # fmt: skip
+    return crop_source(plan.layout, preprocess_config(config), config.cache_dir, identities, config.prepare_workers)
 
 
 def load_run_data(config: TrainConfig, plan: RunPlan) -> RunData:
@@ -131,11 +135,17 @@ def load_run_data(config: TrainConfig, plan: RunPlan) -> RunData:
     for row in tqdm(plan.planned_rows, desc="loading crops", unit="img", disable=len(plan.planned_rows) < 500):
         train_images[row] = crops.read(plan.keys[row])
     return RunData(
-        source=plan.layout.root, cache_dir=cache_dir, preprocessing=preprocessing, train_names=plan.names,
-        train_images=train_images, sampler=plan.sampler, val=pair_set(crops, plan.val_pairs),
-        test=pair_set(crops, plan.test_pairs), map_images=np.stack([crops.read(k) for k in plan.map_keys]),
+        source=plan.layout.root,
+        cache_dir=cache_dir,
+        preprocessing=preprocessing,
+        train_names=plan.names,
+        train_images=train_images,
+        sampler=plan.sampler,
+        val=pair_set(crops, plan.val_pairs),
+        test=pair_set(crops, plan.test_pairs),
+        map_images=np.stack([crops.read(k) for k in plan.map_keys]),
         map_names=[name for name, _ in plan.map_keys],
-    )  # fmt: skip
+    )
 
 
 def _map_keys(layout: LfwLayout, pairs: list[Pair], identities: int) -> list[tuple[str, int]]:

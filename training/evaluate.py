@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from faces.preprocess import PreprocessConfig
-from storage.lfw import LfwLayout, read_pairs
-from storage.model_card import load_model_card
-from training.data import CropReader, crop_source, limit_pairs, pair_set
-from training.evaluation import Verification, squared_distances, verify
-from training.export import EmbeddingModel
-from training.loop import print_metric
+from facesim.faces.preprocess import PreprocessConfig
+from facesim.storage.lfw import LfwLayout, read_pairs
+from facesim.storage.model_card import load_model_card
+from facesim.training.data import CropReader, crop_source, limit_pairs, pair_set
+from facesim.training.export import EmbeddingModel
+from facesim.training.loop import print_metric
+from facesim.training.verification import Verification, squared_distances, verify
 
 
 @dataclass
@@ -42,19 +42,27 @@ def evaluate_model(request: EvaluateRequest) -> Verification:
     elif preprocessing.yunet_path and not Path(preprocessing.yunet_path).is_file():
         preprocessing = replace(preprocessing, yunet_path=None)  # trained elsewhere: find the weights here
     identities = sorted({name for pair in pairs for name in (pair.name1, pair.name2)})
-    cache_dir, _ = crop_source(LfwLayout.find(request.data), preprocessing, request.cache_dir, identities,
-                               request.prepare_workers)  # fmt: skip
+    cache_dir, _ = crop_source(
+        LfwLayout.find(request.data), preprocessing, request.cache_dir, identities, request.prepare_workers
+    )
     scored = pair_set(CropReader(cache_dir, card.image_size), pairs)
     model = EmbeddingModel(request.model)
     if model.image_size != card.image_size:
-        raise ValueError(f"{request.model}: the SavedModel takes {model.image_size} px but model.json says {card.image_size}")
+        raise ValueError(
+            f"{request.model}: the SavedModel takes {model.image_size} px but model.json says {card.image_size}"
+        )
     embeddings = model.embed(scored.images)
     distances = squared_distances(embeddings[scored.first], embeddings[scored.second])
     result = verify(distances, scored.same, threshold=card.threshold)
     best = verify(distances, scored.same)
     for name, value in {
-        "pairs": len(pairs), "accuracy": result.accuracy, "auc": result.auc, "tar_at_far_1e-3": result.tar_at_far,
-        "threshold": result.threshold, "best_threshold": best.threshold, "best_accuracy": best.accuracy,
-    }.items():  # fmt: skip
+        "pairs": len(pairs),
+        "accuracy": result.accuracy,
+        "auc": result.auc,
+        "tar_at_far_1e-3": result.tar_at_far,
+        "threshold": result.threshold,
+        "best_threshold": best.threshold,
+        "best_accuracy": best.accuracy,
+    }.items():
         print_metric(name, value)
     return result

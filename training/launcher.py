@@ -1,4 +1,4 @@
-"""`facesim train --backend local --workers N`: N `python -m training` processes on localhost.
+"""`facesim train --backend local --workers N`: N `python -m facesim.training` processes on localhost.
 
 Each worker gets a TF_CONFIG naming free localhost ports (as a TFJob's pods get one), its output
 is prefixed with its name, and when one worker fails every other one is stopped, so a crash
@@ -16,8 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from training.config import TrainConfig
-from training.distributed import tf_config_for
+from facesim.training.config import TrainConfig
+from facesim.training.distributed import tf_config_for
 
 
 def free_ports(count: int) -> list[int]:
@@ -71,9 +71,9 @@ def threads_per_worker(workers: int) -> int:
 
 
 def launch_local(config: TrainConfig) -> int:
-    """Run `python -m training` workers to completion; the first failure stops the rest and is returned."""
+    """Run `python -m facesim.training` workers to completion; the first failure stops the rest and is returned."""
     worker_config = TrainConfig(**{**config.__dict__, "threads": config.threads or threads_per_worker(config.workers)})
-    return launch_workers([sys.executable, "-m", "training", *worker_config.to_args()], config.workers)
+    return launch_workers([sys.executable, "-m", "facesim.training", *worker_config.to_args()], config.workers)
 
 
 def launch_workers(command: list[str], count: int, poll_s: float = 0.2) -> int:
@@ -86,7 +86,9 @@ def launch_workers(command: list[str], count: int, poll_s: float = 0.2) -> int:
             process = subprocess.Popen(
                 command, env=worker_environment(ports, index), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
-            relay = threading.Thread(target=_relay, args=(process.stdout, f"[worker {index}] ", sys.stdout), daemon=True)
+            relay = threading.Thread(
+                target=_relay, args=(process.stdout, f"[worker {index}] ", sys.stdout), daemon=True
+            )
             relay.start()
             workers.append(Worker(index, process, relay))
             print(f"launched worker {index} (pid {process.pid})", flush=True)

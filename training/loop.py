@@ -19,13 +19,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from facesim.metrics_lines import format_metric
-from training.augment import augment_batch
-from training.config import TrainConfig
-from training.distributed import WorkerInfo, replica_device, worker_dir
-from training.losses import MINING_LOSSES, TripletLoss
-from training.model import build_embedding_model
-from training.sampler import PKSampler
+from facesim.contract.metrics_lines import format_metric
+from facesim.training.augment import augment_batch
+from facesim.training.config import TrainConfig
+from facesim.training.distributed import WorkerInfo, replica_device, worker_dir
+from facesim.training.losses import MINING_LOSSES, TripletLoss
+from facesim.training.model import build_embedding_model
+from facesim.training.sampler import PKSampler
 
 
 def global_triplet_loss(embeddings: tf.Tensor, labels: tf.Tensor, loss_fn: TripletLoss, margin: float) -> tf.Tensor:
@@ -36,7 +36,7 @@ def global_triplet_loss(embeddings: tf.Tensor, labels: tf.Tensor, loss_fn: Tripl
         all_labels = context.all_gather(tf.identity(labels), axis=0)
     local = tf.shape(embeddings)[0]
     start = tf.cast(context.replica_id_in_sync_group, tf.int32) * local
-    spliced = tf.concat([gathered[:start], embeddings, gathered[start + local:]], axis=0)
+    spliced = tf.concat([gathered[:start], embeddings, gathered[start + local :]], axis=0)
     return loss_fn(all_labels, spliced, margin)
 
 
@@ -141,8 +141,13 @@ def run_training(
         losses: list[float] = []
         started = time.perf_counter()
         progress = tqdm(
-            total=config.steps_per_epoch, initial=step - epoch * config.steps_per_epoch, desc=f"epoch {epoch + 1}",
-            unit="step", file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 5.0, disable=not info.is_chief,
+            total=config.steps_per_epoch,
+            initial=step - epoch * config.steps_per_epoch,
+            desc=f"epoch {epoch + 1}",
+            unit="step",
+            file=sys.stderr,
+            mininterval=0.5 if sys.stderr.isatty() else 5.0,
+            disable=not info.is_chief,
         )
         for step in range(step, epoch_end):  # noqa: B020 - resumes mid-epoch; set to epoch_end below
             share = sampler.batch(step).share(info.index, info.workers)

@@ -33,6 +33,7 @@ def build_embedding_model(architecture: str, image_size: int, embedding_dim: int
 
 # --- MobileFaceNet (Chen et al. 2018): ~1M parameters at 112 px and 128-d -------------------------
 
+
 def _conv_bn(x, filters: int, kernel: int, stride: int = 1, linear: bool = False, depthwise: bool = False):
     if depthwise:
         x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False)(x)
@@ -72,6 +73,7 @@ def _mobilefacenet(x, embedding_dim: int):
 
 
 # --- Inception-ResNet-v1 (Szegedy et al. 2016), as FaceNet implementations use it at 160 px ---------
+
 
 def _conv(x, filters: int, kernel, stride: int = 1, padding: str = "same", activation: bool = True):
     x = layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False)(x)
@@ -116,20 +118,24 @@ def _inception_resnet_v1(x, embedding_dim: int):
     for _ in range(5):
         x = _block35(x)
     # Reduction-A (k=192, l=192, m=256, n=384)
-    x = layers.Concatenate()([
-        _conv(x, 384, 3, 2, "valid"),
-        _conv(_conv(_conv(x, 192, 1), 192, 3), 256, 3, 2, "valid"),
-        layers.MaxPooling2D(3, 2)(x),
-    ])
+    x = layers.Concatenate()(
+        [
+            _conv(x, 384, 3, 2, "valid"),
+            _conv(_conv(_conv(x, 192, 1), 192, 3), 256, 3, 2, "valid"),
+            layers.MaxPooling2D(3, 2)(x),
+        ]
+    )
     for _ in range(10):
         x = _block17(x)
     # Reduction-B
-    x = layers.Concatenate()([
-        _conv(_conv(x, 256, 1), 384, 3, 2, "valid"),
-        _conv(_conv(x, 256, 1), 256, 3, 2, "valid"),
-        _conv(_conv(_conv(x, 256, 1), 256, 3), 256, 3, 2, "valid"),
-        layers.MaxPooling2D(3, 2)(x),
-    ])
+    x = layers.Concatenate()(
+        [
+            _conv(_conv(x, 256, 1), 384, 3, 2, "valid"),
+            _conv(_conv(x, 256, 1), 256, 3, 2, "valid"),
+            _conv(_conv(_conv(x, 256, 1), 256, 3), 256, 3, 2, "valid"),
+            layers.MaxPooling2D(3, 2)(x),
+        ]
+    )
     for _ in range(5):
         x = _block8(x)
     x = _block8(x, activation=False)
@@ -140,6 +146,7 @@ def _inception_resnet_v1(x, embedding_dim: int):
 
 
 # --- tiny: a few convolutions, for tests and smoke runs -----------------------------------------
+
 
 def _tiny(x, embedding_dim: int):
     for filters in (16, 32, 64):

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from training.evaluation import Roc
+from facesim.training.verification import Roc
 
 
 def plot_roc(curves: dict[str, Roc], path: Path) -> Path:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from kubeflow.training import models as tf_models
 from kubernetes import client as k8s
 
-from storage.cluster import (
+from facesim.cluster.client import sdk_client
+from facesim.cluster.resources import (
     ClusterConfig,
     ClusterError,
     Resources,
@@ -29,7 +30,7 @@ from storage.cluster import (
 TFJOB_API_VERSION = "kubeflow.org/v1"
 TFJOB_CONTAINER = "tensorflow"  # the only container the operator gives TF_CONFIG to
 TFJOB_PORT = 2222
-TRAINING_ENTRYPOINT = ("python", "-m", "training")
+TRAINING_ENTRYPOINT = ("python", "-m", "facesim.training")
 DEFAULT_DATA = "/mnt/data/lfw"  # an LFW-layout root on the data PVC
 DEFAULT_MODEL_DIR = "/mnt/models/facenet/1"  # on the models PVC: pvc://facesim-models/facenet/1
 DEFAULT_TRAIN_ARGS = ("--data", DEFAULT_DATA, "--out", DEFAULT_MODEL_DIR, "--epochs", "20", "--steps-per-epoch", "200")
@@ -41,9 +42,11 @@ class TFJobConfig:
 
     name: str = "facesim-train"
     workers: int = 2
-    # Arguments of `python -m training` (what TrainConfig.to_args() gives; see training/config.py).
+    # Arguments of `python -m facesim.training` (what TrainConfig.to_args() gives; see training/config.py).
     train_args: tuple[str, ...] = DEFAULT_TRAIN_ARGS
-    resources: Resources = field(default_factory=lambda: Resources(cpu="2", memory="4Gi", cpu_limit="4", memory_limit="8Gi"))
+    resources: Resources = field(
+        default_factory=lambda: Resources(cpu="2", memory="4Gi", cpu_limit="4", memory_limit="8Gi")
+    )
     backoff_limit: int = 3  # pod restarts before the job is Failed
     clean_pod_policy: str = "Running"  # delete still-running pods when the job ends; keep finished ones' logs
     ttl_seconds_after_finished: int | None = 7 * 24 * 3600
@@ -58,7 +61,7 @@ class TFJobConfig:
 
 
 def training_container(config: TFJobConfig, train_args: Sequence[str]) -> k8s.V1Container:
-    """The `tensorflow` container running one worker of `python -m training`."""
+    """The `tensorflow` container running one worker of `python -m facesim.training`."""
     return k8s.V1Container(
         name=TFJOB_CONTAINER,
         image=config.cluster.image("trainer"),
@@ -112,12 +115,8 @@ class WaitOptions:
 
 def _training_client(namespace: str, kubeconfig: str | None):
     from kubeflow.training import TrainingClient
-    from kubernetes.config import ConfigException
 
-    try:
-        return TrainingClient(config_file=kubeconfig, namespace=namespace, job_kind="TFJob")
-    except (ConfigException, OSError) as error:
-        raise ClusterError(f"no usable kubeconfig ({error}); set KUBECONFIG or pass --kubeconfig") from error
+    return sdk_client(TrainingClient, kubeconfig, namespace=namespace, job_kind="TFJob")
 
 
 def submit_tfjob(
@@ -151,9 +150,12 @@ def _follow(training, namespace: str, name: str, options: WaitOptions) -> None:
     try:
         if options.follow_logs:
             job = training.wait_for_job_conditions(
-                name, namespace=namespace, expected_conditions={"Running", "Succeeded", "Failed"},
-                wait_timeout=options.timeout, polling_interval=options.poll_interval,
-            )  # fmt: skip
+                name,
+                namespace=namespace,
+                expected_conditions={"Running", "Succeeded", "Failed"},
+                wait_timeout=options.timeout,
+                polling_interval=options.poll_interval,
+            )
             if training.is_job_running(job=job):
                 # Worker 0 carries the `job-role: master` label when the job has no Chief.
                 training.get_job_logs(name, namespace=namespace, is_master=True, follow=True)

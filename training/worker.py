@@ -1,4 +1,4 @@
-"""One training worker, start to end: what `python -m training` (and so every TFJob pod) runs.
+"""One training worker, start to end: what `python -m facesim.training` (and so every TFJob pod) runs.
 
 The strategy is created first (it reads TF_CONFIG). Every worker trains; only the chief
 evaluates, prints metric lines, writes TensorBoard logs and exports the model artifact.
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from training.config import TrainConfig
-from training.data import PairSet, RunData, load_run_data, plan_run, prepare_run
-from training.distributed import WorkerInfo, barrier, configure_threads, make_strategy, worker_info
-from training.evaluation import Verification, squared_distances, verify
-from training.export import embed_with, export_saved_model
-from training.loop import EpochReport, TrainingState, create_state, print_metric, run_training
-from training.model_card import write_model_card
-from training.plots import plot_embedding_map, plot_roc
+from facesim.training.card_writer import write_model_card
+from facesim.training.config import TrainConfig
+from facesim.training.data import PairSet, RunData, load_run_data, plan_run, prepare_run
+from facesim.training.distributed import WorkerInfo, barrier, configure_threads, make_strategy, worker_info
+from facesim.training.export import embed_with, export_saved_model
+from facesim.training.loop import EpochReport, TrainingState, create_state, print_metric, run_training
+from facesim.training.plots import plot_embedding_map, plot_roc
+from facesim.training.verification import Verification, squared_distances, verify
 
 
 def evaluate_pairs(model, pairs: PairSet, threshold: float | None = None) -> Verification:
@@ -41,8 +41,12 @@ class ChiefReporter:
 
     def on_epoch_end(self, report: EpochReport) -> None:
         self.last_validation = evaluate_pairs(self.state.model, self.data.val)
-        metrics = {"epoch": report.epoch, "loss": report.loss, **self.last_validation.metrics("val"),
-                   "images_per_s_per_worker": report.images_per_s}  # fmt: skip
+        metrics = {
+            "epoch": report.epoch,
+            "loss": report.loss,
+            **self.last_validation.metrics("val"),
+            "images_per_s_per_worker": report.images_per_s,
+        }
         self.report(metrics, step=report.epoch)
         self.history.append(metrics)
 
@@ -65,7 +69,9 @@ def run_worker(config: TrainConfig) -> Path | None:
     strategy = make_strategy()
     info = worker_info()
     if config.global_batch % info.workers:
-        raise ValueError(f"the global batch ({config.global_batch}) must divide evenly among the {info.workers} workers")
+        raise ValueError(
+            f"the global batch ({config.global_batch}) must divide evenly among the {info.workers} workers"
+        )
     plan = plan_run(config)
     if info.is_chief:
         # One preparer: workers sharing a cache (a PVC in a TFJob) must not write it at once.
@@ -78,8 +84,9 @@ def run_worker(config: TrainConfig) -> Path | None:
         print(f"resumed from the checkpoint at step {state.resumed_from} of {config.total_steps}", flush=True)
     reporter = ChiefReporter(state, data, run_dir / "logs" / "train") if info.is_chief else None
     if reporter:
-        run_training(config, strategy, info, state, data.train_images, data.sampler, reporter.on_epoch_end,
-                     reporter.on_step)  # fmt: skip
+        run_training(
+            config, strategy, info, state, data.train_images, data.sampler, reporter.on_epoch_end, reporter.on_step
+        )
     else:
         run_training(config, strategy, info, state, data.train_images, data.sampler, lambda report: None)
     exported = finish(config, info, state, data, reporter) if reporter else None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import optuna
 
-from tuning.space import ALGORITHMS, EARLY_STOPPING
+from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING
 
 
 class UnknownAlgorithm(ValueError):

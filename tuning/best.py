@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuning.space import SEARCH_SPACE, SearchParameter, parameter, trial_flags
+from facesim.tuning.space import SEARCH_SPACE, SearchParameter, parameter, trial_flags
 
 BEST_PARAMS_FILE = "best_params.json"
 
@@ -50,5 +50,9 @@ def write_best_params(out: Path, best: BestParameters) -> Path:
 
 def read_best_params(out: Path) -> BestParameters:
     document = json.loads((out / BEST_PARAMS_FILE).read_text())
-    return BestParameters(document["objective"]["name"], float(document["objective"]["value"]),
-                          str(document["trial"]), document["parameters"])  # fmt: skip
+    return BestParameters(
+        document["objective"]["name"],
+        float(document["objective"]["value"]),
+        str(document["trial"]),
+        document["parameters"],
+    )

@@ -1,4 +1,4 @@
-"""`facesim tune` / `python -m tuning`: search margin, embedding size and learning rate.
+"""`facesim tune` / `python -m facesim.tuning`: search margin, embedding size and learning rate.
 
 `--backend local` runs the trials here with optuna (tuning/local.py); `--backend cluster` creates
 a Katib Experiment whose trials are TFJobs and follows it (tuning/katib.py). Options after `--`
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from tuning.space import ALGORITHMS, EARLY_STOPPING
+from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,17 +24,30 @@ def _parser() -> argparse.ArgumentParser:
         "Arguments after `--` are passed to every trial's `facesim train`, e.g. `-- --architecture tiny`.",
     )
     add = parser.add_argument
-    add("--backend", choices=("local", "cluster"), default="local",
-        help="local: optuna trials as local training runs; cluster: a Katib Experiment (default: %(default)s)")
-    add("--data", default=os.environ.get("FACESIM_LFW"),
-        help="LFW-layout root or prepared crop cache (default: $FACESIM_LFW; on a cluster /mnt/data/lfw)")
-    add("--out", type=Path, help="where trial logs, results.json and best_params.json go "
-        "(default: $FACESIM_HOME/tuning/<timestamp>)")
+    add(
+        "--backend",
+        choices=("local", "cluster"),
+        default="local",
+        help="local: optuna trials as local training runs; cluster: a Katib Experiment (default: %(default)s)",
+    )
+    add(
+        "--data",
+        default=os.environ.get("FACESIM_LFW"),
+        help="LFW-layout root or prepared crop cache (default: $FACESIM_LFW; on a cluster /mnt/data/lfw)",
+    )
+    add(
+        "--out",
+        type=Path,
+        help="where trial logs, results.json and best_params.json go (default: $FACESIM_HOME/tuning/<timestamp>)",
+    )
     add("--trials", type=int, default=6, help="number of trials (default: %(default)s)")
     add("--parallel", type=int, default=0, help="trials at a time (default: 0 = cores / workers per trial)")
     add("--algorithm", default="tpe", help=f"Katib algorithm name: {', '.join(ALGORITHMS)} (default: %(default)s)")
-    add("--early-stopping", default="medianstop",
-        help=f"stop hopeless trials: {', '.join(EARLY_STOPPING)} (default: %(default)s)")
+    add(
+        "--early-stopping",
+        default="medianstop",
+        help=f"stop hopeless trials: {', '.join(EARLY_STOPPING)} (default: %(default)s)",
+    )
     add("--objective", default="val_accuracy", help="metric to optimise (default: %(default)s)")
     add("--minimize", action="store_true", help="minimise the objective (default: maximise)")
     add("--workers", type=int, default=1, help="training workers per trial (default: %(default)s)")
@@ -44,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
     cluster = parser.add_argument_group("cluster backend (Katib)")
     cluster.add_argument("--experiment-name", default="facesim-tune", help="Experiment name (default: %(default)s)")
-    cluster.add_argument("--namespace", help="namespace (default: $FACESIM_NAMESPACE, else the pod's own, else facesim)")
+    cluster.add_argument(
+        "--namespace", help="namespace (default: $FACESIM_NAMESPACE, else the pod's own, else facesim)"
+    )
     cluster.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     return parser
 
@@ -57,7 +72,7 @@ def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _default_out() -> Path:
-    from storage.paths import facesim_home
+    from facesim.storage.paths import facesim_home
 
     return facesim_home() / "tuning" / time.strftime("%Y%m%d-%H%M%S")
 
@@ -76,17 +91,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
-    from tuning.best import BEST_PARAMS_FILE
-    from tuning.local import LocalTuneConfig, TuningFailed, results_table, tune_locally
+    from facesim.tuning.best import BEST_PARAMS_FILE
+    from facesim.tuning.local import LocalTuneConfig, TuningFailed, results_table, tune_locally
 
     try:
         config = LocalTuneConfig(
-            data=args.data, out=args.out or _default_out(), trials=args.trials, parallel=args.parallel,
-            algorithm=args.algorithm, early_stopping=args.early_stopping, objective=args.objective,
-            maximize=not args.minimize, workers=args.workers, epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch, grid_points=args.grid_points, seed=args.seed,
+            data=args.data,
+            out=args.out or _default_out(),
+            trials=args.trials,
+            parallel=args.parallel,
+            algorithm=args.algorithm,
+            early_stopping=args.early_stopping,
+            objective=args.objective,
+            maximize=not args.minimize,
+            workers=args.workers,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            grid_points=args.grid_points,
+            seed=args.seed,
             train_args=train_args,
-        )  # fmt: skip
+        )
     except ValueError as error:  # UnknownAlgorithm included
         parser.error(str(error))
     try:
@@ -98,8 +122,10 @@ def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse
         print("facesim tune: interrupted; running trials were stopped", file=sys.stderr)
         return 130
     print(results_table(result))
-    print(f"best: trial {result.best.number} {result.objective}={result.best.objective:.4f} "
-          f"{json.dumps(result.best.params)}")  # fmt: skip
+    print(
+        f"best: trial {result.best.number} {result.objective}={result.best.objective:.4f} "
+        f"{json.dumps(result.best.params)}"
+    )
     print(f"written: {result.out / BEST_PARAMS_FILE}")
     return 0
 
@@ -111,20 +137,33 @@ def _namespace(args: argparse.Namespace) -> dict[str, str]:
 def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
     """A Katib Experiment with the same search space, followed to the end; its optimal trial is
     written to OUT/best_params.json when --out is given."""
-    from storage.cluster import ClusterConfig, ClusterError
-    from training.tfjob import DEFAULT_DATA, TFJobConfig
-    from tuning.best import BestParameters, typed_value, write_best_params
-    from tuning.katib import ExperimentConfig, submit_experiment
+    from facesim.cluster.resources import ClusterConfig, ClusterError
+    from facesim.training.tfjob import DEFAULT_DATA, TFJobConfig
+    from facesim.tuning.best import BestParameters, typed_value, write_best_params
+    from facesim.tuning.katib import ExperimentConfig, submit_experiment
 
-    shared_args = ("--data", args.data or DEFAULT_DATA, "--epochs", str(args.epochs),
-                   "--steps-per-epoch", str(args.steps_per_epoch), *train_args)  # fmt: skip
+    shared_args = (
+        "--data",
+        args.data or DEFAULT_DATA,
+        "--epochs",
+        str(args.epochs),
+        "--steps-per-epoch",
+        str(args.steps_per_epoch),
+        *train_args,
+    )
     try:
         config = ExperimentConfig(
-            name=args.experiment_name, algorithm=args.algorithm, objective=args.objective,
-            maximize=not args.minimize, max_trial_count=args.trials, parallel_trial_count=args.parallel or 2,
-            early_stopping=args.early_stopping, grid_points=args.grid_points, train_args=shared_args,
+            name=args.experiment_name,
+            algorithm=args.algorithm,
+            objective=args.objective,
+            maximize=not args.minimize,
+            max_trial_count=args.trials,
+            parallel_trial_count=args.parallel or 2,
+            early_stopping=args.early_stopping,
+            grid_points=args.grid_points,
+            train_args=shared_args,
             trial_job=TFJobConfig(workers=args.workers, cluster=ClusterConfig(**_namespace(args))),
-        )  # fmt: skip
+        )
     except ValueError as error:
         parser.error(str(error))
     try:

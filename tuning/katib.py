@@ -1,6 +1,6 @@
 """The Katib Experiment: built from kubeflow-katib 0.14 models, checked like Katib's webhook, run with KatibClient.
 
-Trials are TFJobs (training/tfjob.py) running `python -m training` with the trial's values of the
+Trials are TFJobs (training/tfjob.py) running `python -m facesim.training` with the trial's values of the
 search space (tuning/space.py). Katib's CRD accepts any body; its admission webhook does the
 validation, so `experiment_problems` re-checks the webhook's rules before anything is sent.
 """
@@ -17,10 +17,11 @@ from typing import Any
 from kubeflow.katib import models as katib
 from kubernetes import client as k8s
 
-from facesim.metrics_lines import KATIB_METRIC_FILTER
-from storage.cluster import RUNS_MOUNT, ClusterError, explain_api_error, to_manifest
-from training.tfjob import DEFAULT_DATA, TFJOB_CONTAINER, TFJobConfig, tfjob
-from tuning.space import ALGORITHMS, EARLY_STOPPING, SEARCH_SPACE, SearchParameter
+from facesim.cluster.client import sdk_client
+from facesim.cluster.resources import RUNS_MOUNT, ClusterError, explain_api_error, to_manifest
+from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
+from facesim.training.tfjob import DEFAULT_DATA, TFJOB_CONTAINER, TFJobConfig, tfjob
+from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING, SEARCH_SPACE, SearchParameter
 
 EXPERIMENT_API_VERSION = "kubeflow.org/v1beta1"
 KATIB_ALGORITHMS: frozenset[str] = frozenset(
@@ -32,7 +33,9 @@ SUCCESS_CONDITION = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
 FAILURE_CONDITION = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 TRIAL_NAME_PARAMETER = "trialName"
 # Trial metadata a trialParameter may reference instead of an experiment parameter.
-TRIAL_METADATA_REFERENCE = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Annotations\[.+\]|Labels\[.+\])\}$")
+TRIAL_METADATA_REFERENCE = re.compile(
+    r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Annotations\[.+\]|Labels\[.+\])\}$"
+)
 TRIAL_PARAMETER_USE = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 MASTER_ROLE_LABEL = {"training.kubeflow.org/job-role": "master"}  # worker 0 of a TFJob without Chief
 
@@ -51,7 +54,7 @@ class ExperimentConfig:
     max_failed_trial_count: int = 3
     early_stopping: str = "medianstop"
     grid_points: int = 3  # values per continuous parameter with the grid algorithm
-    # `python -m training` arguments shared by every trial; each trial adds --out and its parameters.
+    # `python -m facesim.training` arguments shared by every trial; each trial adds --out and its parameters.
     train_args: tuple[str, ...] = ("--data", DEFAULT_DATA, "--epochs", "5", "--steps-per-epoch", "100")
     trial_job: TFJobConfig = field(default_factory=lambda: TFJobConfig(workers=1))
     space: tuple[SearchParameter, ...] = SEARCH_SPACE
@@ -98,8 +101,13 @@ def experiment(config: ExperimentConfig) -> katib.V1beta1Experiment:
     trial_parameters = [
         katib.V1beta1TrialParameterSpec(name=p.name, reference=p.name, description=f"{p.flag} of the trial")
         for p in config.space
-    ] + [katib.V1beta1TrialParameterSpec(name=TRIAL_NAME_PARAMETER, reference="${trialSpec.Name}",
-                                         description="the trial's name: its output directory")]  # fmt: skip
+    ] + [
+        katib.V1beta1TrialParameterSpec(
+            name=TRIAL_NAME_PARAMETER,
+            reference="${trialSpec.Name}",
+            description="the trial's name: its output directory",
+        )
+    ]
     early_stopping = None
     if config.early_stopping != "none":
         early_stopping = katib.V1beta1EarlyStoppingSpec(
@@ -153,7 +161,9 @@ def experiment_problems(resource: dict[str, Any]) -> list[str]:
     """Why Katib's webhook would reject this Experiment (rendered dict); empty when it would accept it."""
     spec = resource.get("spec") or {}
     name = (resource.get("metadata") or {}).get("name", "")
-    problems = [] if DNS_1035_LABEL.match(name) and len(name) <= 63 else [f"metadata.name {name!r} is not a DNS-1035 label"]
+    problems = (
+        [] if DNS_1035_LABEL.match(name) and len(name) <= 63 else [f"metadata.name {name!r} is not a DNS-1035 label"]
+    )
     problems += _count_problems(spec)
     problems += _objective_problems(spec.get("objective"))
     algorithm = (spec.get("algorithm") or {}).get("algorithmName")
@@ -275,8 +285,10 @@ def _template_problems(template: dict[str, Any] | None, parameter_names: set[str
     for trial_parameter in trial_parameters:
         reference = trial_parameter.get("reference", "")
         if reference not in parameter_names and not TRIAL_METADATA_REFERENCE.match(reference):
-            found.append(f"trialParameter {trial_parameter.get('name')} references {reference!r}, "
-                         "which is neither an experiment parameter nor trial metadata")  # fmt: skip
+            found.append(
+                f"trialParameter {trial_parameter.get('name')} references {reference!r}, "
+                "which is neither an experiment parameter nor trial metadata"
+            )
     if trial_spec is None:
         return found
     used = set(TRIAL_PARAMETER_USE.findall(json.dumps(trial_spec)))
@@ -315,12 +327,8 @@ class FollowOptions:
 
 def _katib_client(kubeconfig: str | None):
     from kubeflow.katib import KatibClient
-    from kubernetes.config import ConfigException
 
-    try:
-        return KatibClient(config_file=kubeconfig)
-    except (ConfigException, OSError) as error:
-        raise ClusterError(f"no usable kubeconfig ({error}); set KUBECONFIG or pass --kubeconfig") from error
+    return sdk_client(KatibClient, kubeconfig)
 
 
 def submit_experiment(
@@ -341,7 +349,9 @@ def submit_experiment(
         katib_client.create_experiment(resource, namespace=namespace)
     except RuntimeError as error:
         raise explain_api_error(error, "create", "Experiment", namespace, name) from None
-    print(f"Experiment {namespace}/{name} created ({config.algorithm}, {config.max_trial_count} trials)", file=sys.stderr)
+    print(
+        f"Experiment {namespace}/{name} created ({config.algorithm}, {config.max_trial_count} trials)", file=sys.stderr
+    )
     if not wait:
         return None
     try:

@@ -19,10 +19,10 @@ import numpy as np
 import optuna
 from tqdm import tqdm
 
-from tuning.algorithms import describe_algorithm, make_pruner, make_sampler
-from tuning.best import BestParameters, write_best_params
-from tuning.space import SEARCH_SPACE, SearchParameter, trial_flags
-from tuning.trial import MetricStream, TrialOutcome, run_trial, trials_stop_with_the_tuner
+from facesim.tuning.algorithms import describe_algorithm, make_pruner, make_sampler
+from facesim.tuning.best import BestParameters, write_best_params
+from facesim.tuning.space import SEARCH_SPACE, SearchParameter, trial_flags
+from facesim.tuning.trial import MetricStream, TrialOutcome, run_trial, trials_stop_with_the_tuner
 
 RESULTS_FILE = "results.json"
 
@@ -115,12 +115,25 @@ def suggest(trial: optuna.Trial, parameter: SearchParameter) -> float | int | st
 def trial_command(config: LocalTuneConfig, params: dict[str, float | int | str], model_dir: Path) -> list[str]:
     """One trial: the training launcher with the trial's hyper-parameters."""
     return [
-        sys.executable, "-m", "facesim", "train", "--backend", "local",
-        "--data", config.data, "--out", str(model_dir),
-        "--workers", str(config.workers), "--epochs", str(config.epochs),
-        "--steps-per-epoch", str(config.steps_per_epoch),
-        *trial_flags(params), *config.train_args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "facesim",
+        "train",
+        "--backend",
+        "local",
+        "--data",
+        config.data,
+        "--out",
+        str(model_dir),
+        "--workers",
+        str(config.workers),
+        "--epochs",
+        str(config.epochs),
+        "--steps-per-epoch",
+        str(config.steps_per_epoch),
+        *trial_flags(params),
+        *config.train_args,
+    ]
 
 
 class LocalTuner:
@@ -167,7 +180,10 @@ class LocalTuner:
             return stop
 
         outcome = run_trial(
-            trial_command(self.config, params, trial_dir / "model"), trial_dir / "train.log", stream, report,
+            trial_command(self.config, params, trial_dir / "model"),
+            trial_dir / "train.log",
+            stream,
+            report,
             env={"PYTHONUNBUFFERED": "1"},  # each epoch's metrics reach the pruner as they are printed
             running=self._running,
         )
@@ -194,14 +210,25 @@ class LocalTuner:
         return "COMPLETE", ""
 
     def _record(
-        self, number: int, state: str, params: dict[str, float | int | str],
-        stream: MetricStream, outcome: TrialOutcome, error: str,
-    ) -> None:  # fmt: skip
+        self,
+        number: int,
+        state: str,
+        params: dict[str, float | int | str],
+        stream: MetricStream,
+        outcome: TrialOutcome,
+        error: str,
+    ) -> None:
         record = TrialRecord(
-            number=number, state=state, params=params, objective=stream.best(self.config.maximize),
-            epochs=len(stream.history), metrics=dict(stream.latest), seconds=round(outcome.seconds, 1),
-            log=str(outcome.log_path), error=error,
-        )  # fmt: skip
+            number=number,
+            state=state,
+            params=params,
+            objective=stream.best(self.config.maximize),
+            epochs=len(stream.history),
+            metrics=dict(stream.latest),
+            seconds=round(outcome.seconds, 1),
+            log=str(outcome.log_path),
+            error=error,
+        )
         with self._lock:
             self.records[number] = record
             if error:
@@ -217,7 +244,9 @@ class LocalTuner:
             raise TuningFailed(f"no trial finished with {self.config.objective} ({reasons})")
         pick = max if self.config.maximize else min
         best = pick(complete, key=lambda r: r.objective)
-        result = TuneResult(self.config.objective, self.config.maximize, self.config.algorithm, best, records, self.config.out)
+        result = TuneResult(
+            self.config.objective, self.config.maximize, self.config.algorithm, best, records, self.config.out
+        )
         write_results(result)
         return result
 
@@ -225,8 +254,12 @@ class LocalTuner:
 def write_results(result: TuneResult) -> None:
     """`results.json` (every trial) and `best_params.json` (what the pipeline trains with)."""
     trials = [asdict(r) for r in result.trials]
-    summary = {"objective": result.objective, "goal": "maximize" if result.maximize else "minimize",
-               "algorithm": result.algorithm, "trials": trials}  # fmt: skip
+    summary = {
+        "objective": result.objective,
+        "goal": "maximize" if result.maximize else "minimize",
+        "algorithm": result.algorithm,
+        "trials": trials,
+    }
     (result.out / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     assert result.best.objective is not None
     best = BestParameters(result.objective, result.best.objective, str(result.best.number), result.best.params)

@@ -1,7 +1,7 @@
 """The hyper-parameter search space, defined once: the Katib Experiment and the local tuner both read it.
 
 Each parameter names the training CLI flag it sets, so a trial (a Katib TFJob or a local run) is
-`python -m training ... <flag> <value>` for every parameter.
+`python -m facesim.training ... <flag> <value>` for every parameter.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def parameter(name: str, space: tuple[SearchParameter, ...] = SEARCH_SPACE) -> S
     raise KeyError(f"unknown search parameter {name!r}; known: {', '.join(p.name for p in space)}")
 
 
-def trial_flags(assignments: dict[str, str | float | int], space: tuple[SearchParameter, ...] = SEARCH_SPACE) -> list[str]:
+def trial_flags(
+    assignments: dict[str, str | float | int], space: tuple[SearchParameter, ...] = SEARCH_SPACE
+) -> list[str]:
     """Training CLI arguments for one trial's assignments, e.g. ['--margin', '0.2', ...]."""
     flags: list[str] = []
     for name, value in assignments.items():

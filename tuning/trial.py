@@ -1,6 +1,6 @@
 """One local trial: a training run as a subprocess, followed through its metrics lines.
 
-The trial's stdout is read the way Katib's StdOut collector reads it (facesim.metrics_lines, the
+The trial's stdout is read the way Katib's StdOut collector reads it (facesim.contract.metrics_lines, the
 same filter), every line is kept in the trial's log, and each objective value is handed to a
 callback that may stop the run early (the pruner's decision).
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facesim.metrics_lines import parse_metrics
+from facesim.contract.metrics_lines import parse_metrics
 
 # Seconds a stopped trial gets to exit on SIGTERM before it is killed.
 _STOP_GRACE_S = 15.0
@@ -77,15 +77,18 @@ def run_trial(
     started = time.monotonic()
     stopped_early = False
     tail: list[str] = []
-    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-        list(command),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,  # its own process group, so stopping it stops its workers too
-    ) as process:
+    with (
+        open(log_path, "w", encoding="utf-8") as log,
+        subprocess.Popen(
+            list(command),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group, so stopping it stops its workers too
+        ) as process,
+    ):
         assert process.stdout is not None
         group = running if running is not None else set()
         group.add(process.pid)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +18,10 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ui.images import ACCEPTED_EXTENSIONS, CheckedImage, UploadError, annotate_faces, check_upload
-from ui.predictor import PredictorClient, PredictorRejected, PredictorUnavailable
+from facesim.contract.api import MAX_IMAGE_BYTES, IdentityNameError, validate_identity
+from facesim.ui.images import ACCEPTED_EXTENSIONS, CheckedImage, UploadError, annotate_faces, check_upload
+from facesim.ui.predictor_client import PredictorClient, PredictorRejected, PredictorUnavailable
 
-MAX_IDENTITY_LENGTH = 128  # the predictor's rule for identity names
 GALLERY_PAGE_SIZE = 48
 SAMPLE_COUNT = 4
 
@@ -31,7 +30,7 @@ SAMPLE_COUNT = 4
 class UiConfig:
     predictor_url: str = "http://127.0.0.1:8080"
     timeout_s: float = 30.0  # bounded wait for each predictor call
-    max_upload_bytes: int = 20 * 1024 * 1024  # per request; the predictor refuses images over 20 MiB
+    max_upload_bytes: int = MAX_IMAGE_BYTES  # per request: the predictor's limit for one image
     max_enrol_images: int = 10
     top_k: int = 3
     # Signs the session that holds the CSRF token; set it when running several UI replicas.
@@ -254,15 +253,14 @@ def _enrol_images(uploads: list[FileStorage], limit: int) -> list[CheckedImage]:
 
 
 def _identity_name(raw: str) -> str:
-    """The predictor's rule (1-128 characters, no control characters), checked up front."""
+    """The contract's identity-name rule, checked before anything is sent."""
     name = raw.strip()
     if not name:
         raise UploadError("Give the person a name.")
-    if len(name) > MAX_IDENTITY_LENGTH:
-        raise UploadError(f"The name is {len(name)} characters long: use at most {MAX_IDENTITY_LENGTH}.")
-    if any(unicodedata.category(character) == "Cc" for character in name):
-        raise UploadError("The name contains control characters (such as line breaks): use plain text.")
-    return name
+    try:
+        return validate_identity(name)
+    except IdentityNameError as error:
+        raise UploadError(f"That name cannot be used: {error}.") from None
 
 
 def _compare(predictor: PredictorClient, first: CheckedImage, second: CheckedImage) -> dict[str, Any]:
@@ -335,4 +333,3 @@ def _card_summary(card: dict[str, Any], model_version: str | None) -> list[tuple
         ("Threshold (squared L2)", card.get("threshold")),
     )
     return [(label, value) for label, value in fields if value is not None]
-

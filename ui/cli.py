@@ -1,4 +1,4 @@
-"""`facesim ui` / `python -m ui`: serve the web front end with waitress (Flask's server only with --debug)."""
+"""`facesim ui` / `python -m facesim.ui`: serve the web front end with waitress (Flask's server only with --debug)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ui.predictor import PredictorClient
+from facesim.ui.predictor_client import PredictorClient
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None, default_host: str = "127.0.0.1") -> int:
         print("facesim ui: --timeout, --max-upload-mb and --threads must be positive", file=sys.stderr)
         return 2
 
-    from ui.app import UiConfig, create_app
+    from facesim.ui.app import UiConfig, create_app
 
     config = UiConfig(
         predictor_url=args.predictor, timeout_s=args.timeout, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024)
@@ -90,8 +90,11 @@ def main(argv: list[str] | None = None, default_host: str = "127.0.0.1") -> int:
     try:
         _serve(app, args)
     except OSError as error:  # the port is taken, or the host is not an address of this machine
-        print(f"facesim ui: cannot listen on {args.host}:{args.port}: {error.strerror or error}; "
-              "choose another --port or --host", file=sys.stderr)
+        print(
+            f"facesim ui: cannot listen on {args.host}:{args.port}: {error.strerror or error}; "
+            "choose another --port or --host",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         pass

@@ -1,4 +1,4 @@
-"""The web front end on a cluster: a Deployment running `python -m ui` and its Service.
+"""The web front end on a cluster: a Deployment running `python -m facesim.ui` and its Service.
 
 The UI reaches the predictor at the InferenceService's in-cluster address, over HTTP only.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from kubernetes import client as k8s
 
-from storage.cluster import (
+from facesim.cluster.resources import (
     APP_LABEL,
     ClusterConfig,
     Resources,
@@ -56,8 +56,11 @@ class UiDeploymentConfig:
 def _probe(period: int, failures: int) -> k8s.V1Probe:
     return k8s.V1Probe(
         http_get=k8s.V1HTTPGetAction(path=HEALTH_PATH, port="http"),
-        initial_delay_seconds=3, period_seconds=period, timeout_seconds=3, failure_threshold=failures,
-    )  # fmt: skip
+        initial_delay_seconds=3,
+        period_seconds=period,
+        timeout_seconds=3,
+        failure_threshold=failures,
+    )
 
 
 def ui_container(config: UiDeploymentConfig) -> k8s.V1Container:
@@ -67,7 +70,7 @@ def ui_container(config: UiDeploymentConfig) -> k8s.V1Container:
     return k8s.V1Container(
         name="ui",
         image=config.cluster.image("ui"),
-        command=["python", "-m", "ui", "--predictor", config.predictor_url, "--port", str(UI_PORT)],
+        command=["python", "-m", "facesim.ui", "--predictor", config.predictor_url, "--port", str(UI_PORT)],
         ports=[k8s.V1ContainerPort(name="http", container_port=UI_PORT, protocol="TCP")],
         env=[k8s.V1EnvVar(name=SECRET_KEY_ENV, value_from=secret_key)],
         readiness_probe=_probe(period=5, failures=3),

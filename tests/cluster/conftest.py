@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_apiserver import RunningApiServer
+from tests.helpers.fake_apiserver import RunningApiServer
 
 
 @pytest.fixture()

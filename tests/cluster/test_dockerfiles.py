@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = {"trainer": "training", "predictor": "inference", "ui": "ui", "pipeline": "pipeline"}
@@ -35,10 +35,10 @@ def test_image_is_pinned_non_root_and_installs_only_its_extra(image: str, extra:
 
 
 def test_images_match_what_the_resources_run() -> None:
-    from inference.cluster import PREDICTOR_PORT
-    from storage.cluster import NON_ROOT_UID
-    from training.tfjob import TFJOB_PORT
-    from ui.cluster import UI_PORT
+    from facesim.cluster.resources import NON_ROOT_UID
+    from facesim.inference.cluster import PREDICTOR_PORT
+    from facesim.training.tfjob import TFJOB_PORT
+    from facesim.ui.cluster import UI_PORT
 
     ports = {"trainer": TFJOB_PORT, "predictor": PREDICTOR_PORT, "ui": UI_PORT}
     for image, port in ports.items():

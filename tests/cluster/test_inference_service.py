@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from crd_validation import crd_errors
-from fake_apiserver import Answer, RunningApiServer, status_body
 
-from inference.cluster import InferenceServiceConfig, ReadyOptions, deploy_inference_service, inference_service, main
-from storage.cluster import ClusterError, to_manifest
+from facesim.cluster.resources import ClusterError, to_manifest
+from facesim.inference.cluster import (
+    InferenceServiceConfig,
+    ReadyOptions,
+    deploy_inference_service,
+    inference_service,
+    main,
+)
+from tests.helpers.crd_validation import crd_errors
+from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
 
 ISVCS = "/apis/serving.kserve.io/v1beta1/namespaces/facesim/inferenceservices"
 ISVC = f"{ISVCS}/facesim"
@@ -33,7 +39,7 @@ def test_custom_predictor_container() -> None:
     predictor = isvc["spec"]["predictor"]
     (container,) = predictor["containers"]
     assert container["name"] == "kserve-container"
-    assert container["command"] == ["python", "-m", "inference"]
+    assert container["command"] == ["python", "-m", "facesim.inference"]
     args = container["args"]
     assert args[args.index("--model_name") + 1] == "facenet" and args[args.index("--model_dir") + 1] == "/mnt/models"
     assert args[-2:] == ["--workers", "2"]
@@ -61,9 +67,13 @@ def test_the_crd_validator_rejects_broken_inference_services(isvc_crd: Path) -> 
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(model_uri="s3://bucket/model"), dict(gallery_uri="pvc://only-a-claim"), dict(deployment_mode="Serverless"),
-     dict(min_replicas=2, max_replicas=1)],
-)  # fmt: skip
+    [
+        dict(model_uri="s3://bucket/model"),
+        dict(gallery_uri="pvc://only-a-claim"),
+        dict(deployment_mode="Serverless"),
+        dict(min_replicas=2, max_replicas=1),
+    ],
+)
 def test_bad_configs_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         InferenceServiceConfig(**bad)
@@ -78,7 +88,9 @@ def _with_status(ready: str, generation: int = 1) -> dict:
 
 def test_deploy_creates_when_absent_and_waits_for_ready(api_server: RunningApiServer, kubeconfig: str) -> None:
     not_found = Answer(404, status_body(404, "NotFound", "not found"))
-    api_server.state.answer("GET", ISVC, not_found, Answer(200, _with_status("False")), Answer(200, _with_status("True")))
+    api_server.state.answer(
+        "GET", ISVC, not_found, Answer(200, _with_status("False")), Answer(200, _with_status("True"))
+    )
     api_server.state.answer("POST", ISVCS, Answer(201, rendered()))
     url = deploy_inference_service(InferenceServiceConfig(), kubeconfig=kubeconfig, options=FAST)
     assert url == "http://facesim-predictor.facesim.svc.cluster.local"

@@ -10,20 +10,20 @@ import threading
 from pathlib import Path
 
 import pytest
-from crd_validation import crd_errors
-from fake_apiserver import Answer, RunningApiServer, status_body
 
-from facesim.metrics_lines import KATIB_METRIC_FILTER
-from storage.cluster import ClusterError, to_manifest
-from training.config import parse_config
-from tuning.katib import (
+from facesim.cluster.resources import ClusterError, to_manifest
+from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
+from facesim.training.config import parse_config
+from facesim.tuning.katib import (
     ExperimentConfig,
     FollowOptions,
     experiment,
     experiment_problems,
     submit_experiment,
 )
-from tuning.space import SEARCH_SPACE
+from facesim.tuning.space import SEARCH_SPACE
+from tests.helpers.crd_validation import crd_errors
+from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
 
 EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/facesim/experiments"
 
@@ -38,8 +38,10 @@ def test_experiment_objective_algorithm_and_collector() -> None:
     assert spec["objective"]["objectiveMetricName"] == "val_accuracy"
     assert spec["objective"]["additionalMetricNames"] == ["val_auc", "loss"]
     assert {s["name"]: s["value"] for s in spec["objective"]["metricStrategies"]} == {
-        "val_accuracy": "max", "val_auc": "max", "loss": "min",
-    }  # fmt: skip
+        "val_accuracy": "max",
+        "val_auc": "max",
+        "loss": "min",
+    }
     assert spec["algorithm"] == {"algorithmName": "random"}
     assert (spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"]) == (9, 3, 3)
     assert spec["metricsCollectorSpec"] == {
@@ -53,8 +55,10 @@ def test_parameters_come_from_the_shared_search_space() -> None:
     assert set(parameters) == {p.name for p in SEARCH_SPACE} == {"margin", "embedding_size", "learning_rate"}
     assert parameters["margin"]["parameterType"] == "double"
     assert parameters["embedding_size"] == {
-        "name": "embedding_size", "parameterType": "categorical", "feasibleSpace": {"list": ["64", "128", "256"]},
-    }  # fmt: skip
+        "name": "embedding_size",
+        "parameterType": "categorical",
+        "feasibleSpace": {"list": ["64", "128", "256"]},
+    }
     assert "step" not in parameters["learning_rate"]["feasibleSpace"]
     grid = {p["name"]: p for p in rendered(ExperimentConfig(algorithm="grid", grid_points=3))["spec"]["parameters"]}
     assert float(grid["margin"]["feasibleSpace"]["step"]) == pytest.approx((0.5 - 0.05) / 2)
@@ -69,19 +73,23 @@ def test_trial_template_runs_a_tfjob_with_the_trial_parameters(crds_dir: Path) -
     assert trial_spec["kind"] == "TFJob" and "metadata" not in trial_spec
     command = trial_spec["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"]
     text = " ".join(command)
-    for flag, name in (("--margin", "margin"), ("--embedding-dim", "embedding_size"), ("--learning-rate", "learning_rate")):
+    for flag, name in (
+        ("--margin", "margin"),
+        ("--embedding-dim", "embedding_size"),
+        ("--learning-rate", "learning_rate"),
+    ):
         assert f"{flag} ${{trialParameters.{name}}}" in text
     named = {**trial_spec, "metadata": {"name": "facesim-tune-abc123"}}
     assert crd_errors(named, crds_dir / "kubeflow.org_tfjobs.yaml") == []
 
 
 def test_a_substituted_trial_command_parses_as_a_training_config() -> None:
-    """What Katib substitutes is what `python -m training` accepts (training/config.py's parser)."""
+    """What Katib substitutes is what `python -m facesim.training` accepts (training/config.py's parser)."""
     template = rendered()["spec"]["trialTemplate"]
     values = {"margin": "0.3", "embedding_size": "256", "learning_rate": "0.002", "trialName": "facesim-tune-x1"}
     command = template["trialSpec"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["command"]
     substituted = [re.sub(r"\$\{trialParameters\.(\w+)\}", lambda m: values[m.group(1)], part) for part in command]
-    assert substituted[:3] == ["python", "-m", "training"]
+    assert substituted[:3] == ["python", "-m", "facesim.training"]
     config = parse_config(substituted[3:])
     assert (config.margin, config.embedding_dim, config.learning_rate) == (0.3, 256, 0.002)
     assert config.out == "/mnt/runs/tuning/facesim-tune/facesim-tune-x1"
@@ -109,13 +117,18 @@ BREAKAGES = {
         "seed is defined but not used",
     ),
     "reference not a parameter": (
-        lambda e: _template(e)["trialParameters"][0].update(reference="momentum"), "neither an experiment parameter"
+        lambda e: _template(e)["trialParameters"][0].update(reference="momentum"),
+        "neither an experiment parameter",
     ),
-    "primary container missing": (lambda e: _template(e).update(primaryContainerName="trainer"), "primaryContainerName"),
+    "primary container missing": (
+        lambda e: _template(e).update(primaryContainerName="trainer"),
+        "primaryContainerName",
+    ),
     "no success condition": (lambda e: _template(e).pop("successCondition"), "successCondition and failureCondition"),
     "no objective": (lambda e: e["spec"].pop("objective"), "objective must be set"),
     "objective also additional": (
-        lambda e: e["spec"]["objective"]["additionalMetricNames"].append("val_accuracy"), "must not contain"
+        lambda e: e["spec"]["objective"]["additionalMetricNames"].append("val_accuracy"),
+        "must not contain",
     ),
     "unknown algorithm": (lambda e: e["spec"]["algorithm"].update(algorithmName="simulated-annealing"), "not a Katib"),
     "empty range": (lambda e: e["spec"]["parameters"][0]["feasibleSpace"].update(min="0.5", max="0.1"), "min < max"),
@@ -167,7 +180,9 @@ RUNNING = {"conditions": [{"type": "Running", "status": "True"}], "trialsRunning
 def test_submit_creates_and_follows_to_the_optimal_trial(api_server: RunningApiServer, kubeconfig: str) -> None:
     api_server.state.answer("POST", EXPERIMENTS, Answer(201, rendered()))
     path = f"{EXPERIMENTS}/facesim-tune"
-    api_server.state.answer("GET", path, Answer(200, _experiment_with(RUNNING)), Answer(200, _experiment_with(SUCCEEDED)))
+    api_server.state.answer(
+        "GET", path, Answer(200, _experiment_with(RUNNING)), Answer(200, _experiment_with(SUCCEEDED))
+    )
     best = submit_experiment(ExperimentConfig(), kubeconfig=kubeconfig, options=FollowOptions(10, 0.05))
     assert best is not None and best.name == "facesim-tune-7xk2"
     assert best.parameters == {"margin": "0.21", "embedding_size": "128", "learning_rate": "0.0012"}

@@ -8,18 +8,35 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from crd_validation import crd_errors
 
 from facesim.cli import main as facesim_main
-from training.config import parse_config
-from tuning.katib import experiment_problems
+from facesim.training.config import parse_config
+from facesim.tuning.katib import experiment_problems
+from tests.helpers.crd_validation import crd_errors
 
 K8S_VERSION = kubernetes_validate.latest_version()
 OPTIONS = [
-    "--namespace", "faces-prod", "--image-registry", "registry.example.com/ml", "--image-tag", "2026.11",
-    "--nfs-server", "10.0.0.5", "--nfs-share", "/srv/nfs/facesim", "--workers", "4", "--model-version", "3",
-    "--algorithm", "grid", "--trials", "9", "--ui-replicas", "2",
-]  # fmt: skip
+    "--namespace",
+    "faces-prod",
+    "--image-registry",
+    "registry.example.com/ml",
+    "--image-tag",
+    "2026.11",
+    "--nfs-server",
+    "10.0.0.5",
+    "--nfs-share",
+    "/srv/nfs/facesim",
+    "--workers",
+    "4",
+    "--model-version",
+    "3",
+    "--algorithm",
+    "grid",
+    "--trials",
+    "9",
+    "--ui-replicas",
+    "2",
+]
 CRDS = {"TFJob": "kubeflow.org_tfjobs.yaml", "InferenceService": "serving.kserve.io_inferenceservices.yaml"}
 
 
@@ -40,9 +57,15 @@ def by_kind(rendered: dict[str, list[dict]]) -> dict[str, list[dict]]:
 
 def test_one_file_per_kind_or_component(rendered: dict[str, list[dict]]) -> None:
     assert set(rendered) == {
-        "namespace.yaml", "storageclass.yaml", "pvcs.yaml", "rbac.yaml", "tfjob.yaml", "experiment.yaml",
-        "inferenceservice.yaml", "ui.yaml",
-    }  # fmt: skip
+        "namespace.yaml",
+        "storageclass.yaml",
+        "pvcs.yaml",
+        "rbac.yaml",
+        "tfjob.yaml",
+        "experiment.yaml",
+        "inferenceservice.yaml",
+        "ui.yaml",
+    }
     assert [d["kind"] for d in rendered["ui.yaml"]] == ["Deployment", "Service"]
     assert [d["kind"] for d in rendered["rbac.yaml"]] == ["ServiceAccount", "Role", "RoleBinding"]
 
@@ -60,9 +83,15 @@ def test_custom_resources_pass_the_official_crds(rendered: dict[str, list[dict]]
 def test_core_kinds_pass_kubernetes_schemas(rendered: dict[str, list[dict]]) -> None:
     core = [d for d in sum(rendered.values(), []) if d["kind"] not in ("TFJob", "InferenceService", "Experiment")]
     assert {d["kind"] for d in core} == {
-        "Namespace", "StorageClass", "PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding",
-        "Deployment", "Service",
-    }  # fmt: skip
+        "Namespace",
+        "StorageClass",
+        "PersistentVolumeClaim",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+    }
     for document in core:
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
 
@@ -91,12 +120,20 @@ def test_nfs_storage_class_and_read_write_many_claims(rendered: dict[str, list[d
 
 def test_rbac_grants_the_pipeline_exactly_its_resources(rendered: dict[str, list[dict]]) -> None:
     account, role, binding = rendered["rbac.yaml"]
-    granted = {(group, resource): set(rule["verbs"]) for rule in role["rules"]
-               for group in rule["apiGroups"] for resource in rule["resources"]}  # fmt: skip
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
     assert set(granted) == {
-        ("kubeflow.org", "tfjobs"), ("kubeflow.org", "experiments"), ("kubeflow.org", "trials"),
-        ("serving.kserve.io", "inferenceservices"), ("", "pods"), ("", "pods/log"),
-    }  # fmt: skip
+        ("kubeflow.org", "tfjobs"),
+        ("kubeflow.org", "experiments"),
+        ("kubeflow.org", "trials"),
+        ("serving.kserve.io", "inferenceservices"),
+        ("", "pods"),
+        ("", "pods/log"),
+    }
     assert {"create", "get", "watch", "delete"} <= granted[("kubeflow.org", "tfjobs")]
     assert {"create", "get", "watch"} <= granted[("kubeflow.org", "experiments")]
     assert {"create", "get", "update", "watch"} <= granted[("serving.kserve.io", "inferenceservices")]
@@ -104,7 +141,9 @@ def test_rbac_grants_the_pipeline_exactly_its_resources(rendered: dict[str, list
     assert all("*" not in verbs for verbs in granted.values())
     assert role["kind"] == "Role"  # namespaced: nothing outside the pipeline's namespace
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "faces-prod"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "faces-prod"}
+    ]
 
 
 def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dict]]) -> None:
@@ -114,7 +153,7 @@ def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dic
     assert worker["replicas"] == 4
     command = worker["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--out") + 1] == "/mnt/models/facenet/3"
-    assert command[:3] == ["python", "-m", "training"]
+    assert command[:3] == ["python", "-m", "facesim.training"]
     assert parse_config(command[3:]).workers == 4  # the worker's own parser accepts what the TFJob runs
     assert worker["template"]["spec"]["containers"][0]["image"] == "registry.example.com/ml/facesim-trainer:2026.11"
     (isvc,) = kinds["InferenceService"]
@@ -137,7 +176,9 @@ def test_every_workload_runs_as_non_root(rendered: dict[str, list[dict]]) -> Non
     kinds = by_kind(rendered)
     pods = [
         kinds["TFJob"][0]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"],
-        kinds["Experiment"][0]["spec"]["trialTemplate"]["trialSpec"]["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"],
+        kinds["Experiment"][0]["spec"]["trialTemplate"]["trialSpec"]["spec"]["tfReplicaSpecs"]["Worker"]["template"][
+            "spec"
+        ],
         kinds["InferenceService"][0]["spec"]["predictor"],
         kinds["Deployment"][0]["spec"]["template"]["spec"],
     ]

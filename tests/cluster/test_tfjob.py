@@ -9,11 +9,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from crd_validation import crd_errors
-from fake_apiserver import Answer, RunningApiServer, status_body
 
-from storage.cluster import ClusterError, to_manifest
-from training.tfjob import TFJobConfig, WaitOptions, submit_tfjob, tfjob
+from facesim.cluster.resources import ClusterError, to_manifest
+from facesim.training.tfjob import TFJobConfig, WaitOptions, submit_tfjob, tfjob
+from tests.helpers.crd_validation import crd_errors
+from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
 
 TFJOBS = "/apis/kubeflow.org/v1/namespaces/facesim/tfjobs"
 FAST = WaitOptions(timeout=10, poll_interval=0.05)
@@ -37,14 +37,24 @@ def test_tfjob_has_workers_only_a_tensorflow_container_and_the_volumes() -> None
     pod = worker["template"]["spec"]
     (container,) = pod["containers"]
     assert container["name"] == "tensorflow"
-    assert container["command"] == ["python", "-m", "training", "--data", "/mnt/data/lfw", "--out", "/mnt/models/m"]
+    assert container["command"] == [
+        "python",
+        "-m",
+        "facesim.training",
+        "--data",
+        "/mnt/data/lfw",
+        "--out",
+        "/mnt/models/m",
+    ]
     assert container["ports"] == [{"containerPort": 2222, "name": "tfjob-port"}]
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/mnt/data", "/mnt/runs", "/mnt/models"}
     assert {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]} == {
-        "facesim-data", "facesim-runs", "facesim-models",
-    }  # fmt: skip
+        "facesim-data",
+        "facesim-runs",
+        "facesim-models",
+    }
     assert job["spec"]["runPolicy"]["cleanPodPolicy"] == "Running"
     assert job["spec"]["runPolicy"]["backoffLimit"] == 3
 
@@ -97,9 +107,7 @@ def _job_with(condition: str) -> dict:
 POD_LIST = {
     "kind": "PodList",
     "apiVersion": "v1",
-    "items": [
-        {"metadata": {"name": "facesim-train-worker-0", "namespace": "facesim"}, "status": {"phase": "Running"}}
-    ],
+    "items": [{"metadata": {"name": "facesim-train-worker-0", "namespace": "facesim"}, "status": {"phase": "Running"}}],
 }
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from faces.detect import HaarDetector, YuNetDetector
-from faces.preprocess import FacePreprocessor, PreprocessConfig
+from facesim.faces.detect import HaarDetector, YuNetDetector
+from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
 
 
 @pytest.fixture(scope="session")

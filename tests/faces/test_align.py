@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from faces.align import align_face, center_crop, template
-from faces.image import read_image
-from faces.preprocess import FacePreprocessor, PreprocessConfig
+from facesim.faces.align import align_face, center_crop, template
+from facesim.faces.image import read_image
+from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -28,7 +28,9 @@ def test_template_landmarks_give_the_identity_warp(size: int) -> None:
 def test_aligned_crops_agree_across_resolutions(preprocessor: FacePreprocessor, examples_dir: Path, size: int) -> None:
     config = PreprocessConfig(image_size=size, detector="yunet")
     sized = FacePreprocessor(config, detector=preprocessor.detector)
-    crops = [sized.largest_face(read_image(examples_dir / f"obama-{r}.jpg")).crop for r in ("240p", "480p", "720p", "1080p")]
+    crops = [
+        sized.largest_face(read_image(examples_dir / f"obama-{r}.jpg")).crop for r in ("240p", "480p", "720p", "1080p")
+    ]
     assert all(crop.shape == (size, size, 3) for crop in crops)
     for crop in crops[:-1]:
         assert _agreement(crop, crops[-1]) > 0.85
@@ -77,7 +79,11 @@ def test_describe_round_trips_into_the_same_config(preprocessor: FacePreprocesso
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"detector": "dlib"}, "unknown detector"), ({"fallback": "random"}, "unknown fallback"), ({"image_size": 8}, "out of range")],
+    [
+        ({"detector": "dlib"}, "unknown detector"),
+        ({"fallback": "random"}, "unknown fallback"),
+        ({"image_size": 8}, "out of range"),
+    ],
 )
 def test_bad_config_is_refused(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

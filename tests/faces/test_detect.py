@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from faces.detect import HaarDetector, YuNetDetector, make_detector, yunet_cache_path
-from faces.download import sha256_of
-from faces.image import read_image
+from facesim.faces.detect import HaarDetector, YuNetDetector, make_detector, yunet_cache_path
+from facesim.faces.download import sha256_of
+from facesim.faces.image import read_image
 
 OBAMA_RESOLUTIONS = ("240p", "480p", "720p", "1080p")
 
@@ -57,7 +57,9 @@ def test_blank_image_has_no_face(yunet: YuNetDetector, haar: HaarDetector, kind:
     assert detector.detect(np.full((*shape, 3), 127, np.uint8)) == []
 
 
-def test_haar_finds_both_faces_with_estimated_landmarks(haar: HaarDetector, yunet: YuNetDetector, examples_dir: Path) -> None:
+def test_haar_finds_both_faces_with_estimated_landmarks(
+    haar: HaarDetector, yunet: YuNetDetector, examples_dir: Path
+) -> None:
     rgb = read_image(examples_dir / "two_people.jpg")
     haar_faces = sorted(haar.detect(rgb), key=lambda face: face.box[0])
     yunet_faces = sorted(yunet.detect(rgb), key=lambda face: face.box[0])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faces.image import ImageError, ImageLimits, decode_image, read_image
+from facesim.faces.image import ImageError, ImageLimits, decode_image, read_image
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:

@@ -8,15 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from inference.batching import EmbeddingBatcher
+from facesim.inference.batching import EmbeddingBatcher
 
 
 def slow_embed(batch_sizes: list[int]):
     """A stand-in network: 20 ms per call, embedding = each crop's mean pixel (so rows are checkable)."""
+
     def embed(crops: np.ndarray) -> np.ndarray:
         batch_sizes.append(len(crops))
         time.sleep(0.02)
         return crops.reshape(len(crops), -1).mean(axis=1, keepdims=True).astype(np.float32)
+
     return embed
 
 
@@ -62,7 +64,9 @@ def test_a_failing_call_fails_its_requests_only() -> None:
     batcher = EmbeddingBatcher(embed, max_batch=1)
 
     async def requests() -> list:
-        return await asyncio.gather(batcher.embed(crops_of(13, 1)), batcher.embed(crops_of(1, 1)), return_exceptions=True)
+        return await asyncio.gather(
+            batcher.embed(crops_of(13, 1)), batcher.embed(crops_of(1, 1)), return_exceptions=True
+        )
 
     failed, fine = asyncio.run(requests())
     assert isinstance(failed, ValueError) and fine.shape == (1, 1)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from inference.cli import _resolve_artifacts, serve_main
-from inference.gallery import GalleryInfo, GalleryStore
-from inference.gallery_cli import main as gallery_main
+from facesim.inference.cli import _resolve_artifacts, serve_main
+from facesim.inference.gallery import GalleryInfo, GalleryStore
+from facesim.inference.gallery_cli import main as gallery_main
 
 
 @pytest.fixture(scope="module")
@@ -17,14 +17,27 @@ def knn_train(detection_dir: Path) -> Path:
 
 
 def build(model: Path, data: Path, out: Path, yunet: Path, *options: str) -> int:
-    return gallery_main(["build", "--model", str(model), "--data", str(data), "--out", str(out),
-                         "--yunet", str(yunet), *options])  # fmt: skip
+    return gallery_main(
+        ["build", "--model", str(model), "--data", str(data), "--out", str(out), "--yunet", str(yunet), *options]
+    )
 
 
-def test_gallery_build_options(tiny_model_dir: Path, knn_train: Path, yunet_path: Path, tmp_path: Path,
-                               capsys: pytest.CaptureFixture) -> None:
-    assert build(tiny_model_dir, knn_train, tmp_path / "limited", yunet_path,
-                 "--limit-identities", "3", "--max-images-per-identity", "1") == 0  # fmt: skip
+def test_gallery_build_options(
+    tiny_model_dir: Path, knn_train: Path, yunet_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert (
+        build(
+            tiny_model_dir,
+            knn_train,
+            tmp_path / "limited",
+            yunet_path,
+            "--limit-identities",
+            "3",
+            "--max-images-per-identity",
+            "1",
+        )
+        == 0
+    )
     limited = GalleryStore(tmp_path / "limited")
     assert limited.identities() == [("alex_lacamoire", 1), ("biden", 1), ("kit_harington", 1)]
     assert all(limited.thumbnail(name)[:2] == b"\xff\xd8" for name, _ in limited.identities())
@@ -40,8 +53,9 @@ def test_gallery_build_options(tiny_model_dir: Path, knn_train: Path, yunet_path
     assert empty.identities() == [] and empty.info.model_version == limited.info.model_version
 
 
-def test_gallery_build_errors_are_explained(tiny_model_dir: Path, knn_train: Path, yunet_path: Path,
-                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_gallery_build_errors_are_explained(
+    tiny_model_dir: Path, knn_train: Path, yunet_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert build(tiny_model_dir, tmp_path / "nowhere", tmp_path / "g1", yunet_path) == 2
     assert "does not exist" in capsys.readouterr().err
     assert build(tmp_path, knn_train, tmp_path / "g2", yunet_path) == 2
@@ -52,8 +66,9 @@ def test_gallery_build_errors_are_explained(tiny_model_dir: Path, knn_train: Pat
     assert not any(path.name.startswith(".g") for path in tmp_path.iterdir())  # no staging left behind
 
 
-def test_serve_refuses_a_gallery_of_another_model(tiny_model_dir: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_serve_refuses_a_gallery_of_another_model(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     GalleryStore.create(tmp_path / "foreign", GalleryInfo(model_version="someone-else", embedding_dim=64))
     code = serve_main(["--model", str(tiny_model_dir), "--gallery", str(tmp_path / "foreign"), "--port", "1"])
     assert code == 2 and "facesim gallery build" in capsys.readouterr().err
@@ -64,7 +79,7 @@ def test_serve_refuses_a_gallery_of_another_model(tiny_model_dir: Path, tmp_path
 def test_serve_defaults_to_the_latest_registered_model_and_gallery(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from storage.paths import register_gallery, register_model
+    from facesim.storage.paths import register_gallery, register_model
 
     monkeypatch.setenv("FACESIM_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FACESIM_REGISTRY", raising=False)

@@ -19,8 +19,10 @@ json_values = st.recursive(
 # Things that look like images to a parser but aren't quite: magic numbers followed by noise.
 image_like = st.one_of(
     st.binary(max_size=300),
-    st.tuples(st.sampled_from([b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBP"]),
-              st.binary(max_size=300)).map(b"".join),
+    st.tuples(
+        st.sampled_from([b"\xff\xd8\xff\xe0", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBP"]),
+        st.binary(max_size=300),
+    ).map(b"".join),
 )
 b64_text = st.one_of(image_like.map(lambda data: base64.b64encode(data).decode()), st.text(max_size=40))
 top_k = st.one_of(st.integers(-5, 200), json_values)
@@ -29,21 +31,37 @@ v1_bodies = st.one_of(
     json_values,
     st.fixed_dictionaries({"instances": st.lists(json_values, max_size=3)}),
     st.fixed_dictionaries(
-        {"instances": st.lists(st.fixed_dictionaries(
-            {"image": st.one_of(st.fixed_dictionaries({"b64": b64_text}), json_values)},
-            optional={"top_k": top_k, "compare": st.fixed_dictionaries({"b64": b64_text}), "return_crops": json_values},
-        ), min_size=1, max_size=3)}
+        {
+            "instances": st.lists(
+                st.fixed_dictionaries(
+                    {"image": st.one_of(st.fixed_dictionaries({"b64": b64_text}), json_values)},
+                    optional={
+                        "top_k": top_k,
+                        "compare": st.fixed_dictionaries({"b64": b64_text}),
+                        "return_crops": json_values,
+                    },
+                ),
+                min_size=1,
+                max_size=3,
+            )
+        }
     ),
-)  # fmt: skip
+)
 v2_inputs = st.fixed_dictionaries(
-    {"name": st.sampled_from(["image", "img", ""]), "shape": st.one_of(st.lists(st.integers(-2, 4), max_size=3), json_values),
-     "datatype": st.sampled_from(["BYTES", "FP32", "INT8", "bogus"]), "data": st.one_of(st.lists(b64_text, max_size=3), json_values)},
-)  # fmt: skip
+    {
+        "name": st.sampled_from(["image", "img", ""]),
+        "shape": st.one_of(st.lists(st.integers(-2, 4), max_size=3), json_values),
+        "datatype": st.sampled_from(["BYTES", "FP32", "INT8", "bogus"]),
+        "data": st.one_of(st.lists(b64_text, max_size=3), json_values),
+    },
+)
 v2_bodies = st.one_of(
     json_values,
-    st.fixed_dictionaries({"inputs": st.lists(v2_inputs, max_size=2)},
-                          optional={"parameters": st.dictionaries(st.sampled_from(["top_k", "x"]), top_k, max_size=2), "id": json_values}),
-)  # fmt: skip
+    st.fixed_dictionaries(
+        {"inputs": st.lists(v2_inputs, max_size=2)},
+        optional={"parameters": st.dictionaries(st.sampled_from(["top_k", "x"]), top_k, max_size=2), "id": json_values},
+    ),
+)
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -74,7 +92,10 @@ def test_raw_bodies_never_answer_5xx(predictor_url: str, body: bytes, content_ty
 
 
 @FUZZ
-@given(body=st.binary(max_size=300), header=st.one_of(st.integers(-5, 400).map(str), st.from_regex(r"[!-~]{1,5}", fullmatch=True)))
+@given(
+    body=st.binary(max_size=300),
+    header=st.one_of(st.integers(-5, 400).map(str), st.from_regex(r"[!-~]{1,5}", fullmatch=True)),
+)
 def test_binary_extension_bodies_never_answer_5xx(predictor_url: str, body: bytes, header: str) -> None:
     headers = {"inference-header-content-length": header, "content-type": "application/octet-stream"}
     assert_client_error_or_answer(requests.post(predictor_url + V2, data=body, headers=headers, timeout=60))
@@ -86,8 +107,13 @@ def binary_request(element: bytes) -> tuple[bytes, dict[str, str]]:
     import struct
 
     tensor = struct.pack("<I", len(element)) + element
-    header = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
-                                     "parameters": {"binary_data_size": len(tensor)}}]}).encode()  # fmt: skip
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "image", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(tensor)}}
+            ]
+        }
+    ).encode()
     return header + tensor, {"inference-header-content-length": str(len(header))}
 
 
@@ -107,9 +133,13 @@ def test_binary_extension_carries_base64_images(predictor_url: str, detection_di
 GALLERY = "/v1/models/facenet/gallery"
 enrol_bodies = st.one_of(
     json_values,
-    st.fixed_dictionaries({"identity": st.one_of(st.text(max_size=140), json_values),
-                           "images": st.one_of(st.lists(st.fixed_dictionaries({"b64": b64_text}), max_size=2), json_values)}),
-)  # fmt: skip
+    st.fixed_dictionaries(
+        {
+            "identity": st.one_of(st.text(max_size=140), json_values),
+            "images": st.one_of(st.lists(st.fixed_dictionaries({"b64": b64_text}), max_size=2), json_values),
+        }
+    ),
+)
 
 
 @FUZZ
@@ -117,7 +147,9 @@ enrol_bodies = st.one_of(
 def test_gallery_endpoints_never_answer_5xx(predictor_url: str, body: object, name: str) -> None:
     assert_client_error_or_answer(requests.post(predictor_url + GALLERY, json=body, timeout=60))
     assert_client_error_or_answer(requests.delete(predictor_url + GALLERY, params={"identity": name}, timeout=60))
-    assert_client_error_or_answer(requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": name}, timeout=60))
+    assert_client_error_or_answer(
+        requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": name}, timeout=60)
+    )
 
 
 def test_server_is_ready_after_fuzzing(predictor_url: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.gallery import (
+from facesim.inference.gallery import (
     DATABASE_NAME,
     GalleryError,
     GalleryInfo,
@@ -23,7 +23,7 @@ from inference.gallery import (
     UnknownIdentity,
     validate_identity,
 )
-from inference.search import EmbeddingIndex, LiveGalleryIndex
+from facesim.inference.search import EmbeddingIndex, LiveGalleryIndex
 
 DIM = 16
 HOSTILE_NAMES = ("<script>alert(1)</script>", "a/../b", "../../etc/passwd", "Zoë O'Brien", "名前", "x" * 128)
@@ -121,7 +121,10 @@ def test_approximate_search_recall_against_exact() -> None:
     rows = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
     owners = [f"p{i}" for i in range(identities) for _ in range(per_identity)]
     queries = centres[:200] + 0.15 * rng.normal(size=(200, dim)).astype(np.float32)
-    exact, approximate = EmbeddingIndex(dim, approximate_threshold=10**9), EmbeddingIndex(dim, approximate_threshold=1000)
+    exact, approximate = (
+        EmbeddingIndex(dim, approximate_threshold=10**9),
+        EmbeddingIndex(dim, approximate_threshold=1000),
+    )
     exact.add(rows, owners)
     approximate.add(rows, owners)
     assert approximate.approximate and not exact.approximate
@@ -151,7 +154,7 @@ def test_live_index_follows_enrolments_and_removals(store: GalleryStore, approxi
 ENROL_FOREVER = textwrap.dedent(
     """
     import sys, numpy as np
-    from inference.gallery import GalleryStore
+    from facesim.inference.gallery import GalleryStore
     store = GalleryStore(sys.argv[1])
     vectors = np.ones((50, int(sys.argv[2])), np.float32)  # big enough that kill -9 lands mid-write
     i = 0
@@ -164,8 +167,9 @@ ENROL_FOREVER = textwrap.dedent(
 
 
 def test_kill_9_mid_enrolment_loses_nothing_committed(store: GalleryStore) -> None:
-    writer = subprocess.Popen([sys.executable, "-c", ENROL_FOREVER, str(store.directory), str(DIM)],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    writer = subprocess.Popen(
+        [sys.executable, "-c", ENROL_FOREVER, str(store.directory), str(DIM)], stdout=subprocess.PIPE, text=True
+    )
     acknowledged = []
     deadline = time.monotonic() + 60
     while len(acknowledged) < 30 and time.monotonic() < deadline:

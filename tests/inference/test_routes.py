@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from inference.predictor import FaceNetPredictor, ServingConfig
-from inference.routes import install_routes
+from facesim.inference.predictor import FaceNetPredictor, ServingConfig
+from facesim.inference.routes import install_routes
 
 
 def test_a_worker_still_loading_is_not_ready(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The predictor as users meet it: a real `python -m inference` process, real photos, the tiny model."""
+"""The predictor as users meet it: a real `python -m facesim.inference` process, real photos, the tiny model."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pytest
 import requests
 from PIL import Image
 
-from inference.client import predict
-from inference.local_server import free_port, local_predictor, start_predictor
+from facesim.inference.client import predict
+from facesim.inference.local_server import free_port, local_predictor, start_predictor
 
 V1 = "/v1/models/facenet:predict"
 V2 = "/v2/models/facenet/infer"
@@ -43,16 +43,25 @@ def v1_body(image: bytes, **extra) -> dict:
 
 
 def v2_body(*images: bytes, top_k: int = 3) -> dict:
-    return {"inputs": [{"name": "image", "shape": [len(images)], "datatype": "BYTES", "data": [b64(i) for i in images]}],
-            "parameters": {"top_k": top_k}}  # fmt: skip
+    return {
+        "inputs": [{"name": "image", "shape": [len(images)], "datatype": "BYTES", "data": [b64(i) for i in images]}],
+        "parameters": {"top_k": top_k},
+    }
 
 
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height pixels (a decompression bomb's calling card)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_two_people_v1(predictor_url: str, examples: Path) -> None:
@@ -88,8 +97,11 @@ def test_compare_answers_distance_and_same(predictor_url: str, examples: Path, t
 
 def test_return_crops_gives_the_aligned_crops(predictor_url: str, examples: Path, tiny_model_dir: Path) -> None:
     size = json.loads((tiny_model_dir / "model.json").read_text())["image_size"]
-    body = v1_body((examples / "obama.jpg").read_bytes(), return_crops=True,
-                   compare={"b64": b64((examples / "biden.jpg").read_bytes())})  # fmt: skip
+    body = v1_body(
+        (examples / "obama.jpg").read_bytes(),
+        return_crops=True,
+        compare={"b64": b64((examples / "biden.jpg").read_bytes())},
+    )
     prediction = requests.post(predictor_url + V1, json=body, timeout=60).json()["predictions"][0]
     for face in (prediction["faces"][0], prediction["compare_face"]):
         png = base64.b64decode(face["crop"]["b64"])
@@ -184,7 +196,9 @@ def test_bad_input_gets_400_with_a_reason_and_the_server_stays_ready(
 def test_enrol_then_search_finds_the_new_identity(predictor_url: str, examples: Path) -> None:
     name = "Lin-Manuel <b>Miranda</b> ../../x"
     photo = (examples / "lin-manuel-miranda.png").read_bytes()
-    enrolled = requests.post(predictor_url + GALLERY, json={"identity": name, "images": [{"b64": b64(photo)}]}, timeout=60)
+    enrolled = requests.post(
+        predictor_url + GALLERY, json={"identity": name, "images": [{"b64": b64(photo)}]}, timeout=60
+    )
     assert enrolled.status_code == 200, enrolled.text
     assert enrolled.json()["identity"] == name and enrolled.json()["added"] == 1
     try:
@@ -211,7 +225,10 @@ def test_enrolment_refuses_bad_requests(predictor_url: str, examples: Path) -> N
     for case, body in cases.items():
         answer = requests.post(predictor_url + GALLERY, json=body, timeout=60)
         assert answer.status_code == 400 and answer.json()["error"], case
-    assert requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": "nobody"}, timeout=10).status_code == 404
+    assert (
+        requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": "nobody"}, timeout=10).status_code
+        == 404
+    )
 
 
 def test_concurrent_enrolments_lose_nothing(predictor_url: str, examples: Path) -> None:
@@ -219,7 +236,9 @@ def test_concurrent_enrolments_lose_nothing(predictor_url: str, examples: Path) 
     names = [f"concurrent {i}" for i in range(8)]
 
     def enrol(name: str) -> int:
-        return requests.post(predictor_url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=120).status_code
+        return requests.post(
+            predictor_url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=120
+        ).status_code
 
     with ThreadPoolExecutor(len(names)) as pool:
         assert list(pool.map(enrol, names)) == [200] * len(names)
@@ -243,8 +262,11 @@ def grpc_face_count(port: int, image: bytes) -> int:
     from kserve import InferenceGRPCClient, InferInput, InferRequest
 
     async def infer() -> int:
-        request = InferRequest(model_name="facenet", request_id="grpc",
-                               infer_inputs=[InferInput(name="image", shape=[1], datatype="BYTES", data=[image])])  # fmt: skip
+        request = InferRequest(
+            model_name="facenet",
+            request_id="grpc",
+            infer_inputs=[InferInput(name="image", shape=[1], datatype="BYTES", data=[image])],
+        )
         response = await InferenceGRPCClient(f"127.0.0.1:{port}").infer(request, timeout=60)
         return next(output.shape[0] for output in response.outputs if output.name == "boxes")
 
@@ -277,7 +299,9 @@ def test_restart_keeps_enrolments_limits_and_grpc(
 
 def test_predict_cli_prints_a_table_and_json(predictor_url: str, examples: Path) -> None:
     command = [sys.executable, "-m", "facesim", "predict", str(examples / "two_people.jpg"), "--url", predictor_url]
-    table = subprocess.run([*command, "--compare", str(examples / "obama.jpg")], capture_output=True, text=True, timeout=120, check=False)
+    table = subprocess.run(
+        [*command, "--compare", str(examples / "obama.jpg")], capture_output=True, text=True, timeout=120, check=False
+    )
     assert table.returncode == 0, table.stderr
     assert "2 faces" in table.stdout and "distance" in table.stdout
     raw = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120, check=False)
@@ -285,8 +309,13 @@ def test_predict_cli_prints_a_table_and_json(predictor_url: str, examples: Path)
 
 
 def test_predict_cli_explains_an_unreachable_server(examples: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "facesim", "predict", str(examples / "obama.jpg"),
-                             "--url", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "facesim", "predict", str(examples / "obama.jpg"), "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1 and "cannot reach the predictor" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -308,7 +337,9 @@ def test_two_workers_serve_one_gallery(
             ready_in_a_row = ready_in_a_row + 1 if ok else 0
             time.sleep(0 if ok else 0.5)
         assert ready_in_a_row == 10, "the workers did not all become ready"
-        enrolled = requests.post(url + GALLERY, json={"identity": "seen by all", "images": [{"b64": b64(photo)}]}, timeout=60)
+        enrolled = requests.post(
+            url + GALLERY, json={"identity": "seen by all", "images": [{"b64": b64(photo)}]}, timeout=60
+        )
         assert enrolled.status_code == 200, enrolled.text
         for _ in range(6):
             top = predict(url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
@@ -330,7 +361,9 @@ def test_kill_9_during_enrolments_loses_nothing_acknowledged(
         for i in range(1000):
             name = f"worker {worker} enrolment {i}"
             try:
-                answer = requests.post(server.url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=30)
+                answer = requests.post(
+                    server.url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=30
+                )
             except requests.RequestException:
                 return  # the server is gone
             if answer.status_code == 200:
@@ -350,5 +383,7 @@ def test_kill_9_during_enrolments_loses_nothing_acknowledged(
         server.stop()
     assert len(acknowledged) >= 12
     with local_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "restarted.log") as url:
-        listed = {item["identity"]: item["count"] for item in requests.get(url + GALLERY, timeout=10).json()["identities"]}
+        listed = {
+            item["identity"]: item["count"] for item in requests.get(url + GALLERY, timeout=10).json()["identities"]
+        }
     assert all(listed.get(name) == 1 for name in acknowledged)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli import PACKAGE_YAML, main
+from facesim.pipeline.cli import PACKAGE_YAML, main
 
 
 def test_compile_writes_ir_and_the_kept_copy_is_fresh(tmp_path: Path) -> None:
@@ -30,18 +30,34 @@ def test_the_ir_has_every_step_parameter_and_volume() -> None:
     pipeline_spec, platform_spec = yaml.safe_load_all(PACKAGE_YAML.read_text())
     assert pipeline_spec["schemaVersion"].startswith("2.")
     steps = _task_names(pipeline_spec, pipeline_spec["root"])
-    for step in ("prepare-data", "tune-hyperparameters", "given-hyperparameters", "train-model",
-                 "evaluate-model", "build-gallery", "deploy-predictor"):
+    for step in (
+        "prepare-data",
+        "tune-hyperparameters",
+        "given-hyperparameters",
+        "train-model",
+        "evaluate-model",
+        "build-gallery",
+        "deploy-predictor",
+    ):
         assert step in steps
     parameters = pipeline_spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("data", "backend", "workers", "epochs", "steps_per_epoch", "margin", "embedding_dim",
-                 "tune", "trials"):
+    for name in (
+        "data",
+        "backend",
+        "workers",
+        "epochs",
+        "steps_per_epoch",
+        "margin",
+        "embedding_dim",
+        "tune",
+        "trials",
+    ):
         assert name in parameters
     # Each step runs the project's own code in the project's image, installing nothing at run time.
     for executor in pipeline_spec["deploymentSpec"]["executors"].values():
         container = executor["container"]
         assert container["image"].endswith(":" + __import__("facesim").__version__)
         assert "pip install" not in " ".join(container["command"])
-        assert "from pipeline import steps" in container["command"][-1] or "given" in container["command"][-1]
+        assert "from facesim.pipeline import steps" in container["command"][-1] or "given" in container["command"][-1]
     mounts = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]["pvcMount"]
     assert {m["mountPath"] for m in mounts} == {"/mnt/data", "/mnt/runs", "/mnt/models"}

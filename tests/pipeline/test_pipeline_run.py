@@ -15,12 +15,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from inference.local_server import free_port
+from facesim.inference.local_server import free_port
 
 
 def _facesim(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "facesim", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "facesim", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @contextmanager
@@ -28,8 +33,12 @@ def _served(env: dict[str, str], log: Path) -> Iterator[str]:
     """`facesim serve` with no --model/--gallery: it must find what the pipeline registered."""
     port = free_port()
     with open(log, "wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "facesim", "serve", "--port", str(port)],
-                                  env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "facesim", "serve", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -53,15 +62,45 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
     lfw_sliver: Path, yunet_path: Path, tmp_path: Path
 ) -> None:
     env = {"FACESIM_HOME": str(tmp_path / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    run = _facesim([
-        "pipeline", "run", "--data", str(lfw_sliver), "--architecture", "tiny", "--workers", "1",
-        "--epochs", "1", "--steps-per-epoch", "2", "--tune", "--trials", "2", "--tune-epochs", "1",
-        "--tune-steps-per-epoch", "1", "--gallery-identities", "4", "--gallery-images-per-identity", "2",
-    ], env, timeout=480)  # fmt: skip
+    run = _facesim(
+        [
+            "pipeline",
+            "run",
+            "--data",
+            str(lfw_sliver),
+            "--architecture",
+            "tiny",
+            "--workers",
+            "1",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--tune",
+            "--trials",
+            "2",
+            "--tune-epochs",
+            "1",
+            "--tune-steps-per-epoch",
+            "1",
+            "--gallery-identities",
+            "4",
+            "--gallery-images-per-identity",
+            "2",
+        ],
+        env,
+        timeout=480,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     # One progress line per step, and the full output kept in the log.
-    for step in ("prepare-data", "tune-hyperparameters", "train-model", "evaluate-model", "build-gallery",
-                 "deploy-predictor"):  # fmt: skip
+    for step in (
+        "prepare-data",
+        "tune-hyperparameters",
+        "train-model",
+        "evaluate-model",
+        "build-gallery",
+        "deploy-predictor",
+    ):
         assert f"{step}: success" in run.stdout
     log = Path(run.stdout.split("full output in ")[1].split()[0])
     assert "val_accuracy=" in log.read_text()
@@ -78,8 +117,11 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
     photo = sorted(gallery_person.iterdir())[0].read_bytes()
     with _served(env, tmp_path / "serve.log") as url:
         served_card = requests.get(f"{url}/v1/models/facenet/card", timeout=10).json()
-        answer = requests.post(f"{url}/v1/models/facenet:predict", timeout=60, json={
-            "instances": [{"image": {"b64": base64.b64encode(photo).decode()}, "top_k": 3}]})  # fmt: skip
+        answer = requests.post(
+            f"{url}/v1/models/facenet:predict",
+            timeout=60,
+            json={"instances": [{"image": {"b64": base64.b64encode(photo).decode()}, "top_k": 3}]},
+        )
     assert served_card["embedding_dim"] == card["embedding_dim"] and served_card["margin"] == card["margin"]
     assert answer.status_code == 200, answer.text
     faces = answer.json()["predictions"][0]["faces"]

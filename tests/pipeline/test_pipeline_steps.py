@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local_run import ProgressLog
-from pipeline.steps import RunLayout, StepFailed, facesim_metrics, resource_name, volume_uri
+from facesim.pipeline.local_run import ProgressLog
+from facesim.pipeline.steps import RunLayout, StepFailed, facesim_metrics, resource_name, volume_uri
 
 
 def test_cluster_files_live_on_the_volumes_and_map_to_pvc_uris() -> None:
@@ -41,8 +41,11 @@ def test_resource_names_are_dns_1123(run_name: str) -> None:
 
 
 def test_metrics_keep_facesim_names_only() -> None:
-    lines = ["[worker 0] To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
-             "[worker 0] accuracy=0.75", "auc=0.8 tar_at_far_1e-3=0.1"]
+    lines = [
+        "[worker 0] To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
+        "[worker 0] accuracy=0.75",
+        "auc=0.8 tar_at_far_1e-3=0.1",
+    ]
     assert facesim_metrics(lines) == {"accuracy": 0.75, "auc": 0.8, "tar_at_far_1e-3": 0.1}
 
 
@@ -72,14 +75,19 @@ def test_progress_log_shows_one_line_per_step_and_keeps_everything() -> None:
 
 
 def test_a_local_run_checks_its_arguments_before_any_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from facesim.pipeline.cli import main
 
     (tmp_path / "alice").mkdir()  # identity folders, but no LFW protocol files
-    code = main(["run", "--data", str(tmp_path), "--architecture", "resnet", "--epochs", "0",
-                 "--tune-algorithm", "hyperband"])  # fmt: skip
+    code = main(
+        ["run", "--data", str(tmp_path), "--architecture", "resnet", "--epochs", "0", "--tune-algorithm", "hyperband"]
+    )
     assert code == 2
     err = capsys.readouterr().err
-    for expected in ("no pairs.txt", "--architecture must be one of mobilefacenet", "--epochs must be at least 1",
-                     "--tune-algorithm must be one of random"):  # fmt: skip
+    for expected in (
+        "no pairs.txt",
+        "--architecture must be one of mobilefacenet",
+        "--epochs must be at least 1",
+        "--tune-algorithm must be one of random",
+    ):
         assert expected in err
     assert "Traceback" not in err and not (tmp_path / "logs").exists()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import PACKAGE_YAML, main
-from kfp_api_server import recording_server
+from facesim.pipeline.cli import PACKAGE_YAML, main
+from tests.helpers.kfp_api_server import recording_server
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +20,22 @@ def _no_user_kfp_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_submit_uploads_the_package_and_creates_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     with recording_server() as (url, requests):
-        code = main(["submit", "--host", url, "--upload", "facesim", "--workers", "4", "--tune",
-                     "--data", "/mnt/data/lfw-small", "--token", "secret-token"])
+        code = main(
+            [
+                "submit",
+                "--host",
+                url,
+                "--upload",
+                "facesim",
+                "--workers",
+                "4",
+                "--tune",
+                "--data",
+                "/mnt/data/lfw-small",
+                "--token",
+                "secret-token",
+            ]
+        )
     assert code == 0, capsys.readouterr().err
     assert f"run run-42 created: {url}/#/runs/details/run-42" in capsys.readouterr().out
 

@@ -13,17 +13,27 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faces.image import read_image
-from faces.preprocess import PreprocessConfig
-from storage.cache import prepare_crops
-from storage.cli import main
-from storage.lfw import LfwLayout, protocol_split
+from facesim.faces.image import read_image
+from facesim.faces.preprocess import PreprocessConfig
+from facesim.storage.cache import prepare_crops
+from facesim.storage.cli import main
+from facesim.storage.lfw import LfwLayout, protocol_split
 
 
 def test_prepare_then_rerun_skips(lfw_dir: Path, tmp_path: Path, few_identities, yunet_env, capsys) -> None:
     out = tmp_path / "cache"
-    argv = ["prepare", "--data", str(lfw_dir), "--out", str(out), "--workers", "2", "--no-progress",
-            "--only-identities", *few_identities]  # fmt: skip
+    argv = [
+        "prepare",
+        "--data",
+        str(lfw_dir),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--no-progress",
+        "--only-identities",
+        *few_identities,
+    ]
     assert main(argv) == 0
     assert "10 done, 0 skipped" in capsys.readouterr().out
     assert main(argv) == 0
@@ -47,8 +57,21 @@ def test_cache_is_an_lfw_root(lfw_dir: Path, tmp_path: Path, few_identities, yun
 
 def test_killed_run_resumes(lfw_dir: Path, tmp_path: Path, yunet_env) -> None:
     out = tmp_path / "cache"
-    command = [sys.executable, "-m", "storage", "prepare", "--data", str(lfw_dir), "--out", str(out),
-               "--limit-identities", "60", "--workers", "1", "--no-progress"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "facesim.storage",
+        "prepare",
+        "--data",
+        str(lfw_dir),
+        "--out",
+        str(out),
+        "--limit-identities",
+        "60",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
     deadline = time.monotonic() + 60
     while not any(out.glob("*/[!.]*.png")) and process.poll() is None and time.monotonic() < deadline:
@@ -58,8 +81,10 @@ def test_killed_run_resumes(lfw_dir: Path, tmp_path: Path, yunet_env) -> None:
     written = len(list(out.glob("*/[!.]*.png")))
     assert written >= 1
     finished = subprocess.run(command, capture_output=True, text=True, check=True, env=os.environ.copy())
-    total = sum(len(list((lfw_dir / "lfw-deepfunneled" / name).iterdir()))
-                for name in sorted(os.listdir(lfw_dir / "lfw-deepfunneled"))[:60])  # fmt: skip
+    total = sum(
+        len(list((lfw_dir / "lfw-deepfunneled" / name).iterdir()))
+        for name in sorted(os.listdir(lfw_dir / "lfw-deepfunneled"))[:60]
+    )
     assert f"{total - written} done, {written} skipped" in finished.stdout
     assert len(list(out.glob("*/[!.]*.png"))) == total and not list(out.glob("*/.*.partial.png"))
 
@@ -70,7 +95,9 @@ def mixed_folders(tmp_path: Path, lfw_dir: Path) -> Path:
     root = tmp_path / "mixed"
     (root / "person_a").mkdir(parents=True)
     (root / "person_b").mkdir()
-    shutil.copy(lfw_dir / "lfw-deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg", root / "person_a" / "face.jpg")
+    shutil.copy(
+        lfw_dir / "lfw-deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg", root / "person_a" / "face.jpg"
+    )
     Image.new("RGB", (250, 250), (180, 180, 180)).save(root / "person_a" / "blank.png")
     data = (root / "person_a" / "face.jpg").read_bytes()
     (root / "person_b" / "broken.jpg").write_bytes(data[: len(data) // 3])
@@ -97,9 +124,24 @@ def test_centre_crop_fallback_is_counted(mixed_folders: Path, tmp_path: Path, yu
 
 def test_haar_at_160_and_settings_are_pinned(lfw_dir: Path, tmp_path: Path, few_identities, yunet_env, capsys) -> None:
     def prepare(size: int) -> int:
-        return main(["prepare", "--data", str(lfw_dir), "--out", str(tmp_path / "cache"), "--workers", "1",
-                     "--no-progress", "--detector", "haar", "--image-size", str(size),
-                     "--only-identities", *few_identities[:2]])  # fmt: skip
+        return main(
+            [
+                "prepare",
+                "--data",
+                str(lfw_dir),
+                "--out",
+                str(tmp_path / "cache"),
+                "--workers",
+                "1",
+                "--no-progress",
+                "--detector",
+                "haar",
+                "--image-size",
+                str(size),
+                "--only-identities",
+                *few_identities[:2],
+            ]
+        )
 
     assert prepare(160) == 0
     assert "detector haar" in capsys.readouterr().out

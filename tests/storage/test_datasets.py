@@ -4,12 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from storage.datasets import IdentityDataset
+from facesim.storage.datasets import IdentityDataset
 
 
 @pytest.fixture
 def folders(tmp_path: Path) -> Path:
-    for name, files in {"alice": ["1.jpg", "2.PNG", "notes.txt", ".hidden.jpg"], "bob": ["a.jpeg"], "empty": [], ".git": ["x.jpg"]}.items():
+    for name, files in {
+        "alice": ["1.jpg", "2.PNG", "notes.txt", ".hidden.jpg"],
+        "bob": ["a.jpeg"],
+        "empty": [],
+        ".git": ["x.jpg"],
+    }.items():
         (tmp_path / name).mkdir()
         for file in files:
             (tmp_path / name / file).write_bytes(b"")

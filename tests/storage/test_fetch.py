@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from faces.download import DownloadError
-from storage.cli import main
-from storage.datasets import IdentityDataset
-from storage.fetch import LFW_ARCHIVE, LFW_PROTOCOL, fetch_lfw
+from facesim.faces.download import DownloadError
+from facesim.storage.cli import main
+from facesim.storage.datasets import IdentityDataset
+from facesim.storage.fetch import LFW_ARCHIVE, LFW_PROTOCOL, fetch_lfw
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,10 @@ def test_checksum_mismatch_is_refused_and_cleaned_up(mirror_dir: Path, tmp_path:
     (bad_mirror / "SHA256SUMS").write_text(f"{'0' * 64}  {LFW_ARCHIVE.name}\n")
     with pytest.raises(DownloadError, match="checksum mismatch"):
         fetch_lfw(tmp_path / "lfw", str(bad_mirror), progress=False)
-    assert not list((tmp_path / "lfw" / ".downloads").glob("*.part")) and not (tmp_path / "lfw" / "lfw-deepfunneled").exists()
+    assert (
+        not list((tmp_path / "lfw" / ".downloads").glob("*.part"))
+        and not (tmp_path / "lfw" / "lfw-deepfunneled").exists()
+    )
 
 
 def test_cli_with_mirror_directory(mirror_dir: Path, tmp_path: Path, capsys) -> None:

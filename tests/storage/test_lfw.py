@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.lfw import LfwLayout, Pair, protocol_split, read_pairs, read_people
+from facesim.storage.lfw import LfwLayout, Pair, protocol_split, read_pairs, read_people
 
 
 def test_pairs_has_ten_folds_of_300_same_and_300_different(lfw_dir: Path) -> None:

@@ -5,20 +5,27 @@ from pathlib import Path
 
 import pytest
 
-from storage.model_card import ModelCard, load_model_card, save_model_card
+from facesim.storage.model_card import ModelCard, load_model_card, save_model_card
 
 
 def test_round_trip_keeps_every_field_and_unknown_keys(tmp_path: Path) -> None:
     card = ModelCard(
-        image_size=112, embedding_dim=128, margin=0.2, threshold=1.1, architecture="mobilefacenet",
-        preprocessing={"detector_used": "yunet", "image_size": 112}, metrics={"test_accuracy": 0.9},
-    )  # fmt: skip
+        image_size=112,
+        embedding_dim=128,
+        margin=0.2,
+        threshold=1.1,
+        architecture="mobilefacenet",
+        preprocessing={"detector_used": "yunet", "image_size": 112},
+        metrics={"test_accuracy": 0.9},
+    )
     path = save_model_card(tmp_path / "model", card)
     data = json.loads(path.read_text())
     data["calibration_note"] = "from a newer facesim"
     path.write_text(json.dumps(data))
     loaded = load_model_card(tmp_path / "model")
-    assert loaded.threshold == 1.1 and loaded.preprocessing["detector_used"] == "yunet" and loaded.created == card.created
+    assert (
+        loaded.threshold == 1.1 and loaded.preprocessing["detector_used"] == "yunet" and loaded.created == card.created
+    )
     assert loaded.extra == {"calibration_note": "from a newer facesim"}
     assert save_model_card(tmp_path / "again", loaded).read_text().count("calibration_note") == 1
 

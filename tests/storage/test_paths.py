@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.paths import facesim_home, latest_gallery, latest_model, register_gallery, register_model, versions
+from facesim.storage.paths import facesim_home, latest_gallery, latest_model, register_gallery, register_model, versions
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.uris import parse_uri
+from facesim.storage.uris import parse_uri
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,12 @@ def test_local_path() -> None:
 
 @pytest.mark.parametrize(
     ("uri", "message"),
-    [("s3://bucket/x", "unsupported scheme 's3'"), ("pvc:///x", "needs a claim"), ("pvc://c/../etc", "'..'"), ("", "empty")],
+    [
+        ("s3://bucket/x", "unsupported scheme 's3'"),
+        ("pvc:///x", "needs a claim"),
+        ("pvc://c/../etc", "'..'"),
+        ("", "empty"),
+    ],
 )
 def test_bad_uris(uri: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

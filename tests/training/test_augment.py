@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from training.augment import augment_batch
+from facesim.training.augment import augment_batch
 
 
 def test_augmentation_is_seeded_bounded_and_varied():

@@ -9,17 +9,38 @@ import sys
 
 import pytest
 
-from facesim.metrics_lines import parse_metrics
+from facesim.contract.metrics_lines import parse_metrics
 
 
 @pytest.mark.slow
 def test_bench_train_runs_two_workers_and_writes_figures(tmp_path):
     out = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "facesim", "bench", "train", "--architecture", "tiny", "--image-size", "32",
-               "--identities-per-batch", "4", "--images-per-identity", "2", "--steps", "2", "--warmup", "1",
-               "--workers", "2", "--out", str(out)]  # fmt: skip
-    result = subprocess.run(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True,
-                            text=True, timeout=240)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "facesim",
+        "bench",
+        "train",
+        "--architecture",
+        "tiny",
+        "--image-size",
+        "32",
+        "--identities-per-batch",
+        "4",
+        "--images-per-identity",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True, timeout=240
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     (run,) = report["runs"]
@@ -32,14 +53,14 @@ def test_bench_train_runs_two_workers_and_writes_figures(tmp_path):
 
 
 def test_mobilefacenet_forward_flops_match_the_paper():
-    from training.bench import forward_gflops
+    from facesim.training.bench import forward_gflops
 
     # Chen et al. 2018: 221 M multiply-adds at 112 px = 0.44 GFLOPs (+ BN, PReLU, the embedding head).
     assert forward_gflops("mobilefacenet", 112, 128) == pytest.approx(0.44, rel=0.08)
 
 
 def test_bench_rejects_a_batch_that_workers_cannot_share():
-    from training.bench import main
+    from facesim.training.bench import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--identities-per-batch", "3", "--images-per-identity", "3", "--workers", "1,2"])

@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from training.config import TrainConfig, parse_config
+from facesim.training.config import TrainConfig, parse_config
 
 
 def test_to_args_round_trips_every_field():
     config = TrainConfig(
-        data="/data/lfw", out="/models/m", run_dir="/runs/r", workers=2, epochs=3, steps_per_epoch=7,
-        architecture="inception_resnet_v1", image_size=96, embedding_dim=64, margin=0.35, mining="batch_hard",
-        identities_per_batch=8, images_per_identity=3, learning_rate=0.01, lr_schedule="constant",
-        warmup_steps=4, weight_decay=1e-4, augment=False, max_identities=40,
-        val_pairs=100, test_pairs=50, checkpoint_steps=2, threads=1, seed=5, metadata={"trial": "t-1"},
+        data="/data/lfw",
+        out="/models/m",
+        run_dir="/runs/r",
+        workers=2,
+        epochs=3,
+        steps_per_epoch=7,
+        architecture="inception_resnet_v1",
+        image_size=96,
+        embedding_dim=64,
+        margin=0.35,
+        mining="batch_hard",
+        identities_per_batch=8,
+        images_per_identity=3,
+        learning_rate=0.01,
+        lr_schedule="constant",
+        warmup_steps=4,
+        weight_decay=1e-4,
+        augment=False,
+        max_identities=40,
+        val_pairs=100,
+        test_pairs=50,
+        checkpoint_steps=2,
+        threads=1,
+        seed=5,
+        metadata={"trial": "t-1"},
     )
     assert parse_config(config.to_args()) == config
 
@@ -43,7 +63,7 @@ def test_bad_options_say_what_to_fix(changes, message):
 
 
 def test_cosine_schedule_warms_up_to_the_peak_then_decays_to_zero():
-    from training.loop import make_learning_rate
+    from facesim.training.loop import make_learning_rate
 
     config = TrainConfig(data="d", out="o", epochs=2, steps_per_epoch=50, learning_rate=0.01, warmup_steps=10)
     schedule = make_learning_rate(config)
@@ -58,7 +78,7 @@ def test_cosine_schedule_warms_up_to_the_peak_then_decays_to_zero():
 def test_weight_decay_selects_adamw_and_constant_keeps_the_rate():
     import keras
 
-    from training.loop import make_optimizer
+    from facesim.training.loop import make_optimizer
 
     decayed = make_optimizer(TrainConfig(data="d", out="o", weight_decay=5e-4, lr_schedule="constant"))
     assert isinstance(decayed, keras.optimizers.AdamW) and decayed.weight_decay == pytest.approx(5e-4)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from triplet_reference import batch_hard_reference, semi_hard_reference
 
-from training.distributed import WorkerInfo, tf_config_for, worker_dir, worker_info
-from training.launcher import free_ports
+from facesim.training.distributed import WorkerInfo, tf_config_for, worker_dir, worker_info
+from facesim.training.launcher import free_ports
+from tests.helpers.triplet_reference import batch_hard_reference, semi_hard_reference
 
-PROBE = Path(__file__).with_name("mining_probe.py")
+PROBE = Path(__file__).parents[1] / "helpers" / "mining_probe.py"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,10 +24,21 @@ def test_two_worker_step_mines_over_both_workers_samples(tmp_path):
     ports = free_ports(2)
     processes = []
     for index in range(2):
-        env = {**os.environ, "TF_CONFIG": tf_config_for(ports, index), "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONPATH": str(REPO_ROOT)}  # fmt: skip
-        processes.append(subprocess.Popen([sys.executable, str(PROBE), str(tmp_path)], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))  # fmt: skip
+        env = {
+            **os.environ,
+            "TF_CONFIG": tf_config_for(ports, index),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, str(PROBE), str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     try:
         outputs = [p.communicate(timeout=120)[0] for p in processes]
     finally:
@@ -50,10 +61,10 @@ def test_two_worker_step_mines_over_both_workers_samples(tmp_path):
 def _assert_gradient_is_the_one_process_gradient(shares) -> None:
     """The summed per-worker gradients equal the gradient of the whole batch's loss in one process."""
     import tensorflow as tf
-    from mining_probe import EMBEDDING_DIM, IMAGE_SIZE, SHARE_LABELS, share_images
 
-    from training.losses import semi_hard_triplet_loss
-    from training.model import build_embedding_model
+    from facesim.training.losses import semi_hard_triplet_loss
+    from facesim.training.model import build_embedding_model
+    from tests.helpers.mining_probe import EMBEDDING_DIM, IMAGE_SIZE, SHARE_LABELS, share_images
 
     model = build_embedding_model("tiny", IMAGE_SIZE, EMBEDDING_DIM, seed=0)
     images = tf.constant(np.concatenate([share_images(index) for index in range(2)]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.evaluation import best_threshold, roc_auc, roc_curve, tar_at_far, verify
+from facesim.training.verification import best_threshold, roc_auc, roc_curve, tar_at_far, verify
 
 
 def test_perfectly_separated_pairs():

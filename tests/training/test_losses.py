@@ -9,9 +9,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 import tensorflow as tf
-from triplet_reference import batch_hard_reference, semi_hard_reference
 
-from training.losses import batch_hard_triplet_loss, pairwise_squared_distances, semi_hard_triplet_loss
+from facesim.training.losses import batch_hard_triplet_loss, pairwise_squared_distances, semi_hard_triplet_loss
+from tests.helpers.triplet_reference import batch_hard_reference, semi_hard_reference
 
 
 def _random_batch(rng: np.random.Generator, identities: int, per_identity: int, dim: int, spread: float):
@@ -24,9 +24,12 @@ def _random_batch(rng: np.random.Generator, identities: int, per_identity: int, 
     return labels[order].astype(np.int32), points[order].astype(np.float32)
 
 
-CASES = [(seed, ids, k, spread) for seed, (ids, k, spread) in enumerate(
-    [(2, 2, 0.1), (4, 3, 0.5), (5, 4, 1.0), (8, 2, 2.0), (3, 5, 0.8), (6, 3, 0.3)]
-)]
+CASES = [
+    (seed, ids, k, spread)
+    for seed, (ids, k, spread) in enumerate(
+        [(2, 2, 0.1), (4, 3, 0.5), (5, 4, 1.0), (8, 2, 2.0), (3, 5, 0.8), (6, 3, 0.3)]
+    )
+]
 
 
 @pytest.mark.parametrize("margin", [0.2, 0.5, 1.5])
@@ -51,7 +54,10 @@ def test_singletons_serve_only_as_negatives():
     points = rng.normal(size=(5, 8)).astype(np.float32)
     points /= np.linalg.norm(points, axis=1, keepdims=True)
     points[1] = -points[0]  # the only positive pair is as far apart as can be: the loss is positive
-    for loss, reference in ((semi_hard_triplet_loss, semi_hard_reference), (batch_hard_triplet_loss, batch_hard_reference)):
+    for loss, reference in (
+        (semi_hard_triplet_loss, semi_hard_reference),
+        (batch_hard_triplet_loss, batch_hard_reference),
+    ):
         got = float(loss(tf.constant(labels), tf.constant(points), 0.3))
         assert got == pytest.approx(reference(labels, points, 0.3), abs=1e-5)
         assert got > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.sampler import PKSampler
+from facesim.training.sampler import PKSampler
 
 
 def _labels(counts: list[int]) -> np.ndarray:

@@ -15,15 +15,43 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesim.metrics_lines import parse_metrics
+from facesim.contract.metrics_lines import parse_metrics
 
 
 def _train_command(lfw_dir: Path, yunet_path: Path, work: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "facesim", "train", "--data", str(lfw_dir), "--out", str(work / "model"),
-            "--cache-dir", str(work / "crops"), "--yunet-path", str(yunet_path), "--architecture", "tiny",
-            "--image-size", "32", "--embedding-dim", "16", "--max-identities", "8", "--identities-per-batch", "4",
-            "--images-per-identity", "2", "--val-pairs", "16", "--test-pairs", "16", "--map-identities", "3",
-            *options]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "facesim",
+        "train",
+        "--data",
+        str(lfw_dir),
+        "--out",
+        str(work / "model"),
+        "--cache-dir",
+        str(work / "crops"),
+        "--yunet-path",
+        str(yunet_path),
+        "--architecture",
+        "tiny",
+        "--image-size",
+        "32",
+        "--embedding-dim",
+        "16",
+        "--max-identities",
+        "8",
+        "--identities-per-batch",
+        "4",
+        "--images-per-identity",
+        "2",
+        "--val-pairs",
+        "16",
+        "--test-pairs",
+        "16",
+        "--map-identities",
+        "3",
+        *options,
+    ]
 
 
 def _env(work: Path) -> dict[str, str]:
@@ -36,8 +64,10 @@ def _run(command: list[str], work: Path, timeout: int = 240) -> subprocess.Compl
 
 @pytest.mark.slow
 def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path, tmp_path):
-    result = _run(_train_command(lfw_dir, yunet_path, tmp_path, "--workers", "2", "--epochs", "2",
-                                 "--steps-per-epoch", "2"), tmp_path)  # fmt: skip
+    result = _run(
+        _train_command(lfw_dir, yunet_path, tmp_path, "--workers", "2", "--epochs", "2", "--steps-per-epoch", "2"),
+        tmp_path,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "[worker 1]" in result.stdout, "worker output is prefixed by worker"
     metrics = parse_metrics(result.stdout.splitlines())
@@ -61,9 +91,27 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
     assert embeddings.shape == (3, 16)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
 
-    scored = _run([sys.executable, "-m", "facesim", "evaluate", "--model", str(model_dir), "--data", str(lfw_dir),
-                   "--pairs", str(lfw_dir / "pairs.txt"), "--fold", "10", "--limit-pairs", "16",
-                   "--cache-dir", str(tmp_path / "crops")], tmp_path)  # fmt: skip
+    scored = _run(
+        [
+            sys.executable,
+            "-m",
+            "facesim",
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(lfw_dir),
+            "--pairs",
+            str(lfw_dir / "pairs.txt"),
+            "--fold",
+            "10",
+            "--limit-pairs",
+            "16",
+            "--cache-dir",
+            str(tmp_path / "crops"),
+        ],
+        tmp_path,
+    )
     assert scored.returncode == 0, scored.stderr[-3000:]
     scores = dict(parse_metrics(scored.stdout.splitlines()))
     assert scores["pairs"] == 16 and 0.0 <= scores["accuracy"] <= 1.0
@@ -73,9 +121,24 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
 
 @pytest.mark.slow
 def test_overfitting_a_handful_of_identities_drives_the_loss_down(lfw_dir, yunet_path, tmp_path):
-    command = _train_command(lfw_dir, yunet_path, tmp_path, "--workers", "1", "--epochs", "3",
-                             "--steps-per-epoch", "15", "--max-identities", "4", "--no-augment",
-                             "--learning-rate", "0.01", "--mining", "batch_hard")  # fmt: skip
+    command = _train_command(
+        lfw_dir,
+        yunet_path,
+        tmp_path,
+        "--workers",
+        "1",
+        "--epochs",
+        "3",
+        "--steps-per-epoch",
+        "15",
+        "--max-identities",
+        "4",
+        "--no-augment",
+        "--learning-rate",
+        "0.01",
+        "--mining",
+        "batch_hard",
+    )
     result = _run(command, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     losses = [value for name, value in parse_metrics(result.stdout.splitlines()) if name == "loss"]
@@ -86,10 +149,23 @@ def test_overfitting_a_handful_of_identities_drives_the_loss_down(lfw_dir, yunet
 @pytest.mark.slow
 def test_a_killed_worker_stops_the_run_and_a_restart_resumes_from_the_checkpoint(lfw_dir, yunet_path, tmp_path):
     total_steps = 300
-    command = _train_command(lfw_dir, yunet_path, tmp_path, "--workers", "2", "--epochs", "1",
-                             "--steps-per-epoch", str(total_steps), "--checkpoint-steps", "5")  # fmt: skip
+    command = _train_command(
+        lfw_dir,
+        yunet_path,
+        tmp_path,
+        "--workers",
+        "2",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        str(total_steps),
+        "--checkpoint-steps",
+        "5",
+    )
     checkpoint_index = tmp_path / "model.run" / "checkpoints" / "checkpoint"
-    launcher = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = subprocess.Popen(
+        command, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines: list[str] = []
     drain = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)  # a full pipe would stall it
     drain.start()
@@ -123,8 +199,8 @@ def test_a_killed_worker_stops_the_run_and_a_restart_resumes_from_the_checkpoint
 
 
 def test_tiny_model_fixture_is_what_serving_expects(tiny_model_dir):
-    from storage.model_card import load_model_card
-    from training.export import EmbeddingModel
+    from facesim.storage.model_card import load_model_card
+    from facesim.training.export import EmbeddingModel
 
     card = load_model_card(tiny_model_dir)
     assert card.image_size == 64 and card.embedding_dim == 64 and card.threshold > 0

@@ -1,25 +1,34 @@
 """`facesim train` routes: bad options exit 2 with a message; --backend cluster submits a TFJob
-that runs `python -m training` with the very options given (TrainConfig.to_args)."""
+that runs `python -m facesim.training` with the very options given (TrainConfig.to_args)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-from training.cli import evaluate_main, train_main
-from training.config import parse_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))  # the cluster tests' fake API server
-from fake_apiserver import Answer, RunningApiServer  # noqa: E402
+from facesim.training.cli import evaluate_main, train_main
+from facesim.training.config import parse_config
+from tests.helpers.fake_apiserver import Answer, RunningApiServer
 
 TFJOBS = "/apis/kubeflow.org/v1/namespaces/facesim/tfjobs"
 
 
 def test_cluster_backend_submits_a_tfjob_running_the_same_options(tmp_path):
-    options = ["--data", "/mnt/data/lfw", "--out", "/mnt/models/m", "--workers", "2", "--epochs", "5",
-               "--margin", "0.3", "--mining", "batch_hard", "--embedding-dim", "64"]  # fmt: skip
+    options = [
+        "--data",
+        "/mnt/data/lfw",
+        "--out",
+        "/mnt/models/m",
+        "--workers",
+        "2",
+        "--epochs",
+        "5",
+        "--margin",
+        "0.3",
+        "--mining",
+        "batch_hard",
+        "--embedding-dim",
+        "64",
+    ]
     with RunningApiServer() as server:
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
         server.state.answer("POST", TFJOBS, Answer(201, {"metadata": {"name": "facesim-train"}}))
@@ -28,7 +37,7 @@ def test_cluster_backend_submits_a_tfjob_running_the_same_options(tmp_path):
     spec = request.body["spec"]["tfReplicaSpecs"]["Worker"]
     assert spec["replicas"] == 2
     command = spec["template"]["spec"]["containers"][0]["command"]
-    assert command[:3] == ["python", "-m", "training"]
+    assert command[:3] == ["python", "-m", "facesim.training"]
     assert parse_config(command[3:]) == parse_config(options)
 
 

@@ -7,10 +7,9 @@ import itertools
 import optuna
 import pytest
 
-from tuning.algorithms import UnknownAlgorithm, make_pruner, make_sampler
-from tuning.space import ALGORITHMS
-from tuning.local import LocalTuneConfig, grid_values, suggest
-from tuning.space import SEARCH_SPACE, parameter
+from facesim.tuning.algorithms import UnknownAlgorithm, make_pruner, make_sampler
+from facesim.tuning.local import LocalTuneConfig, grid_values, suggest
+from facesim.tuning.space import ALGORITHMS, SEARCH_SPACE, parameter
 
 
 def test_grid_values_spread_over_each_range() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.trial import MetricStream, run_trial
+from facesim.tuning.trial import MetricStream, run_trial
 
 
 @pytest.mark.parametrize(
@@ -39,8 +39,14 @@ def test_katib_filter_edge_cases(line: str, expected: dict[str, float]) -> None:
 
 def test_objective_is_the_best_epoch_and_other_metrics_the_latest() -> None:
     stream = MetricStream("val_accuracy")
-    for line in ["epoch=1", "loss=0.9 val_accuracy=0.61", "epoch=2", "loss=0.5 val_accuracy=0.72",
-                 "epoch=3", "loss=0.4 val_accuracy=0.70"]:
+    for line in [
+        "epoch=1",
+        "loss=0.9 val_accuracy=0.61",
+        "epoch=2",
+        "loss=0.5 val_accuracy=0.72",
+        "epoch=3",
+        "loss=0.4 val_accuracy=0.70",
+    ]:
         stream.feed(line)
     assert stream.history == [0.61, 0.72, 0.70]
     assert stream.best(maximize=True) == 0.72
@@ -55,11 +61,14 @@ def _script(tmp_path: Path, body: str) -> list[str]:
 
 
 def test_a_trial_is_followed_epoch_by_epoch_and_logged(tmp_path: Path) -> None:
-    command = _script(tmp_path, """
+    command = _script(
+        tmp_path,
+        """
         for epoch, accuracy in enumerate([0.55, 0.6, 0.65], start=1):
             print(f"epoch={epoch}")
             print(f"loss={1 / epoch:.3f} val_accuracy={accuracy}")
-    """)
+    """,
+    )
     seen: list[tuple[int, float]] = []
     stream = MetricStream("val_accuracy")
     outcome = run_trial(command, tmp_path / "t" / "train.log", stream, lambda e, v: seen.append((e, v)) or False)
@@ -71,14 +80,17 @@ def test_a_trial_is_followed_epoch_by_epoch_and_logged(tmp_path: Path) -> None:
 def test_a_hopeless_trial_is_stopped_with_its_workers(tmp_path: Path) -> None:
     # The "launcher" starts a worker in its process group; stopping the trial must end both.
     pid_file = tmp_path / "worker.pid"
-    command = _script(tmp_path, f"""
+    command = _script(
+        tmp_path,
+        f"""
         import subprocess, sys, time
         worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         open({str(pid_file)!r}, "w").write(str(worker.pid))
         for epoch in range(1, 100):
             print(f"epoch={{epoch}} val_accuracy=0.5", flush=True)
             time.sleep(0.2)
-    """)
+    """,
+    )
     started = time.monotonic()
     outcome = run_trial(command, tmp_path / "train.log", MetricStream("val_accuracy"), lambda e, v: e >= 1)
     assert outcome.stopped_early and outcome.returncode != 0
@@ -102,18 +114,26 @@ def test_ctrl_c_on_the_tuner_stops_running_trials(tmp_path: Path) -> None:
     import signal
     import threading
 
-    from tuning.trial import trials_stop_with_the_tuner
+    from facesim.tuning.trial import trials_stop_with_the_tuner
 
-    command = _script(tmp_path, """
+    command = _script(
+        tmp_path,
+        """
         import time
         for epoch in range(1, 600):
             print(f"epoch={epoch} val_accuracy=0.5", flush=True)
             time.sleep(0.1)
-    """)
+    """,
+    )
     running: set[int] = set()
     outcomes = []
-    trial = threading.Thread(target=lambda: outcomes.append(
-        run_trial(command, tmp_path / "train.log", MetricStream("val_accuracy"), lambda e, v: False, running=running)))
+    trial = threading.Thread(
+        target=lambda: outcomes.append(
+            run_trial(
+                command, tmp_path / "train.log", MetricStream("val_accuracy"), lambda e, v: False, running=running
+            )
+        )
+    )
     with pytest.raises(KeyboardInterrupt), trials_stop_with_the_tuner(running):
         trial.start()
         while not running:

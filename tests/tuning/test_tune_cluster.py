@@ -4,16 +4,14 @@ optimal trial, whose parameters land in best_params.json (what the pipeline trai
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-# The cluster tests' fake Kubernetes API server (reused, not copied).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
-from fake_apiserver import Answer, RunningApiServer, status_body  # noqa: E402
+from facesim.tuning.cli import main
 
-from tuning.cli import main  # noqa: E402
+# The cluster tests' fake Kubernetes API server (reused, not copied).
+from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
 
 EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/team-a/experiments"
 SUCCEEDED = {
@@ -22,8 +20,11 @@ SUCCEEDED = {
         "trialsSucceeded": 3,
         "currentOptimalTrial": {
             "bestTrialName": "sweep-7-abc",
-            "parameterAssignments": [{"name": "margin", "value": "0.3"}, {"name": "embedding_size", "value": "64"},
-                                     {"name": "learning_rate", "value": "0.002"}],  # fmt: skip
+            "parameterAssignments": [
+                {"name": "margin", "value": "0.3"},
+                {"name": "embedding_size", "value": "64"},
+                {"name": "learning_rate", "value": "0.002"},
+            ],
             "observation": {"metrics": [{"name": "val_accuracy", "latest": "0.81", "max": "0.83"}]},
         },
     }
@@ -35,10 +36,31 @@ def test_the_experiment_is_created_followed_and_its_best_trial_written(tmp_path:
         server.state.answer("POST", EXPERIMENTS, Answer(201, {}))
         server.state.answer("GET", f"{EXPERIMENTS}/sweep-7", Answer(200, SUCCEEDED))
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")
-        code = main(["--backend", "cluster", "--namespace", "team-a", "--kubeconfig", str(kubeconfig),
-                     "--experiment-name", "sweep-7", "--trials", "5", "--algorithm", "random", "--workers", "2",
-                     "--data", "/mnt/data/crops/lfw-112px", "--out", str(tmp_path / "out"),
-                     "--", "--architecture", "tiny"])  # fmt: skip
+        code = main(
+            [
+                "--backend",
+                "cluster",
+                "--namespace",
+                "team-a",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--experiment-name",
+                "sweep-7",
+                "--trials",
+                "5",
+                "--algorithm",
+                "random",
+                "--workers",
+                "2",
+                "--data",
+                "/mnt/data/crops/lfw-112px",
+                "--out",
+                str(tmp_path / "out"),
+                "--",
+                "--architecture",
+                "tiny",
+            ]
+        )
         created = server.state.calls("POST", EXPERIMENTS)[0].body
     assert code == 0
     spec = created["spec"]

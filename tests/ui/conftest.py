@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from ui_helpers import ARTIFACTS, DoomedPredictor, start_ui, stop
 
-from inference.local_server import local_predictor
-from ui.app import UiConfig, create_app
+from facesim.inference.local_server import local_predictor
+from facesim.ui.app import UiConfig, create_app
+from tests.helpers.ui_helpers import ARTIFACTS, DoomedPredictor, start_ui, stop
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ import requests
 from flask.testing import FlaskClient
 from PIL import Image
 
-from ui_helpers import HOSTILE_NAME, csrf_token, free_port
-from ui.app import UiConfig, create_app
+from facesim.ui.app import UiConfig, create_app
+from tests.helpers.ui_helpers import HOSTILE_NAME, csrf_token, free_port
 
 
 def _upload(path: Path) -> tuple[io.BytesIO, str]:
@@ -245,7 +245,9 @@ def test_search_with_a_gallery_sample(ui_client: FlaskClient) -> None:
 
 
 def test_cli_help_and_bad_options() -> None:
-    help_run = subprocess.run([sys.executable, "-m", "ui", "--help"], capture_output=True, text=True, timeout=60)
+    help_run = subprocess.run(
+        [sys.executable, "-m", "facesim.ui", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert help_run.returncode == 0 and "--predictor" in help_run.stdout and "FACESIM_PREDICTOR_URL" in help_run.stdout
     for bad in (["--predictor", "localhost:8080"], ["--port", "70000"]):
         run = subprocess.run([sys.executable, "-m", "facesim", "ui", *bad], capture_output=True, text=True, timeout=60)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
-from ui_helpers import HOSTILE_NAME, DoomedPredictor
+
+from tests.helpers.ui_helpers import HOSTILE_NAME, DoomedPredictor
 
 pytestmark = pytest.mark.browser
 

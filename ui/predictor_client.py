@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-MODEL_NAME = "facenet"
+from facesim.contract.api import MODEL_NAME
 
 
 class PredictorUnavailable(Exception):

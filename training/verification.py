@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facesim.contract.api import same_person
+
 
 @dataclass(frozen=True)
 class Roc:
@@ -44,7 +46,7 @@ def roc_curve(distances: np.ndarray, same: np.ndarray) -> Roc:
     """Accept at d <= t for every distinct t (plus "accept nothing")."""
     same = np.asarray(same, dtype=bool)
     thresholds = np.concatenate([[-np.inf], np.unique(distances)])
-    accepted = distances[None, :] <= thresholds[:, None]
+    accepted = same_person(distances[None, :], thresholds[:, None])
     positives, negatives = max(same.sum(), 1), max((~same).sum(), 1)
     true_accept = (accepted & same).sum(axis=1) / positives
     false_accept = (accepted & ~same).sum(axis=1) / negatives
@@ -65,13 +67,15 @@ def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
     candidates = np.unique(distances)
     if len(candidates) == 0:
         raise ValueError("no pairs to calibrate a threshold on")
-    midpoints = np.concatenate([[candidates[0] - 1e-6], (candidates[1:] + candidates[:-1]) / 2, [candidates[-1] + 1e-6]])
-    correct = (distances[None, :] <= midpoints[:, None]) == np.asarray(same, dtype=bool)[None, :]
+    midpoints = np.concatenate(
+        [[candidates[0] - 1e-6], (candidates[1:] + candidates[:-1]) / 2, [candidates[-1] + 1e-6]]
+    )
+    correct = same_person(distances[None, :], midpoints[:, None]) == np.asarray(same, dtype=bool)[None, :]
     return float(midpoints[int(np.argmax(correct.mean(axis=1)))])
 
 
 def accuracy(distances: np.ndarray, same: np.ndarray, threshold: float) -> float:
-    return float(np.mean((distances <= threshold) == np.asarray(same, dtype=bool)))
+    return float(np.mean(same_person(distances, threshold) == np.asarray(same, dtype=bool)))
 
 
 def verify(distances: np.ndarray, same: np.ndarray, threshold: float | None = None) -> Verification:

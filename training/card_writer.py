@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from facesim import __version__
-from storage.model_card import ModelCard, save_model_card
-from training.config import TrainConfig
-from training.data import RunData
+from facesim.contract.version import __version__
+from facesim.storage.model_card import ModelCard, save_model_card
+from facesim.training.config import TrainConfig
+from facesim.training.data import RunData
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +17,12 @@ def code_version() -> str:
     """Package version, plus the git commit when running from a checkout (containers have none)."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return __version__
@@ -38,13 +43,20 @@ def write_model_card(
         "test_pairs": len(data.test.same),
         "workers": workers,
         "params": {
-            "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch, "mining": config.mining,
-            "identities_per_batch": config.identities_per_batch, "images_per_identity": config.images_per_identity,
-            "learning_rate": config.learning_rate, "lr_schedule": config.lr_schedule,
-            "warmup_steps": config.warmup_steps, "weight_decay": config.weight_decay,
-            "optimizer": "adamw" if config.weight_decay else "adam", "augment": config.augment, "seed": config.seed,
+            "epochs": config.epochs,
+            "steps_per_epoch": config.steps_per_epoch,
+            "mining": config.mining,
+            "identities_per_batch": config.identities_per_batch,
+            "images_per_identity": config.images_per_identity,
+            "learning_rate": config.learning_rate,
+            "lr_schedule": config.lr_schedule,
+            "warmup_steps": config.warmup_steps,
+            "weight_decay": config.weight_decay,
+            "optimizer": "adamw" if config.weight_decay else "adam",
+            "augment": config.augment,
+            "seed": config.seed,
             "max_identities": config.max_identities,
-        },  # fmt: skip
+        },
         "notes": dict(config.metadata),
     }
     card = ModelCard(

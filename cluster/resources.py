@@ -21,8 +21,8 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from facesim import __version__
-from storage.uris import StorageUri, parse_uri
+from facesim.contract.version import __version__
+from facesim.storage.uris import StorageUri, parse_uri
 
 # Where the PVCs are mounted in every facesim pod (the predictor's model comes in through KServe's
 # storageUri instead, which KServe mounts read-only at /mnt/models).
@@ -237,7 +237,9 @@ def rbac_resources(cluster: ClusterConfig) -> list[Any]:
             kind="RoleBinding",
             metadata=k8s.V1ObjectMeta(name=f"{cluster.service_account}-binding", **meta),
             role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=role_name),
-            subjects=[k8s.RbacV1Subject(kind="ServiceAccount", name=cluster.service_account, namespace=cluster.namespace)],
+            subjects=[
+                k8s.RbacV1Subject(kind="ServiceAccount", name=cluster.service_account, namespace=cluster.namespace)
+            ],
         ),
     ]
 

@@ -34,7 +34,9 @@ def to_json_schema(node: Any) -> Any:
 
 @cache
 def crd_validator(crd_path: Path, version: str) -> jsonschema.Draft7Validator:
-    crd = yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # the KServe CRD is 2 MB
+    crd = yaml.load(
+        crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    )  # the KServe CRD is 2 MB
     for served in crd["spec"]["versions"]:
         if served["name"] == version:
             return jsonschema.Draft7Validator(to_json_schema(served["schema"]["openAPIV3Schema"]))
@@ -46,6 +48,5 @@ def crd_errors(resource: dict[str, Any], crd_path: Path) -> list[str]:
     version = resource["apiVersion"].split("/")[-1]
     validator = crd_validator(crd_path, version)
     return [
-        f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
-        for error in validator.iter_errors(resource)
+        f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}" for error in validator.iter_errors(resource)
     ]

@@ -19,15 +19,15 @@ def share_images(index: int) -> np.ndarray:
 
 
 def main(out: Path) -> None:
-    from training.distributed import configure_threads, make_strategy, replica_device, worker_info
+    from facesim.training.distributed import configure_threads, make_strategy, replica_device, worker_info
 
     configure_threads(1)
     strategy = make_strategy()  # first, before other TensorFlow work: it reads TF_CONFIG
     import tensorflow as tf
 
-    from training.losses import MINING_LOSSES
-    from training.loop import global_triplet_loss
-    from training.model import build_embedding_model
+    from facesim.training.loop import global_triplet_loss
+    from facesim.training.losses import MINING_LOSSES
+    from facesim.training.model import build_embedding_model
 
     info = worker_info()
     with strategy.scope():
@@ -46,9 +46,13 @@ def main(out: Path) -> None:
         return embeddings, losses, summed
 
     embeddings, losses, summed = tf.function(lambda x, y: strategy.run(replica_fn, args=(x, y)))(images, labels)
-    np.savez(out / f"worker-{info.index}.npz", embeddings=embeddings.numpy(), labels=labels.numpy(),
-             **{f"loss_{name}": value.numpy() for name, value in losses.items()},
-             **{f"gradient_{i}": g.numpy() for i, g in enumerate(summed)})  # fmt: skip
+    np.savez(
+        out / f"worker-{info.index}.npz",
+        embeddings=embeddings.numpy(),
+        labels=labels.numpy(),
+        **{f"loss_{name}": value.numpy() for name, value in losses.items()},
+        **{f"gradient_{i}": g.numpy() for i, g in enumerate(summed)},
+    )
 
 
 if __name__ == "__main__":

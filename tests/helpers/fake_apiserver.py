@@ -31,7 +31,14 @@ class Answer:
 
 def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
     """A Kubernetes `Status` object, as the API server sends with errors."""
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 @dataclass

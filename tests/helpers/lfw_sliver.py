@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.lfw import LfwLayout, Pair, read_pairs, read_people
+from facesim.storage.lfw import LfwLayout, Pair, read_pairs, read_people
 
 TRAIN_PEOPLE_PER_SET = 3  # people sets 1-8: 24 training identities of 4-8 images each
 PAIRS_PER_FOLD = 3  # per fold: 3 same + 3 different pairs
@@ -22,25 +22,31 @@ def make_lfw_sliver(lfw_dir: Path, out: Path) -> Path:
     layout = LfwLayout.find(lfw_dir)
     people_sets = read_people(layout.protocol_file("people.txt"))
     folds = read_pairs(layout.protocol_file("pairs.txt"))
-    train_sets = [dict([(name, n) for name, n in people.items() if 4 <= n <= 8][:TRAIN_PEOPLE_PER_SET])
-                  for people in people_sets[:8]]  # fmt: skip
-    kept_folds = [[p for p in fold if p.same][:PAIRS_PER_FOLD] + [p for p in fold if not p.same][:PAIRS_PER_FOLD]
-                  for fold in folds]  # fmt: skip
+    train_sets = [
+        dict([(name, n) for name, n in people.items() if 4 <= n <= 8][:TRAIN_PEOPLE_PER_SET])
+        for people in people_sets[:8]
+    ]
+    kept_folds = [
+        [p for p in fold if p.same][:PAIRS_PER_FOLD] + [p for p in fold if not p.same][:PAIRS_PER_FOLD]
+        for fold in folds
+    ]
     eval_sets = [
         {name: people_sets[8 + k][name] for pair in kept_folds[8 + k] for name in (pair.name1, pair.name2)}
         for k in range(2)
     ]
     # Every image of every listed person (people.txt counts must hold), and the other folds' pairs.
-    images: set[tuple[str, int]] = {(name, n) for people in train_sets + eval_sets for name, count in people.items()
-                                    for n in range(1, count + 1)}  # fmt: skip
+    images: set[tuple[str, int]] = {
+        (name, n) for people in train_sets + eval_sets for name, count in people.items() for n in range(1, count + 1)
+    }
     images |= {image for fold in kept_folds for p in fold for image in ((p.name1, p.n1), (p.name2, p.n2))}
     for name, n in images:
         link = out / "lfw-deepfunneled" / name / layout.image_path(name, n).name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(layout.image_path(name, n))
     sets = train_sets + eval_sets
-    people_lines = [str(len(sets))] + [line for people in sets
-                                       for line in [str(len(people)), *(f"{k}\t{v}" for k, v in people.items())]]
+    people_lines = [str(len(sets))] + [
+        line for people in sets for line in [str(len(people)), *(f"{k}\t{v}" for k, v in people.items())]
+    ]
     (out / "people.txt").write_text("\n".join(people_lines) + "\n")
     pair_lines = [f"{len(kept_folds)}\t{PAIRS_PER_FOLD}"] + [_pair_line(p) for fold in kept_folds for p in fold]
     (out / "pairs.txt").write_text("\n".join(pair_lines) + "\n")

@@ -1,4 +1,4 @@
-"""storage.cluster: the namespace a launcher uses, pvc:// URIs, and API errors turned into advice."""
+"""facesim.cluster.resources: the namespace a launcher uses, pvc:// URIs, and API errors turned into advice."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import storage.cluster as cluster
-from storage.cluster import ClusterConfig, ClusterError, pvc_uri
-from training.tfjob import TFJobConfig, submit_tfjob
+import facesim.cluster.resources as cluster
+from facesim.cluster.resources import ClusterConfig, ClusterError, pvc_uri
+from facesim.training.tfjob import TFJobConfig, submit_tfjob
 
 
 def test_namespace_comes_from_env_then_the_pod_then_the_default(monkeypatch, tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_pvc_uris() -> None:
 
 
 def test_an_unreachable_api_server_is_a_clear_error(tmp_path: Path) -> None:
-    from fake_apiserver import RunningApiServer
+    from tests.helpers.fake_apiserver import RunningApiServer
 
     with RunningApiServer() as server:  # a port that then closes: nothing listens there any more
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
