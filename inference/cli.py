@@ -59,7 +59,26 @@ def _parser() -> argparse.ArgumentParser:
         "--max-request-bytes",
         type=int,
         default=defaults.max_request_bytes,
-        help="largest accepted request body (413 above)",
+        help="largest accepted request body, counted while it streams, chunked too (413 above)",
+    )
+    parser.add_argument(
+        "--max-request-pixels",
+        type=int,
+        default=defaults.max_request_pixels,
+        help="most pixels (width x height) of all images and compare images of one request together",
+    )
+    parser.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=defaults.max_header_bytes,
+        help="largest request header line (431 above)",
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the token that gallery writes (enrol, remove) must send as `Authorization: Bearer "
+        "<token>` (default: $FACESIM_ADMIN_TOKEN; with neither, writes are refused)",
     )
     parser.add_argument(
         "--approximate-threshold",
@@ -90,13 +109,14 @@ def serve_main(argv: list[str] | None = None) -> int:
 
         return cluster_main(argv)
     args = _parser().parse_args(argv)
+    from facesim.contract.auth import TokenError
     from facesim.inference.embedder import ModelError
     from facesim.inference.gallery import GalleryError
 
     try:
         model_dir, gallery_dir = _resolve_artifacts(args.model, args.gallery)
         return _serve(args, model_dir, gallery_dir)
-    except (ModelError, GalleryError, FileNotFoundError) as error:
+    except (ModelError, GalleryError, FileNotFoundError, TokenError) as error:
         print(f"facesim serve: {error}", file=sys.stderr)
         return 2
 
@@ -117,6 +137,7 @@ def _resolve_artifacts(model: Path | None, gallery: Path | None) -> tuple[Path, 
 def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
     import kserve
 
+    from facesim.contract.auth import load_admin_token
     from facesim.inference.predictor import FaceNetPredictor, ServingConfig
     from facesim.inference.routes import install_routes
 
@@ -125,6 +146,8 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
         max_image_pixels=args.max_image_pixels,
         max_instances=args.max_instances,
         max_request_bytes=args.max_request_bytes,
+        max_request_pixels=args.max_request_pixels,
+        max_header_bytes=args.max_header_bytes,
     )
     config = ServingConfig(
         model_dir=model_dir,
@@ -133,6 +156,7 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
         approximate_threshold=args.approximate_threshold,
         yunet_path=args.yunet,
         tf_threads=args.tf_threads,
+        admin_token=load_admin_token(args.admin_token_file),
     )
     predictor = FaceNetPredictor(config)
     predictor.load()
