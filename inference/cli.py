@@ -13,6 +13,20 @@ from pathlib import Path
 from facesim.inference.payload import RequestLimits
 from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD
 
+# `facesim serve` flag -> help; each sets the RequestLimits field of the same name.
+LIMIT_FLAGS = {
+    "--max-image-bytes": "largest accepted image file",
+    "--max-image-pixels": "largest accepted image, width x height",
+    "--max-instances": "most images in one request",
+    "--max-request-bytes": "largest accepted request body, counted while it streams, chunked too (413 above)",
+    "--max-request-pixels": "most pixels (width x height) of all images and compare images of one request together",
+    "--max-header-bytes": "largest request header line (431 above)",
+}
+
+
+def _field(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
 
 def _parser() -> argparse.ArgumentParser:
     from kserve.model_server import parser as kserve_parser
@@ -48,31 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
     defaults = RequestLimits()
-    parser.add_argument(
-        "--max-image-bytes", type=int, default=defaults.max_image_bytes, help="largest accepted image file"
-    )
-    parser.add_argument(
-        "--max-image-pixels", type=int, default=defaults.max_image_pixels, help="largest accepted image, width x height"
-    )
-    parser.add_argument("--max-instances", type=int, default=defaults.max_instances, help="most images in one request")
-    parser.add_argument(
-        "--max-request-bytes",
-        type=int,
-        default=defaults.max_request_bytes,
-        help="largest accepted request body, counted while it streams, chunked too (413 above)",
-    )
-    parser.add_argument(
-        "--max-request-pixels",
-        type=int,
-        default=defaults.max_request_pixels,
-        help="most pixels (width x height) of all images and compare images of one request together",
-    )
-    parser.add_argument(
-        "--max-header-bytes",
-        type=int,
-        default=defaults.max_header_bytes,
-        help="largest request header line (431 above)",
-    )
+    for flag, text in LIMIT_FLAGS.items():
+        parser.add_argument(flag, type=int, default=getattr(defaults, _field(flag)), help=text)
     parser.add_argument(
         "--admin-token-file",
         type=Path,
@@ -141,14 +132,7 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
     from facesim.inference.predictor import FaceNetPredictor, ServingConfig
     from facesim.inference.routes import install_routes
 
-    limits = RequestLimits(
-        max_image_bytes=args.max_image_bytes,
-        max_image_pixels=args.max_image_pixels,
-        max_instances=args.max_instances,
-        max_request_bytes=args.max_request_bytes,
-        max_request_pixels=args.max_request_pixels,
-        max_header_bytes=args.max_header_bytes,
-    )
+    limits = RequestLimits(**{_field(flag): getattr(args, _field(flag)) for flag in LIMIT_FLAGS})
     config = ServingConfig(
         model_dir=model_dir,
         gallery_dir=gallery_dir,
