@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS must stay flat")
     parser.add_argument("--rss-tolerance", type=float, default=0.10, help="allowed RSS growth after the warm-up")
     parser.add_argument("--yunet", help="YuNet ONNX weights for the predictor (default: as in faces.detect)")
+    parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for the predictor to load")
     return parser
 
 
@@ -187,7 +188,7 @@ def _soak(args: argparse.Namespace, config: SoakConfig) -> SoakVerdict:
         raise FileNotFoundError("give --model and --gallery: nothing is registered")
     log = Path(tempfile.mkdtemp(prefix="facesim-soak-")) / "predictor.log"
     extra = ("--yunet", args.yunet) if args.yunet else ()
-    server = start_predictor(model, gallery, extra, log_path=log)
+    server = start_predictor(model, gallery, extra, log_path=log, ready_timeout_s=args.ready_timeout)
     try:
         return judge(run_soak(server.url, server.process.pid, config), config)
     finally:
