@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from kserve.errors import InferenceError, InvalidInput
+from kserve.errors import InferenceError, InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -214,12 +214,13 @@ def install_routes(predictor: FaceNetPredictor, app: FastAPI | None = None) -> N
 
 
 class _ClientErrorFilter(logging.Filter):
-    """KServe logs every InvalidInput (a 400) with a full traceback; the access log already has its one
-    line, and the client has the reason. Server errors (5xx) keep their tracebacks."""
+    """KServe logs every client error (InvalidInput: 400, ModelNotFound: 404) with a full traceback;
+    the access log already has the request's one line, and the client has the reason. Server
+    errors (5xx) keep their tracebacks."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, (InvalidInput, StarletteHTTPException, RequestValidationError))
+        return not isinstance(error, (InvalidInput, ModelNotFound, StarletteHTTPException, RequestValidationError))
 
 
 def quiet_client_errors() -> None:
