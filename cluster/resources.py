@@ -21,6 +21,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from facesim.contract.auth import ADMIN_TOKEN_ENV
 from facesim.contract.version import __version__
 from facesim.storage.uris import StorageUri, parse_uri
 
@@ -181,6 +182,28 @@ def container_security_context() -> k8s.V1SecurityContext:
         allow_privilege_escalation=False,
         capabilities=k8s.V1Capabilities(drop=["ALL"]),
         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+ADMIN_TOKEN_SECRET = "facesim-admin-token"  # key `token`: what gallery writes must present
+
+
+def admin_token_env() -> k8s.V1EnvVar:
+    """$FACESIM_ADMIN_TOKEN for the predictor and the UI, from the admin-token Secret (while it is
+    missing or empty, the predictor refuses gallery writes)."""
+    selector = k8s.V1SecretKeySelector(name=ADMIN_TOKEN_SECRET, key="token", optional=True)
+    return k8s.V1EnvVar(name=ADMIN_TOKEN_ENV, value_from=k8s.V1EnvVarSource(secret_key_ref=selector))
+
+
+def admin_token_secret(cluster: ClusterConfig) -> k8s.V1Secret:
+    """A placeholder with an empty token: set a real one before applying, e.g. `kubectl create secret
+    generic facesim-admin-token --from-literal=token=$(openssl rand -hex 32)`."""
+    return k8s.V1Secret(
+        api_version="v1",
+        kind="Secret",
+        metadata=k8s.V1ObjectMeta(name=ADMIN_TOKEN_SECRET, namespace=cluster.namespace, labels={APP_LABEL: "facesim"}),
+        type="Opaque",
+        string_data={"token": ""},
     )
 
 

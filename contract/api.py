@@ -20,16 +20,30 @@ class IdentityNameError(ValueError):
     """An identity name the gallery refuses; the message is fit for a user."""
 
 
+# Characters a name may not hold: they are invisible, break lines, or cannot be stored at all.
+REFUSED_CATEGORIES = {
+    "Cc": "control characters (such as line breaks)",
+    "Cf": "invisible format characters (such as zero-width joiners)",
+    "Cs": "lone surrogates (broken UTF-16)",
+    "Zl": "line separators",
+    "Zp": "paragraph separators",
+}
+
+
 def validate_identity(name: object) -> str:
-    """An identity name: any text of 1-128 characters without control characters."""
+    """An identity name as stored: NFC-normalised and trimmed, 1-128 characters, none of them
+    control, format, surrogate or line/paragraph separators (so "Ada" and "Ada" + a zero-width
+    joiner, or a composed and a decomposed "é", are never two people)."""
     if not isinstance(name, str):
         raise IdentityNameError("identity must be a string")
-    if not name.strip():
+    refused = sorted({unicodedata.category(ch) for ch in name} & REFUSED_CATEGORIES.keys())
+    if refused:
+        raise IdentityNameError(f"identity must not contain {' or '.join(REFUSED_CATEGORIES[c] for c in refused)}")
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name:
         raise IdentityNameError("identity must not be empty")
     if len(name) > MAX_IDENTITY_LENGTH:
         raise IdentityNameError(f"identity is longer than {MAX_IDENTITY_LENGTH} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
-        raise IdentityNameError("identity must not contain control characters")
     return name
 
 

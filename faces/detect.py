@@ -39,6 +39,10 @@ class Face:
     def area(self) -> float:
         return self.box[2] * self.box[3]
 
+    def scaled(self, factor: float) -> Face:
+        """The same face in an image `factor` times larger (results on a reduced decode, mapped back)."""
+        return Face(tuple(v * factor for v in self.box), self.score, (self.landmarks * factor).astype(np.float32))
+
     def to_dict(self) -> dict:
         return {
             "box": [round(float(v), 2) for v in self.box],

@@ -29,17 +29,43 @@ class ImageLimits:
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
     """Decode JPEG/PNG/... bytes to RGB uint8, applying EXIF orientation."""
-    if not data:
-        raise ImageError("the image is empty (0 bytes)")
-    if len(data) > limits.max_bytes:
-        raise ImageError(f"the image is too large: {len(data):,} bytes (limit {limits.max_bytes:,})")
+    return decode_reduced(data, limits, max_side=None)[0]
+
+
+def decode_reduced(data: bytes, limits: ImageLimits, max_side: int | None) -> tuple[np.ndarray, float]:
+    """Like `decode_image`, but an image whose longer side is over 2 x `max_side` is decoded smaller,
+    keeping the longer side at least `max_side`: JPEGs at 1/2, 1/4 or 1/8 scale by libjpeg itself
+    (the full image is never in memory), other formats shrunk by an integer factor right after
+    decoding. Returns the pixels and the scale back to the original (original px per decoded px)."""
     image = _open_checked(data, limits)
+    original_side = max(image.size)
     try:
+        if max_side and image.format == "JPEG":
+            image.draft(None, (max_side, max_side))
         image.load()
-        image = ImageOps.exif_transpose(image)
+        if max_side:
+            image = _reduce(image, max_side)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"the image is corrupt or truncated: {error}") from None
-    return _to_rgb(image)
+    rgb = _to_rgb(image)
+    return rgb, original_side / max(rgb.shape[:2])
+
+
+def declared_pixels(data: bytes, limits: ImageLimits = ImageLimits()) -> int:
+    """Width x height from the header alone (the same checks as decoding, no pixel decoded)."""
+    width, height = _open_checked(data, limits).size
+    return width * height
+
+
+def _reduce(image: Image.Image, max_side: int) -> Image.Image:
+    factor = max(image.size) // max_side
+    if factor < 2:
+        return image
+    try:
+        return image.reduce(factor)
+    except (ValueError, NotImplementedError):  # a mode Pillow can't reduce (16-bit, ...): keep it whole
+        return image
 
 
 def read_image(path: str | Path, limits: ImageLimits = ImageLimits()) -> np.ndarray:
@@ -56,7 +82,11 @@ def read_image(path: str | Path, limits: ImageLimits = ImageLimits()) -> np.ndar
 
 
 def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
-    """Parse only the header and refuse images with too many pixels."""
+    """Parse only the header and refuse empty or oversized files and images with too many pixels."""
+    if not data:
+        raise ImageError("the image is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise ImageError(f"the image is too large: {len(data):,} bytes (limit {limits.max_bytes:,})")
     try:
         with warnings.catch_warnings():
             # Pillow warns (and raises beyond twice its own limit); our limit is checked below.

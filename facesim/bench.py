@@ -12,6 +12,7 @@ BENCHMARKS = {
         "facesim.inference.bench",
         "predictor latency/throughput at several concurrencies, and gallery search time",
     ),
+    "soak": ("facesim.inference.soak", "a long run of real photos at concurrency C: errors and predictor memory"),
 }
 
 

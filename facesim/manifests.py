@@ -92,6 +92,7 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
         MODELS_MOUNT,
         ClusterConfig,
         StorageConfig,
+        admin_token_secret,
         namespace,
         persistent_volume_claims,
         rbac_resources,
@@ -170,6 +171,11 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
         ),
         ManifestFile("tfjob.yaml", "training TFJob", [manifest(tfjob(job))]),
         ManifestFile("experiment.yaml", "Katib Experiment (TFJob trials)", [tuning]),
+        ManifestFile(
+            "secret.yaml",
+            "admin token for gallery writes (placeholder: set it)",
+            [manifest(admin_token_secret(cluster))],
+        ),
         ManifestFile("inferenceservice.yaml", "KServe InferenceService", [manifest(inference_service(predictor))]),
         ManifestFile("ui.yaml", "UI Deployment and Service", [manifest(ui_deployment(ui)), manifest(ui_service(ui))]),
     ]

@@ -24,7 +24,7 @@ import requests
 from PIL import Image
 from tqdm import tqdm
 
-from facesim.inference.client import predict_url, v1_request
+from facesim.contract.client import PredictorClient, PredictorError, Timeouts, v1_request
 from facesim.inference.local_server import ServerStartError, local_predictor
 from facesim.inference.search import EmbeddingIndex
 
@@ -51,18 +51,16 @@ class SearchResult:
 
 
 def measure_latency(url: str, image: Path, concurrency: int, total: int) -> LatencyResult:
-    body = json.dumps(v1_request(image.read_bytes(), top_k=3))
-    endpoint = predict_url(url)
-    sessions = [requests.Session() for _ in range(concurrency)]
-    headers = {"content-type": "application/json"}
-    for session in sessions:  # warm-up: connections open, first-call costs paid
-        session.post(endpoint, data=body, headers=headers, timeout=120).raise_for_status()
+    body = json.dumps(v1_request(image.read_bytes(), top_k=3)).encode()
+    clients = [PredictorClient(url, Timeouts(read_s=120), session=requests.Session()) for _ in range(concurrency)]
+    for client in clients:  # warm-up: connections open, first-call costs paid
+        client.predict_body(body)
 
     def client(index: int) -> list[float]:
-        session, latencies = sessions[index], []
+        client, latencies = clients[index], []
         for _ in range(index, total, concurrency):
             start = time.perf_counter()
-            session.post(endpoint, data=body, headers=headers, timeout=120).raise_for_status()
+            client.predict_body(body)
             latencies.append(time.perf_counter() - start)
         return latencies
 
@@ -146,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.image:
         try:
             latency = _serving(args)
-        except (FileNotFoundError, ServerStartError, requests.RequestException) as error:
+        except (FileNotFoundError, ServerStartError, PredictorError) as error:
             print(f"facesim bench serve: {error}", file=sys.stderr)
             return 1
     search = [

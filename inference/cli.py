@@ -13,6 +13,20 @@ from pathlib import Path
 from facesim.inference.payload import RequestLimits
 from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD
 
+# `facesim serve` flag -> help; each sets the RequestLimits field of the same name.
+LIMIT_FLAGS = {
+    "--max-image-bytes": "largest accepted image file",
+    "--max-image-pixels": "largest accepted image, width x height",
+    "--max-instances": "most images in one request",
+    "--max-request-bytes": "largest accepted request body, counted while it streams, chunked too (413 above)",
+    "--max-request-pixels": "most pixels (width x height) of all images and compare images of one request together",
+    "--max-header-bytes": "largest request header line (431 above)",
+}
+
+
+def _field(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
 
 def _parser() -> argparse.ArgumentParser:
     from kserve.model_server import parser as kserve_parser
@@ -48,18 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
     defaults = RequestLimits()
+    for flag, text in LIMIT_FLAGS.items():
+        parser.add_argument(flag, type=int, default=getattr(defaults, _field(flag)), help=text)
     parser.add_argument(
-        "--max-image-bytes", type=int, default=defaults.max_image_bytes, help="largest accepted image file"
-    )
-    parser.add_argument(
-        "--max-image-pixels", type=int, default=defaults.max_image_pixels, help="largest accepted image, width x height"
-    )
-    parser.add_argument("--max-instances", type=int, default=defaults.max_instances, help="most images in one request")
-    parser.add_argument(
-        "--max-request-bytes",
-        type=int,
-        default=defaults.max_request_bytes,
-        help="largest accepted request body (413 above)",
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the token that gallery writes (enrol, remove) must send as `Authorization: Bearer "
+        "<token>` (default: $FACESIM_ADMIN_TOKEN; with neither, writes are refused)",
     )
     parser.add_argument(
         "--approximate-threshold",
@@ -90,13 +100,14 @@ def serve_main(argv: list[str] | None = None) -> int:
 
         return cluster_main(argv)
     args = _parser().parse_args(argv)
+    from facesim.contract.auth import TokenError
     from facesim.inference.embedder import ModelError
     from facesim.inference.gallery import GalleryError
 
     try:
         model_dir, gallery_dir = _resolve_artifacts(args.model, args.gallery)
         return _serve(args, model_dir, gallery_dir)
-    except (ModelError, GalleryError, FileNotFoundError) as error:
+    except (ModelError, GalleryError, FileNotFoundError, TokenError) as error:
         print(f"facesim serve: {error}", file=sys.stderr)
         return 2
 
@@ -117,15 +128,11 @@ def _resolve_artifacts(model: Path | None, gallery: Path | None) -> tuple[Path, 
 def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
     import kserve
 
+    from facesim.contract.auth import load_admin_token
     from facesim.inference.predictor import FaceNetPredictor, ServingConfig
     from facesim.inference.routes import install_routes
 
-    limits = RequestLimits(
-        max_image_bytes=args.max_image_bytes,
-        max_image_pixels=args.max_image_pixels,
-        max_instances=args.max_instances,
-        max_request_bytes=args.max_request_bytes,
-    )
+    limits = RequestLimits(**{_field(flag): getattr(args, _field(flag)) for flag in LIMIT_FLAGS})
     config = ServingConfig(
         model_dir=model_dir,
         gallery_dir=gallery_dir,
@@ -133,6 +140,7 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
         approximate_threshold=args.approximate_threshold,
         yunet_path=args.yunet,
         tf_threads=args.tf_threads,
+        admin_token=load_admin_token(args.admin_token_file),
     )
     predictor = FaceNetPredictor(config)
     predictor.load()

@@ -1,64 +1,18 @@
-"""`facesim predict`: send an image (and optionally a second one to compare) to a running predictor."""
+"""`facesim predict`: send an image (and optionally a second one to compare) to a running predictor.
+
+The answer is checked by the API client (facesim.contract.client): whatever a server sends, the
+command prints the table (or JSON) or one line saying what went wrong, and exits 1."""
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-import requests
-
-from facesim.contract.api import MODEL_NAME
+from facesim.contract.client import PredictorClient, PredictorError, Timeouts
 
 DEFAULT_URL = "http://localhost:8080"
-
-
-class PredictorError(RuntimeError):
-    """The predictor was unreachable or refused the request; the message says which and why."""
-
-
-def predict_url(base_url: str) -> str:
-    """The V1 predict endpoint of a predictor base URL (a full predict URL is kept as given)."""
-    base_url = base_url.rstrip("/")
-    return base_url if base_url.endswith(":predict") else f"{base_url}/v1/models/{MODEL_NAME}:predict"
-
-
-def v1_request(image: bytes, compare: bytes | None = None, top_k: int = 3, return_crops: bool = False) -> dict:
-    instance: dict[str, Any] = {"image": {"b64": base64.b64encode(image).decode("ascii")}, "top_k": top_k}
-    if compare is not None:
-        instance["compare"] = {"b64": base64.b64encode(compare).decode("ascii")}
-    if return_crops:
-        instance["return_crops"] = True
-    return {"instances": [instance]}
-
-
-def predict(
-    url: str,
-    image: bytes,
-    compare: bytes | None = None,
-    top_k: int = 3,
-    timeout_s: float = 60.0,
-    session: requests.Session | None = None,
-) -> dict:
-    """POST one V1 instance; returns the JSON answer or raises PredictorError."""
-    endpoint = predict_url(url)
-    post = (session or requests).post
-    try:
-        response = post(endpoint, json=v1_request(image, compare, top_k), timeout=timeout_s)
-    except requests.RequestException as error:
-        raise PredictorError(
-            f"cannot reach the predictor at {endpoint} ({type(error).__name__}); is `facesim serve` running there?"
-        ) from None
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = {"error": response.text[:200]}
-    if response.status_code != 200:
-        raise PredictorError(f"the predictor answered {response.status_code}: {answer.get('error', answer)}")
-    return answer
 
 
 def format_answer(answer: dict, image_name: str, compare_name: str | None = None) -> str:
@@ -120,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facesim predict: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
     try:
-        answer = predict(args.url, image, compare, args.top_k, args.timeout)
+        client = PredictorClient(args.url, Timeouts(read_s=args.timeout))
+        answer = client.predict(image, compare, args.top_k)
     except PredictorError as error:
         print(f"facesim predict: {error}", file=sys.stderr)
         return 1

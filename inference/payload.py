@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
@@ -30,7 +31,11 @@ class RequestLimits:
     max_instances: int = 16
     max_top_k: int = 100
     max_faces_per_image: int = 64  # the largest ones; a crowd photo can't make one request huge
-    max_request_bytes: int = MAX_REQUEST_BYTES  # whole body, checked from Content-Length before reading
+    max_request_bytes: int = MAX_REQUEST_BYTES  # whole body, counted while it streams (chunked too): 413
+    # All images and compare images of one request together, counted from their headers before any
+    # decoding: bounds the work one request can ask for (two 40-megapixel photos, or 8 of 12 MP).
+    max_request_pixels: int = 100_000_000
+    max_header_bytes: int = 16 * 1024  # one request header line (431 above)
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -50,10 +55,7 @@ class Instance:
 def parse_v1(body: Any, limits: RequestLimits) -> list[Instance]:
     """`{"instances": [{"image": {"b64": ...}, "top_k": 3, "compare": {"b64": ...}}]}`."""
     if isinstance(body, (bytes, str)):  # KServe hands over the raw body when the content type isn't JSON
-        try:
-            body = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidInput("the request body is not JSON") from None
+        body = load_json(body, "the request body is not JSON")
     if not isinstance(body, dict):
         raise InvalidInput('the request body must be a JSON object like {"instances": [...]}')
     instances = body.get("instances")
@@ -89,15 +91,25 @@ def parse_v2(request: InferRequest, limits: RequestLimits) -> list[Instance]:
     image_input = inputs["image"]
     if image_input.datatype != "BYTES":
         raise InvalidInput(f'input "image" must have datatype BYTES, not {image_input.datatype}')
-    elements = _flatten(image_input.data)
+    elements = _flatten(image_input.data, len(image_input.shape or []))
     if not elements:
         raise InvalidInput('input "image" has no data')
+    _check_shape(image_input.shape, len(elements))
     _check_count(len(elements), 'elements in input "image"', limits)
     parameters = request.parameters or {}
     top_k = _top_k(_parameter_value(parameters.get("top_k", DEFAULT_TOP_K)), "parameters.top_k", limits)
     return [
         Instance(image=_v2_element(element, f"image[{i}]", limits), top_k=top_k) for i, element in enumerate(elements)
     ]
+
+
+def load_json(body: bytes | str, problem: str) -> Any:
+    """orjson's parser: it refuses lone surrogates (which no response or database could hold) and
+    nesting deeper than 1,024 levels, where the standard library would recurse until it fails."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"{problem} ({error.msg})") from None
 
 
 def decode_b64(text: Any, where: str, limits: RequestLimits) -> bytes:
@@ -134,14 +146,28 @@ def _v2_element(element: Any, where: str, limits: RequestLimits) -> bytes:
     return decode_b64(element, where, limits)
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(data: Any, depth: int) -> list[Any]:
+    """The elements of a tensor's data, flat or nested as its shape (at most `depth` levels; a loop,
+    not recursion, so hostile nesting is a 400)."""
     if data is None:
         return []
     if hasattr(data, "tolist"):  # numpy array from a binary body
         data = data.tolist()
-    if isinstance(data, list):
-        return [leaf for item in data for leaf in _flatten(item)]
-    return [data]
+    level = data if isinstance(data, list) else [data]
+    for _ in range(max(depth, 1) - 1):
+        if not any(isinstance(item, list) for item in level):
+            break
+        level = [leaf for item in level for leaf in (item if isinstance(item, list) else [item])]
+    if any(isinstance(item, list) for item in level):
+        raise InvalidInput('input "image" data is nested deeper than its shape')
+    return level
+
+
+def _check_shape(shape: Any, count: int) -> None:
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise InvalidInput('input "image" shape must be a list of sizes, like [2]')
+    if math.prod(shape) != count:
+        raise InvalidInput(f'input "image" has shape {shape} but {count} data element(s): they must agree')
 
 
 def _parameter_value(value: Any) -> Any:

@@ -8,18 +8,21 @@ Errors are `{"error": ...}` with a 4xx, as on the inference endpoints.
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from kserve.errors import InferenceError, InvalidInput
+from kserve.errors import InferenceError, InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from facesim.contract.auth import authorization_problem
 from facesim.inference.gallery import GalleryError, UnknownIdentity, validate_identity
-from facesim.inference.payload import decode_b64
+from facesim.inference.http_guard import GuardLimits, RequestGuard
+from facesim.inference.payload import decode_b64, load_json
 
 if TYPE_CHECKING:
     from facesim.inference.predictor import FaceNetPredictor
@@ -62,18 +65,6 @@ async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
     return await call_next(request)
 
 
-def request_size_guard(max_bytes: int):
-    """Refuse a body whose declared size is over the limit before it is read into memory."""
-
-    async def guard(request: Request, call_next) -> Response:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            return _error(413, f"the request is too large: {int(declared):,} bytes (limit {max_bytes:,})")
-        return await call_next(request)
-
-    return guard
-
-
 def readiness_router(predictor: FaceNetPredictor) -> APIRouter:
     """`/v2/health/ready` true only once this process has loaded the model. KServe's own answer is
     always true, which with `--workers N` (each worker loads in the background) would let a
@@ -94,6 +85,17 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
         if not predictor.ready:
             raise StarletteHTTPException(503, "the model is still loading; retry in a few seconds")
 
+    async def require_admin(request: Request) -> None:
+        """Gallery writes: the admin token first (401/403), then a JSON body (415)."""
+        problem = authorization_problem(predictor.config.admin_token, request.headers.get("authorization"))
+        if problem is not None:
+            raise StarletteHTTPException(
+                *problem, headers={"WWW-Authenticate": "Bearer"} if problem[0] == 401 else None
+            )
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and content_type != "application/json":
+            raise StarletteHTTPException(415, "gallery writes take `Content-Type: application/json` bodies")
+
     router = APIRouter(prefix=f"/v1/models/{predictor.name}", dependencies=[Depends(require_ready)])
 
     @router.get("/gallery")
@@ -110,14 +112,16 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
     @router.get("/gallery/thumbnail")
     async def thumbnail(identity: str = "") -> Response:
         try:
-            jpeg = await asyncio.to_thread(predictor.gallery.thumbnail, identity)
+            jpeg = await asyncio.to_thread(predictor.gallery.thumbnail, validate_identity(identity))
         except UnknownIdentity as error:
             return _error(404, str(error))
+        except GalleryError as error:
+            return _error(400, str(error))
         if jpeg is None:
-            return _error(404, f"identity {identity!r} has no thumbnail")
+            return _error(404, "this identity has no thumbnail")
         return Response(content=jpeg, media_type="image/jpeg")
 
-    @router.post("/gallery")
+    @router.post("/gallery", dependencies=[Depends(require_admin)])
     async def enrol(request: Request) -> Response:
         try:
             identity, images = _parse_enrolment(await request.body(), predictor)
@@ -128,17 +132,20 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
             {"identity": result.identity, "added": result.added, "count": result.count, "version": result.version}
         )
 
-    @router.delete("/gallery")
+    @router.delete("/gallery", dependencies=[Depends(require_admin)])
     async def remove(identity: str = "") -> Response:
         try:
+            identity = validate_identity(identity)
             removed = await asyncio.to_thread(predictor.gallery.remove, identity)
         except UnknownIdentity as error:
             return _error(404, str(error))
+        except GalleryError as error:
+            return _error(400, str(error))
         return JSONResponse({"identity": identity, "removed": removed})
 
     @router.get("/card")
     async def card() -> dict[str, Any]:
-        return predictor.model_info.card.to_dict()
+        return public_card(predictor.model_info.card.to_dict())
 
     @router.get("/card/roc.png")
     async def roc() -> Response:
@@ -150,11 +157,25 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
     return router
 
 
+def public_card(value: Any) -> Any:
+    """The model card as the public sees it: file paths (training data, crop cache, detector weights)
+    become their last component (the dataset or file name), so answers never reveal the server's
+    file layout."""
+    if isinstance(value, dict):
+        return {key: public_card(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [public_card(item) for item in value]
+    if isinstance(value, str) and _is_path(value):
+        return PurePosixPath(value.removeprefix("file://")).name or PureWindowsPath(value).name
+    return value
+
+
+def _is_path(text: str) -> bool:
+    return text.startswith(("/", "./", "../", "~", "file://")) or PureWindowsPath(text).drive != ""
+
+
 def _parse_enrolment(body: bytes, predictor: FaceNetPredictor) -> tuple[str, list[bytes]]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput('the body must be JSON like {"identity": "NAME", "images": [{"b64": "..."}]}') from None
+    payload = load_json(body, 'the body must be JSON like {"identity": "NAME", "images": [{"b64": "..."}]}')
     if not isinstance(payload, dict):
         raise InvalidInput('the body must be a JSON object like {"identity": "NAME", "images": [...]}')
     if "identity" not in payload:
@@ -185,4 +206,24 @@ def install_routes(predictor: FaceNetPredictor, app: FastAPI | None = None) -> N
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.middleware("http")(reject_malformed_binary_v2)
-    app.middleware("http")(request_size_guard(predictor.limits.max_request_bytes))
+    # Outermost: nothing reads a body before the guard has bounded it.
+    app.add_middleware(
+        RequestGuard, limits=GuardLimits(predictor.limits.max_request_bytes, predictor.limits.max_header_bytes)
+    )
+    quiet_client_errors()
+
+
+class _ClientErrorFilter(logging.Filter):
+    """KServe logs every client error (InvalidInput: 400, ModelNotFound: 404) with a full traceback;
+    the access log already has the request's one line, and the client has the reason. Server
+    errors (5xx) keep their tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, (InvalidInput, ModelNotFound, StarletteHTTPException, RequestValidationError))
+
+
+def quiet_client_errors() -> None:
+    kserve_logger = logging.getLogger("kserve")
+    if not any(isinstance(f, _ClientErrorFilter) for f in kserve_logger.filters):
+        kserve_logger.addFilter(_ClientErrorFilter())

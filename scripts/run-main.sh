@@ -61,6 +61,8 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
+# Gallery writes (enrol, remove) need a token: a fresh one per run unless given, for both servers.
+export FACESIM_ADMIN_TOKEN=${FACESIM_ADMIN_TOKEN:-$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')}
 # The latest registered model and gallery: what the pipeline's deploy step registered.
 .venv/bin/facesim serve --port "$PREDICTOR_PORT" &
 PIDS+=($!)

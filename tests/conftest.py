@@ -162,13 +162,21 @@ def predictor_url(
     import shutil
 
     from facesim.inference.local_server import local_predictor
+    from tests.helpers.admin import TEST_ADMIN_TOKEN
 
     work = tmp_path_factory.mktemp("predictor")
     gallery = work / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
-    env = {"FACESIM_HOME": str(work / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {"FACESIM_HOME": str(work / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN}  # fmt: skip
     with local_predictor(tiny_model_dir, gallery, env=env, log_path=work / "predictor.log") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def predictor_log(predictor_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the `predictor_url` server printed (its terminal), in the folder that fixture made first."""
+    return tmp_path_factory.getbasetemp() / "predictor0" / "predictor.log"
 
 
 # --- a sliver of LFW (pipeline and tuning) ---------------------------------------------------

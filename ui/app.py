@@ -19,22 +19,32 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from facesim.contract.api import MAX_IMAGE_BYTES, IdentityNameError, validate_identity
+from facesim.contract.client import PredictorClient, PredictorError, Timeouts
 from facesim.ui.images import ACCEPTED_EXTENSIONS, CheckedImage, UploadError, annotate_faces, check_upload
-from facesim.ui.predictor_client import PredictorClient, PredictorRejected, PredictorUnavailable
+from facesim.ui.login import login_required, register_login
 
 GALLERY_PAGE_SIZE = 48
+ADMIN_TOKEN_ENV = "FACESIM_ADMIN_TOKEN"
+PASSWORD_ENV = "FACESIM_UI_PASSWORD"
 SAMPLE_COUNT = 4
 
 
 @dataclass(frozen=True)
 class UiConfig:
     predictor_url: str = "http://127.0.0.1:8080"
-    timeout_s: float = 30.0  # bounded wait for each predictor call
+    timeout_s: float = 10.0  # longest wait for one predictor answer: a stuck predictor frees threads soon
+    connect_timeout_s: float = 2.0
     max_upload_bytes: int = MAX_IMAGE_BYTES  # per request: the predictor's limit for one image
     max_enrol_images: int = 10
     top_k: int = 3
     # Signs the session that holds the CSRF token; set it when running several UI replicas.
-    secret_key: str = field(default_factory=lambda: os.environ.get("FACESIM_UI_SECRET_KEY") or secrets.token_hex(32))
+    secret_key: str = field(
+        default_factory=lambda: os.environ.get("FACESIM_UI_SECRET_KEY") or secrets.token_hex(32), repr=False
+    )
+    # Held here, never sent to browsers: the UI enrols and removes on its users' behalf.
+    admin_token: str | None = field(default_factory=lambda: os.environ.get(ADMIN_TOKEN_ENV) or None, repr=False)
+    # When set, enrolling and removing need a login with this password first.
+    password: str | None = field(default_factory=lambda: os.environ.get(PASSWORD_ENV) or None, repr=False)
 
 
 # No inline script or style anywhere: pictures from this site or data: URIs (annotated photos,
@@ -64,8 +74,10 @@ def create_app(config: UiConfig | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # a tab left open overnight still submits
     )
     CSRFProtect(app)
-    predictor = PredictorClient(config.predictor_url, timeout_s=config.timeout_s)
+    timeouts = Timeouts(connect_s=config.connect_timeout_s, read_s=config.timeout_s)
+    predictor = PredictorClient(config.predictor_url, timeouts, admin_token=config.admin_token)
     _register_pages(app, config, predictor)
+    register_login(app, config.password)
     _register_errors(app, config)
     app.after_request(_add_security_headers)
     app.jinja_env.globals.update(accepted=",".join(ACCEPTED_EXTENSIONS), predictor_url=config.predictor_url)
@@ -90,14 +102,14 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
     def search() -> Any:
         try:
             image = _search_image(predictor, request.form.get("sample"), request.files.get("image"))
-            prediction = predictor.predict(image.data, top_k=config.top_k)
+            prediction = first_prediction(predictor.predict(image.data, top_k=config.top_k))
         except UploadError as error:
             return _render_search(predictor, error=str(error)), 400
-        except PredictorRejected as error:
-            return _render_search(predictor, error=f"The predictor refused this image: {error}"), 400
-        except PredictorUnavailable as error:
+        except PredictorError as error:
+            if error.rejected:
+                return _render_search(predictor, error=f"The predictor refused this image: {error}"), 400
             return _render_search(predictor, down=str(error)), 503
-        faces = prediction.get("faces") or []
+        faces = prediction["faces"]
         return _render_search(
             predictor,
             result={
@@ -117,9 +129,9 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
             result = _compare(predictor, first, second)
         except UploadError as error:
             return render_template("compare.html", error=str(error)), 400
-        except PredictorRejected as error:
-            return render_template("compare.html", error=f"The predictor refused these photos: {error}"), 400
-        except PredictorUnavailable as error:
+        except PredictorError as error:
+            if error.rejected:
+                return render_template("compare.html", error=f"The predictor refused these photos: {error}"), 400
             return render_template("compare.html", down=str(error)), 503
         return render_template("compare.html", result=result)
 
@@ -128,11 +140,12 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
         query = request.args.get("q", "").strip()
         try:
             listing = predictor.gallery()
-        except (PredictorUnavailable, PredictorRejected) as error:
+        except PredictorError as error:
             return render_template("gallery.html", down=str(error), query=query), 503
         return render_template("gallery.html", **_gallery_page(listing, query, request.args.get("page", "1")))
 
     @app.post("/gallery/enrol")
+    @login_required
     def enrol() -> Any:
         try:
             identity = _identity_name(request.form.get("identity", ""))
@@ -140,23 +153,24 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
             answer = predictor.enrol(identity, [image.data for image in images])
         except UploadError as error:
             return _gallery_error(predictor, str(error), 400)
-        except PredictorRejected as error:
-            return _gallery_error(predictor, f"The predictor refused to enrol: {error}", 400)
-        except PredictorUnavailable as error:
+        except PredictorError as error:
+            if error.rejected:
+                return _gallery_error(predictor, f"The predictor refused to enrol: {error}", 400)
             return render_template("gallery.html", down=str(error)), 503
         added = answer.get("added", len(images))
         flash(f"Enrolled {identity}: {added} image(s) added, {answer.get('count', added)} in the gallery.", "ok")
         return redirect(url_for("gallery", q=identity), code=303)
 
     @app.post("/gallery/remove")
+    @login_required
     def remove() -> Any:
         identity = request.form.get("identity", "")
         try:
             answer = predictor.remove(identity)
-        except PredictorRejected as error:
-            status = 404 if error.status == 404 else 400
-            return _gallery_error(predictor, f"Could not remove {identity}: {error}", status)
-        except PredictorUnavailable as error:
+        except PredictorError as error:
+            if error.rejected:
+                status = 404 if error.status == 404 else 400
+                return _gallery_error(predictor, f"Could not remove {identity}: {error}", status)
             return render_template("gallery.html", down=str(error)), 503
         flash(f"Removed {identity} ({answer.get('removed', 0)} image(s)).", "ok")
         return redirect(url_for("gallery"), code=303)
@@ -170,7 +184,7 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
         try:
             card = predictor.model_card()
             model_version = predictor.gallery().get("model_version")
-        except (PredictorUnavailable, PredictorRejected) as error:
+        except PredictorError as error:
             return render_template("model.html", down=str(error)), 503
         return render_template("model.html", card=card, summary=_card_summary(card, model_version))
 
@@ -222,8 +236,8 @@ def _down_message(predictor: PredictorClient) -> str | None:
 def _sample_identities(predictor: PredictorClient) -> list[str]:
     """A few gallery identities whose thumbnails the search page offers as sample images."""
     try:
-        identities = predictor.gallery().get("identities") or []
-    except (PredictorUnavailable, PredictorRejected):
+        identities = predictor.gallery()["identities"]
+    except PredictorError:
         return []
     return [entry["identity"] for entry in identities[:SAMPLE_COUNT]]
 
@@ -232,8 +246,10 @@ def _search_image(predictor: PredictorClient, sample: str | None, upload: FileSt
     if sample and not (upload and upload.filename):
         try:
             return check_upload(predictor.thumbnail(sample), f"{sample}.jpg")  # thumbnails are JPEG
-        except PredictorRejected as error:
-            raise UploadError(f"There is no sample image for {sample} in the gallery ({error}).") from error
+        except PredictorError as error:
+            if not error.rejected:
+                raise
+            raise UploadError(f"There is no sample image for {sample} in the gallery ({error}).") from None
     return _uploaded_image(upload, "the photo")
 
 
@@ -264,7 +280,7 @@ def _identity_name(raw: str) -> str:
 
 
 def _compare(predictor: PredictorClient, first: CheckedImage, second: CheckedImage) -> dict[str, Any]:
-    prediction = predictor.compare(first.data, second.data)
+    prediction = first_prediction(predictor.predict(first.data, compare=second.data, return_crops=True))
     first_faces = prediction.get("faces") or []
     compare_face = prediction.get("compare_face")
     return {
@@ -289,7 +305,7 @@ def _gallery_page(listing: dict[str, Any], query: str, page_text: str) -> dict[s
     if query:
         identities = [entry for entry in identities if query.casefold() in entry["identity"].casefold()]
     pages = max(1, math.ceil(len(identities) / GALLERY_PAGE_SIZE))
-    page = min(max(1, int(page_text)) if page_text.isdigit() else 1, pages)
+    page = min(page_number(page_text), pages)
     shown = identities[(page - 1) * GALLERY_PAGE_SIZE : page * GALLERY_PAGE_SIZE]
     return {
         "listing": listing,
@@ -301,10 +317,21 @@ def _gallery_page(listing: dict[str, Any], query: str, page_text: str) -> dict[s
     }
 
 
+def page_number(text: str) -> int:
+    """A `?page=` value: ASCII digits only ("²" is a digit to str.isdigit, not to int), at most 6 of them;
+    anything else is page 1."""
+    return max(1, int(text)) if text.isascii() and text.isdigit() and len(text) <= 6 else 1
+
+
+def first_prediction(answer: dict[str, Any]) -> dict[str, Any]:
+    """The one prediction of a one-image request, with the model's threshold its `same` verdicts use."""
+    return {"threshold": answer["threshold"]} | answer["predictions"][0]
+
+
 def _gallery_error(predictor: PredictorClient, message: str, status: int) -> tuple[str, int]:
     try:
         listing = predictor.gallery()
-    except (PredictorUnavailable, PredictorRejected) as error:
+    except PredictorError as error:
         return render_template("gallery.html", down=str(error), error=message), 503
     return render_template("gallery.html", error=message, **_gallery_page(listing, "", "1")), status
 
@@ -312,9 +339,9 @@ def _gallery_error(predictor: PredictorClient, message: str, status: int) -> tup
 def _proxy_picture(fetch: Callable[[], bytes], mime: str) -> Response:
     try:
         data = fetch()
-    except PredictorRejected:
-        abort(404)
-    except PredictorUnavailable:
+    except PredictorError as error:
+        if error.rejected:
+            abort(404)
         abort(503, "The predictor is not reachable, so this picture cannot be shown.")
     return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=60"})
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from facesim.ui.predictor_client import PredictorClient
+from facesim.contract.auth import TokenError, load_admin_token
+from facesim.contract.client import PredictorClient, Timeouts
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -42,9 +44,16 @@ def _parser(default_host: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=30.0,
+        default=10.0,
         metavar="SECONDS",
-        help="longest wait for one predictor call (default %(default)s)",
+        help="longest wait for one predictor answer (connecting: 2 s) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the predictor's admin token, sent on enrol and remove (default: $FACESIM_ADMIN_TOKEN); "
+        "set FACESIM_UI_PASSWORD to make those pages ask for a password",
     )
     parser.add_argument(
         "--max-upload-mb",
@@ -80,11 +89,19 @@ def main(argv: list[str] | None = None, default_host: str = "127.0.0.1") -> int:
 
     from facesim.ui.app import UiConfig, create_app
 
+    try:
+        admin_token = load_admin_token(args.admin_token_file)
+    except TokenError as error:
+        print(f"facesim ui: {error}", file=sys.stderr)
+        return 2
     config = UiConfig(
-        predictor_url=args.predictor, timeout_s=args.timeout, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024)
+        predictor_url=args.predictor,
+        timeout_s=args.timeout,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        admin_token=admin_token,
     )
     app = create_app(config)
-    ready = PredictorClient(args.predictor, timeout_s=2.0).is_ready()
+    ready = PredictorClient(args.predictor, Timeouts(connect_s=2.0, read_s=2.0)).is_ready()
     state = "ready" if ready else "NOT reachable yet (pages will show a banner until it is)"
     print(f"facesim ui: http://{args.host}:{args.port}/  predictor {args.predictor}: {state}", flush=True)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,9 +51,20 @@ def check_upload(data: bytes, filename: str) -> CheckedImage:
             image.load()  # decodes fully: catches truncated and corrupt files
     except UploadError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UploadError(f"{label} could not be read as an image (it may be corrupt or truncated): {error}") from error
+    except UnidentifiedImageError:
+        raise UploadError(
+            f"{label} could not be read as an image: it is not a JPEG or PNG photo, or it is corrupt."
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise UploadError(
+            f"{label} could not be read as an image (it may be corrupt or truncated): {_reason(error)}"
+        ) from None
     return CheckedImage(data=data, filename=filename)
+
+
+def _reason(error: Exception) -> str:
+    """Pillow's own words, without the object reprs (`<_io.BytesIO object at 0x...>`) some carry."""
+    return re.sub(r"\s*<[^<>]* at 0x[0-9a-f]+>", "", str(error)).strip() or type(error).__name__
 
 
 def annotate_faces(image: CheckedImage, boxes: Sequence[Sequence[float]]) -> str:

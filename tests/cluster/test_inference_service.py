@@ -43,7 +43,11 @@ def test_custom_predictor_container() -> None:
     args = container["args"]
     assert args[args.index("--model_name") + 1] == "facenet" and args[args.index("--model_dir") + 1] == "/mnt/models"
     assert args[-2:] == ["--workers", "2"]
-    assert container["env"] == [{"name": "STORAGE_URI", "value": "pvc://models/facenet/7"}]
+    token = {"secretKeyRef": {"name": "facesim-admin-token", "key": "token", "optional": True}}
+    assert container["env"] == [
+        {"name": "STORAGE_URI", "value": "pvc://models/facenet/7"},
+        {"name": "FACESIM_ADMIN_TOKEN", "valueFrom": token},  # gallery writes: the Secret's token
+    ]
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}

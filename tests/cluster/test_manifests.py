@@ -63,6 +63,7 @@ def test_one_file_per_kind_or_component(rendered: dict[str, list[dict]]) -> None
         "rbac.yaml",
         "tfjob.yaml",
         "experiment.yaml",
+        "secret.yaml",
         "inferenceservice.yaml",
         "ui.yaml",
     }
@@ -91,6 +92,7 @@ def test_core_kinds_pass_kubernetes_schemas(rendered: dict[str, list[dict]]) -> 
         "RoleBinding",
         "Deployment",
         "Service",
+        "Secret",
     }
     for document in core:
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
@@ -158,7 +160,14 @@ def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dic
     assert worker["template"]["spec"]["containers"][0]["image"] == "registry.example.com/ml/facesim-trainer:2026.11"
     (isvc,) = kinds["InferenceService"]
     container = isvc["spec"]["predictor"]["containers"][0]
-    assert container["env"] == [{"name": "STORAGE_URI", "value": "pvc://facesim-models/facenet/3"}]
+    assert container["env"][0] == {"name": "STORAGE_URI", "value": "pvc://facesim-models/facenet/3"}
+    # The predictor and the UI take the admin token from the one Secret, rendered with an empty token.
+    (secret,) = kinds["Secret"]
+    assert secret["stringData"] == {"token": ""} and secret["metadata"]["namespace"] == "faces-prod"
+    ui_env = kinds["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    for env in (container["env"], ui_env):
+        token = next(item for item in env if item["name"] == "FACESIM_ADMIN_TOKEN")
+        assert token["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
     (search,) = kinds["Experiment"]
     assert search["spec"]["algorithm"]["algorithmName"] == "grid" and search["spec"]["maxTrialCount"] == 9
     (ui,) = kinds["Deployment"]

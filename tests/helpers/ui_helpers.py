@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import requests
 from flask.testing import FlaskClient
+
+from tests.helpers.admin import TEST_ADMIN_TOKEN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
@@ -56,13 +59,24 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def start_ui(predictor_url: str) -> tuple[str, subprocess.Popen]:
+def start_ui(predictor_url: str, *options: str) -> tuple[str, subprocess.Popen]:
     """`facesim ui` as a user runs it (waitress), on a free port."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "facesim", "ui", "--predictor", predictor_url, "--port", str(port), "--timeout", "10"],
+        [
+            sys.executable,
+            "-m",
+            "facesim",
+            "ui",
+            "--predictor",
+            predictor_url,
+            "--port",
+            str(port),
+            *(options or ("--timeout", "10")),
+        ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN},
     )
     url = f"http://127.0.0.1:{port}"
     wait_until_up(f"{url}/healthz", process)

@@ -21,8 +21,9 @@ import pytest
 import requests
 from PIL import Image
 
-from facesim.inference.client import predict
+from facesim.contract.client import PredictorClient
 from facesim.inference.local_server import free_port, local_predictor, start_predictor
+from tests.helpers.admin import AUTH, TEST_ADMIN_TOKEN
 
 V1 = "/v1/models/facenet:predict"
 V2 = "/v2/models/facenet/infer"
@@ -87,7 +88,9 @@ def test_two_people_v1(predictor_url: str, examples: Path) -> None:
 
 
 def test_compare_answers_distance_and_same(predictor_url: str, examples: Path, tiny_model_dir: Path) -> None:
-    answer = predict(predictor_url, (examples / "obama.jpg").read_bytes(), (examples / "obama2.jpg").read_bytes())
+    answer = PredictorClient(predictor_url).predict(
+        (examples / "obama.jpg").read_bytes(), (examples / "obama2.jpg").read_bytes()
+    )
     prediction = answer["predictions"][0]
     assert prediction["distance"] >= 0
     assert prediction["same"] == (prediction["distance"] < answer["threshold"])
@@ -110,7 +113,7 @@ def test_return_crops_gives_the_aligned_crops(predictor_url: str, examples: Path
 
 
 def compare_distance(url: str, first: Path, second: Path) -> float:
-    return predict(url, first.read_bytes(), second.read_bytes())["predictions"][0]["distance"]
+    return PredictorClient(url).predict(first.read_bytes(), second.read_bytes())["predictions"][0]["distance"]
 
 
 def test_same_person_at_two_resolutions_is_closer_than_another_person(predictor_url: str, examples: Path) -> None:
@@ -197,7 +200,7 @@ def test_enrol_then_search_finds_the_new_identity(predictor_url: str, examples: 
     name = "Lin-Manuel <b>Miranda</b> ../../x"
     photo = (examples / "lin-manuel-miranda.png").read_bytes()
     enrolled = requests.post(
-        predictor_url + GALLERY, json={"identity": name, "images": [{"b64": b64(photo)}]}, timeout=60
+        predictor_url + GALLERY, headers=AUTH, json={"identity": name, "images": [{"b64": b64(photo)}]}, timeout=60
     )
     assert enrolled.status_code == 200, enrolled.text
     assert enrolled.json()["identity"] == name and enrolled.json()["added"] == 1
@@ -206,12 +209,14 @@ def test_enrol_then_search_finds_the_new_identity(predictor_url: str, examples: 
         assert {"identity": name, "count": 1} in listing["identities"]
         thumbnail = requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": name}, timeout=10)
         assert thumbnail.headers["content-type"] == "image/jpeg" and thumbnail.content[:2] == b"\xff\xd8"
-        top = predict(predictor_url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
+        top = PredictorClient(predictor_url).predict(photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
         assert top["identity"] == name and top["distance"] < 1e-3 and top["same"]
     finally:
-        removed = requests.delete(predictor_url + GALLERY, params={"identity": name}, timeout=10)
+        removed = requests.delete(predictor_url + GALLERY, headers=AUTH, params={"identity": name}, timeout=10)
     assert removed.json() == {"identity": name, "removed": 1}
-    assert requests.delete(predictor_url + GALLERY, params={"identity": name}, timeout=10).status_code == 404
+    assert (
+        requests.delete(predictor_url + GALLERY, headers=AUTH, params={"identity": name}, timeout=10).status_code == 404
+    )
 
 
 def test_enrolment_refuses_bad_requests(predictor_url: str, examples: Path) -> None:
@@ -223,7 +228,7 @@ def test_enrolment_refuses_bad_requests(predictor_url: str, examples: Path) -> N
         "not an image": {"identity": "x", "images": [{"b64": b64(b"text")}]},
     }
     for case, body in cases.items():
-        answer = requests.post(predictor_url + GALLERY, json=body, timeout=60)
+        answer = requests.post(predictor_url + GALLERY, headers=AUTH, json=body, timeout=60)
         assert answer.status_code == 400 and answer.json()["error"], case
     assert (
         requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": "nobody"}, timeout=10).status_code
@@ -237,7 +242,7 @@ def test_concurrent_enrolments_lose_nothing(predictor_url: str, examples: Path) 
 
     def enrol(name: str) -> int:
         return requests.post(
-            predictor_url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=120
+            predictor_url + GALLERY, headers=AUTH, json={"identity": name, "images": [{"b64": photo}]}, timeout=120
         ).status_code
 
     with ThreadPoolExecutor(len(names)) as pool:
@@ -245,12 +250,25 @@ def test_concurrent_enrolments_lose_nothing(predictor_url: str, examples: Path) 
     listed = {item["identity"] for item in requests.get(predictor_url + GALLERY, timeout=10).json()["identities"]}
     assert set(names) <= listed
     for name in names:
-        requests.delete(predictor_url + GALLERY, params={"identity": name}, timeout=10)
+        requests.delete(predictor_url + GALLERY, headers=AUTH, params={"identity": name}, timeout=10)
+
+
+def strings_in(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings_in(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in strings_in(item)]
+    return [value] if isinstance(value, str) else []
 
 
 def test_model_card_is_served(predictor_url: str, tiny_model_dir: Path) -> None:
     card = requests.get(predictor_url + "/v1/models/facenet/card", timeout=10).json()
-    assert card == json.loads((tiny_model_dir / "model.json").read_text())
+    saved = json.loads((tiny_model_dir / "model.json").read_text())
+    assert card.keys() == saved.keys() and card["threshold"] == saved["threshold"]
+    # Paths of the training data, crop cache and detector weights: only their last part is public.
+    assert card["training"]["data"] == Path(saved["training"]["data"]).name == "lfw"
+    assert card["preprocessing"]["yunet_path"] == Path(saved["preprocessing"]["yunet_path"]).name
+    assert not [text for text in strings_in(card) if text.startswith(("/", "./", "../", "~"))]
     roc = requests.get(predictor_url + "/v1/models/facenet/card/roc.png", timeout=10)
     assert roc.status_code == (200 if (tiny_model_dir / "roc.png").is_file() else 404)
 
@@ -278,14 +296,20 @@ def test_restart_keeps_enrolments_limits_and_grpc(
 ) -> None:
     gallery = tmp_path / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
-    env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
+    env = {
+        "FACESIM_YUNET_MODEL": str(yunet_path),
+        "FACESIM_HOME": str(tmp_path / "home"),
+        "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+    }
     limits = ("--max-image-bytes", "300000", "--max-request-bytes", "2000000")
     grpc_port = free_port()
     grpc = ("--enable_grpc", "true", "--grpc_port", str(grpc_port))
     photo = (examples / "alex-lacamoire.png").read_bytes()  # not the photo the gallery holds of him
     with local_predictor(tiny_model_dir, gallery, limits + grpc, env, tmp_path / "first.log") as url:
         assert grpc_face_count(grpc_port, photo) == 1
-        enrolled = requests.post(url + GALLERY, json={"identity": "kept", "images": [{"b64": b64(photo)}]}, timeout=60)
+        enrolled = requests.post(
+            url + GALLERY, headers=AUTH, json={"identity": "kept", "images": [{"b64": b64(photo)}]}, timeout=60
+        )
         assert enrolled.status_code == 200, enrolled.text
         too_big = requests.post(url + V1, json=v1_body((examples / "obama-1080p.jpg").read_bytes()), timeout=60)
         assert too_big.status_code == 400 and "too large" in too_big.json()["error"]
@@ -294,7 +318,10 @@ def test_restart_keeps_enrolments_limits_and_grpc(
     with local_predictor(tiny_model_dir, gallery, limits, env, tmp_path / "second.log") as url:
         listed = requests.get(url + GALLERY, timeout=10).json()["identities"]
         assert {"identity": "kept", "count": 1} in listed
-        assert predict(url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]["identity"] == "kept"
+        assert (
+            PredictorClient(url).predict(photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]["identity"]
+            == "kept"
+        )
 
 
 def test_predict_cli_prints_a_table_and_json(predictor_url: str, examples: Path) -> None:
@@ -326,7 +353,11 @@ def test_two_workers_serve_one_gallery(
     (`--approximate-threshold 1`: searched through FAISS HNSW, which the enrolment is added to.)"""
     gallery = tmp_path / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
-    env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
+    env = {
+        "FACESIM_YUNET_MODEL": str(yunet_path),
+        "FACESIM_HOME": str(tmp_path / "home"),
+        "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+    }
     photo = (examples / "alex-lacamoire.png").read_bytes()
     options = ("--workers", "2", "--approximate-threshold", "1")
     # The container entrypoint, as the InferenceService runs it (KServe's --workers passes through).
@@ -338,11 +369,11 @@ def test_two_workers_serve_one_gallery(
             time.sleep(0 if ok else 0.5)
         assert ready_in_a_row == 10, "the workers did not all become ready"
         enrolled = requests.post(
-            url + GALLERY, json={"identity": "seen by all", "images": [{"b64": b64(photo)}]}, timeout=60
+            url + GALLERY, headers=AUTH, json={"identity": "seen by all", "images": [{"b64": b64(photo)}]}, timeout=60
         )
         assert enrolled.status_code == 200, enrolled.text
         for _ in range(6):
-            top = predict(url, photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
+            top = PredictorClient(url).predict(photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
             assert top["identity"] == "seen by all" and top["distance"] < 1e-3
 
 
@@ -352,7 +383,11 @@ def test_kill_9_during_enrolments_loses_nothing_acknowledged(
     """SIGKILL the server while enrolments stream in: after a restart every 200-answered one is there."""
     gallery = tmp_path / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
-    env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
+    env = {
+        "FACESIM_YUNET_MODEL": str(yunet_path),
+        "FACESIM_HOME": str(tmp_path / "home"),
+        "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+    }
     photo = b64((examples / "alex-lacamoire.png").read_bytes())
     server = start_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "killed.log")
     acknowledged: list[str] = []
@@ -362,7 +397,7 @@ def test_kill_9_during_enrolments_loses_nothing_acknowledged(
             name = f"worker {worker} enrolment {i}"
             try:
                 answer = requests.post(
-                    server.url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=30
+                    server.url + GALLERY, headers=AUTH, json={"identity": name, "images": [{"b64": photo}]}, timeout=30
                 )
             except requests.RequestException:
                 return  # the server is gone

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from facesim.inference.local_server import local_predictor
 from facesim.ui.app import UiConfig, create_app
+from tests.helpers.admin import TEST_ADMIN_TOKEN
 from tests.helpers.ui_helpers import ARTIFACTS, DoomedPredictor, start_ui, stop
 
 
@@ -48,7 +49,8 @@ def _own_predictor(model_dir: Path, gallery_dir: Path, yunet_path: Path, work: P
     """A predictor of the tests' own on a copy of the tiny gallery, so enrolments touch nobody else's."""
     gallery_copy = work / "gallery"
     shutil.copytree(gallery_dir, gallery_copy)
-    env = {"FACESIM_HOME": str(work / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {"FACESIM_HOME": str(work / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN}  # fmt: skip
     return local_predictor(model_dir, gallery_copy, env=env, log_path=work / "predictor.log")
 
 
@@ -62,7 +64,9 @@ def writable_predictor(
 
 @pytest.fixture()
 def writable_client(writable_predictor: str) -> FlaskClient:
-    return create_app(UiConfig(predictor_url=writable_predictor, timeout_s=10)).test_client()
+    return create_app(
+        UiConfig(predictor_url=writable_predictor, timeout_s=10, admin_token=TEST_ADMIN_TOKEN)
+    ).test_client()
 
 
 @pytest.fixture(scope="session")
