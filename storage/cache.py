@@ -33,8 +33,8 @@ from facesim.storage.lfw import CACHE_MANIFEST, PROTOCOL_FILES, LfwLayout
 
 CHUNK_IMAGES = 16
 CACHE_ROOT_ENV = "FACESIM_CACHE"
-# A partial crop older than this was left by a killed run (writers finish theirs in milliseconds);
-# younger ones may be another pod's, preparing the same shared cache right now.
+# A partial crop of another host older than this was left by a killed run (writers finish theirs in
+# milliseconds); younger ones may be another pod's, preparing the same shared cache right now.
 STALE_PARTIAL_S = 3600.0
 # Settings a cache must keep: mixing crops made differently would silently skew training.
 PINNED_SETTINGS = ("image_size", "detector_used", "fallback", "template")
@@ -134,14 +134,26 @@ def prepare_crops(
 
 
 def _remove_stale_partials(out_dir: Path) -> None:
-    """Crops a killed run was writing (not those another preparer is writing now)."""
-    now = time.time()
+    """Crops a killed run was writing: its process is gone (ours: same host), or it is old (another
+    pod's); not those another preparer sharing the cache is writing now."""
+    now, marker = time.time(), f".{socket.gethostname()}."
     for leftover in out_dir.glob("*/.*.partial.png"):
+        pid = leftover.name.split(marker, 1)[1].split(".")[0] if marker in leftover.name else ""
         try:
-            if now - leftover.stat().st_mtime > STALE_PARTIAL_S:
+            if (pid.isdigit() and not _alive(int(pid))) or now - leftover.stat().st_mtime > STALE_PARTIAL_S:
                 leftover.unlink(missing_ok=True)
         except FileNotFoundError:  # its writer just renamed it
             continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _partial_name(path: Path) -> str:
