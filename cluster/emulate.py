@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from facesim.cluster.emulate_pods import EmulationError, Network, Sandboxes, check_host
+from facesim.cluster.emulate_pods import Cluster, EmulationError, Network, Sandboxes, check_host
 
 RUNNABLE = ("TFJob", "Experiment", "InferenceService")
 DEFAULT_TIMEOUT_S = 3600
@@ -72,17 +72,16 @@ def _run_all(
 
     network = Network()
     sandboxes = Sandboxes(network)
+    cluster = Cluster(volumes, sandboxes, workdir, _say, cancel)
     threads: list[threading.Thread] = []
     try:
         ok = True
         for resource in [r for r in resources if r["kind"] in ("TFJob", "Experiment")]:
             if resource["kind"] == "TFJob":
-                emulation = TFJobEmulation(resource, volumes, sandboxes, workdir, _say, cancel=cancel)
-                ok = emulation.run(deadline).succeeded and ok
+                ok = TFJobEmulation(resource, cluster).run(deadline).succeeded and ok
             else:
-                ok = ExperimentEmulation(resource, volumes, sandboxes, workdir, _say, cancel).run(deadline) and ok
-        services = [InferenceServiceEmulation(r, volumes, sandboxes, workdir, _say, cancel)
-                    for r in resources if r["kind"] == "InferenceService"]  # fmt: skip
+                ok = ExperimentEmulation(resource, cluster).run(deadline) and ok
+        services = [InferenceServiceEmulation(r, cluster) for r in resources if r["kind"] == "InferenceService"]
         results: list[bool] = []
         threads = [threading.Thread(target=lambda s=s: results.append(s.run(deadline))) for s in services]
         for thread in threads:

@@ -29,13 +29,12 @@ import re
 import string
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from facesim.cluster.emulate_pods import EmulationError, Sandboxes
+from facesim.cluster.emulate_pods import Cluster, EmulationError
 from facesim.cluster.emulate_tfjob import JobOutcome, TFJobEmulation
 
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"  # katib pkg/metricscollector/v1beta1/common
@@ -213,11 +212,8 @@ def stdout_collector_hook(primary_labels: dict[str, str], primary_container: str
 @dataclass
 class ExperimentEmulation:
     experiment: dict[str, Any]
-    volumes: Path
-    sandboxes: Sandboxes
-    workdir: Path
-    echo: Callable[[str], None]
-    cancel: threading.Event = field(default_factory=threading.Event)  # set: stop the running trials
+    cluster: Cluster
+    stop_trials: threading.Event = field(default_factory=threading.Event)  # set when the Experiment ends
     trials: list[Trial] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -247,7 +243,7 @@ class ExperimentEmulation:
         if job.get("kind") != "TFJob":
             raise EmulationError(f"trial kind {job.get('kind')}: the emulator runs TFJob trials")
         hook = stdout_collector_hook(template.get("primaryPodLabels") or MASTER_LABEL, template["primaryContainerName"])
-        emulation = TFJobEmulation(job, self.volumes, self.sandboxes, self.workdir, self.echo, hook, self.cancel)
+        emulation = TFJobEmulation(job, self.cluster, hook, self.stop_trials)
         outcome = emulation.run(deadline)
         self._record(trial, outcome, template)
 
@@ -259,7 +255,7 @@ class ExperimentEmulation:
         )
         logs = collect_metrics(lines, self.metric_names, self.filters)
         if any(log.timestamp == ZERO_TIME for log in logs if log.value != UNAVAILABLE):
-            self.echo(f"trial {trial.name}: metric lines without an RFC 3339 timestamp: Katib orders them by "
+            self.cluster.echo(f"trial {trial.name}: metric lines without an RFC 3339 timestamp: Katib orders them by "
                       "its database's whim, so `latest` is not reliable")  # fmt: skip
         trial.metrics = observation(logs, self.metric_names)
         trial.objective = objective_value(trial.metrics, self.metric_names[0], self.strategy)
@@ -270,15 +266,15 @@ class ExperimentEmulation:
             trial.status = "Failed"
         else:
             trial.status = "Succeeded" if trial.objective != UNAVAILABLE else "MetricsUnavailable"
-        self.echo(f"trial {trial.name} {trial.status}: {_describe(trial)}")
+        self.cluster.echo(f"trial {trial.name} {trial.status}: {_describe(trial)}")
 
     def run(self, deadline: float) -> bool:
         """Run trials until the Experiment ends; True when it Succeeded."""
         algorithm = self.spec["algorithm"]["algorithmName"]
         if algorithm not in ("random", "grid"):
-            self.echo(f"Experiment {self.name}: algorithm {algorithm} is approximated by random suggestions")
+            self.cluster.echo(f"Experiment {self.name}: algorithm {algorithm} is approximated by random suggestions")
         if self.spec.get("earlyStopping"):
-            self.echo(f"Experiment {self.name}: early stopping is not emulated")
+            self.cluster.echo(f"Experiment {self.name}: early stopping is not emulated")
         source = suggestions(self.spec, self.rng)
         parallel = int(self.spec.get("parallelTrialCount", 1))
         max_trials = self.spec.get("maxTrialCount")
@@ -302,8 +298,10 @@ class ExperimentEmulation:
                 if errors:
                     raise errors[0]
                 verdict = self._condition(exhausted and not active, deadline)
+                if self.cluster.cancel.is_set():
+                    verdict = (False, "stopped")
         finally:
-            self.cancel.set()  # the Experiment ended (or was interrupted): running trials are stopped
+            self.stop_trials.set()  # the Experiment ended (or was interrupted): running trials are stopped
             for thread in self.threads:
                 thread.join()
         succeeded, reason = verdict
@@ -313,7 +311,7 @@ class ExperimentEmulation:
     def _start_trial(self, assignments: dict[str, str], deadline: float, errors: list[BaseException]) -> Trial:
         trial = self._new_trial(assignments)
         self.trials.append(trial)
-        self.echo(f"trial {trial.name} created: " + " ".join(f"{k}={v}" for k, v in assignments.items()))
+        self.cluster.echo(f"trial {trial.name} created: " + " ".join(f"{k}={v}" for k, v in assignments.items()))
         thread = threading.Thread(target=self._guarded, args=(trial, deadline, errors), daemon=True)
         self.threads.append(thread)
         thread.start()
@@ -368,13 +366,13 @@ class ExperimentEmulation:
             s: sum(t.status == s for t in self.trials) for s in ("Succeeded", "Failed", "MetricsUnavailable", "Killed")
         }
         verdict = "Succeeded" if succeeded else "Failed"
-        self.echo(f"Experiment {self.namespace}/{self.name} {verdict} ({reason}): "
+        self.cluster.echo(f"Experiment {self.namespace}/{self.name} {verdict} ({reason}): "
                   + ", ".join(f"{v} {k}" for k, v in counts.items()))  # fmt: skip
         best = self.optimal_trial()
         if best is None:
-            self.echo("optimal trial: none (no trial reported the objective)")
+            self.cluster.echo("optimal trial: none (no trial reported the objective)")
             return
-        self.echo(f"optimal trial: {best.name} {_describe(best)}")
+        self.cluster.echo(f"optimal trial: {best.name} {_describe(best)}")
 
 
 def _describe(trial: Trial) -> str:

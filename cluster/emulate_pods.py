@@ -284,3 +284,15 @@ class Sandboxes:
     def close(self) -> None:
         for holder in self.holders:
             _end(holder)
+
+
+@dataclass
+class Cluster:
+    """What every emulated resource shares: the PVC folders, the pods' sandboxes, the folder of pod
+    logs, the progress output, and `cancel` (set: stop every pod, e.g. on Ctrl-C)."""
+
+    volumes: Path
+    sandboxes: Sandboxes
+    workdir: Path
+    echo: Callable[[str], None]
+    cancel: threading.Event = field(default_factory=threading.Event)

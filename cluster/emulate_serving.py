@@ -13,17 +13,16 @@ import http.client
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from facesim.cluster.emulate_pods import (
+    Cluster,
     EmulationError,
     Mount,
     PodProcess,
     PodSpec,
-    Sandboxes,
     connect_inside,
     pod_argv,
     pod_env,
@@ -107,11 +106,7 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 @dataclass
 class InferenceServiceEmulation:
     service: dict[str, Any]
-    volumes: Path
-    sandboxes: Sandboxes
-    workdir: Path
-    echo: Callable[[str], None]
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cluster: Cluster
 
     def __post_init__(self) -> None:
         self.name = self.service["metadata"]["name"]
@@ -119,11 +114,11 @@ class InferenceServiceEmulation:
         predictor = (self.service.get("spec") or {}).get("predictor") or {}
         self.container = _predictor_container(predictor, self.name)
         self.pod_name = f"{self.name}-predictor-0"
-        self.address = self.sandboxes.network.allocate()
+        self.address = self.cluster.sandboxes.network.allocate()
         env = {e["name"]: str(e.get("value", "")) for e in self.container.get("env") or []}
-        mounts = container_mounts(predictor, self.container, self.volumes, self.pod_name)
+        mounts = container_mounts(predictor, self.container, self.cluster.volumes, self.pod_name)
         if env.get("STORAGE_URI"):
-            mounts.append(_storage_mount(env["STORAGE_URI"], self.volumes))
+            mounts.append(_storage_mount(env["STORAGE_URI"], self.cluster.volumes))
         service = f"{self.name}-predictor.{self.namespace}.svc"
         self.spec = PodSpec(
             name=self.pod_name,
@@ -147,25 +142,29 @@ class InferenceServiceEmulation:
 
     def run(self, deadline: float) -> bool:
         """Serve until the deadline or `cancel`; True when it became ready and never died."""
-        sandbox = self.sandboxes.create(self.pod_name, self.address)
-        process = PodProcess(self.spec, sandbox, self.workdir, self.workdir / f"{self.pod_name}.1.log", self.echo)
+        sandbox = self.cluster.sandboxes.create(self.pod_name, self.address)
+        process = PodProcess(
+            self.spec, sandbox, self.cluster.workdir, self.cluster.workdir / f"{self.pod_name}.1.log", self.cluster.echo
+        )
         relay = Relay(sandbox, (self.address, self.port))
         ready = False
         try:
-            while not self.cancel.is_set() and time.monotonic() < deadline:
+            while not self.cluster.cancel.is_set() and time.monotonic() < deadline:
                 code = process.poll()
                 if code is not None:
-                    self.echo(f"InferenceService {self.namespace}/{self.name}: predictor exited with code {code}")
+                    self.cluster.echo(
+                        f"InferenceService {self.namespace}/{self.name}: predictor exited with code {code}"
+                    )
                     return False
                 if not ready and self._ready(relay):
                     ready = True
                     print(f"http://127.0.0.1:{relay.port}", flush=True)  # stdout: the URL alone, for scripts
-                    self.echo(f"InferenceService {self.namespace}/{self.name} ready: http://127.0.0.1:{relay.port} "
+                    self.cluster.echo(f"InferenceService {self.namespace}/{self.name} ready: http://127.0.0.1:{relay.port} "
                               f"(in the emulated cluster http://{self.name}-predictor.{self.namespace}.svc.cluster.local:{self.port}); "
                               "Ctrl-C stops it")  # fmt: skip
                 time.sleep(POLL_S)
             if not ready:
-                self.echo(f"InferenceService {self.namespace}/{self.name} never became ready")
+                self.cluster.echo(f"InferenceService {self.namespace}/{self.name} never became ready")
             return ready
         finally:
             relay.close()

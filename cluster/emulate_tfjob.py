@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesim.cluster.emulate_pods import EmulationError, PodProcess, PodSpec, Sandboxes, pod_argv, pod_env
+from facesim.cluster.emulate_pods import Cluster, EmulationError, PodProcess, PodSpec, pod_argv, pod_env
 from facesim.cluster.emulate_volumes import container_mounts
 
 TF_CONTAINER = "tensorflow"
@@ -116,19 +116,17 @@ ContainerHook = Callable[[dict[str, str], dict[str, Any]], dict[str, Any]]
 @dataclass
 class TFJobEmulation:
     job: dict[str, Any]
-    volumes: Path
-    sandboxes: Sandboxes
-    workdir: Path
-    echo: Callable[[str], None]
+    cluster: Cluster
     container_hook: ContainerHook | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)  # set: stop the pods, the job fails
+    cancel: threading.Event | None = None  # set: stop the pods, the job fails (default: the cluster's)
 
     def __post_init__(self) -> None:
+        self.cancel = self.cancel or self.cluster.cancel
         self.name = self.job["metadata"]["name"]
         self.namespace = self.job["metadata"].get("namespace", "default")
         self.replicas = replicas_of(self.job)
         self.backoff_limit = ((self.job.get("spec") or {}).get("runPolicy") or {}).get("backoffLimit")
-        self.addresses = {r.name: self.sandboxes.network.allocate() for r in self.replicas}
+        self.addresses = {r.name: self.cluster.sandboxes.network.allocate() for r in self.replicas}
         self.hosts = {}
         for replica in self.replicas:
             address = self.addresses[replica.name]
@@ -155,25 +153,25 @@ class TFJobEmulation:
             env["TF_CONFIG"] = tf_config(self.replicas, replica, self.namespace)
         return PodSpec(
             name=replica.name, argv=pod_argv([*(container.get("command") or []), *(container.get("args") or [])]),
-            env=pod_env(env, replica.name), mounts=container_mounts(pod, container, self.volumes, replica.name),
+            env=pod_env(env, replica.name), mounts=container_mounts(pod, container, self.cluster.volumes, replica.name),
             hosts=self.hosts, address=self.addresses[replica.name], labels=labels,
         )  # fmt: skip
 
     def run(self, deadline: float) -> JobOutcome:
         specs = {r.name: self.pod_spec(r) for r in self.replicas}  # every error before anything starts
-        self.echo(f"TFJob {self.namespace}/{self.name}: {len(self.replicas)} pods "
+        self.cluster.echo(f"TFJob {self.namespace}/{self.name}: {len(self.replicas)} pods "
                   + ", ".join(f"{n} ({s.address})" for n, s in specs.items()))  # fmt: skip
-        sandboxes = {r.name: self.sandboxes.create(r.name, self.addresses[r.name]) for r in self.replicas}
+        sandboxes = {r.name: self.cluster.sandboxes.create(r.name, self.addresses[r.name]) for r in self.replicas}
         attempts = {r.name: 0 for r in self.replicas}
         running: dict[str, PodProcess] = {}
         outcome = JobOutcome(False, "", labels={n: s.labels for n, s in specs.items()})
 
         def start(replica: Replica) -> None:
             attempts[replica.name] += 1
-            log = self.workdir / f"{replica.name}.{attempts[replica.name]}.log"
+            log = self.cluster.workdir / f"{replica.name}.{attempts[replica.name]}.log"
             outcome.logs[replica.name] = log
             running[replica.name] = PodProcess(
-                specs[replica.name], sandboxes[replica.name], self.workdir, log, self.echo
+                specs[replica.name], sandboxes[replica.name], self.cluster.workdir, log, self.cluster.echo
             )
 
         for replica in self.replicas:
@@ -184,7 +182,7 @@ class TFJobEmulation:
             for process in running.values():
                 process.stop()
         verdict = "Succeeded" if outcome.succeeded else "Failed"
-        self.echo(f"TFJob {self.namespace}/{self.name} {verdict}: {outcome.reason}")
+        self.cluster.echo(f"TFJob {self.namespace}/{self.name} {verdict}: {outcome.reason}")
         return outcome
 
     def _watch(
@@ -199,7 +197,7 @@ class TFJobEmulation:
                     continue
                 del running[name]
                 replica = by_name[name]
-                self.echo(f"pod {name} exited with code {code}")
+                self.cluster.echo(f"pod {name} exited with code {code}")
                 if code == 0:
                     if is_chief(self.replicas, replica):
                         return True, f"{name} succeeded"
@@ -212,7 +210,7 @@ class TFJobEmulation:
                         False,
                         f"{restarts} restarts reached backoffLimit {self.backoff_limit} (last: {name}, exit code {code})",
                     )
-                self.echo(f"pod {name}: restarting ({restarts} restarts so far)")
+                self.cluster.echo(f"pod {name}: restarting ({restarts} restarts so far)")
                 time.sleep(RESTART_DELAY_S)
                 start(replica)
             if time.monotonic() > deadline:

@@ -25,7 +25,7 @@ from facesim.cluster.emulate_katib import (
     suggestions,
     trial_job,
 )
-from facesim.cluster.emulate_pods import EmulationError, pod_argv
+from facesim.cluster.emulate_pods import Cluster, EmulationError, pod_argv
 from facesim.cluster.emulate_tfjob import is_chief, replicas_of, tf_config
 from facesim.cluster.emulate_volumes import container_mounts
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER, format_metric
@@ -155,7 +155,8 @@ def test_grid_walks_every_point_and_random_stays_in_bounds() -> None:
 
 def test_optimal_trial_and_max_failed_rule(rendered: Path, tmp_path: Path) -> None:
     experiment = _load(rendered / "experiment.yaml")
-    emulation = ExperimentEmulation(experiment, tmp_path, None, tmp_path, lambda line: None)  # type: ignore[arg-type]
+    cluster = Cluster(tmp_path, None, tmp_path, lambda line: None)  # type: ignore[arg-type] (no pods here)
+    emulation = ExperimentEmulation(experiment, cluster)
     emulation.trials = [
         Trial("a", {}, "Succeeded", objective="0.7"),
         Trial("b", {}, "Succeeded", objective="0.9"),
