@@ -31,6 +31,20 @@ def _bind(source: str, target: str, read_only: bool) -> None:
         _mount("-o", "remount,bind,ro", target)
 
 
+def _cover(root: str, mode: str, keep: list[str]) -> None:
+    """An empty tmpfs on `root`, with the `keep` folders below it (the "image": Python, facesim)
+    bound back in place through a parking spot under /mnt."""
+    kept = [path for path in keep if path.startswith(root.rstrip("/") + "/")]
+    parked = [f"/mnt/.keep{i}" for i in range(len(kept))]
+    for path, spot in zip(kept, parked):
+        _bind(path, spot, read_only=False)
+    _mount("-t", "tmpfs", "-o", f"mode={mode}", "tmpfs", root)
+    for path, spot in zip(kept, parked):
+        _bind(spot, path, read_only=False)
+        subprocess.run(["umount", spot], check=True)
+        Path(spot).rmdir()
+
+
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     yunet = Path(spec["yunet"]).read_bytes() if spec.get("yunet") else None
@@ -38,8 +52,8 @@ def main(spec_path: str) -> None:
     for mount in sorted(spec["mounts"], key=lambda m: m["target"].count("/")):
         _bind(mount["source"], mount["target"], mount["read_only"])
     _mount("--bind", spec["hosts"], "/etc/hosts")
-    _mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/tmp")
-    _mount("-t", "tmpfs", "-o", "mode=755", "tmpfs", "/home")
+    _cover("/tmp", "1777", spec["keep"])
+    _cover("/home", "755", spec["keep"])
     home = Path(spec["home"])
     home.mkdir(parents=True)
     if yunet is not None:

@@ -8,7 +8,8 @@ UTS and mount namespaces (as root; util-linux `unshare`/`nsenter`, iproute2 `ip`
 - Names: a per-pod /etc/hosts (bind-mounted) resolves the Service DNS names of the resource.
 - Files: an empty tmpfs on /tmp, /home (HOME) and /mnt; each volume bound at its mountPath.
 - The image is this machine's Python environment: `python`/`python3` is the interpreter running
-  `facesim emulate` (its venv's bin/ leads PATH) and `facesim` is `python -m facesim`.
+  `facesim emulate` (its venv's bin/ leads PATH) and `facesim` is `python -m facesim`; the Python
+  installation, the environment and facesim's source stay visible even under /tmp or /home.
 - Processes run as root (no runAsUser), share the host's PID namespace, and have no
   CPU/memory limits.
 """
@@ -37,7 +38,6 @@ IMAGE_HOME = "/home/facesim"
 IMAGE_ENV = {"HOME": IMAGE_HOME, "FACESIM_HOME": f"{IMAGE_HOME}/.facesim", "LANG": "C.UTF-8"}
 # The images bake the YuNet weights into FACESIM_HOME (their build runs find_yunet_weights()).
 IMAGE_YUNET = f"{IMAGE_HOME}/.facesim/models/face_detection_yunet.onnx"
-HIDDEN_ROOTS = ("/tmp", "/home", "/mnt")  # a pod sees fresh, empty ones
 REQUIRED_TOOLS = {"unshare": "util-linux", "nsenter": "util-linux", "mount": "mount", "ip": "iproute2"}
 CLONE_NEWNET = 0x40000000
 STOP_GRACE_S = 5.0
@@ -55,9 +55,16 @@ def check_host() -> None:
     missing = sorted({package for tool, package in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
     if missing:
         raise EmulationError(f"needs unshare, nsenter, mount and ip: apt-get install {' '.join(missing)}")
-    if any(_under(sys.prefix, root) for root in HIDDEN_ROOTS):
-        raise EmulationError(f"the Python environment {sys.prefix} is under {', '.join(HIDDEN_ROOTS)}, which a pod "
-                             "sees empty: run facesim from an environment elsewhere")  # fmt: skip
+    if any(_under(path, "/mnt") for path in image_paths()):
+        raise EmulationError(f"the Python environment or facesim's source is under /mnt, which a pod sees empty "
+                             f"({', '.join(image_paths())}): run facesim from an environment elsewhere")  # fmt: skip
+
+
+def image_paths() -> list[str]:
+    """What stands for the image: the Python installation, the environment, facesim's source."""
+    source = Path(__file__).resolve().parents[1]  # the repository (editable install) or the facesim package
+    paths = sorted({str(Path(p).resolve()) for p in (sys.base_prefix, sys.prefix, source)})
+    return [p for p in paths if not any(_under(p, other) for other in paths if other != p)]
 
 
 def _under(path: str, root: str) -> bool:
@@ -228,7 +235,7 @@ class PodProcess:
         hosts.write_text(_hosts_file(spec))
         yunet = find_yunet_weights(allow_download=False)
         init.write_text(json.dumps({"argv": spec.argv, "env": spec.env, "hosts": str(hosts),
-                                    "mounts": [asdict(m) for m in spec.mounts], "home": IMAGE_HOME,
+                                    "mounts": [asdict(m) for m in spec.mounts], "home": IMAGE_HOME, "keep": image_paths(),
                                     "yunet": str(yunet) if yunet else None, "yunet_target": IMAGE_YUNET}))  # fmt: skip
         command = ["nsenter", f"--net=/proc/{sandbox.pid}/ns/net", f"--uts=/proc/{sandbox.pid}/ns/uts", "--",
                    "unshare", "--mount", "--propagation", "private", "--",
