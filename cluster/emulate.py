@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         "empty tmpfs /tmp, /home and /mnt, its own 127.0.0.N address and an /etc/hosts resolving the Service names; "
         "PVC NAME is the folder DIR/NAME. The image is this Python environment: the container's `python` is "
         f"{sys.executable} and `facesim` is `python -m facesim`. Needs root, util-linux and iproute2. "
-        "Exit 0 when every job and Experiment succeeded and every InferenceService served until the end.",
+        "Exit 0 when every job and Experiment succeeded and every InferenceService served until the end. "
+        "docs/cluster.md (section 9) says what each operator does here and what is approximated.",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML files of resources")
     parser.add_argument("--volumes", type=Path, required=True, metavar="DIR",
@@ -99,7 +100,10 @@ def _run_all(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
     try:
         check_host()
         if not args.volumes.is_dir():
