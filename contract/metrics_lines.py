@@ -9,17 +9,25 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 # Katib's default StdOut filter (katib pkg/metricscollector/v1beta1/common): name=value.
 KATIB_METRIC_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 _PATTERN = re.compile(KATIB_METRIC_FILTER)
 
 
-def format_metric(name: str, value: float) -> str:
-    """One metric line; non-finite values are written so that Katib's filter skips them."""
+def format_metric(name: str, value: float, when: datetime | None = None) -> str | None:
+    """One metric line, `<RFC 3339 UTC time> name=value`; None for a non-finite value.
+
+    Katib's StdOut collector takes a line's first word as its timestamp when it parses as RFC 3339
+    (else every value gets the zero time, and `latest` becomes whichever its database returns
+    last). It records `name=nan` as an empty value, which can then win as `latest` and become the
+    optimal trial's objective: such values are not printed at all.
+    """
     if not math.isfinite(value):
-        return f"{name}=nan"
-    return f"{name}={value:.6g}"
+        return None
+    stamp = (when or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return f"{stamp.replace('+00:00', 'Z')} {name}={value:.6g}"
 
 
 def parse_metrics(lines: Iterable[str]) -> list[tuple[str, float]]:

@@ -30,6 +30,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("ui", "facesim.ui.cli:main", "run the Flask web front end"),
     Subcommand("pipeline", "facesim.pipeline.cli:main", "compile, run locally, or submit the kfp pipeline"),
     Subcommand("manifests", "facesim.manifests:main", "render every cluster resource as YAML"),
+    Subcommand("emulate", "facesim.cluster.emulate:main", "run rendered cluster jobs and services here as pods"),
     Subcommand("bench", "facesim.bench:main", "benchmarks: training throughput, serving latency"),
 )
 

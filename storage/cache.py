@@ -12,9 +12,11 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -23,14 +25,25 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from facesim.faces.home import facesim_home
 from facesim.faces.image import ImageError, read_image
 from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
 from facesim.storage.datasets import IdentityDataset
 from facesim.storage.lfw import CACHE_MANIFEST, PROTOCOL_FILES, LfwLayout
 
 CHUNK_IMAGES = 16
+CACHE_ROOT_ENV = "FACESIM_CACHE"
+# A partial crop of another host older than this was left by a killed run (writers finish theirs in
+# milliseconds); younger ones may be another pod's, preparing the same shared cache right now.
+STALE_PARTIAL_S = 3600.0
 # Settings a cache must keep: mixing crops made differently would silently skew training.
 PINNED_SETTINGS = ("image_size", "detector_used", "fallback", "template")
+
+
+def cache_root() -> Path:
+    """`$FACESIM_CACHE`, default `$FACESIM_HOME/cache`: where training keeps its crop caches (one per
+    source and preprocessing). A TFJob sets it to the data volume, so every pod shares them."""
+    return Path(os.environ.get(CACHE_ROOT_ENV) or facesim_home() / "cache").expanduser()
 
 
 @dataclass
@@ -98,8 +111,7 @@ def prepare_crops(
     if layout is not None:
         _copy_protocol_files(layout, out_dir)
 
-    for leftover in out_dir.glob("*/.*.partial.png"):  # crops a killed run was writing
-        leftover.unlink(missing_ok=True)
+    _remove_stale_partials(out_dir)
     report = PrepareReport(out_dir, description["detector_used"])
     known_no_face = set(manifest.get("no_face", []))
     todo = []
@@ -119,6 +131,34 @@ def prepare_crops(
         report.median_ms = statistics.median(timings) if timings else None
         _save_manifest(out_dir, manifest, description, data_dir, report)
     return report
+
+
+def _remove_stale_partials(out_dir: Path) -> None:
+    """Crops a killed run was writing: its process is gone (ours: same host), or it is old (another
+    pod's); not those another preparer sharing the cache is writing now."""
+    now, marker = time.time(), f".{socket.gethostname()}."
+    for leftover in out_dir.glob("*/.*.partial.png"):
+        pid = leftover.name.split(marker, 1)[1].split(".")[0] if marker in leftover.name else ""
+        try:
+            if (pid.isdigit() and not _alive(int(pid))) or now - leftover.stat().st_mtime > STALE_PARTIAL_S:
+                leftover.unlink(missing_ok=True)
+        except FileNotFoundError:  # its writer just renamed it
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _partial_name(path: Path) -> str:
+    """Unique across pods sharing the cache (their PIDs may be equal, each in its own PID namespace)."""
+    return f".{path.stem}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial{path.suffix}"
 
 
 def _run(todo: list[tuple[str, str, str]], config: PreprocessConfig, workers: int, progress: bool):
@@ -188,7 +228,7 @@ def _align_chunk(
 
 def _write_png_atomically(path: Path, rgb) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.png")
+    partial = path.with_name(_partial_name(path))
     if not cv2.imwrite(str(partial), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {partial}: check the disk space and permissions of {path.parent}")
     partial.replace(path)
@@ -251,7 +291,7 @@ def _save_manifest(out_dir: Path, manifest: dict, description: dict, data_dir: P
         errors=errors,
         updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    partial = out_dir / f".{CACHE_MANIFEST}.partial"
+    partial = out_dir / _partial_name(out_dir / CACHE_MANIFEST)
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
     partial.replace(out_dir / CACHE_MANIFEST)
 

@@ -55,9 +55,13 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _train_on_cluster(config, job_name: str, kubeconfig: str | None, wait: bool) -> int:
-    from facesim.cluster.resources import ClusterError
-    from facesim.training.tfjob import TFJobConfig, submit_tfjob
+    from dataclasses import replace
 
+    from facesim.cluster.resources import ClusterError, StorageConfig
+    from facesim.training.tfjob import TFJobConfig, cluster_run_dir, submit_tfjob
+
+    if config.run_dir is None:
+        config = replace(config, run_dir=cluster_run_dir(config.out, StorageConfig()))
     try:
         job = TFJobConfig(name=job_name, workers=config.workers, train_args=tuple(config.to_args()))
         submit_tfjob(job, wait=wait, kubeconfig=kubeconfig)
@@ -101,7 +105,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", required=True, type=Path, help="pairs file (pairs.txt, pairsDevTest.txt, ...)")
     parser.add_argument("--fold", type=int, help="score only this fold (1-based; fold 10 is the test fold)")
     parser.add_argument("--limit-pairs", type=int, help="at most this many pairs, half same, half different")
-    parser.add_argument("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
+    parser.add_argument("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
     parser.add_argument("--yunet-path", help="YuNet weights, when model.json's path does not exist here")
     parser.add_argument("--prepare-workers", type=int, default=2, help="processes preparing crops")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ class TrainConfig:
     data: str
     out: str
     run_dir: str | None = None  # checkpoints, TensorBoard logs; default: OUT.run beside OUT
-    cache_dir: str | None = None  # face-crop cache; default: $FACESIM_HOME/cache/<preprocessing key>
+    cache_dir: str | None = None  # face-crop cache; default: $FACESIM_CACHE/<preprocessing key>
     workers: int = 1
     epochs: int = 1
     steps_per_epoch: int = 100
@@ -127,7 +127,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--data", required=True, help="LFW-layout root (images + people.txt/pairs.txt) or a prepared crop cache")
     add("--out", required=True, help="model directory to export (SavedModel + model.json)")
     add("--run-dir", help="checkpoints and TensorBoard logs (default: OUT.run beside OUT); reuse it to resume")
-    add("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
+    add("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
     add("--workers", type=int, default=d["workers"].default, help="worker processes (default: %(default)s)")
     add("--epochs", type=int, default=d["epochs"].default, help="epochs (default: %(default)s)")
     add(

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from facesim.faces.home import facesim_home
 from facesim.faces.image import read_image
 from facesim.faces.preprocess import PreprocessConfig
-from facesim.storage.cache import prepare_crops, read_manifest, resolve_config
+from facesim.storage.cache import cache_root, prepare_crops, read_manifest, resolve_config
 from facesim.storage.lfw import CACHE_MANIFEST, LfwLayout, Pair, protocol_split
 from facesim.training.config import TrainConfig
 from facesim.training.sampler import PKSampler
@@ -58,10 +57,10 @@ def preprocess_config(config: TrainConfig) -> PreprocessConfig:
 
 
 def default_cache_dir(source: Path, preprocessing: PreprocessConfig) -> Path:
-    """$FACESIM_HOME/cache/<source name>-<key of source path + preprocessing settings>."""
+    """<cache root ($FACESIM_CACHE)>/<source name>-<key of source path + preprocessing settings>."""
     settings = {k: v for k, v in asdict(preprocessing).items() if k != "yunet_path"}
     text = json.dumps({"source": str(source.resolve()), **settings}, sort_keys=True)
-    return facesim_home() / "cache" / f"{source.resolve().name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return cache_root() / f"{source.resolve().name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def limit_pairs(pairs: list[Pair], limit: int | None) -> list[Pair]:

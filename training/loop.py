@@ -169,4 +169,6 @@ def run_training(
 
 
 def print_metric(name: str, value: float) -> None:
-    print(format_metric(name, value), flush=True)
+    line = format_metric(name, value)
+    if line is not None:
+        print(line, flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from kubeflow.training import models as tf_models
 from kubernetes import client as k8s
@@ -26,6 +27,7 @@ from facesim.cluster.resources import (
     explain_api_error,
     pod_security_context,
 )
+from facesim.storage.cache import CACHE_ROOT_ENV
 
 TFJOB_API_VERSION = "kubeflow.org/v1"
 TFJOB_CONTAINER = "tensorflow"  # the only container the operator gives TF_CONFIG to
@@ -60,6 +62,14 @@ class TFJobConfig:
             raise ValueError("clean_pod_policy must be None, Running or All")
 
 
+def cluster_run_dir(out: str, storage: StorageConfig) -> str:
+    """Checkpoints and logs of a run exporting to `out`: on the runs volume, at the path `out` has on
+    the models volume (the default OUT.run would put them beside the model)."""
+    models, runs = storage.claim("models").mount_path, storage.claim("runs").mount_path
+    relative = PurePosixPath(out).relative_to(models) if PurePosixPath(out).is_relative_to(models) else None
+    return f"{runs}/{relative}" if relative is not None else f"{out}.run"
+
+
 def training_container(config: TFJobConfig, train_args: Sequence[str]) -> k8s.V1Container:
     """The `tensorflow` container running one worker of `python -m facesim.training`."""
     return k8s.V1Container(
@@ -67,7 +77,11 @@ def training_container(config: TFJobConfig, train_args: Sequence[str]) -> k8s.V1
         image=config.cluster.image("trainer"),
         command=[*TRAINING_ENTRYPOINT, *train_args],
         ports=[k8s.V1ContainerPort(name="tfjob-port", container_port=TFJOB_PORT)],
-        env=[k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1")],  # metrics lines reach Katib as printed
+        env=[
+            k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),  # metrics lines reach Katib as printed
+            # Crop caches on the data volume: worker 0 prepares, the other workers and later runs read.
+            k8s.V1EnvVar(name=CACHE_ROOT_ENV, value=f"{config.storage.claim('data').mount_path}/cache"),
+        ],
         resources=config.resources.requirements(),
         volume_mounts=claim_mounts(config.storage, ("data", "runs", "models")),
         security_context=container_security_context(),

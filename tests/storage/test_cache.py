@@ -163,3 +163,20 @@ def test_info_counts(lfw_dir: Path, capsys) -> None:
     assert main(["info", "--data", str(lfw_dir)]) == 0
     output = capsys.readouterr().out
     assert "5749 identities, 13233 images" in output and "4560 train identities" in output
+
+
+def test_partial_crops_of_live_writers_survive_a_second_preparer(tmp_path: Path) -> None:
+    """Pods sharing a cache on a volume prepare at once: only a dead writer's partial crop is removed."""
+    import socket
+
+    from facesim.storage.cache import _partial_name, _remove_stale_partials
+
+    folder = tmp_path / "person"
+    folder.mkdir()
+    mine = folder / _partial_name(folder / "a.png")
+    gone = folder / f".b.{socket.gethostname()}.{2**22 + 1}.0000.partial.png"  # above pid_max: never alive
+    other_pod = folder / ".c.trainer-worker-1.7.1234abcd.partial.png"
+    for path in (mine, gone, other_pod):
+        path.write_bytes(b"")
+    _remove_stale_partials(tmp_path)
+    assert mine.exists() and other_pod.exists() and not gone.exists()

@@ -24,7 +24,7 @@ from facesim.tuning.trial import MetricStream, run_trial
         ("val_tar_at_far_1e-3=0.42", {"val_tar_at_far_1e-3": 0.42}),
         ("[worker 0] 12:00:01 INFO val_accuracy=0.66", {"val_accuracy": 0.66}),
         ("val_accuracy=0.5,val_auc=0.6", {"val_accuracy": 0.5, "val_auc": 0.6}),
-        ("val_accuracy=nan", {}),  # format_metric writes non-finite values so Katib skips them
+        ("val_accuracy=nan", {}),  # format_metric never prints one; Katib would record an empty value
         ("loss=inf", {}),
         ("val_accuracy=", {}),
         ("val_accuracy 0.9 (no equals sign)", {}),

@@ -1,0 +1,305 @@
+"""Pods on this machine, for `facesim emulate`: each pod a process tree with its own network,
+UTS and mount namespaces (as root; util-linux `unshare`/`nsenter`, iproute2 `ip`).
+
+- Network: one bridge in a namespace of its own is the emulated cluster network. Each pod joins
+  it with a veth and gets its own loopback-range address 127.0.0.N (`route_localnet` lets
+  127/8 travel between namespaces), so every pod can bind the same port (TensorFlow's gRPC
+  server binds 0.0.0.0:2222) and reach the others by address, as pods do.
+- Names: a per-pod /etc/hosts (bind-mounted) resolves the Service DNS names of the resource.
+- Files: an empty tmpfs on /tmp, /home (HOME) and /mnt; each volume bound at its mountPath.
+- The image is this machine's Python environment: `python`/`python3` is the interpreter running
+  `facesim emulate` (its venv's bin/ leads PATH) and `facesim` is `python -m facesim`; the Python
+  installation, the environment and facesim's source stay visible even under /tmp or /home.
+- Processes run as root (no runAsUser), share the host's PID namespace, and have no
+  CPU/memory limits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from facesim.faces.detect import find_yunet_weights
+
+BRIDGE = "facesim0"
+# What the facesim images set (containers/*.Dockerfile): HOME and FACESIM_HOME of user `facesim`.
+IMAGE_HOME = "/home/facesim"
+IMAGE_ENV = {"HOME": IMAGE_HOME, "FACESIM_HOME": f"{IMAGE_HOME}/.facesim", "LANG": "C.UTF-8"}
+# The images bake the YuNet weights into FACESIM_HOME (their build runs find_yunet_weights()).
+IMAGE_YUNET = f"{IMAGE_HOME}/.facesim/models/face_detection_yunet.onnx"
+REQUIRED_TOOLS = {"unshare": "util-linux", "nsenter": "util-linux", "mount": "mount", "ip": "iproute2"}
+CLONE_NEWNET = 0x40000000
+STOP_GRACE_S = 5.0
+STARTUP_S = 10.0
+
+
+class EmulationError(RuntimeError):
+    """The emulation cannot go on; the message says what to do."""
+
+
+def check_host() -> None:
+    """Root, the namespace tools, and an interpreter a pod can still see."""
+    if os.geteuid() != 0:
+        raise EmulationError("needs root (it makes a mount and network namespace per pod): run it as root or with sudo")
+    missing = sorted({package for tool, package in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        raise EmulationError(f"needs unshare, nsenter, mount and ip: apt-get install {' '.join(missing)}")
+    if any(_under(path, "/mnt") for path in image_paths()):
+        raise EmulationError(f"the Python environment or facesim's source is under /mnt, which a pod sees empty "
+                             f"({', '.join(image_paths())}): run facesim from an environment elsewhere")  # fmt: skip
+
+
+def image_paths() -> list[str]:
+    """What stands for the image: the Python installation, the environment, facesim's source."""
+    source = Path(__file__).resolve().parents[1]  # the repository (editable install) or the facesim package
+    paths = sorted({str(Path(p).resolve()) for p in (sys.base_prefix, sys.prefix, source)})
+    return [p for p in paths if not any(_under(p, other) for other in paths if other != p)]
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _run(*command: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise EmulationError(f"`{' '.join(command)}` failed: {result.stderr.strip() or result.returncode}")
+
+
+def _holder(*namespaces: str) -> subprocess.Popen:
+    """A process that only keeps new namespaces alive; it ends when we close its stdin (or die).
+
+    Returns once it is in its own network namespace: before that, entering /proc/PID/ns/net would
+    enter ours (and configure this machine's network instead of the pod's)."""
+    holder = subprocess.Popen(["unshare", *namespaces, "--", "cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    ours = os.readlink("/proc/self/ns/net")
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{holder.pid}/ns/net") != ours and _exec_done(holder.pid):
+                return holder
+        except FileNotFoundError:
+            break  # it died
+        time.sleep(0.01)
+    _end(holder)
+    raise EmulationError(f"`unshare {' '.join(namespaces)}` did not start (exit code {holder.poll()})")
+
+
+def _exec_done(pid: int) -> bool:
+    """unshare has switched every namespace and exec'd its command (`cat`)."""
+    return Path(f"/proc/{pid}/comm").read_text().strip() == "cat"
+
+
+def _in(holder: subprocess.Popen, *command: str) -> tuple[str, ...]:
+    return ("nsenter", f"--net=/proc/{holder.pid}/ns/net", "--", *command)
+
+
+def _end(process: subprocess.Popen) -> None:
+    if process.stdin:
+        process.stdin.close()
+    try:
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class Network:
+    """The emulated cluster network: a bridge, and 127.0.0.N addresses handed out in order."""
+
+    def __init__(self) -> None:
+        self.next_host = 2  # 127.0.0.1 stays every pod's own loopback
+        self.lock = threading.Lock()
+        self.bridge = _holder("--net")
+        _run(*_in(self.bridge, "ip", "link", "add", BRIDGE, "type", "bridge", "forward_delay", "0"))
+        _run(*_in(self.bridge, "ip", "link", "set", BRIDGE, "up"))
+
+    def allocate(self) -> str:
+        with self.lock:
+            if self.next_host > 254:
+                raise EmulationError("more than 253 pods in one emulation")
+            self.next_host += 1
+            return f"127.0.0.{self.next_host - 1}"
+
+    def sandbox(self, hostname: str, address: str) -> subprocess.Popen:
+        """A pod's network and UTS namespaces (its "pause container"), joined to the bridge at `address`."""
+        holder = _holder("--net", "--uts")
+        veth = f"veth{address.rsplit('.', 1)[1]}"
+        _run(
+            *_in(
+                self.bridge, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", str(holder.pid)
+            )
+        )
+        _run(*_in(self.bridge, "ip", "link", "set", veth, "master", BRIDGE, "up"))
+        inside = ["sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1",
+                  "ip link set lo up", "ip addr del 127.0.0.1/8 dev lo", "ip addr add 127.0.0.1/32 dev lo",
+                  f"ip addr add {address}/8 dev eth0", "ip link set eth0 up", f"hostname {hostname}"]  # fmt: skip
+        _run("nsenter", f"--net=/proc/{holder.pid}/ns/net", f"--uts=/proc/{holder.pid}/ns/uts", "--",
+             "sh", "-ec", "; ".join(inside))  # fmt: skip
+        return holder
+
+    def close(self) -> None:
+        _end(self.bridge)
+
+
+def connect_inside(sandbox: subprocess.Popen, address: tuple[str, int], timeout: float = 5.0) -> socket.socket:
+    """A TCP connection made from inside a pod's network namespace (a thread can switch its own)."""
+    outcome: dict[str, object] = {}
+
+    def connect() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/proc/{sandbox.pid}/ns/net", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                outcome["error"] = OSError(ctypes.get_errno(), "setns failed")
+                return
+            outcome["socket"] = socket.create_connection(address, timeout=timeout)
+        except OSError as error:
+            outcome["error"] = error
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=connect, daemon=True)  # ends with the switched namespace
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["socket"]  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """`source` (a host folder or file; "tmpfs" for an emptyDir) at `target` in the pod."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass
+class PodSpec:
+    """One container of one pod, as it will run here."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    mounts: list[Mount]
+    hosts: dict[str, str]  # DNS name -> address
+    address: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def pod_argv(command: list[str]) -> list[str]:
+    """The container's command with the image's `python`/`facesim` mapped to this environment."""
+    if not command:
+        raise EmulationError("a container without command: the emulator cannot read an image's entrypoint")
+    head = command[0]
+    if head in ("python", "python3"):
+        return [sys.executable, *command[1:]]
+    if head == "facesim":
+        return [sys.executable, "-m", "facesim", *command[1:]]
+    return list(command)
+
+
+def pod_env(container_env: dict[str, str], hostname: str) -> dict[str, str]:
+    """The image's environment, then the container's (as Kubernetes layers them)."""
+    path = f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return {"PATH": path, "HOSTNAME": hostname, **IMAGE_ENV, **container_env}
+
+
+def _hosts_file(spec: PodSpec) -> str:
+    lines = ["127.0.0.1\tlocalhost", f"{spec.address}\t{spec.name}"]
+    lines += [f"{address}\t{name}" for name, address in spec.hosts.items()]
+    return "\n".join(lines) + "\n"
+
+
+class PodProcess:
+    """One run (attempt) of a pod's container; its output goes to `log` and to `echo`, line by line."""
+
+    def __init__(self, spec: PodSpec, sandbox: subprocess.Popen, workdir: Path, log: Path,
+                 echo: Callable[[str], None]) -> None:  # fmt: skip
+        self.spec, self.log = spec, log
+        init = workdir / f"{spec.name}.init.json"
+        hosts = workdir / f"{spec.name}.hosts"
+        hosts.write_text(_hosts_file(spec))
+        yunet = find_yunet_weights(allow_download=False)
+        init.write_text(json.dumps({"argv": spec.argv, "env": spec.env, "hosts": str(hosts),
+                                    "mounts": [asdict(m) for m in spec.mounts], "home": IMAGE_HOME, "keep": image_paths(),
+                                    "yunet": str(yunet) if yunet else None, "yunet_target": IMAGE_YUNET}))  # fmt: skip
+        command = ["nsenter", f"--net=/proc/{sandbox.pid}/ns/net", f"--uts=/proc/{sandbox.pid}/ns/uts", "--",
+                   "unshare", "--mount", "--propagation", "private", "--",
+                   sys.executable, "-m", "facesim.cluster.emulate_init", str(init)]  # fmt: skip
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, start_new_session=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})  # fmt: skip
+        self.reader = threading.Thread(target=self._pump, args=(echo,), daemon=True)
+        self.reader.start()
+
+    def _pump(self, echo: Callable[[str], None]) -> None:
+        assert self.process.stdout is not None
+        with self.log.open("w", encoding="utf-8", errors="replace") as log:
+            for raw in self.process.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                log.write(line + "\n")
+                log.flush()
+                echo(f"[{self.spec.name}] {line}")
+
+    def poll(self) -> int | None:
+        code = self.process.poll()
+        if code is not None:
+            self.reader.join(timeout=5)
+        return code
+
+    def stop(self) -> None:
+        """SIGTERM to the pod's process group, SIGKILL after the grace period (as the kubelet does)."""
+        if self.process.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=STOP_GRACE_S)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+class Sandboxes:
+    """The pods' sandboxes of one emulation; all end with `close`."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.holders: list[subprocess.Popen] = []
+
+    def create(self, hostname: str, address: str) -> subprocess.Popen:
+        holder = self.network.sandbox(hostname, address)
+        self.holders.append(holder)
+        return holder
+
+    def close(self) -> None:
+        for holder in self.holders:
+            _end(holder)
+
+
+@dataclass
+class Cluster:
+    """What every emulated resource shares: the PVC folders, the pods' sandboxes, the folder of pod
+    logs, the progress output, and `cancel` (set: stop every pod, e.g. on Ctrl-C)."""
+
+    volumes: Path
+    sandboxes: Sandboxes
+    workdir: Path
+    echo: Callable[[str], None]
+    cancel: threading.Event = field(default_factory=threading.Event)
