@@ -34,8 +34,9 @@ def to_json_schema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     kept = (LIST_TYPE, LIST_MAP_KEYS)
-    converted = {key: to_json_schema(value) for key, value in node.items()
-                 if not key.startswith("x-kubernetes-") or key in kept}  # fmt: skip
+    converted = {
+        key: to_json_schema(value) for key, value in node.items() if not key.startswith("x-kubernetes-") or key in kept
+    }
     if node.get("x-kubernetes-int-or-string"):
         converted.pop("type", None)
         converted["anyOf"] = [{"type": "integer"}, {"type": "string"}]
@@ -46,22 +47,18 @@ def to_json_schema(node: Any) -> Any:
 
 
 def _list_type(validator, list_type: str, instance: Any, schema: dict) -> Iterator[jsonschema.ValidationError]:
-    """The API server's uniqueness rule for `map` and `set` lists (`atomic`: none)."""
+    """The API server's uniqueness rule for `map` lists (by their keys, defaults applied) and `set` lists."""
     if list_type not in ("map", "set") or not validator.is_type(instance, "array"):
         return
-    if list_type == "map":
-        keys = schema.get(LIST_MAP_KEYS, [])
-        defaults = {key: spec.get("default") for key, spec in schema.get("items", {}).get("properties", {}).items()}
-        identity = lambda item: tuple(item.get(key, defaults.get(key)) for key in keys)  # noqa: E731
-    else:
-        keys, identity = [], lambda item: json.dumps(item, sort_keys=True)  # noqa: E731
+    keys = schema.get(LIST_MAP_KEYS, []) if list_type == "map" else []
+    defaults = {name: spec.get("default") for name, spec in schema.get("items", {}).get("properties", {}).items()}
     seen: set = set()
     for item in instance:
-        if not isinstance(item, dict) and list_type == "map":
+        if keys and not isinstance(item, dict):
             continue  # the items schema reports the wrong type
-        key = identity(item)
+        key = tuple(item.get(name, defaults.get(name)) for name in keys) if keys else json.dumps(item, sort_keys=True)
         if key in seen:
-            shown = ", ".join(f"{k}={v!r}" for k, v in zip(keys, key)) if keys else key
+            shown = ", ".join(f"{name}={value!r}" for name, value in zip(keys, key)) if keys else key
             yield jsonschema.ValidationError(f"duplicate entries for key [{shown}]")
         seen.add(key)
 
