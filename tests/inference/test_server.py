@@ -23,14 +23,7 @@ from PIL import Image
 from facesim.inference.client import predict
 from facesim.inference.gallery import DATABASE_NAME, GalleryStore
 from facesim.inference.local_server import free_port, local_predictor, start_predictor
-from tests.helpers.crash import (
-    integrity_check,
-    kill_9,
-    orphan_embeddings,
-    pause_env,
-    wait_for_pause,
-    write_transaction_open,
-)
+from tests.helpers import crash
 
 V1 = "/v1/models/facenet:predict"
 V2 = "/v2/models/facenet/infer"
@@ -364,7 +357,7 @@ def test_kill_9_mid_enrolment_transaction_loses_nothing_acknowledged(
     before = {name for name, _ in GalleryStore(gallery).identities()}
     env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
     photo = b64((examples / "alex-lacamoire.png").read_bytes())
-    paused_env = {**env, **pause_env("gallery-commit", 4, marker)}
+    paused_env = {**env, **crash.pause_env("gallery-commit", 4, marker)}
     server = start_predictor(tiny_model_dir, gallery, env=paused_env, log_path=tmp_path / "killed.log")
 
     def enrol(name: str) -> requests.Response:
@@ -374,21 +367,21 @@ def test_kill_9_mid_enrolment_transaction_loses_nothing_acknowledged(
         acknowledged = [name for name in ("first", "second", "third") if enrol(name).status_code == 200]
         with ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(enrol, "never answered")
-            assert wait_for_pause(marker, server.process) == server.process.pid
-            assert write_transaction_open(gallery / DATABASE_NAME), "the kill must land inside a transaction"
+            assert crash.wait_for_pause(marker, server.process) == server.process.pid
+            assert crash.write_transaction_open(gallery / DATABASE_NAME), "the kill must land inside a transaction"
             listed = requests.get(server.url + GALLERY, timeout=10).json()["identities"]
             assert "never answered" not in {item["identity"] for item in listed}  # written, not committed
-            kill_9(server.process.pid, server.process)
+            crash.kill_9(server.process.pid, server.process)
             with pytest.raises(requests.RequestException):
                 in_flight.result()
     finally:
         server.stop()
     assert acknowledged == ["first", "second", "third"] and server.process.returncode == -signal.SIGKILL
-    assert integrity_check(gallery / DATABASE_NAME) == "ok"
+    assert crash.integrity_check(gallery / DATABASE_NAME) == "ok"
     with local_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "restarted.log") as url:
         listed = {
             item["identity"]: item["count"] for item in requests.get(url + GALLERY, timeout=10).json()["identities"]
         }
     assert {name: listed.pop(name, 0) for name in acknowledged} == {name: 1 for name in acknowledged}
     assert set(listed) == before  # and no trace of the one in flight
-    assert orphan_embeddings(gallery / DATABASE_NAME) == 0
+    assert crash.orphan_embeddings(gallery / DATABASE_NAME) == 0
