@@ -71,8 +71,8 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
     assert "[worker 1]" in result.stdout, "worker output is prefixed by worker"
     metrics = parse_metrics(result.stdout.splitlines())
     names = [name for name, _ in metrics]
-    assert names.count("val_accuracy") == 2 and "val_auc" in names and "val_tar_at_far_1e-3" in names
-    assert {"loss", "test_accuracy", "test_auc", "test_tar_at_far_1e-3"} <= set(names)
+    assert names.count("val_accuracy") == 2 and "val_auc" in names and names.count("val_tar_at_far_1e-3") == 2
+    assert {"loss", "test_accuracy", "test_auc", "test_tar_at_far_1e-3", "test_impostor_pairs"} <= set(names)
 
     model_dir = tmp_path / "model"
     card = json.loads((model_dir / "model.json").read_text())
@@ -100,8 +100,6 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
             str(model_dir),
             "--data",
             str(lfw_dir),
-            "--pairs",
-            str(lfw_dir / "pairs.txt"),
             "--fold",
             "10",
             "--limit-pairs",
@@ -112,10 +110,14 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
         tmp_path,
     )
     assert scored.returncode == 0, scored.stderr[-3000:]
-    scores = dict(parse_metrics(scored.stdout.splitlines()))
-    assert scores["pairs"] == 16 and 0.0 <= scores["accuracy"] <= 1.0
-    # Same model, pairs, crops and threshold as the run's own test figure.
-    assert scores["accuracy"] == pytest.approx(dict(metrics)["test_accuracy"], abs=1e-6)
+    scores, trained = dict(parse_metrics(scored.stdout.splitlines())), dict(metrics)
+    assert scores["pairs"] == 16 and 0.0 <= scores["accuracy"] <= 1.0 and scores["calibration_fold"] == 9
+    # Same model, pairs (LFW's pairs.txt by default), crops and thresholds as the run's own test figures:
+    # the pair threshold from model.json, the FAR thresholds from fold 9's (validation) images.
+    assert scores["accuracy"] == pytest.approx(trained["test_accuracy"], abs=1e-6)
+    assert scores["impostor_pairs"] == trained["test_impostor_pairs"] > 16  # every pair of the images
+    for name in ("tar_at_far_1e-3", "tar_at_far_1e-4", "far_achieved_1e-3", "tar_at_zero_false_accepts"):
+        assert scores[name] == pytest.approx(trained[f"test_{name}"], abs=1e-6), name
 
 
 @pytest.mark.slow
