@@ -22,6 +22,7 @@ import numpy as np
 
 from facesim.contract.api import IdentityNameError
 from facesim.contract.api import validate_identity as contract_identity
+from facesim.storage.faults import pause_point
 
 GALLERY_FORMAT = 1
 MANIFEST_NAME = "gallery.json"
@@ -132,6 +133,7 @@ class GalleryStore:
             try:
                 yield db
                 db.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
+                pause_point("gallery-commit")  # test hook (storage/faults.py): crash tests kill a writer here
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

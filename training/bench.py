@@ -74,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
 
+    from facesim.training.model import build_embedding_model
+
     config = _bench_config(args, 1)
     peak = matmul_peak_gflops()
     forward = forward_gflops(config.architecture, config.size, config.embedding_dim)
+    parameters = build_embedding_model(config.architecture, config.size, config.embedding_dim).count_params()
     report = {
         "architecture": config.architecture,
         "image_size": config.size,
@@ -84,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_cores": os.cpu_count(),
         "matmul_peak_gflops": peak,
         "forward_gflops_per_image": forward,
+        "parameters": parameters,
         "runs": [],
     }
-    print(f"matmul_peak_gflops={peak:.4g}\nforward_gflops_per_image={forward:.4g}", flush=True)
+    print(f"matmul_peak_gflops={peak:.4g}\nforward_gflops_per_image={forward:.4g}\nparameters={parameters}", flush=True)
     for count in counts:
         result = run_workers(args, count)
         if result is None:

@@ -97,13 +97,23 @@ def worker_main(argv: list[str] | None = None) -> int:
 def evaluate_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="facesim evaluate",
-        description="Score an exported model on LFW verification pairs at the threshold in its model.json; "
-        "prints accuracy=, auc=, tar_at_far_1e-3=, threshold= and the best threshold for these pairs.",
+        description="Score an exported model on LFW verification pairs at the threshold in its model.json "
+        "(accuracy=, auc=, tar_at_zero_false_accepts= with negative_pairs=, threshold=), and with --fold over "
+        "every pair of that fold's images at thresholds set on the calibration fold's images "
+        "(impostor_pairs=, tar_at_far_1e-3=, tar_at_far_1e-4=, far_achieved_*=); then the best threshold "
+        "for these pairs in hindsight.",
     )
     parser.add_argument("--model", required=True, type=Path, help="model directory (SavedModel + model.json)")
     parser.add_argument("--data", required=True, type=Path, help="LFW root (or a crop cache prepared from it)")
-    parser.add_argument("--pairs", required=True, type=Path, help="pairs file (pairs.txt, pairsDevTest.txt, ...)")
+    parser.add_argument(
+        "--pairs", type=Path, help="pairs file (pairs.txt, pairsDevTest.txt, ...; default: DATA/pairs.txt)"
+    )
     parser.add_argument("--fold", type=int, help="score only this fold (1-based; fold 10 is the test fold)")
+    parser.add_argument(
+        "--calibration-fold",
+        type=int,
+        help="fold whose images set the thresholds of the FAR figures (default: 9, the validation fold)",
+    )
     parser.add_argument("--limit-pairs", type=int, help="at most this many pairs, half same, half different")
     parser.add_argument("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
     parser.add_argument("--yunet-path", help="YuNet weights, when model.json's path does not exist here")

@@ -23,6 +23,7 @@ from facesim.storage.cache import cache_root, prepare_crops, read_manifest, reso
 from facesim.storage.lfw import CACHE_MANIFEST, LfwLayout, Pair, protocol_split
 from facesim.training.config import TrainConfig
 from facesim.training.sampler import PKSampler
+from facesim.training.verification import Scores, image_pair_figures, squared_distances, verify
 
 MAP_IMAGES_PER_IDENTITY = 8
 
@@ -33,6 +34,20 @@ class PairSet:
     first: np.ndarray  # [pairs] rows of `images`
     second: np.ndarray
     same: np.ndarray  # [pairs] bool
+    identities: np.ndarray  # [M] whose face each image is
+
+    def score(
+        self,
+        embeddings: np.ndarray,
+        threshold: float | None = None,
+        far_thresholds: dict[str, float] | None = None,
+        image_pairs: bool = True,
+    ) -> Scores:
+        """Figures from the images' embeddings: at these thresholds, or calibrated on these images (None);
+        over every pair of the images too unless `image_pairs` is False."""
+        distances = squared_distances(embeddings[self.first], embeddings[self.second])
+        images = image_pair_figures(embeddings, self.identities, far_thresholds) if image_pairs else None
+        return Scores(verify(distances, self.same, threshold), images)
 
 
 @dataclass
@@ -206,4 +221,5 @@ def pair_set(crops: CropReader, pairs: list[Pair]) -> PairSet:
         first=np.array([row[(p.name1, p.n1)] for p in pairs], dtype=np.int64),
         second=np.array([row[(p.name2, p.n2)] for p in pairs], dtype=np.int64),
         same=np.array([p.same for p in pairs], dtype=bool),
+        identities=np.array([name for name, _ in keys]),
     )

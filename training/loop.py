@@ -20,6 +20,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from facesim.contract.metrics_lines import format_metric
+from facesim.storage.faults import pause_point
 from facesim.training.augment import augment_batch
 from facesim.training.config import TrainConfig
 from facesim.training.distributed import WorkerInfo, replica_device, worker_dir
@@ -47,6 +48,14 @@ class TrainingState:
     step: tf.Variable
     manager: tf.train.CheckpointManager  # saves model, optimizer and step
     resumed_from: int
+    is_chief: bool
+
+    def save(self, step: int) -> None:
+        """The manager writes the files first, then the `checkpoint` index that names them: a crash in
+        between leaves the previous checkpoint current. The chief's saves pause in between under the
+        test hook (storage/faults.py: FACESIM_TEST_PAUSE=checkpoint-save:...)."""
+        callbacks = [lambda: pause_point("checkpoint-save")] if self.is_chief else None
+        self.manager.save(step, options=tf.train.CheckpointOptions(experimental_write_callbacks=callbacks))
 
 
 def make_learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -90,7 +99,7 @@ def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir
                 f"the checkpoint {latest} does not fit this run's model ({str(error)[:300]}): it comes from other "
                 f"options; give a new --run-dir, or delete {checkpoint_dir} to start over"
             ) from None
-    return TrainingState(model, optimizer, step, manager, int(step.numpy()))
+    return TrainingState(model, optimizer, step, manager, int(step.numpy()), info.is_chief)
 
 
 def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Callable:
@@ -159,10 +168,10 @@ def run_training(
             progress.update(1)
             progress.set_postfix_str(f"loss {losses[-1]:.4f}")  # no "=": Katib would read it as a metric
             if config.checkpoint_steps and (step + 1) % config.checkpoint_steps == 0 and step + 1 < epoch_end:
-                state.manager.save(checkpoint_number=step + 1)
+                state.save(step + 1)
         progress.close()
         step = epoch_end
-        state.manager.save(checkpoint_number=step)
+        state.save(step)
         elapsed = time.perf_counter() - started
         seen = len(losses) * config.global_batch // info.workers
         on_epoch_end(EpochReport(epoch + 1, float(np.mean(losses)), seen / max(elapsed, 1e-9)))

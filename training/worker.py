@@ -18,12 +18,14 @@ from facesim.training.distributed import WorkerInfo, barrier, configure_threads,
 from facesim.training.export import embed_with, export_saved_model
 from facesim.training.loop import EpochReport, TrainingState, create_state, print_metric, run_training
 from facesim.training.plots import plot_embedding_map, plot_roc
-from facesim.training.verification import Verification, squared_distances, verify
+from facesim.training.verification import Scores
 
 
-def evaluate_pairs(model, pairs: PairSet, threshold: float | None = None) -> Verification:
-    embeddings = embed_with(model, pairs.images)
-    return verify(squared_distances(embeddings[pairs.first], embeddings[pairs.second]), pairs.same, threshold)
+def evaluate_pairs(model, pairs: PairSet, calibration: Scores | None = None) -> Scores:
+    """Validation (calibration None: thresholds set on these images) or test (at the validation's)."""
+    if calibration is None:
+        return pairs.score(embed_with(model, pairs.images))
+    return pairs.score(embed_with(model, pairs.images), calibration.threshold, calibration.images.thresholds())
 
 
 @dataclass
@@ -34,7 +36,7 @@ class ChiefReporter:
     data: RunData
     log_dir: Path
     history: list[dict[str, float]] = field(default_factory=list)
-    last_validation: Verification | None = None
+    last_validation: Scores | None = None
 
     def __post_init__(self) -> None:
         self.writer = tf.summary.create_file_writer(str(self.log_dir))
@@ -100,12 +102,12 @@ def finish(config: TrainConfig, info: WorkerInfo, state: TrainingState, data: Ru
     if validation is None:  # resumed after the last epoch: nothing validated in this process yet
         validation = evaluate_pairs(state.model, data.val)
         reporter.report(validation.metrics("val"), step=config.epochs)
-    test = evaluate_pairs(state.model, data.test, threshold=validation.threshold)
-    test_metrics = {k: v for k, v in test.metrics("test").items() if k != "test_threshold"}
+    test = evaluate_pairs(state.model, data.test, calibration=validation)
+    test_metrics = {k: v for k, v in test.metrics("test").items() if not k.startswith("test_threshold")}
     reporter.report(test_metrics, step=config.epochs)
     out = Path(config.out)
     export_saved_model(state.model, out, config.size)
-    plot_roc({"validation (fold 9)": validation.roc, "test (fold 10)": test.roc}, out / "roc.png")
+    plot_roc({"validation (fold 9)": validation.pairs.roc, "test (fold 10)": test.pairs.roc}, out / "roc.png")
     plot_embedding_map(embed_with(state.model, data.map_images), data.map_names, out / "embedding_map.png")
     metrics = {**validation.metrics("val"), **test_metrics}
     if reporter.history:

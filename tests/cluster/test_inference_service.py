@@ -69,6 +69,21 @@ def test_the_crd_validator_rejects_broken_inference_services(isvc_crd: Path) -> 
     assert any("minReplica" in e for e in errors) and any("port" in e for e in errors)
 
 
+def test_the_crd_validator_enforces_list_types(isvc_crd: Path) -> None:
+    """`map` lists are unique by their keys (env by name), `set` lists by value."""
+    duplicate_env = copy.deepcopy(rendered())
+    duplicate_env["spec"]["predictor"]["containers"][0]["env"] *= 2
+    assert crd_errors(duplicate_env, isvc_crd) == [
+        "spec.predictor.containers.0.env: duplicate entries for key [name='STORAGE_URI']"
+    ]
+    duplicate_codes = copy.deepcopy(rendered())
+    rule = {"action": "Restart", "exitCodes": {"operator": "In", "values": [42, 42]}}
+    duplicate_codes["spec"]["predictor"]["containers"][0]["restartPolicyRules"] = [rule]
+    assert crd_errors(duplicate_codes, isvc_crd) == [
+        "spec.predictor.containers.0.restartPolicyRules.0.exitCodes.values: duplicate entries for key [42]"
+    ]
+
+
 @pytest.mark.parametrize(
     "bad",
     [

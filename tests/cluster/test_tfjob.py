@@ -12,7 +12,7 @@ import pytest
 
 from facesim.cluster.resources import ClusterError, to_manifest
 from facesim.training.tfjob import TFJobConfig, WaitOptions, submit_tfjob, tfjob
-from tests.helpers.crd_validation import crd_errors
+from tests.helpers.crd_validation import crd_errors, unchecked_rules
 from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
 
 TFJOBS = "/apis/kubeflow.org/v1/namespaces/facesim/tfjobs"
@@ -82,6 +82,32 @@ def test_the_crd_validator_rejects_broken_tfjobs(tfjob_crd: Path, breakage) -> N
     job = copy.deepcopy(rendered())
     breakage(job)
     assert crd_errors(job, tfjob_crd)
+
+
+def _container(job: dict) -> dict:
+    return job["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+
+
+def test_list_map_keys_are_enforced(tfjob_crd: Path) -> None:
+    """`x-kubernetes-list-map-keys`: the API server refuses two env entries with one name, or two
+    ports with one (containerPort, protocol), the protocol defaulting to TCP."""
+    job = rendered()
+    _container(job)["env"] = [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]
+    assert crd_errors(job, tfjob_crd) == [
+        "spec.tfReplicaSpecs.Worker.template.spec.containers.0.env: duplicate entries for key [name='A']"
+    ]
+    job = rendered()
+    _container(job)["ports"] = [{"containerPort": 2222, "name": "a"}, {"containerPort": 2222, "protocol": "TCP"}]
+    assert "duplicate entries for key [containerPort=2222, protocol='TCP']" in crd_errors(job, tfjob_crd)[0]
+    _container(job)["ports"][1]["protocol"] = "UDP"
+    assert crd_errors(job, tfjob_crd) == []
+
+
+def test_the_validator_names_the_rules_it_cannot_check(tfjob_crd: Path) -> None:
+    assert unchecked_rules(tfjob_crd, "v1") == [
+        ".spec.runPolicy.schedulingPolicy.queue: CEL rule 'self == oldSelf' "
+        "(spec.runPolicy.schedulingPolicy.queue is immutable)"
+    ]
 
 
 def test_int_or_string_fields_accept_both(tfjob_crd: Path) -> None:

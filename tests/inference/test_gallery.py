@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,6 +22,14 @@ from facesim.inference.gallery import (
     validate_identity,
 )
 from facesim.inference.search import EmbeddingIndex, LiveGalleryIndex
+from tests.helpers.crash import (
+    integrity_check,
+    kill_9,
+    orphan_embeddings,
+    pause_env,
+    wait_for_pause,
+    write_transaction_open,
+)
 
 DIM = 16
 HOSTILE_NAMES = ("<script>alert(1)</script>", "a/../b", "../../etc/passwd", "Zoë O'Brien", "名前", "x" * 128)
@@ -151,36 +157,39 @@ def test_live_index_follows_enrolments_and_removals(store: GalleryStore, approxi
     assert [m.identity for m in matches[0]] == ["alice"]
 
 
-ENROL_FOREVER = textwrap.dedent(
+ENROL = textwrap.dedent(
     """
     import sys, numpy as np
     from facesim.inference.gallery import GalleryStore
     store = GalleryStore(sys.argv[1])
-    vectors = np.ones((50, int(sys.argv[2])), np.float32)  # big enough that kill -9 lands mid-write
-    i = 0
-    while True:
-        store.add(f"person {i}", vectors)
+    for i in range(int(sys.argv[3])):
+        store.add(f"person {i}", np.ones((50, int(sys.argv[2])), np.float32))
         print(i, flush=True)  # printed only after the commit
-        i += 1
     """
 )
 
 
-def test_kill_9_mid_enrolment_loses_nothing_committed(store: GalleryStore) -> None:
+def test_kill_9_between_insert_and_commit_loses_nothing_committed(store: GalleryStore, tmp_path: Path) -> None:
+    """The writer stops in its 6th transaction, rows inserted but not committed, and is SIGKILLed there."""
+    marker, database = tmp_path / "paused", store.directory / DATABASE_NAME
     writer = subprocess.Popen(
-        [sys.executable, "-c", ENROL_FOREVER, str(store.directory), str(DIM)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", ENROL, str(store.directory), str(DIM), "10"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **pause_env("gallery-commit", 6, marker)},
     )
-    acknowledged = []
-    deadline = time.monotonic() + 60
-    while len(acknowledged) < 30 and time.monotonic() < deadline:
-        acknowledged.append(int(writer.stdout.readline()))
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait()
-    with sqlite3.connect(store.directory / DATABASE_NAME) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    names = dict(store.identities())
-    assert all(names.get(f"person {i}") == 50 for i in acknowledged)  # every acknowledged one, complete
-    assert all(count == 50 for count in names.values())  # and no half-written identity
+    try:
+        assert wait_for_pause(marker, writer) == writer.pid
+        assert write_transaction_open(database), "the kill must land inside a write transaction"
+        assert "person 5" not in dict(store.identities())  # its rows are written, but not visible
+        kill_9(writer.pid, writer)
+    finally:
+        writer.kill()
+    assert writer.returncode == -signal.SIGKILL
+    assert writer.stdout.read().split() == ["0", "1", "2", "3", "4"]  # the acknowledged enrolments
+    assert integrity_check(database) == "ok"
+    assert store.identities() == [(f"person {i}", 50) for i in range(5)]  # each once, complete; nothing else
+    assert orphan_embeddings(database) == 0 and store.counters() == (5, 0)
     store.add("after the crash", np.ones((1, DIM), np.float32))  # still writable
 
 

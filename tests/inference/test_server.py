@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 import signal
 import struct
@@ -22,7 +21,9 @@ import requests
 from PIL import Image
 
 from facesim.contract.client import PredictorClient
+from facesim.inference.gallery import DATABASE_NAME, GalleryStore
 from facesim.inference.local_server import free_port, local_predictor, start_predictor
+from tests.helpers import crash
 from tests.helpers.admin import AUTH, TEST_ADMIN_TOKEN
 
 V1 = "/v1/models/facenet:predict"
@@ -377,48 +378,47 @@ def test_two_workers_serve_one_gallery(
             assert top["identity"] == "seen by all" and top["distance"] < 1e-3
 
 
-def test_kill_9_during_enrolments_loses_nothing_acknowledged(
+def test_kill_9_mid_enrolment_transaction_loses_nothing_acknowledged(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, examples: Path, tmp_path: Path
 ) -> None:
-    """SIGKILL the server while enrolments stream in: after a restart every 200-answered one is there."""
-    gallery = tmp_path / "gallery"
+    """The server stops inside its 4th enrolment's transaction (rows inserted, COMMIT not run) and is
+    SIGKILLed there: after a restart the 3 answered enrolments are there once each, the 4th not at all."""
+    gallery, marker = tmp_path / "gallery", tmp_path / "paused"
     shutil.copytree(tiny_gallery_dir, gallery)
+    before = {name for name, _ in GalleryStore(gallery).identities()}
     env = {
         "FACESIM_YUNET_MODEL": str(yunet_path),
         "FACESIM_HOME": str(tmp_path / "home"),
         "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
     }
     photo = b64((examples / "alex-lacamoire.png").read_bytes())
-    server = start_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "killed.log")
-    acknowledged: list[str] = []
+    paused_env = {**env, **crash.pause_env("gallery-commit", 4, marker)}
+    server = start_predictor(tiny_model_dir, gallery, env=paused_env, log_path=tmp_path / "killed.log")
 
-    def enrol_until_killed(worker: int) -> None:
-        for i in range(1000):
-            name = f"worker {worker} enrolment {i}"
-            try:
-                answer = requests.post(
-                    server.url + GALLERY, headers=AUTH, json={"identity": name, "images": [{"b64": photo}]}, timeout=30
-                )
-            except requests.RequestException:
-                return  # the server is gone
-            if answer.status_code == 200:
-                acknowledged.append(name)
+    def enrol(name: str) -> requests.Response:
+        return requests.post(
+            server.url + GALLERY, headers=AUTH, json={"identity": name, "images": [{"b64": photo}]}, timeout=60
+        )
 
     try:
-        with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(enrol_until_killed, worker) for worker in range(4)]
-            deadline = time.monotonic() + 60
-            while len(acknowledged) < 12 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            os.kill(server.process.pid, signal.SIGKILL)  # mid-stream: other enrolments are in flight
-            server.process.wait()
-            for future in futures:
-                future.result()
+        acknowledged = [name for name in ("first", "second", "third") if enrol(name).status_code == 200]
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(enrol, "never answered")
+            assert crash.wait_for_pause(marker, server.process) == server.process.pid
+            assert crash.write_transaction_open(gallery / DATABASE_NAME), "the kill must land inside a transaction"
+            listed = requests.get(server.url + GALLERY, timeout=10).json()["identities"]
+            assert "never answered" not in {item["identity"] for item in listed}  # written, not committed
+            crash.kill_9(server.process.pid, server.process)
+            with pytest.raises(requests.RequestException):
+                in_flight.result()
     finally:
         server.stop()
-    assert len(acknowledged) >= 12
+    assert acknowledged == ["first", "second", "third"] and server.process.returncode == -signal.SIGKILL
+    assert crash.integrity_check(gallery / DATABASE_NAME) == "ok"
     with local_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "restarted.log") as url:
         listed = {
             item["identity"]: item["count"] for item in requests.get(url + GALLERY, timeout=10).json()["identities"]
         }
-    assert all(listed.get(name) == 1 for name in acknowledged)
+    assert {name: listed.pop(name, 0) for name in acknowledged} == {name: 1 for name in acknowledged}
+    assert set(listed) == before  # and no trace of the one in flight
+    assert crash.orphan_embeddings(gallery / DATABASE_NAME) == 0

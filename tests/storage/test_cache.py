@@ -76,15 +76,16 @@ def test_killed_run_resumes(lfw_dir: Path, tmp_path: Path, yunet_env) -> None:
     deadline = time.monotonic() + 60
     while not any(out.glob("*/[!.]*.png")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(signal.SIGKILL)  # a no-op if the run had already ended
     process.wait()
-    written = len(list(out.glob("*/[!.]*.png")))
-    assert written >= 1
-    finished = subprocess.run(command, capture_output=True, text=True, check=True, env=os.environ.copy())
     total = sum(
         len(list((lfw_dir / "lfw-deepfunneled" / name).iterdir()))
         for name in sorted(os.listdir(lfw_dir / "lfw-deepfunneled"))[:60]
     )
+    written = len(list(out.glob("*/[!.]*.png")))
+    assert process.returncode == -signal.SIGKILL, "the prepare run must die by the kill, not finish first"
+    assert 1 <= written < total, "killed mid-run"
+    finished = subprocess.run(command, capture_output=True, text=True, check=True, env=os.environ.copy())
     assert f"{total - written} done, {written} skipped" in finished.stdout
     assert len(list(out.glob("*/[!.]*.png"))) == total and not list(out.glob("*/.*.partial.png"))
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facesim.training.verification import best_threshold, roc_auc, roc_curve, tar_at_far, verify
+from facesim.training.verification import (
+    FAR_TARGETS,
+    best_threshold,
+    far_threshold,
+    image_pair_figures,
+    roc_auc,
+    roc_curve,
+    verify,
+)
 
 
 def test_perfectly_separated_pairs():
@@ -14,7 +22,7 @@ def test_perfectly_separated_pairs():
     result = verify(distances, same)
     assert result.accuracy == 1.0
     assert result.auc == pytest.approx(1.0)
-    assert result.tar_at_far == 1.0
+    assert result.tar_at_zero_false_accepts == 1.0 and result.negative_pairs == 3
     assert 0.3 < result.threshold < 1.0
 
 
@@ -44,13 +52,63 @@ def test_auc_equals_the_probability_a_positive_is_closer_than_a_negative():
     assert roc_auc(roc_curve(distances, same)) == pytest.approx(expected, abs=1e-9)
 
 
-def test_tar_at_far_counts_positives_closer_than_every_allowed_false_accept():
-    # 1000 negatives: FAR 1e-3 allows exactly one false accept.
-    negatives = np.linspace(1.0, 2.0, 1000)
-    positives = np.array([0.2, 0.5, 0.99, 1.0005, 1.5])
-    distances = np.concatenate([positives, negatives])
-    same = np.arange(len(distances)) < len(positives)
-    roc = roc_curve(distances, same)
-    # One negative (1.0) may be accepted: so may every positive below the 2nd negative (1.001): 4 of 5.
-    assert tar_at_far(roc, 1e-3) == pytest.approx(4 / 5)
-    assert tar_at_far(roc, 0.0) == pytest.approx(3 / 5)
+def test_tar_at_zero_false_accepts_counts_positives_closer_than_the_closest_negative():
+    distances = np.array([0.2, 0.5, 0.99, 1.0005, 1.5] + list(np.linspace(1.0, 2.0, 300)))
+    same = np.arange(len(distances)) < 5
+    result = verify(distances, same)
+    assert result.tar_at_zero_false_accepts == pytest.approx(3 / 5) and result.negative_pairs == 300
+
+
+def _brute_force_pairs(embeddings: np.ndarray, people: list[str]) -> tuple[list[float], list[float]]:
+    genuine, impostor = [], []
+    for i in range(len(people)):
+        for j in range(i + 1, len(people)):
+            distance = float(np.sum((embeddings[i].astype(np.float64) - embeddings[j]) ** 2))
+            (genuine if people[i] == people[j] else impostor).append(distance)
+    return genuine, impostor
+
+
+def test_image_pair_figures_count_every_pair_of_images():
+    rng = np.random.default_rng(2)
+    people = [f"p{i}" for i in rng.integers(0, 30, 120)]
+    centres = {name: rng.normal(size=8) for name in set(people)}
+    embeddings = np.array([centres[name] + 0.6 * rng.normal(size=8) for name in people], np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    genuine, impostor = _brute_force_pairs(embeddings, people)
+    figures = image_pair_figures(embeddings, np.array(people))
+    assert (figures.genuine_pairs, figures.impostor_pairs) == (len(genuine), len(impostor))
+    assert figures.impostor_pairs > 5000  # 120 images: 7,140 pairs, most of them of different people
+    for name, far in FAR_TARGETS.items():
+        point = figures.points[name]
+        accepted, allowed = sum(d <= point.threshold for d in impostor), int(far * len(impostor))
+        next_closest = sorted(impostor)[accepted]  # accepting it too would break the rate
+        assert accepted <= allowed < sum(d <= next_closest for d in impostor)
+        assert point.far == pytest.approx(accepted / len(impostor))
+        assert point.tar == pytest.approx(np.mean([d <= point.threshold for d in genuine]))
+
+
+def test_far_threshold_is_the_largest_that_keeps_false_accepts_within_the_rate():
+    impostor = np.linspace(1.0, 2.0, 2001)  # 2,001 pairs: FAR 1e-3 allows 2 false accepts
+    threshold = far_threshold(impostor, 1e-3)
+    assert impostor[1] <= threshold < impostor[2]
+    assert far_threshold(impostor, 1e-4) < impostor[0]  # none allowed
+
+
+def test_images_of_one_person_have_no_far_figures():
+    figures = image_pair_figures(np.eye(3), np.array(["ann"] * 3))
+    assert (figures.genuine_pairs, figures.impostor_pairs) == (3, 0)
+    assert all(np.isnan(point.tar) and np.isnan(point.threshold) for point in figures.points.values())
+
+
+def test_thresholds_from_one_set_of_images_apply_unchanged_to_another():
+    rng = np.random.default_rng(3)
+    people = np.array([f"p{i}" for i in rng.integers(0, 20, 80)])
+    validation = rng.normal(size=(80, 8))
+    test = rng.normal(size=(80, 8))
+    calibrated = image_pair_figures(validation, people)
+    applied = image_pair_figures(test, people, calibrated.thresholds())
+    assert applied.thresholds() == calibrated.thresholds()
+    genuine, impostor = _brute_force_pairs(test, list(people))
+    threshold = calibrated.thresholds()["1e-3"]
+    assert applied.points["1e-3"].far == pytest.approx(np.mean(np.array(impostor) <= threshold))
+    assert applied.points["1e-3"].tar == pytest.approx(np.mean(np.array(genuine) <= threshold))

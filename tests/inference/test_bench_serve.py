@@ -1,0 +1,59 @@
+"""`facesim bench serve` on the tiny model: it starts a real predictor and measures it (the smoke
+run that `pytest -k bench` includes; the figures in docs/results.md come from the same command)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_serve_measures_a_predictor_it_starts(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, detection_dir: Path, tmp_path: Path
+) -> None:
+    gallery, out = tmp_path / "gallery", tmp_path / "serve.json"
+    shutil.copytree(tiny_gallery_dir, gallery)
+    photo = detection_dir / "face_recognition" / "examples" / "obama.jpg"
+    command = [
+        sys.executable,
+        "-m",
+        "facesim",
+        "bench",
+        "serve",
+        "--model",
+        str(tiny_model_dir),
+        "--gallery",
+        str(gallery),
+        "--yunet",
+        str(yunet_path),
+        "--image",
+        str(photo),
+        "--concurrency",
+        "1",
+        "2",
+        "--requests",
+        "4",
+        "--search-sizes",
+        "--json-out",
+        str(out),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FACESIM_HOME": str(tmp_path / "home")}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    latency = json.loads(out.read_text())["latency"]
+    assert [(row["image"], row["concurrency"], row["requests"]) for row in latency] == [
+        ("obama.jpg", 1, 4),
+        ("obama.jpg", 2, 4),
+    ]
+    assert all(0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_s"] > 0 for row in latency)
+    assert "load average (1/5/15 min) before" in result.stdout  # the machine's load is part of the result
+    assert f"| obama.jpg | {latency[0]['pixels']} | 1 | 4 | {latency[0]['p50_ms']:.1f} |" in result.stdout
+
+
+def test_bench_serve_explains_a_missing_image(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "facesim", "bench", "serve", "--image", str(tmp_path / "nope.jpg")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no such image" in result.stderr and "Traceback" not in result.stderr
