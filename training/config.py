@@ -68,7 +68,7 @@ class TrainConfig:
             found.append("--images-per-identity must be at least 2 (a triplet needs an anchor and a positive)")
         if self.identities_per_batch < 2:
             found.append("--identities-per-batch must be at least 2 (a triplet needs a negative)")
-        if self.global_batch % self.workers:
+        if self.workers >= 1 and self.global_batch % self.workers:
             found.append(
                 f"the global batch ({self.identities_per_batch} x {self.images_per_identity} = "
                 f"{self.global_batch}) must divide evenly among {self.workers} workers"
