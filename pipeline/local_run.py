@@ -23,8 +23,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _EPOCH_SCORE = re.compile(r"\bval_accuracy\s*=")
-# Tasks of one run: prepare, tune or given hyper-parameters, train, evaluate, gallery, deploy.
-PIPELINE_STEPS = 6
+# Tasks of one run: prepare, tune or given hyper-parameters, train, evaluate, gate, gallery, deploy.
+PIPELINE_STEPS = 7
 
 
 class PipelineFailed(RuntimeError):
