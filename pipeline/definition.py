@@ -107,7 +107,9 @@ def _graph(steps: SimpleNamespace, images: Images, p: dict, run: dict, training:
     )
     model = train.outputs["model"]
     evaluate = step(steps.evaluate_model(model=model, crops=prepare.output), "evaluate (LFW fold 10)", WORKER)
-    gate = step(steps.accuracy_gate(accuracy=evaluate.outputs["Output"], min_accuracy=p["min_accuracy"]), "accuracy gate")
+    gate = step(
+        steps.accuracy_gate(accuracy=evaluate.outputs["Output"], min_accuracy=p["min_accuracy"]), "accuracy gate"
+    )
     gallery = step(
         steps.build_gallery(
             model=model,
