@@ -34,8 +34,8 @@ def _step(task: dsl.PipelineTask, name: str, images: Images, resources: Resource
     task.set_memory_request(resources.memory).set_memory_limit(resources.memory_limit)
     # TensorFlow sizes its thread pool from the node's cores, not the pod's CPU limit.
     task.set_env_variable("TF_NUM_INTRAOP_THREADS", str(math.ceil(resources.cpu_limit_cores())))
-    for name_, value in images.env().items():
-        task.set_env_variable(name_, value)
+    for variable, value in images.env().items():
+        task.set_env_variable(variable, value)
     for env_name, field_path in OWNER_POD_ENV.items():  # child TFJobs/Experiments are owned by this pod
         kubernetes.use_field_path_as_env(task, env_name=env_name, field_path=field_path)
     for claim in StorageConfig().claims:  # every PVC where every facesim pod has it (ignored by kfp.local)
@@ -72,17 +72,19 @@ def build_pipeline(images: Images) -> GraphComponent:
         gallery_images_per_identity: int = 3,
         service_name: str = "facesim",  # the InferenceService the UI Deployment calls (ui/cluster.py)
     ) -> None:
-        parameters = dict(locals())
-        run = {"backend": backend, "work_root": work_root, "run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
-        training = struct(TrainingSettings, parameters)
-        _graph(steps, images, parameters, run, training)
+        _graph(steps, images, dict(locals()))
 
     return facesim_pipeline
 
 
-def _graph(steps: SimpleNamespace, images: Images, p: dict, run: dict, training: dict) -> None:
+def _graph(steps: SimpleNamespace, images: Images, p: dict) -> None:
+    """The steps and their order; `p` holds the pipeline's parameters (kfp channels)."""
+
     def step(task: dsl.PipelineTask, name: str, resources: Resources = LAUNCHER) -> dsl.PipelineTask:
         return _step(task, name, images, resources)
+
+    run = {"backend": p["backend"], "work_root": p["work_root"], "run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
+    training = struct(TrainingSettings, p)
 
     prepare = step(steps.prepare_data(data=p["data"], training=training, **run), "prepare data", WORKER)
     with dsl.If(p["tune"] == True, name="tune"):  # noqa: E712 (kfp builds the condition from ==)
