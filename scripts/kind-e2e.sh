@@ -113,7 +113,8 @@ apply_base() {
   kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Bound pvc --all --timeout=300s
 }
 
-# A pod with the three volumes mounted, for copying data in and looking at what the jobs wrote.
+# A pod with the three volumes mounted (predictor image: it builds galleries), for copying data in
+# and looking at what the jobs wrote.
 start_toolbox() {
   kubectl -n "$NS" apply -f - <<EOF
 apiVersion: v1
@@ -122,7 +123,7 @@ metadata: {name: facesim-toolbox}
 spec:
   securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, fsGroupChangePolicy: OnRootMismatch}
   containers:
-  - {name: toolbox, image: $REGISTRY/facesim-trainer:$TAG, command: [sleep, infinity],
+  - {name: toolbox, image: $REGISTRY/facesim-predictor:$TAG, command: [sleep, infinity],
      volumeMounts: [{name: data, mountPath: /mnt/data}, {name: runs, mountPath: /mnt/runs},
                     {name: models, mountPath: /mnt/models}]}
   volumes:
