@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install-tools.sh
+# Style is part of the suite: lint and formatting as pyproject.toml's [tool.ruff] sets them.
+.venv/bin/python -m ruff check .
+.venv/bin/python -m ruff format --check --quiet .
 # TensorFlow's C++ logging is noise in test output.
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 exec .venv/bin/python -m pytest "$@"
