@@ -3,8 +3,10 @@
 - Storage: a csi-driver-nfs StorageClass (DESIGN §4: the maintained NFS route) and the
   ReadWriteMany PVCs for data, runs and models, with their mounts.
 - Access: the namespace (labelled for Katib's metrics collector) and the pipeline's RBAC
-  (TFJobs, Experiments, InferenceServices, pod logs in its namespace, nothing more).
-- What every workload shares: images, the non-root security context, resource requests.
+  (TFJobs, Experiments, InferenceServices, pod logs, and what KFP's own step pods need, in its
+  namespace, nothing more).
+- What every workload shares: the images (one registry and tag), the non-root security context,
+  resource requests, the Istio opt-out of job pods, the owner of what a pipeline step creates.
 - Kubernetes API errors turned into messages that say what to do (`ClusterError`).
 
 Builders return `kubernetes.client` model objects; `to_manifest` turns any SDK object
@@ -13,8 +15,13 @@ Builders return `kubernetes.client` model objects; `to_manifest` turns any SDK o
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,15 @@ MODELS_MOUNT = "/mnt/models"
 NON_ROOT_UID = 1000  # the `facesim` user of every image in containers/
 KATIB_INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 APP_LABEL = "app.kubernetes.io/part-of"
+# Job pods (TFJob workers, Katib trials) in a Kubeflow profile namespace would get an Istio sidecar
+# that never exits, so the pod, the TFJob and the trial would never complete.
+NO_ISTIO_SIDECAR = {"sidecar.istio.io/inject": "false"}
+# The downward-API variables every pipeline step gets (pipeline/definition.py): the step's pod owns
+# the TFJob or Experiment it creates, so they go when the run's pods go.
+OWNER_POD_ENV = {"FACESIM_POD_NAME": "metadata.name", "FACESIM_POD_UID": "metadata.uid"}
+IMAGE_REGISTRY_ENV = "FACESIM_IMAGE_REGISTRY"
+IMAGE_TAG_ENV = "FACESIM_IMAGE_TAG"
+DEFAULT_IMAGE_REGISTRY = "ghcr.io/facesim"
 
 
 NAMESPACE_ENV = "FACESIM_NAMESPACE"
@@ -42,11 +58,51 @@ POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespa
 def default_namespace() -> str:
     """$FACESIM_NAMESPACE, else the namespace of the pod we run in (a pipeline step creates its
     TFJobs, Experiments and InferenceServices beside itself, where its PVCs and RBAC are), else facesim."""
-    if os.environ.get(NAMESPACE_ENV):
-        return os.environ[NAMESPACE_ENV]
-    if POD_NAMESPACE_FILE.is_file():
-        return POD_NAMESPACE_FILE.read_text().strip()
-    return "facesim"
+    return os.environ.get(NAMESPACE_ENV) or pod_namespace() or "facesim"
+
+
+def pod_namespace() -> str | None:
+    """The namespace of the pod we run in, if we run in one."""
+    return POD_NAMESPACE_FILE.read_text().strip() if POD_NAMESPACE_FILE.is_file() else None
+
+
+@dataclass(frozen=True)
+class Images:
+    """The one image setting: the registry the four facesim images were pushed to, and their tag.
+
+    Defaults: $FACESIM_IMAGE_REGISTRY and $FACESIM_IMAGE_TAG (a compiled pipeline gives them to every
+    step, so the launchers inside the steps use the pipeline's own registry and tag), else
+    ghcr.io/facesim and the package version.
+    """
+
+    registry: str = field(default_factory=lambda: os.environ.get(IMAGE_REGISTRY_ENV) or DEFAULT_IMAGE_REGISTRY)
+    tag: str = field(default_factory=lambda: os.environ.get(IMAGE_TAG_ENV) or __version__)
+
+    def __post_init__(self) -> None:
+        if not self.registry.strip("/ ") or not self.tag.strip():
+            raise ValueError("--image-registry and --image-tag must not be empty")
+
+    def image(self, component: str) -> str:
+        """Image of one component built from containers/<component>.Dockerfile."""
+        return f"{self.registry.rstrip('/')}/facesim-{component}:{self.tag}"
+
+    def env(self) -> dict[str, str]:
+        """The variables that make `Images()` this setting in another process (a pipeline step)."""
+        return {IMAGE_REGISTRY_ENV: self.registry, IMAGE_TAG_ENV: self.tag}
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """--image-registry and --image-tag, the same in every command that makes cluster resources."""
+    defaults = Images()
+    registry_help = f"registry the facesim images were pushed to (default: ${IMAGE_REGISTRY_ENV}, else %(default)s)"
+    parser.add_argument("--image-registry", default=defaults.registry, help=registry_help)
+    tag_help = f"tag of the four facesim-* images (default: ${IMAGE_TAG_ENV}, else %(default)s)"
+    parser.add_argument("--image-tag", default=defaults.tag, help=tag_help)
+
+
+def images_from_args(args: argparse.Namespace) -> Images:
+    """The Images of a command line with `add_image_arguments` (ValueError when one is empty)."""
+    return Images(args.image_registry, args.image_tag)
 
 
 @dataclass
@@ -54,13 +110,11 @@ class ClusterConfig:
     """Where facesim lives on a cluster: namespace, images, the pipeline's service account."""
 
     namespace: str = field(default_factory=default_namespace)
-    image_registry: str = "ghcr.io/facesim"
-    image_tag: str = __version__
+    images: Images = field(default_factory=Images)
     service_account: str = "facesim-pipeline"
 
     def image(self, component: str) -> str:
-        """Image of one component built from containers/<component>.Dockerfile."""
-        return f"{self.image_registry.rstrip('/')}/facesim-{component}:{self.image_tag}"
+        return self.images.image(component)
 
 
 @dataclass
@@ -71,6 +125,11 @@ class Resources:
     memory: str = "2Gi"
     cpu_limit: str = "2"
     memory_limit: str = "4Gi"
+
+    def cpu_limit_cores(self) -> float:
+        """The CPU limit in cores ("500m" is 0.5)."""
+        text = self.cpu_limit
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
     def requirements(self) -> k8s.V1ResourceRequirements:
         return k8s.V1ResourceRequirements(
@@ -208,13 +267,44 @@ def admin_token_secret(cluster: ClusterConfig) -> k8s.V1Secret:
 
 
 def pod_security_context() -> k8s.V1PodSecurityContext:
-    # fsGroup: files the pods write on the shared volumes stay group-writable for the others.
+    """fsGroup: files the pods write on the shared volumes stay group-writable for the others.
+    OnRootMismatch: the kubelet changes ownership only when the volume's root is not already the
+    group's, instead of walking every file of the NFS volume at each pod start."""
     return k8s.V1PodSecurityContext(
         run_as_non_root=True,
         run_as_user=NON_ROOT_UID,
         fs_group=NON_ROOT_UID,
+        fs_group_change_policy="OnRootMismatch",
         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
     )
+
+
+def owner_references(namespace: str) -> list[k8s.V1OwnerReference] | None:
+    """The pipeline step's pod (OWNER_POD_ENV) as owner of a resource it creates in `namespace`:
+    Kubernetes deletes the TFJob or Experiment when the run's pods are deleted. None outside a step,
+    or when the resource goes to another namespace (an owner must share it)."""
+    name, uid = (os.environ.get(variable) for variable in OWNER_POD_ENV)
+    if not (name and uid) or pod_namespace() != namespace:
+        return None
+    return [k8s.V1OwnerReference(api_version="v1", kind="Pod", name=name, uid=uid)]
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a launcher follows its job: SIGTERM (Kubernetes stopping a terminated run's step pod)
+    takes the Ctrl-C path, which deletes the job before the process ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def namespace(cluster: ClusterConfig) -> k8s.V1Namespace:
@@ -228,13 +318,32 @@ def namespace(cluster: ClusterConfig) -> k8s.V1Namespace:
     )
 
 
-# What the pipeline's service account may do in its namespace, and nothing more.
-PIPELINE_RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("kubeflow.org", ("tfjobs", "experiments"), ("create", "get", "list", "watch", "delete")),
-    ("kubeflow.org", ("trials",), ("get", "list", "watch")),
-    ("serving.kserve.io", ("inferenceservices",), ("create", "get", "list", "watch", "update", "patch", "delete")),
-    ("", ("pods",), ("get", "list", "watch")),
-    ("", ("pods/log",), ("get",)),
+@dataclass(frozen=True)
+class Rule:
+    """One RBAC rule; `names` limits it to those objects."""
+
+    group: str
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    names: tuple[str, ...] = ()
+
+
+KFP_LAUNCHER_CONFIGMAP = "kfp-launcher"  # KFP's per-namespace launcher settings (pipeline root)
+KFP_ARTIFACT_SECRET = "mlpipeline-minio-artifact"  # KFP's artifact store credentials (MinIO / SeaweedFS)
+# What the pipeline's service account may do in its namespace, and nothing more. Pipeline runs use
+# it instead of KFP's pipeline-runner (`facesim pipeline submit --service-account`), so it also
+# carries what KFP and Argo need in every step pod, as pipeline-runner's Role grants them.
+PIPELINE_RULES: tuple[Rule, ...] = (
+    Rule("kubeflow.org", ("tfjobs", "experiments"), ("create", "get", "list", "watch", "delete")),
+    Rule("kubeflow.org", ("trials",), ("get", "list", "watch")),
+    Rule("serving.kserve.io", ("inferenceservices",), ("create", "get", "list", "watch", "update", "patch", "delete")),
+    Rule("", ("pods",), ("get", "list", "watch")),
+    Rule("", ("pods/log",), ("get",)),
+    # Argo's executor (3.4+) reports each step's outputs as a WorkflowTaskResult.
+    Rule("argoproj.io", ("workflowtaskresults",), ("create", "patch")),
+    # KFP's driver and launcher read the pipeline root and the artifact store's credentials.
+    Rule("", ("configmaps",), ("get",), (KFP_LAUNCHER_CONFIGMAP,)),
+    Rule("", ("secrets",), ("get",), (KFP_ARTIFACT_SECRET,)),
 )
 
 
@@ -251,8 +360,13 @@ def rbac_resources(cluster: ClusterConfig) -> list[Any]:
             kind="Role",
             metadata=k8s.V1ObjectMeta(name=role_name, **meta),
             rules=[
-                k8s.V1PolicyRule(api_groups=[group], resources=list(resources), verbs=list(verbs))
-                for group, resources, verbs in PIPELINE_RULES
+                k8s.V1PolicyRule(
+                    api_groups=[rule.group],
+                    resources=list(rule.resources),
+                    verbs=list(rule.verbs),
+                    resource_names=list(rule.names) or None,
+                )
+                for rule in PIPELINE_RULES
             ],
         ),
         k8s.V1RoleBinding(
@@ -303,6 +417,8 @@ def explain_api_error(error: BaseException, verb: str, kind: str, namespace: str
             return ClusterError(f"{what}: the Kubernetes API server is unreachable; check KUBECONFIG / --kubeconfig")
         return ClusterError(f"{what}: {text}")
     detail = _server_message(api_error)
+    if "admission webhook" in detail:  # a denial (Katib answers 403), not a missing right
+        return ClusterError(f"{what}: the cluster's admission webhook rejected it: {detail}")
     hints = {
         401: "not authenticated; refresh the credentials in your kubeconfig",
         403: f"forbidden by RBAC ({detail}); apply rbac.yaml from `facesim manifests` "

@@ -1,4 +1,4 @@
-# syntax=containers/dockerfile:1
+# syntax=docker/dockerfile:1
 # facesim pipeline image: every kfp step (the kfp SDK and all of facesim: steps launch TFJobs, Experiments and InferenceServices, build galleries).
 # Build from the repository root (docs/cluster.md):
 #   docker build -f containers/pipeline.Dockerfile -t REGISTRY/facesim-pipeline:TAG .

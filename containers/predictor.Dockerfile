@@ -1,4 +1,4 @@
-# syntax=containers/dockerfile:1
+# syntax=docker/dockerfile:1
 # facesim predictor image: the KServe custom predictor, python -m facesim.inference (model at /mnt/models from the InferenceService's storageUri).
 # Build from the repository root (docs/cluster.md):
 #   docker build -f containers/predictor.Dockerfile -t REGISTRY/facesim-predictor:TAG .

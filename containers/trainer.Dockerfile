@@ -1,4 +1,4 @@
-# syntax=containers/dockerfile:1
+# syntax=docker/dockerfile:1
 # facesim trainer image: a TFJob worker and each Katib trial run python -m facesim.training (Katib's StdOut collector needs sh: the slim base has it).
 # Build from the repository root (docs/cluster.md):
 #   docker build -f containers/trainer.Dockerfile -t REGISTRY/facesim-trainer:TAG .

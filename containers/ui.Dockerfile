@@ -1,4 +1,4 @@
-# syntax=containers/dockerfile:1
+# syntax=docker/dockerfile:1
 # facesim ui image: the Flask front end, python -m facesim.ui --predictor URL (no TensorFlow).
 # Build from the repository root (docs/cluster.md):
 #   docker build -f containers/ui.Dockerfile -t REGISTRY/facesim-ui:TAG .

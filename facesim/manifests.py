@@ -26,7 +26,7 @@ class ManifestFile:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from facesim.cluster.resources import ClusterConfig, StorageConfig
+    from facesim.cluster.resources import ClusterConfig, StorageConfig, add_image_arguments
 
     cluster, storage = ClusterConfig(), StorageConfig()
     parser = argparse.ArgumentParser(
@@ -40,8 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--out", type=Path, required=True, help="directory to write the YAML files into")
     add("--namespace", default=cluster.namespace, help="namespace of every namespaced resource")
-    add("--image-registry", default=cluster.image_registry, help="registry the facesim images were pushed to")
-    add("--image-tag", default=cluster.image_tag, help="tag of the facesim-{trainer,predictor,ui} images")
+    add_image_arguments(parser)
     add("--nfs-server", default=storage.nfs_server, help="NFS server of the csi-driver-nfs StorageClass")
     add("--nfs-share", default=storage.nfs_share, help="exported directory on the NFS server")
     add("--storage-class", default=storage.storage_class, help="StorageClass name")
@@ -76,11 +75,24 @@ def _check(args: argparse.Namespace) -> list[str]:
         problems.append(f"--storage-class {args.storage_class!r} is not a DNS label")
     if not args.nfs_share.startswith("/"):
         problems.append(f"--nfs-share {args.nfs_share!r} must be an absolute path on the NFS server")
-    if not args.nfs_server or not args.image_registry:
-        problems.append("--nfs-server and --image-registry must not be empty")
-    for name in ("workers", "epochs", "steps_per_epoch", "trials", "parallel_trials", "trial_workers", "trial_epochs"):
+    if not args.nfs_server:
+        problems.append("--nfs-server must not be empty")
+    for name in ("epochs", "steps_per_epoch", "trials", "parallel_trials", "trial_epochs"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    return problems + _worker_problems(args)
+
+
+def _worker_problems(args: argparse.Namespace) -> list[str]:
+    """What the workers' own TrainConfig would refuse: too few, or a batch that does not divide among them."""
+    from facesim.training.config import TrainConfig
+
+    problems = []
+    for flag, workers in (("--workers", args.workers), ("--trial-workers", args.trial_workers)):
+        try:
+            TrainConfig(data=args.data_path, out="-", workers=workers)
+        except ValueError as error:
+            problems.append(f"{error} ({flag} {workers})")
     return problems
 
 
@@ -94,18 +106,19 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
         ClusterConfig,
         StorageConfig,
         admin_token_secret,
+        images_from_args,
         namespace,
         persistent_volume_claims,
         rbac_resources,
         storage_class,
         to_manifest,
     )
-    from facesim.inference.cluster import InferenceServiceConfig, inference_service
+    from facesim.inference.cluster import KNATIVE_FEATURE_FLAGS, InferenceServiceConfig, inference_service
     from facesim.training.tfjob import TFJobConfig, cluster_run_dir, tfjob
-    from facesim.tuning.katib import ExperimentConfig, experiment, experiment_problems
+    from facesim.tuning.katib import ExperimentConfig, experiment
     from facesim.ui.cluster import UiDeploymentConfig, ui_deployment, ui_service
 
-    cluster = ClusterConfig(namespace=args.namespace, image_registry=args.image_registry, image_tag=args.image_tag)
+    cluster = ClusterConfig(namespace=args.namespace, images=images_from_args(args))
     defaults = StorageConfig()
     storage = StorageConfig(
         storage_class=args.storage_class,
@@ -135,14 +148,12 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
         algorithm=args.algorithm,
         max_trial_count=args.trials,
         parallel_trial_count=args.parallel_trials,
-        max_failed_trial_count=min(3, args.trials),
+        trial_epochs=args.trial_epochs,
         train_args=(
             "--data",
             data,
             "--workers",
             str(args.trial_workers),
-            "--epochs",
-            str(args.trial_epochs),
             "--steps-per-epoch",
             str(args.steps_per_epoch),
             *args.train_options,  # before each trial's parameters, which therefore win
@@ -157,9 +168,9 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
     )
     ui = UiDeploymentConfig(replicas=args.ui_replicas, service_type=args.ui_service_type, cluster=cluster)
     tuning = to_manifest(experiment(search))
-    problems = experiment_problems(tuning)
-    if problems:
-        raise ValueError("Katib would reject the Experiment: " + "; ".join(problems))
+    serving = "KServe InferenceService"
+    if args.deployment_mode == "Knative":
+        serving += f" (Knative: enable {', '.join(KNATIVE_FEATURE_FLAGS)} in knative-serving/config-features)"
     manifest = to_manifest
     return [
         ManifestFile(
@@ -181,7 +192,7 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
             "admin token for gallery writes (placeholder: set it)",
             [manifest(admin_token_secret(cluster))],
         ),
-        ManifestFile("inferenceservice.yaml", "KServe InferenceService", [manifest(inference_service(predictor))]),
+        ManifestFile("inferenceservice.yaml", serving, [manifest(inference_service(predictor))]),
         ManifestFile("ui.yaml", "UI Deployment and Service", [manifest(ui_deployment(ui)), manifest(ui_service(ui))]),
     ]
 

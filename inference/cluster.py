@@ -19,10 +19,12 @@ from facesim.cluster.resources import (
     ClusterConfig,
     ClusterError,
     Resources,
+    add_image_arguments,
     admin_token_env,
     api_status,
     container_security_context,
     explain_api_error,
+    images_from_args,
     pod_security_context,
     predictor_service_url,
     pvc_uri,
@@ -37,6 +39,16 @@ PREDICTOR_PORT = 8080
 KSERVE_MODEL_DIR = "/mnt/models"  # where KServe mounts the storageUri
 GALLERY_MOUNT = "/mnt/gallery"
 DEPLOYMENT_MODES = ("Standard", "RawDeployment", "Knative")  # RawDeployment: Standard's former name
+# Knative Serving refuses PVC volumes, writable PVC mounts and a pod securityContext (fsGroup) unless
+# these config-features flags are enabled (knative-serving/config-features); see docs/cluster.md.
+KNATIVE_FEATURE_FLAGS = (
+    "kubernetes.podspec-persistent-volume-claim",
+    "kubernetes.podspec-persistent-volume-write",
+    "kubernetes.podspec-securitycontext",
+)
+# The predictor loads the model, the gallery and the detector before it listens: the startup probe
+# gives it this long before the liveness probe may restart it.
+STARTUP_SECONDS = 300
 
 
 @dataclass
@@ -71,7 +83,6 @@ class InferenceServiceConfig:
 def _probe(path: str, period: int, failures: int) -> k8s.V1Probe:
     return k8s.V1Probe(
         http_get=k8s.V1HTTPGetAction(path=path, port=PREDICTOR_PORT),
-        initial_delay_seconds=5,
         period_seconds=period,
         timeout_seconds=5,
         failure_threshold=failures,
@@ -97,6 +108,7 @@ def predictor_container(config: InferenceServiceConfig) -> k8s.V1Container:
         args=args,
         env=[k8s.V1EnvVar(name="STORAGE_URI", value=config.model_uri), admin_token_env()],
         ports=[k8s.V1ContainerPort(name="http1", container_port=PREDICTOR_PORT, protocol="TCP")],
+        startup_probe=_probe("/v2/health/live", period=5, failures=STARTUP_SECONDS // 5),
         readiness_probe=_probe("/v2/health/ready", period=5, failures=3),
         liveness_probe=_probe("/v2/health/live", period=15, failures=4),
         resources=config.resources.requirements(),
@@ -105,6 +117,14 @@ def predictor_container(config: InferenceServiceConfig) -> k8s.V1Container:
         ],
         security_context=container_security_context(),
     )
+
+
+def _pod_security_context(deployment_mode: str) -> k8s.V1PodSecurityContext:
+    """The shared one; Knative's securityContext flag admits fsGroup but not fsGroupChangePolicy."""
+    context = pod_security_context()
+    if deployment_mode == "Knative":
+        context.fs_group_change_policy = None
+    return context
 
 
 def inference_service(config: InferenceServiceConfig) -> kserve_models.V1beta1InferenceService:
@@ -130,7 +150,7 @@ def inference_service(config: InferenceServiceConfig) -> kserve_models.V1beta1In
                         persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=gallery_claim),
                     )
                 ],
-                security_context=pod_security_context(),
+                security_context=_pod_security_context(config.deployment_mode),
             )
         ),
     )
@@ -218,13 +238,13 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--name", default=defaults.name, help="InferenceService name (default: %(default)s)")
     add("--namespace", default=defaults.cluster.namespace, help="namespace (default: %(default)s)")
-    add("--image-registry", default=defaults.cluster.image_registry, help="registry of the facesim images")
-    add("--image-tag", default=defaults.cluster.image_tag, help="tag of the facesim images")
+    add_image_arguments(parser)
     add(
         "--deployment-mode",
         choices=DEPLOYMENT_MODES,
         default=defaults.deployment_mode,
-        help="KServe deployment mode (default: %(default)s)",
+        help="KServe deployment mode (default: %(default)s; Knative needs the feature flags "
+        f"{', '.join(KNATIVE_FEATURE_FLAGS)})",
     )
     add("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     add("--timeout", type=int, default=ReadyOptions.timeout, help="seconds to wait for Ready (default: %(default)s)")
@@ -274,12 +294,16 @@ def main(argv: list[str] | None = None) -> int:
             gallery_uri=args.gallery,
             deployment_mode=args.deployment_mode,
             predictor_args=tuple(predictor_args),
-            cluster=ClusterConfig(
-                namespace=args.namespace, image_registry=args.image_registry, image_tag=args.image_tag
-            ),
+            cluster=ClusterConfig(namespace=args.namespace, images=images_from_args(args)),
         )
     except ValueError as error:
         parser.error(str(error))
+    if config.deployment_mode == "Knative":
+        print(
+            f"facesim serve: Knative mode needs these Knative Serving features enabled: "
+            f"{', '.join(KNATIVE_FEATURE_FLAGS)} (docs/cluster.md)",
+            file=sys.stderr,
+        )
     if args.dry_run:
         import yaml
 

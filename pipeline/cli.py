@@ -2,7 +2,8 @@
 
 The pipeline's parameters (pipeline/definition.py) become options of `run` and `submit`; `run`
 uses defaults sized for one small machine, `submit` sends only the options given (the compiled
-defaults are the cluster's).
+defaults are the cluster's). `compile` and `submit` take the image registry and tag: the steps run
+in that pipeline image and create their TFJobs, trials and InferenceService from the same registry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from facesim.cluster.resources import Images
 
 PACKAGE_YAML = Path(__file__).with_name("facesim_pipeline.yaml")
 # `facesim pipeline run` defaults: a 2-core machine, roughly 10-20 minutes on LFW (README).
@@ -29,9 +33,10 @@ _TYPES = {"Integer": int, "Float": float, "String": str, "Boolean": bool}
 
 
 def _pipeline_inputs() -> dict[str, Any]:
-    from facesim.pipeline.definition import facesim_pipeline
+    from facesim.cluster.resources import Images
+    from facesim.pipeline.definition import build_pipeline
 
-    return facesim_pipeline.component_spec.inputs
+    return build_pipeline(Images()).component_spec.inputs
 
 
 def _add_pipeline_options(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None, skip: set[str]) -> None:
@@ -63,9 +68,12 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from facesim.cluster.resources import ClusterConfig, add_image_arguments
+
     parser = argparse.ArgumentParser(
         prog="facesim pipeline",
-        description="The kfp v2 pipeline: prepare data -> (tune) -> train -> evaluate -> gallery -> deploy.",
+        description="The kfp v2 pipeline: prepare data -> (tune) -> train -> evaluate -> accuracy gate -> "
+        "gallery -> deploy.",
     )
     commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -73,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "compile", help="write the pipeline IR YAML", description="Compile the pipeline to kfp IR YAML."
     )
     compile_.add_argument("--out", type=Path, default=PACKAGE_YAML, help="output file (default: %(default)s)")
+    add_image_arguments(compile_)
 
     run = commands.add_parser(
         "run",
@@ -92,11 +101,21 @@ def _parser() -> argparse.ArgumentParser:
         "options left out keep the compiled (cluster) defaults.",
     )
     submit.add_argument("--host", required=True, help="Kubeflow Pipelines API URL, e.g. http://localhost:8888")
-    submit.add_argument("--package", type=Path, default=PACKAGE_YAML, help="compiled pipeline (default: %(default)s)")
+    submit.add_argument(
+        "--package",
+        type=Path,
+        help="submit this compiled pipeline as it is (default: compile one with the images below)",
+    )
+    add_image_arguments(submit)
     submit.add_argument("--experiment", default="facesim", help="experiment name (default: %(default)s)")
     submit.add_argument("--run-name", help="run name (default: the package name and the time)")
     submit.add_argument("--namespace", help="profile namespace (multi-user Kubeflow)")
-    submit.add_argument("--service-account", help="service account of the run's pods (needs the facesim RBAC)")
+    submit.add_argument(
+        "--service-account",
+        default=ClusterConfig().service_account,
+        help="service account of the run's pods: rbac.yaml of `facesim manifests` gives it what KFP's steps and "
+        "facesim's launchers need (default: %(default)s)",
+    )
     submit.add_argument(
         "--token", default=os.environ.get("KF_PIPELINES_TOKEN"), help="bearer token (default: $KF_PIPELINES_TOKEN)"
     )
@@ -110,14 +129,32 @@ def main(argv: list[str] | None = None) -> int:
     return {"compile": _compile, "run": _run, "submit": _submit}[args.action](args)
 
 
-def _compile(args: argparse.Namespace) -> int:
+def compile_package(images: Images, out: Path) -> None:
+    """The pipeline IR for `images`, written to `out`."""
     from kfp import compiler
 
-    from facesim.pipeline.definition import facesim_pipeline
+    from facesim.pipeline.definition import build_pipeline
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(facesim_pipeline, str(args.out))
-    print(f"pipeline IR written to {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(images), str(out))
+
+
+def _images(args: argparse.Namespace, command: str) -> Images | None:
+    from facesim.cluster.resources import images_from_args
+
+    try:
+        return images_from_args(args)
+    except ValueError as error:
+        print(f"facesim pipeline {command}: {error}", file=sys.stderr)
+        return None
+
+
+def _compile(args: argparse.Namespace) -> int:
+    images = _images(args, "compile")
+    if images is None:
+        return 2
+    compile_package(images, args.out)
+    print(f"pipeline IR written to {args.out} (images {images.image('pipeline')} and its siblings)")
     return 0
 
 
@@ -154,51 +191,71 @@ def _run(args: argparse.Namespace) -> int:
 def run_problems(arguments: dict[str, Any]) -> list[str]:
     """What is wrong with a local run's arguments, found before any step starts."""
     from facesim.storage.lfw import LfwLayout
-    from facesim.training.config import ARCHITECTURES
+
+    if not arguments["data"]:
+        return [
+            "give --data DIR (an LFW-layout root) or set FACESIM_LFW (`facesim data fetch lfw` downloads LFW)",
+            *settings_problems(arguments),
+        ]
+    try:
+        LfwLayout.find(arguments["data"])
+    except FileNotFoundError as error:
+        return [f"--data: {error}", *settings_problems(arguments)]
+    return settings_problems(arguments)
+
+
+def settings_problems(arguments: dict[str, Any]) -> list[str]:
+    """What the training run (TrainConfig's own checks), the search and the gallery would refuse."""
+    from facesim.pipeline.settings import TrainingSettings, struct
     from facesim.tuning.space import ALGORITHMS
 
-    problems: list[str] = []
-    if not arguments["data"]:
-        problems.append(
-            "give --data DIR (an LFW-layout root) or set FACESIM_LFW (`facesim data fetch lfw` downloads LFW)"
-        )
-    else:
-        try:
-            LfwLayout.find(arguments["data"])
-        except FileNotFoundError as error:
-            problems.append(f"--data: {error}")
-    if arguments["architecture"] not in ARCHITECTURES:
-        problems.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}")
+    hyper = {name: arguments[name] for name in ("margin", "embedding_dim", "learning_rate")}
+    try:
+        TrainingSettings(**struct(TrainingSettings, arguments)).train_config(arguments["data"], "-", **hyper)
+        problems: list[str] = []
+    except ValueError as error:
+        problems = str(error).split("; ")
     if arguments["tune_algorithm"] not in ALGORITHMS:
         problems.append(f"--tune-algorithm must be one of {', '.join(ALGORITHMS)}")
-    for name in (
-        "workers",
-        "epochs",
-        "steps_per_epoch",
-        "trials",
-        "tune_epochs",
-        "tune_steps_per_epoch",
-        "gallery_identities",
-        "gallery_images_per_identity",
-        "embedding_dim",
-    ):
-        if arguments[name] < 1:
-            problems.append(f"--{name.replace('_', '-')} must be at least 1")
+    counts = ("trials", "tune_epochs", "tune_steps_per_epoch", "gallery_identities", "gallery_images_per_identity")
+    problems += [f"--{name.replace('_', '-')} must be at least 1" for name in counts if arguments[name] < 1]
     return problems
 
 
 def _submit(args: argparse.Namespace) -> int:
+    import tempfile
+
+    arguments = _pipeline_arguments(args)
+    defaults = {name: spec.default for name, spec in _pipeline_inputs().items()}
+    problems = settings_problems({**defaults, **arguments})
+    for problem in problems:
+        print(f"facesim pipeline submit: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    if args.package is not None:
+        if not args.package.is_file():
+            print(
+                f"facesim pipeline submit: {args.package}: no such file (run `facesim pipeline compile`)",
+                file=sys.stderr,
+            )
+            return 2
+        return _send(args, args.package, arguments)
+    images = _images(args, "submit")
+    if images is None:
+        return 2
+    with tempfile.TemporaryDirectory() as scratch:
+        package = Path(scratch) / "facesim_pipeline.yaml"
+        compile_package(images, package)
+        return _send(args, package, arguments)
+
+
+def _send(args: argparse.Namespace, package: Path, arguments: dict[str, Any]) -> int:
     from facesim.pipeline.submit import Submission, describe_error, submit
 
-    if not args.package.is_file():
-        print(
-            f"facesim pipeline submit: {args.package}: no such file (run `facesim pipeline compile`)", file=sys.stderr
-        )
-        return 2
     submission = Submission(
         host=args.host,
-        package=args.package,
-        arguments=_pipeline_arguments(args),
+        package=package,
+        arguments=arguments,
         experiment=args.experiment,
         run_name=args.run_name,
         namespace=args.namespace,

@@ -1,59 +1,46 @@
 """The pipeline's kfp components: thin wrappers over pipeline/steps.py.
 
-Each runs in the project's image (the kfp SDK and facesim installed, so no packages are installed
-at run time) and calls one step function; kfp serialises only these bodies into the pipeline IR.
+Each runs in the project's pipeline image (the kfp SDK and facesim installed, so no packages are
+installed at run time) and calls one step function; kfp serialises only these bodies into the
+pipeline IR. The image is chosen when the pipeline is built (`components(image)`), never at import.
+The trained model travels between steps as a kfp `Model` artifact.
 """
 
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from kfp import dsl
 
-from facesim.cluster.resources import ClusterConfig
 
-# Image with the `pipeline` extra (facesim + kfp + the cluster SDKs); see docs/cluster.md.
-PIPELINE_IMAGE = ClusterConfig().image("pipeline")
-
-component = dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
-
-
-@component
-def prepare_data(data: str, backend: str, work_root: str, run_name: str, architecture: str, image_size: int) -> str:
+def prepare_data(data: str, backend: str, work_root: str, run_name: str, training: dict) -> str:
     """Aligned face crops of the dataset (`facesim data prepare`)."""
-    from facesim.pipeline import steps
+    from facesim.pipeline import settings, steps
 
-    options = steps.TrainingOptions(architecture=architecture, image_size=image_size)
-    return steps.prepare_data(data, backend, work_root, run_name, options)
+    layout = steps.RunLayout.for_run(backend, work_root, run_name)
+    return steps.prepare_data(data, layout, settings.from_struct(settings.TrainingSettings, training))
 
 
-@component
 def tune_hyperparameters(
     crops: str,
     backend: str,
     work_root: str,
     run_name: str,
-    trials: int,
-    algorithm: str,
-    workers: int,
-    epochs: int,
-    steps_per_epoch: int,
-    architecture: str,
-    image_size: int,
-    max_identities: int,
-    val_pairs: int,
+    training: dict,
+    tuning: dict,
     tuning_metrics: dsl.Output[dsl.Metrics],
 ) -> NamedTuple("HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float):  # noqa: F821
     """Search margin, embedding size and learning rate: local optuna trials or a Katib Experiment."""
-    from facesim.pipeline import steps
+    from facesim.pipeline import settings, steps
 
-    request = steps.TuningRequest(trials, algorithm, workers, epochs, steps_per_epoch)
-    options = steps.TrainingOptions(architecture, image_size, max_identities, val_pairs)
-    best, metrics = steps.tune(crops, backend, work_root, run_name, request, options)
+    layout = steps.RunLayout.for_run(backend, work_root, run_name)
+    chosen = settings.from_struct(settings.TrainingSettings, training)
+    search = settings.from_struct(settings.TuningSettings, tuning)
+    best, metrics = steps.tune(crops, backend, layout, run_name, chosen, search)
     for name, value in metrics.items():
         tuning_metrics.log_metric(name, value)
     return (best.margin, best.embedding_dim, best.learning_rate)
 
 
-@component
 def given_hyperparameters(margin: float, embedding_dim: int, learning_rate: float) -> NamedTuple(
     "HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float
 ):  # noqa: F821
@@ -61,61 +48,85 @@ def given_hyperparameters(margin: float, embedding_dim: int, learning_rate: floa
     return (margin, embedding_dim, learning_rate)
 
 
-@component
 def train_model(
     crops: str,
     backend: str,
     work_root: str,
     run_name: str,
-    workers: int,
-    epochs: int,
-    steps_per_epoch: int,
+    training: dict,
     margin: float,
     embedding_dim: int,
     learning_rate: float,
-    architecture: str,
-    image_size: int,
-    max_identities: int,
-    val_pairs: int,
+    model: dsl.Output[dsl.Model],
     training_metrics: dsl.Output[dsl.Metrics],
-) -> str:
-    """Train with N workers (local processes or a TFJob) and export the model artifact."""
-    from facesim.pipeline import steps
+) -> None:
+    """Train with N workers (local processes or a TFJob), export the model and publish it as the
+    run's Model artifact."""
+    from facesim.pipeline import settings, steps
 
+    layout = steps.RunLayout.for_run(backend, work_root, run_name)
     hyper = steps.Hyperparameters(margin, embedding_dim, learning_rate)
-    options = steps.TrainingOptions(architecture, image_size, max_identities, val_pairs)
-    model_dir, metrics = steps.train(
-        crops, backend, work_root, run_name, workers, epochs, steps_per_epoch, hyper, options
-    )
+    trained = settings.from_struct(settings.TrainingSettings, training)
+    model_dir, metrics = steps.train(crops, backend, layout, run_name, trained, hyper)
+    model.metadata.update(steps.publish_model(model_dir, model.path))
     for name, value in metrics.items():
         training_metrics.log_metric(name, value)
-    return model_dir
 
 
-@component
-def evaluate_model(model_dir: str, crops: str, test_metrics: dsl.Output[dsl.Metrics]) -> float:
+def evaluate_model(model: dsl.Input[dsl.Model], crops: str, test_metrics: dsl.Output[dsl.Metrics]) -> float:
     """Test figures on LFW pairs fold 10; returns the test accuracy."""
     from facesim.pipeline import steps
 
-    metrics = steps.evaluate(model_dir, crops)
+    metrics = steps.evaluate(model.path, crops)
     for name, value in metrics.items():
         test_metrics.log_metric(name, value)
     return metrics.get("accuracy", float("nan"))
 
 
-@component
+def accuracy_gate(accuracy: float, min_accuracy: float) -> None:
+    """Fail the run before deploy when the test accuracy is below `min_accuracy`."""
+    from facesim.pipeline import steps
+
+    steps.check_accuracy(accuracy, min_accuracy)
+
+
 def build_gallery(
-    model_dir: str, data: str, backend: str, work_root: str, run_name: str, identities: int, images_per_identity: int
+    model: dsl.Input[dsl.Model],
+    data: str,
+    backend: str,
+    work_root: str,
+    run_name: str,
+    identities: int,
+    images_per_identity: int,
 ) -> str:
     """Embed identity folders into a gallery artifact (`facesim gallery build`)."""
     from facesim.pipeline import steps
 
-    return steps.build_gallery(model_dir, data, backend, work_root, run_name, identities, images_per_identity)
+    layout = steps.RunLayout.for_run(backend, work_root, run_name)
+    return steps.build_gallery(model.path, data, layout, identities, images_per_identity)
 
 
-@component
-def deploy_predictor(model_dir: str, gallery_dir: str, backend: str, service_name: str) -> str:
+def deploy_predictor(model: dsl.Input[dsl.Model], gallery_dir: str, backend: str, service_name: str) -> str:
     """Serve the model and gallery: registered locally, or an InferenceService on the cluster."""
     from facesim.pipeline import steps
 
-    return steps.deploy(model_dir, gallery_dir, backend, service_name)
+    return steps.deploy(model.path, model.metadata["volume_path"], gallery_dir, backend, service_name)
+
+
+STEPS = (
+    prepare_data,
+    tune_hyperparameters,
+    given_hyperparameters,
+    train_model,
+    evaluate_model,
+    accuracy_gate,
+    build_gallery,
+    deploy_predictor,
+)
+
+
+def components(image: str) -> SimpleNamespace:
+    """Every step as a kfp component running in `image`, by name (`components(image).train_model`)."""
+    return SimpleNamespace(
+        **{step.__name__: dsl.component(step, base_image=image, install_kfp_package=False) for step in STEPS}
+    )

@@ -1,144 +1,139 @@
-"""The facesim kfp v2 pipeline: prepare data -> (tune) -> train -> evaluate -> gallery -> deploy.
+"""The facesim kfp v2 pipeline: prepare data -> (tune) -> train -> evaluate -> gate -> gallery -> deploy.
 
 One definition for both backends: `backend="local"` (kfp.local, `facesim pipeline run`) runs each
 step here; `backend="cluster"` (Kubeflow Pipelines, `facesim pipeline submit`) creates the TFJob,
 Katib Experiment and InferenceService, with the facesim PVCs mounted in every step's pod.
+
+`build_pipeline(images)` makes the pipeline for one image registry and tag: the steps run in its
+pipeline image, and the launchers inside them create TFJobs, trials and the InferenceService from
+the same registry and tag (the FACESIM_IMAGE_* variables every step gets).
 """
 
-from kfp import dsl, kubernetes
+# No `from __future__ import annotations`: kfp reads the pipeline's parameter types at run time.
+import math
+from types import SimpleNamespace
 
-from facesim.cluster.resources import StorageConfig
-from facesim.pipeline import components
+from kfp import dsl, kubernetes
+from kfp.dsl.graph_component import GraphComponent
+
+from facesim.cluster.resources import OWNER_POD_ENV, Images, Resources, StorageConfig
+from facesim.pipeline.components import components
+from facesim.pipeline.settings import TrainingSettings, TuningSettings, struct
 
 PIPELINE_NAME = "facesim"
+TRAINING, TUNING = TrainingSettings(), TuningSettings()
+# Steps that only launch and follow cluster jobs, and steps that run TensorFlow or the detector here.
+LAUNCHER = Resources(cpu="250m", memory="512Mi", cpu_limit="1", memory_limit="1Gi")
+WORKER = Resources(cpu="1", memory="2Gi", cpu_limit="2", memory_limit="4Gi")
 
 
-def _mount_volumes(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Every PVC at the path every facesim pod uses (ignored by kfp.local)."""
-    for claim in StorageConfig().claims:
+def _step(task: dsl.PipelineTask, name: str, images: Images, resources: Resources) -> dsl.PipelineTask:
+    task.set_display_name(name)
+    task.set_caching_options(False)  # steps read and write shared volumes: never skip one
+    task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu_limit)
+    task.set_memory_request(resources.memory).set_memory_limit(resources.memory_limit)
+    # TensorFlow sizes its thread pool from the node's cores, not the pod's CPU limit.
+    task.set_env_variable("TF_NUM_INTRAOP_THREADS", str(math.ceil(resources.cpu_limit_cores())))
+    for variable, value in images.env().items():
+        task.set_env_variable(variable, value)
+    for env_name, field_path in OWNER_POD_ENV.items():  # child TFJobs/Experiments are owned by this pod
+        kubernetes.use_field_path_as_env(task, env_name=env_name, field_path=field_path)
+    for claim in StorageConfig().claims:  # every PVC where every facesim pod has it (ignored by kfp.local)
         kubernetes.mount_pvc(task, pvc_name=claim.name, mount_path=claim.mount_path)
     return task
 
 
-def _step(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
-    task.set_display_name(name)
-    task.set_caching_options(False)  # steps read and write shared volumes: never skip one
-    return _mount_volumes(task)
+def build_pipeline(images: Images) -> GraphComponent:
+    """The pipeline whose steps run in `images.image("pipeline")`."""
+    steps = components(images.image("pipeline"))
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="FaceNet triplet training, tuning, evaluation, gallery and serving")
+    def facesim_pipeline(
+        data: str = "/mnt/data/lfw",
+        backend: str = "cluster",
+        work_root: str = "",
+        architecture: str = TRAINING.architecture,
+        image_size: int = TRAINING.image_size,
+        max_identities: int = TRAINING.max_identities,
+        val_pairs: int = TRAINING.val_pairs,
+        workers: int = TRAINING.workers,
+        epochs: int = TRAINING.epochs,
+        steps_per_epoch: int = TRAINING.steps_per_epoch,
+        margin: float = 0.2,
+        embedding_dim: int = 128,
+        learning_rate: float = 0.001,
+        tune: bool = False,
+        trials: int = TUNING.trials,
+        tune_algorithm: str = TUNING.tune_algorithm,
+        tune_epochs: int = TUNING.tune_epochs,
+        tune_steps_per_epoch: int = TUNING.tune_steps_per_epoch,
+        min_accuracy: float = 0.0,
+        gallery_identities: int = 200,
+        gallery_images_per_identity: int = 3,
+        service_name: str = "facesim",  # the InferenceService the UI Deployment calls (ui/cluster.py)
+    ) -> None:
+        _graph(steps, images, dict(locals()))
+
+    return facesim_pipeline
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="FaceNet triplet training, tuning, evaluation, gallery and serving")
-def facesim_pipeline(
-    data: str = "/mnt/data/lfw",
-    backend: str = "cluster",
-    work_root: str = "",
-    workers: int = 2,
-    epochs: int = 4,
-    steps_per_epoch: int = 100,
-    margin: float = 0.2,
-    embedding_dim: int = 128,
-    learning_rate: float = 0.001,
-    architecture: str = "mobilefacenet",
-    image_size: int = 0,
-    max_identities: int = 0,
-    val_pairs: int = 0,
-    tune: bool = False,
-    trials: int = 6,
-    tune_algorithm: str = "tpe",
-    tune_epochs: int = 2,
-    tune_steps_per_epoch: int = 50,
-    gallery_identities: int = 200,
-    gallery_images_per_identity: int = 3,
-    service_name: str = "facesim",  # the InferenceService the UI Deployment calls (ui/cluster.py)
-) -> None:
-    run_name = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-    prepare = _step(
-        components.prepare_data(
-            data=data,
-            backend=backend,
-            work_root=work_root,
-            run_name=run_name,
-            architecture=architecture,
-            image_size=image_size,
-        ),
-        "prepare data",
-    )
-    with dsl.If(tune == True, name="tune"):  # noqa: E712 (kfp builds the condition from ==)
-        tuned = _step(
-            components.tune_hyperparameters(
-                crops=prepare.output,
-                backend=backend,
-                work_root=work_root,
-                run_name=run_name,
-                trials=trials,
-                algorithm=tune_algorithm,
-                workers=workers,
-                epochs=tune_epochs,
-                steps_per_epoch=tune_steps_per_epoch,
-                architecture=architecture,
-                image_size=image_size,
-                max_identities=max_identities,
-                val_pairs=val_pairs,
-            ),
+def _graph(steps: SimpleNamespace, images: Images, p: dict) -> None:
+    """The steps and their order; `p` holds the pipeline's parameters (kfp channels)."""
+
+    def step(task: dsl.PipelineTask, name: str, resources: Resources = LAUNCHER) -> dsl.PipelineTask:
+        return _step(task, name, images, resources)
+
+    run = {"backend": p["backend"], "work_root": p["work_root"], "run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
+    training = struct(TrainingSettings, p)
+
+    prepare = step(steps.prepare_data(data=p["data"], training=training, **run), "prepare data", WORKER)
+    with dsl.If(p["tune"] == True, name="tune"):  # noqa: E712 (kfp builds the condition from ==)
+        tuning = struct(TuningSettings, p)
+        tuned = step(
+            steps.tune_hyperparameters(crops=prepare.output, training=training, tuning=tuning, **run),
             "tune (Katib / optuna)",
         )
     with dsl.Else(name="fixed hyper-parameters"):
-        given = _step(
-            components.given_hyperparameters(
-                margin=margin,
-                embedding_dim=embedding_dim,
-                learning_rate=learning_rate,
+        given = step(
+            steps.given_hyperparameters(
+                margin=p["margin"], embedding_dim=p["embedding_dim"], learning_rate=p["learning_rate"]
             ),
             "given hyper-parameters",
         )
-    train = _step(
-        components.train_model(
-            crops=prepare.output,
-            backend=backend,
-            work_root=work_root,
-            run_name=run_name,
-            workers=workers,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            margin=dsl.OneOf(tuned.outputs["margin"], given.outputs["margin"]),
-            embedding_dim=dsl.OneOf(tuned.outputs["embedding_dim"], given.outputs["embedding_dim"]),
-            learning_rate=dsl.OneOf(tuned.outputs["learning_rate"], given.outputs["learning_rate"]),
-            architecture=architecture,
-            image_size=image_size,
-            max_identities=max_identities,
-            val_pairs=val_pairs,
-        ),
-        "train (TFJob / local workers)",
+    chosen = {
+        name: dsl.OneOf(tuned.outputs[name], given.outputs[name])
+        for name in ("margin", "embedding_dim", "learning_rate")
+    }
+    train = step(
+        steps.train_model(crops=prepare.output, training=training, **chosen, **run), "train (TFJob / local workers)"
     )
-    model_dir = train.outputs["Output"]
-    evaluate = _step(components.evaluate_model(model_dir=model_dir, crops=prepare.output), "evaluate (LFW fold 10)")
-    gallery = _step(
-        components.build_gallery(
-            model_dir=model_dir,
-            data=data,
-            backend=backend,
-            work_root=work_root,
-            run_name=run_name,
-            identities=gallery_identities,
-            images_per_identity=gallery_images_per_identity,
+    model = train.outputs["model"]
+    evaluate = step(steps.evaluate_model(model=model, crops=prepare.output), "evaluate (LFW fold 10)", WORKER)
+    gate = step(
+        steps.accuracy_gate(accuracy=evaluate.outputs["Output"], min_accuracy=p["min_accuracy"]), "accuracy gate"
+    )
+    gallery = step(
+        steps.build_gallery(
+            model=model,
+            data=p["data"],
+            identities=p["gallery_identities"],
+            images_per_identity=p["gallery_images_per_identity"],
+            **run,
         ),
         "build gallery",
+        WORKER,
     )
-    _step(
-        components.deploy_predictor(
-            model_dir=model_dir,
-            gallery_dir=gallery.output,
-            backend=backend,
-            service_name=service_name,
-        ),
-        "deploy (InferenceService / local registry)",
-    ).after(evaluate)
+    deploy = steps.deploy_predictor(
+        model=model, gallery_dir=gallery.output, backend=run["backend"], service_name=p["service_name"]
+    )
+    step(deploy, "deploy (InferenceService / local registry)").after(gate)
 
 
 PARAMETER_HELP: dict[str, str] = {
     "data": "LFW-layout root (images + people.txt/pairs.txt)",
     "backend": "local (this machine) or cluster (TFJob, Katib, InferenceService)",
     "work_root": "where crops, runs, models and galleries go (local default: $FACESIM_HOME/pipeline)",
-    "workers": "training workers (local processes or TFJob replicas)",
+    "workers": "training workers (local processes or TFJob replicas); the batch must divide among them",
     "epochs": "training epochs",
     "steps_per_epoch": "training steps per epoch",
     "margin": "triplet margin (when not tuned)",
@@ -153,6 +148,7 @@ PARAMETER_HELP: dict[str, str] = {
     "tune_algorithm": "Katib algorithm name (random, grid, tpe, multivariate-tpe, bayesianoptimization)",
     "tune_epochs": "epochs per tuning trial",
     "tune_steps_per_epoch": "steps per epoch of each tuning trial",
+    "min_accuracy": "deploy only when the test accuracy (fold 10) reaches this (0: always deploy)",
     "gallery_identities": "identities embedded into the gallery",
     "gallery_images_per_identity": "images per gallery identity",
     "service_name": "InferenceService name (cluster; the UI Deployment calls `facesim`)",

@@ -23,8 +23,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _EPOCH_SCORE = re.compile(r"\bval_accuracy\s*=")
-# Tasks of one run: prepare, tune or given hyper-parameters, train, evaluate, gallery, deploy.
-PIPELINE_STEPS = 6
+# Tasks of one run: prepare, tune or given hyper-parameters, train, evaluate, gate, gallery, deploy.
+PIPELINE_STEPS = 7
 
 
 class PipelineFailed(RuntimeError):
@@ -88,7 +88,8 @@ def run_locally(arguments: dict[str, Any], pipeline_root: Path, log_path: Path, 
     """Run the whole pipeline with `arguments` (backend local); PipelineFailed names the failed step."""
     from kfp import local
 
-    from facesim.pipeline.definition import facesim_pipeline
+    from facesim.cluster.resources import Images
+    from facesim.pipeline.definition import build_pipeline
 
     pipeline_root.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def run_locally(arguments: dict[str, Any], pipeline_root: Path, log_path: Path, 
                 # Expected locally: display names and the step image are for Kubeflow.
                 warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
                 warnings.filterwarnings("ignore", message=".*non-Python base image")
-                facesim_pipeline(**{**arguments, "backend": "local"})
+                build_pipeline(Images())(**{**arguments, "backend": "local"})
         except RuntimeError as error:
             progress.flush()
             raise PipelineFailed(_failure_message(error, progress, log_path)) from None

@@ -1,4 +1,4 @@
-"""What each pipeline step does, inside the step's container (the project's image).
+"""What each pipeline step does, as plain functions (testable without kfp).
 
 The kfp components (pipeline/components.py) are thin: each imports this module and calls one
 function, which runs the project's own command as a user would (`facesim train --backend B`,
@@ -10,8 +10,10 @@ facesim pod mounts at the same paths (cluster/resources.py).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -19,9 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facesim.contract.metrics_lines import latest_metrics
+from facesim.pipeline.settings import TrainingSettings, TuningSettings
 
 BACKENDS = ("local", "cluster")
 PROGRESS_PREFIX = "facesim-pipeline: "  # `facesim pipeline run` shows these lines on the terminal
+# model.json fields recorded on the pipeline's Model artifact (visible in the Kubeflow UI).
+MODEL_CARD_METADATA = ("architecture", "image_size", "embedding_dim", "margin", "threshold")
 
 
 class StepFailed(RuntimeError):
@@ -41,7 +46,8 @@ def check_backend(backend: str) -> str:
 @dataclass(frozen=True)
 class RunLayout:
     """Where one pipeline run keeps its files. Crops are shared by runs over the same data (the
-    cache is idempotent); everything else is per run."""
+    cache is idempotent); everything else is per run. On a cluster, checkpoints and tuning trials
+    go to the runs volume and only the exported artifacts to the models volume."""
 
     crops_root: Path
     run_dir: Path
@@ -60,6 +66,10 @@ class RunLayout:
     @property
     def tuning(self) -> Path:
         return self.run_dir / "tuning"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "train"
 
     @property
     def model(self) -> Path:
@@ -104,42 +114,17 @@ def run_facesim(args: Sequence[str]) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
-class TrainingOptions:
-    """Training options shared by the tuning trials and the final training run."""
-
-    architecture: str = "mobilefacenet"
-    image_size: int = 0  # 0: the architecture's native size
-    max_identities: int = 0  # 0: every training identity
-    val_pairs: int = 0  # 0: every validation pair
-
-    def crop_size(self) -> int:
-        from facesim.training.config import DEFAULT_IMAGE_SIZE
-
-        return self.image_size or DEFAULT_IMAGE_SIZE[self.architecture]
-
-    def args(self) -> list[str]:
-        args = ["--architecture", self.architecture, "--image-size", str(self.crop_size())]
-        if self.max_identities:
-            args += ["--max-identities", str(self.max_identities)]
-        if self.val_pairs:
-            args += ["--val-pairs", str(self.val_pairs)]
-        return args
-
-
-def prepare_data(data: str, backend: str, work_root: str, run_name: str, options: TrainingOptions) -> str:
+def prepare_data(data: str, layout: RunLayout, settings: TrainingSettings) -> str:
     """Aligned face crops of the dataset (an LFW-layout root); returns the crop cache (itself an
     LFW-layout root with the protocol files)."""
-    layout = RunLayout.for_run(backend, work_root, run_name)
     source = Path(data)
     if not source.is_dir():
         raise StepFailed(f"data {data}: no such directory (give an LFW-layout root with people.txt and pairs.txt)")
     # One cache per dataset and crop size, reused by later runs (prepare skips what is done).
+    size = str(settings.crop_size())
     source_key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
-    crops = layout.crops_root / f"{source.resolve().name}-{options.crop_size()}px-{source_key}"
-    run_facesim(
-        ["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", str(options.crop_size())]
-    )
+    crops = layout.crops_root / f"{source.resolve().name}-{size}px-{source_key}"
+    run_facesim(["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", size])
     report(f"face crops ready in {crops}")
     return str(crops)
 
@@ -151,99 +136,74 @@ class Hyperparameters:
     learning_rate: float
 
 
-@dataclass(frozen=True)
-class TuningRequest:
-    trials: int
-    algorithm: str
-    workers: int
-    epochs: int
-    steps_per_epoch: int
+# What `facesim tune` sets itself on each trial; the rest of the training settings go after `--`.
+TUNER_OPTIONS = ("data", "out", "workers", "epochs", "steps_per_epoch")
+
+
+def tune_command(
+    crops: str, backend: str, layout: RunLayout, run_name: str, settings: TrainingSettings, tuning: TuningSettings
+) -> list[str]:
+    """`facesim tune` of the search: its budget from `tuning`, each trial's options from `settings`."""
+    trial = settings.train_config(crops, str(layout.tuning))
+    search = ["--trials", str(tuning.trials), "--algorithm", tuning.tune_algorithm, "--workers", str(trial.workers)]
+    length = ["--epochs", str(tuning.tune_epochs), "--steps-per-epoch", str(tuning.tune_steps_per_epoch)]
+    cluster = ["--experiment-name", resource_name(run_name, "tune")] if check_backend(backend) == "cluster" else []
+    where = ["--backend", backend, "--data", crops, "--out", str(layout.tuning)]
+    return ["tune", *where, *search, *length, *cluster, "--", *trial.to_args(exclude=TUNER_OPTIONS)]
 
 
 def tune(
-    crops: str, backend: str, work_root: str, run_name: str, request: TuningRequest, options: TrainingOptions
+    crops: str, backend: str, layout: RunLayout, run_name: str, settings: TrainingSettings, tuning: TuningSettings
 ) -> tuple[Hyperparameters, dict[str, float]]:
     """The best hyper-parameters of a search (tuning/space.py): local optuna trials or a Katib
     Experiment (`facesim tune --backend ...`); also the best trial's objective."""
     from facesim.tuning.best import read_best_params
 
-    layout = RunLayout.for_run(backend, work_root, run_name)
-    run_facesim(
-        [
-            "tune",
-            "--backend",
-            backend,
-            "--data",
-            crops,
-            "--out",
-            str(layout.tuning),
-            "--trials",
-            str(request.trials),
-            "--algorithm",
-            request.algorithm,
-            "--workers",
-            str(request.workers),
-            "--epochs",
-            str(request.epochs),
-            "--steps-per-epoch",
-            str(request.steps_per_epoch),
-            *(["--experiment-name", resource_name(run_name, "tune")] if backend == "cluster" else []),
-            "--",
-            *options.args(),
-        ]
-    )
+    run_facesim(tune_command(crops, backend, layout, run_name, settings, tuning))
     best = read_best_params(layout.tuning)
     params = best.parameters
     chosen = Hyperparameters(float(params["margin"]), int(params["embedding_size"]), float(params["learning_rate"]))
     report(
-        f"best of {request.trials} trials: {best.objective}={best.value:.4f} with margin={chosen.margin:.3g}, "
+        f"best of {tuning.trials} trials: {best.objective}={best.value:.4f} with margin={chosen.margin:.3g}, "
         f"embedding_dim={chosen.embedding_dim}, learning_rate={chosen.learning_rate:.3g}"
     )
     return chosen, {best.objective: best.value}
 
 
+def train_command(
+    crops: str, backend: str, layout: RunLayout, run_name: str, settings: TrainingSettings, hyper: Hyperparameters
+) -> list[str]:
+    """`facesim train` of the final run: checkpoints on the runs volume, the model on the models volume."""
+    config = settings.train_config(
+        crops,
+        str(layout.model),
+        run_dir=str(layout.checkpoints),
+        margin=hyper.margin,
+        embedding_dim=hyper.embedding_dim,
+        learning_rate=hyper.learning_rate,
+    )
+    cluster = ["--job-name", resource_name(run_name, "train")] if check_backend(backend) == "cluster" else []
+    return ["train", "--backend", backend, *cluster, *config.to_args()]
+
+
 def train(
-    crops: str,
-    backend: str,
-    work_root: str,
-    run_name: str,
-    workers: int,
-    epochs: int,
-    steps_per_epoch: int,
-    hyper: Hyperparameters,
-    options: TrainingOptions,
+    crops: str, backend: str, layout: RunLayout, run_name: str, settings: TrainingSettings, hyper: Hyperparameters
 ) -> tuple[str, dict[str, float]]:
     """Train (local worker processes or a TFJob: `facesim train --backend ...`) and export the model
     artifact; returns its directory and the last metrics printed."""
-    layout = RunLayout.for_run(backend, work_root, run_name)
-    lines = run_facesim(
-        [
-            "train",
-            "--backend",
-            check_backend(backend),
-            "--data",
-            crops,
-            "--out",
-            str(layout.model),
-            "--workers",
-            str(workers),
-            "--epochs",
-            str(epochs),
-            "--steps-per-epoch",
-            str(steps_per_epoch),
-            "--margin",
-            str(hyper.margin),
-            "--embedding-dim",
-            str(hyper.embedding_dim),
-            "--learning-rate",
-            str(hyper.learning_rate),
-            *options.args(),
-            *(["--job-name", resource_name(run_name, "train")] if backend == "cluster" else []),
-        ]
-    )
+    lines = run_facesim(train_command(crops, backend, layout, run_name, settings, hyper))
     metrics = facesim_metrics(lines)
     report(f"model exported to {layout.model} (val_accuracy={metrics.get('val_accuracy', float('nan')):.4f})")
     return str(layout.model), metrics
+
+
+def publish_model(model_dir: str, artifact_dir: str) -> dict[str, object]:
+    """Copy the exported model into the step's Model artifact (kfp uploads it to the artifact store
+    and hands it to later steps); returns the artifact's metadata: where the model also lives on the
+    volume (what KServe mounts) and its model card's main fields."""
+    shutil.copytree(model_dir, artifact_dir, dirs_exist_ok=True)
+    card = json.loads((Path(model_dir) / "model.json").read_text())
+    return {"volume_path": model_dir, **{key: card[key] for key in MODEL_CARD_METADATA if key in card}}
 
 
 def run_slug(run_name: str) -> str:
@@ -265,50 +225,29 @@ def evaluate(model_dir: str, crops: str) -> dict[str, float]:
     return metrics
 
 
-def build_gallery(
-    model_dir: str, data: str, backend: str, work_root: str, run_name: str, identities: int, images_per_identity: int
-) -> str:
+def check_accuracy(accuracy: float, min_accuracy: float) -> None:
+    """The gate before deploy: StepFailed when the test accuracy is below `min_accuracy` (0: no gate)."""
+    if not accuracy >= min_accuracy:  # NaN (no accuracy line) fails too
+        raise StepFailed(f"test accuracy {accuracy:.4f} is below min_accuracy {min_accuracy:.4f}: not deploying")
+    report(f"test accuracy {accuracy:.4f} passes the gate (min_accuracy {min_accuracy:.4f})")
+
+
+def build_gallery(model_dir: str, data: str, layout: RunLayout, identities: int, images_per_identity: int) -> str:
     """Embed the identity folders of `data` (an LFW root or a folder of identity folders) into a
     gallery artifact; returns its directory."""
-    layout = RunLayout.for_run(backend, work_root, run_name)
-    run_facesim(
-        [
-            "gallery",
-            "build",
-            "--model",
-            model_dir,
-            "--data",
-            data,
-            "--out",
-            str(layout.gallery),
-            "--limit-identities",
-            str(identities),
-            "--max-images-per-identity",
-            str(images_per_identity),
-        ]
-    )
+    limits = ["--limit-identities", str(identities), "--max-images-per-identity", str(images_per_identity)]
+    run_facesim(["gallery", "build", "--model", model_dir, "--data", data, "--out", str(layout.gallery), *limits])
     report(f"gallery built in {layout.gallery}")
     return str(layout.gallery)
 
 
-def deploy(model_dir: str, gallery_dir: str, backend: str, service_name: str) -> str:
+def deploy(model_dir: str, model_volume_path: str, gallery_dir: str, backend: str, service_name: str) -> str:
     """Make the model and gallery what the predictor serves: registered in the local registry
     (where `facesim serve` finds the latest), or an InferenceService on the cluster (`facesim serve
-    --backend cluster`); returns what was deployed."""
+    --backend cluster`, the model from its place on the models volume); returns what was deployed."""
     if check_backend(backend) == "cluster":
-        lines = run_facesim(
-            [
-                "serve",
-                "--backend",
-                "cluster",
-                "--model",
-                volume_uri(model_dir),
-                "--gallery",
-                volume_uri(gallery_dir),
-                "--name",
-                service_name,
-            ]
-        )
+        where = ["--model", volume_uri(model_volume_path), "--gallery", volume_uri(gallery_dir)]
+        lines = run_facesim(["serve", "--backend", "cluster", *where, "--name", service_name])
         url = lines[-1].strip()
         report(f"InferenceService {service_name} is ready at {url}")
         return url

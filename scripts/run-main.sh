@@ -52,6 +52,7 @@ if [[ $SERVE -eq 0 ]]; then
 fi
 
 PIDS=()
+# shellcheck disable=SC2317  # reached through the EXIT trap
 stop() {
   for pid in ${PIDS[@]+"${PIDS[@]}"}; do
     kill "$pid" 2>/dev/null || true

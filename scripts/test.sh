@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/install-browser.sh
+bash scripts/install-tools.sh
 # Style is part of the suite: lint and formatting as pyproject.toml's [tool.ruff] sets them.
 .venv/bin/python -m ruff check .
 .venv/bin/python -m ruff format --check --quiet .

@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facesim.training.config import add_config_arguments, config_from_namespace
+
+if TYPE_CHECKING:
+    from facesim.cluster.resources import Images
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,22 +29,29 @@ def _train_parser() -> argparse.ArgumentParser:
         default="local",
         help="local: N worker processes here; cluster: a TFJob (default: %(default)s)",
     )
-    parser.add_argument("--job-name", default="facesim-train", help="TFJob name (cluster backend)")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (cluster backend; default: $KUBECONFIG)")
-    parser.add_argument("--no-wait", action="store_true", help="cluster backend: return once the TFJob is created")
+    from facesim.cluster.resources import add_image_arguments
+
+    cluster = parser.add_argument_group("cluster backend (TFJob)")
+    cluster.add_argument("--job-name", default="facesim-train", help="TFJob name")
+    cluster.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
+    cluster.add_argument("--no-wait", action="store_true", help="return once the TFJob is created")
+    add_image_arguments(cluster)
     add_config_arguments(parser)
     return parser
 
 
 def train_main(argv: list[str] | None = None) -> int:
+    from facesim.cluster.resources import images_from_args
+
     parser = _train_parser()
     args = parser.parse_args(argv)
     try:
         config = config_from_namespace(args)
+        images = images_from_args(args)
     except ValueError as error:
         parser.error(str(error))
     if args.backend == "cluster":
-        return _train_on_cluster(config, args.job_name, args.kubeconfig, wait=not args.no_wait)
+        return _train_on_cluster(config, args.job_name, images, args.kubeconfig, wait=not args.no_wait)
     from facesim.training.api import TrainingFailed, train
 
     try:
@@ -54,16 +65,17 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _train_on_cluster(config, job_name: str, kubeconfig: str | None, wait: bool) -> int:
+def _train_on_cluster(config, job_name: str, images: Images, kubeconfig: str | None, wait: bool) -> int:
     from dataclasses import replace
 
-    from facesim.cluster.resources import ClusterError, StorageConfig
+    from facesim.cluster.resources import ClusterConfig, ClusterError, StorageConfig
     from facesim.training.tfjob import TFJobConfig, cluster_run_dir, submit_tfjob
 
     if config.run_dir is None:
         config = replace(config, run_dir=cluster_run_dir(config.out, StorageConfig()))
     try:
-        job = TFJobConfig(name=job_name, workers=config.workers, train_args=tuple(config.to_args()))
+        cluster = ClusterConfig(images=images)
+        job = TFJobConfig(name=job_name, workers=config.workers, train_args=tuple(config.to_args()), cluster=cluster)
         submit_tfjob(job, wait=wait, kubeconfig=kubeconfig)
     except ClusterError as error:
         print(f"facesim train: {error}", file=sys.stderr)

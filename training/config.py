@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +69,7 @@ class TrainConfig:
             found.append("--images-per-identity must be at least 2 (a triplet needs an anchor and a positive)")
         if self.identities_per_batch < 2:
             found.append("--identities-per-batch must be at least 2 (a triplet needs a negative)")
-        if self.global_batch % self.workers:
+        if self.workers >= 1 and self.global_batch % self.workers:
             found.append(
                 f"the global batch ({self.identities_per_batch} x {self.images_per_identity} = "
                 f"{self.global_batch}) must divide evenly among {self.workers} workers"
@@ -103,11 +104,14 @@ class TrainConfig:
         out = Path(self.out)
         return out.with_name(out.name + ".run")
 
-    def to_args(self) -> list[str]:
-        """Command-line arguments that `parse_config` turns back into this config."""
+    def to_args(self, exclude: Collection[str] = ()) -> list[str]:
+        """Command-line arguments that `parse_config` turns back into this config (without the
+        fields in `exclude`, for a caller that sets those itself)."""
         args: list[str] = []
         defaults = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
         for f in dataclasses.fields(self):
+            if f.name in exclude:
+                continue
             value = getattr(self, f.name)
             flag = "--" + f.name.replace("_", "-")
             if f.name == "metadata":

@@ -2,7 +2,9 @@
 
 Worker replicas only: with no Chief, worker 0 is the chief (it exports the model; DESIGN §4).
 The Training Operator injects TF_CONFIG only into the container named `tensorflow` and only
-when there is more than one replica, so the container name is fixed.
+when there is more than one replica, so the container name is fixed. TensorFlow sizes its thread
+pool from the node's cores, so each worker gets its container's CPU limit as
+TF_NUM_INTRAOP_THREADS.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from kubernetes import client as k8s
 
 from facesim.cluster.client import sdk_client
 from facesim.cluster.resources import (
+    NO_ISTIO_SIDECAR,
     ClusterConfig,
     ClusterError,
     Resources,
@@ -25,7 +28,9 @@ from facesim.cluster.resources import (
     claim_volumes,
     container_security_context,
     explain_api_error,
+    owner_references,
     pod_security_context,
+    sigterm_as_interrupt,
 )
 from facesim.storage.cache import CACHE_ROOT_ENV
 
@@ -81,11 +86,18 @@ def training_container(config: TFJobConfig, train_args: Sequence[str]) -> k8s.V1
             k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),  # metrics lines reach Katib as printed
             # Crop caches on the data volume: worker 0 prepares, the other workers and later runs read.
             k8s.V1EnvVar(name=CACHE_ROOT_ENV, value=f"{config.storage.claim('data').mount_path}/cache"),
+            k8s.V1EnvVar(name="TF_NUM_INTRAOP_THREADS", value_from=_cpu_limit_cores()),
         ],
         resources=config.resources.requirements(),
         volume_mounts=claim_mounts(config.storage, ("data", "runs", "models")),
         security_context=container_security_context(),
     )
+
+
+def _cpu_limit_cores() -> k8s.V1EnvVarSource:
+    """The container's CPU limit in whole cores (the downward API rounds up)."""
+    limit = k8s.V1ResourceFieldSelector(container_name=TFJOB_CONTAINER, resource="limits.cpu", divisor="1")
+    return k8s.V1EnvVarSource(resource_field_ref=limit)
 
 
 def tfjob(config: TFJobConfig, train_args: Sequence[str] | None = None) -> tf_models.KubeflowOrgV1TFJob:
@@ -99,14 +111,20 @@ def tfjob(config: TFJobConfig, train_args: Sequence[str] | None = None) -> tf_mo
         replicas=config.workers,
         restart_policy="OnFailure",
         template=k8s.V1PodTemplateSpec(
-            metadata=k8s.V1ObjectMeta(labels={"app.kubernetes.io/name": "facesim-trainer"}),
+            metadata=k8s.V1ObjectMeta(
+                labels={"app.kubernetes.io/name": "facesim-trainer"}, annotations=NO_ISTIO_SIDECAR
+            ),
             spec=pod_spec,
         ),
     )
     return tf_models.KubeflowOrgV1TFJob(
         api_version=TFJOB_API_VERSION,
         kind="TFJob",
-        metadata=k8s.V1ObjectMeta(name=config.name, namespace=config.cluster.namespace),
+        metadata=k8s.V1ObjectMeta(
+            name=config.name,
+            namespace=config.cluster.namespace,
+            owner_references=owner_references(config.cluster.namespace),
+        ),
         spec=tf_models.KubeflowOrgV1TFJobSpec(
             tf_replica_specs={"Worker": worker},
             run_policy=tf_models.KubeflowOrgV1RunPolicy(
@@ -139,7 +157,7 @@ def submit_tfjob(
     """Create the TFJob and return its name; with `wait`, stream worker 0's logs until it succeeds.
 
     Raises ClusterError (message fit for the user) when the job cannot be created, fails or times
-    out. Ctrl-C while waiting deletes the job, then re-raises KeyboardInterrupt.
+    out. Ctrl-C or SIGTERM while waiting deletes the job, then re-raises KeyboardInterrupt.
     """
     options = options or WaitOptions()
     namespace, name = config.cluster.namespace, config.name
@@ -152,7 +170,8 @@ def submit_tfjob(
     if not wait:
         return name
     try:
-        _follow(training, namespace, name, options)
+        with sigterm_as_interrupt():
+            _follow(training, namespace, name, options)
     except KeyboardInterrupt:
         print(f"cancelled: deleting TFJob {namespace}/{name}", file=sys.stderr)
         training.delete_job(name, namespace=namespace)

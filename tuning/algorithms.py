@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import optuna
 
-from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING
+from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING, MEDIAN_STOP_MIN_TRIALS
 
 
 class UnknownAlgorithm(ValueError):
@@ -68,11 +68,15 @@ def make_sampler(
     return _SAMPLERS[name][0](seed)
 
 
-def make_pruner(name: str, warmup_epochs: int = 1) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, start_epoch: int | None = 2) -> optuna.pruners.BasePruner:
     """Katib's `medianstop` early stopping: stop a trial whose epoch score is below the median
-    of earlier trials at the same epoch (after `warmup_epochs` epochs and two finished trials)."""
+    of earlier trials at the same epoch, from epoch `start_epoch` (1-based, as Katib's start_step;
+    None: never) once MEDIAN_STOP_MIN_TRIALS trials have finished."""
+    if name == "medianstop" and start_epoch is not None:
+        # Epochs are reported as steps 0, 1, ...: warm-up steps are the epochs before the start.
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STOP_MIN_TRIALS, n_warmup_steps=start_epoch - 1)
     if name == "medianstop":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup_epochs)
+        return optuna.pruners.NopPruner()
     if name == "none":
         return optuna.pruners.NopPruner()
     raise UnknownAlgorithm(f"early stopping {name!r} is not available; choose one of {', '.join(EARLY_STOPPING)}")

@@ -18,6 +18,8 @@ from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING
 
 
 def _parser() -> argparse.ArgumentParser:
+    from facesim.cluster.resources import add_image_arguments
+
     parser = argparse.ArgumentParser(
         prog="facesim tune",
         description="Tune the triplet margin, embedding size and learning rate (search space: tuning/space.py). "
@@ -61,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "--namespace", help="namespace (default: $FACESIM_NAMESPACE, else the pod's own, else facesim)"
     )
     cluster.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    add_image_arguments(cluster)
     return parser
 
 
@@ -137,32 +140,26 @@ def _namespace(args: argparse.Namespace) -> dict[str, str]:
 def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
     """A Katib Experiment with the same search space, followed to the end; its optimal trial is
     written to OUT/best_params.json when --out is given."""
-    from facesim.cluster.resources import ClusterConfig, ClusterError
+    from facesim.cluster.resources import ClusterConfig, ClusterError, images_from_args
     from facesim.training.tfjob import DEFAULT_DATA, TFJobConfig
     from facesim.tuning.best import BestParameters, typed_value, write_best_params
     from facesim.tuning.katib import ExperimentConfig, submit_experiment
 
-    shared_args = (
-        "--data",
-        args.data or DEFAULT_DATA,
-        "--epochs",
-        str(args.epochs),
-        "--steps-per-epoch",
-        str(args.steps_per_epoch),
-        *train_args,
-    )
+    shared_args = ("--data", args.data or DEFAULT_DATA, "--steps-per-epoch", str(args.steps_per_epoch), *train_args)
     try:
+        cluster = ClusterConfig(**_namespace(args), images=images_from_args(args))
         config = ExperimentConfig(
             name=args.experiment_name,
             algorithm=args.algorithm,
             objective=args.objective,
             maximize=not args.minimize,
             max_trial_count=args.trials,
-            parallel_trial_count=args.parallel or 2,
+            parallel_trial_count=args.parallel or min(2, args.trials),
             early_stopping=args.early_stopping,
             grid_points=args.grid_points,
+            trial_epochs=args.epochs,
             train_args=shared_args,
-            trial_job=TFJobConfig(workers=args.workers, cluster=ClusterConfig(**_namespace(args))),
+            trial_job=TFJobConfig(workers=args.workers, cluster=cluster),
         )
     except ValueError as error:
         parser.error(str(error))

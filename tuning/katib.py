@@ -1,14 +1,14 @@
-"""The Katib Experiment: built from kubeflow-katib 0.14 models, checked like Katib's webhook, run with KatibClient.
+"""The Katib Experiment: built from kubeflow-katib 0.14 models and run with KatibClient.
 
-Trials are TFJobs (training/tfjob.py) running `python -m facesim.training` with the trial's values of the
-search space (tuning/space.py). Katib's CRD accepts any body; its admission webhook does the
-validation, so `experiment_problems` re-checks the webhook's rules before anything is sent.
+Trials are TFJobs (training/tfjob.py) running `python -m facesim.training` with the trial's values
+of the search space (tuning/space.py). Katib's CRD accepts any body; its admission webhook does the
+validation (the tests re-check its rules: tests/helpers/katib_webhook.py), and a denial reaches the
+user through `explain_api_error`. Katib 0.18 (docs/cluster.md) samples `distribution: logUniform`,
+which the 0.14 models do not know, so parameters are plain dicts.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,26 +18,33 @@ from kubeflow.katib import models as katib
 from kubernetes import client as k8s
 
 from facesim.cluster.client import sdk_client
-from facesim.cluster.resources import RUNS_MOUNT, ClusterError, explain_api_error, to_manifest
+from facesim.cluster.resources import (
+    RUNS_MOUNT,
+    ClusterError,
+    explain_api_error,
+    owner_references,
+    sigterm_as_interrupt,
+    to_manifest,
+)
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
 from facesim.training.tfjob import DEFAULT_DATA, TFJOB_CONTAINER, TFJobConfig, tfjob
-from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING, SEARCH_SPACE, SearchParameter
+from facesim.tuning.space import (
+    ALGORITHMS,
+    EARLY_STOPPING,
+    MEDIAN_STOP_MIN_TRIALS,
+    SEARCH_SPACE,
+    SearchParameter,
+    grid_values,
+    median_stop_start,
+)
 
 EXPERIMENT_API_VERSION = "kubeflow.org/v1beta1"
-KATIB_ALGORITHMS: frozenset[str] = frozenset(
-    {*ALGORITHMS, "cmaes", "sobol", "hyperband", "pbt", "enas", "darts"}
-)  # Katib's default katib-config suggestions
-METRICS_COLLECTORS = frozenset({"StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None"})
 # Katib reads these TFJob status conditions with gjson.
 SUCCESS_CONDITION = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
 FAILURE_CONDITION = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 TRIAL_NAME_PARAMETER = "trialName"
-# Trial metadata a trialParameter may reference instead of an experiment parameter.
-TRIAL_METADATA_REFERENCE = re.compile(
-    r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Annotations\[.+\]|Labels\[.+\])\}$"
-)
-TRIAL_PARAMETER_USE = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 MASTER_ROLE_LABEL = {"training.kubeflow.org/job-role": "master"}  # worker 0 of a TFJob without Chief
+MAX_FAILED_TRIALS = 3  # failed trials before the Experiment fails (never more than maxTrialCount)
 
 
 @dataclass
@@ -51,11 +58,13 @@ class ExperimentConfig:
     additional_metrics: tuple[str, ...] = ("val_auc", "loss")
     max_trial_count: int = 12
     parallel_trial_count: int = 2
-    max_failed_trial_count: int = 3
+    max_failed_trial_count: int | None = None  # None: MAX_FAILED_TRIALS, at most max_trial_count
     early_stopping: str = "medianstop"
     grid_points: int = 3  # values per continuous parameter with the grid algorithm
-    # `python -m facesim.training` arguments shared by every trial; each trial adds --out and its parameters.
-    train_args: tuple[str, ...] = ("--data", DEFAULT_DATA, "--epochs", "5", "--steps-per-epoch", "100")
+    trial_epochs: int = 5
+    # `python -m facesim.training` arguments shared by every trial; each trial adds --epochs, --out and
+    # its parameters.
+    train_args: tuple[str, ...] = ("--data", DEFAULT_DATA, "--steps-per-epoch", "100")
     trial_job: TFJobConfig = field(default_factory=lambda: TFJobConfig(workers=1))
     space: tuple[SearchParameter, ...] = SEARCH_SPACE
 
@@ -66,24 +75,55 @@ class ExperimentConfig:
             raise ValueError(f"early stopping must be one of {', '.join(EARLY_STOPPING)}")
         if self.grid_points < 2:
             raise ValueError("grid_points must be at least 2")
+        if min(self.max_trial_count, self.parallel_trial_count, self.trial_epochs) < 1:
+            raise ValueError("trials, parallel trials and trial epochs must be at least 1")
+        if self.parallel_trial_count > self.max_trial_count:
+            raise ValueError(
+                f"parallel trials ({self.parallel_trial_count}) exceed the trials ({self.max_trial_count})"
+            )
 
     @property
     def namespace(self) -> str:
         return self.trial_job.cluster.namespace
 
+    @property
+    def failed_trial_budget(self) -> int:
+        """maxFailedTrialCount: Katib refuses one above maxTrialCount (e.g. 3 failures of 2 trials)."""
+        budget = MAX_FAILED_TRIALS if self.max_failed_trial_count is None else self.max_failed_trial_count
+        return min(budget, self.max_trial_count)
 
-def _feasible_space(parameter: SearchParameter, config: ExperimentConfig) -> katib.V1beta1FeasibleSpace:
+
+def _parameter(parameter: SearchParameter, config: ExperimentConfig) -> dict[str, Any]:
+    """One search parameter as Katib takes it: the same grid as the local tuner (a discrete list),
+    else the range, log-uniform where the local tuner samples on a log scale."""
+    spec: dict[str, Any] = {"name": parameter.name, "parameterType": parameter.kind}
     if parameter.kind == "categorical":
-        return katib.V1beta1FeasibleSpace(list=list(parameter.values))
-    step = None
-    if config.algorithm == "grid":  # Katib's grid needs a step for continuous parameters
-        step = str((parameter.high - parameter.low) / (config.grid_points - 1))
-    return katib.V1beta1FeasibleSpace(min=str(parameter.low), max=str(parameter.high), step=step)
+        spec["feasibleSpace"] = {"list": list(parameter.values)}
+    elif config.algorithm == "grid":
+        values = grid_values(parameter, config.grid_points)
+        spec.update(parameterType="discrete", feasibleSpace={"list": [str(value) for value in values]})
+    else:
+        spec["feasibleSpace"] = {"min": str(parameter.low), "max": str(parameter.high)}
+        if parameter.log:
+            spec["feasibleSpace"]["distribution"] = "logUniform"
+    return spec
+
+
+def _early_stopping(config: ExperimentConfig) -> katib.V1beta1EarlyStoppingSpec | None:
+    """medianstop from the same epoch, after as many finished trials, as the local tuner."""
+    start = median_stop_start(config.trial_epochs)
+    if config.early_stopping == "none" or start is None:
+        return None
+    settings = {"min_trials_required": MEDIAN_STOP_MIN_TRIALS, "start_step": start}
+    return katib.V1beta1EarlyStoppingSpec(
+        algorithm_name=config.early_stopping,
+        algorithm_settings=[katib.V1beta1EarlyStoppingSetting(name=k, value=str(v)) for k, v in settings.items()],
+    )
 
 
 def _trial_spec(config: ExperimentConfig) -> dict[str, Any]:
     out = f"{RUNS_MOUNT}/tuning/{config.name}/${{trialParameters.{TRIAL_NAME_PARAMETER}}}"
-    trial_args = [*config.train_args, "--out", out]
+    trial_args = [*config.train_args, "--epochs", str(config.trial_epochs), "--out", out]
     for parameter in config.space:
         trial_args += [parameter.flag, f"${{trialParameters.{parameter.name}}}"]
     spec = to_manifest(tfjob(config.trial_job, train_args=trial_args))
@@ -108,16 +148,13 @@ def experiment(config: ExperimentConfig) -> katib.V1beta1Experiment:
             description="the trial's name: its output directory",
         )
     ]
-    early_stopping = None
-    if config.early_stopping != "none":
-        early_stopping = katib.V1beta1EarlyStoppingSpec(
-            algorithm_name=config.early_stopping,
-            algorithm_settings=[katib.V1beta1EarlyStoppingSetting(name="min_trials_required", value="3")],
-        )
+    metadata = k8s.V1ObjectMeta(
+        name=config.name, namespace=config.namespace, owner_references=owner_references(config.namespace)
+    )
     return katib.V1beta1Experiment(
         api_version=EXPERIMENT_API_VERSION,
         kind="Experiment",
-        metadata=k8s.V1ObjectMeta(name=config.name, namespace=config.namespace),
+        metadata=metadata,
         spec=katib.V1beta1ExperimentSpec(
             objective=katib.V1beta1ObjectiveSpec(
                 type="maximize" if config.maximize else "minimize",
@@ -126,16 +163,11 @@ def experiment(config: ExperimentConfig) -> katib.V1beta1Experiment:
                 metric_strategies=strategies,
             ),
             algorithm=katib.V1beta1AlgorithmSpec(algorithm_name=config.algorithm),
-            early_stopping=early_stopping,
-            parameters=[
-                katib.V1beta1ParameterSpec(
-                    name=p.name, parameter_type=p.kind, feasible_space=_feasible_space(p, config)
-                )
-                for p in config.space
-            ],
+            early_stopping=_early_stopping(config),
+            parameters=[_parameter(p, config) for p in config.space],
             max_trial_count=config.max_trial_count,
             parallel_trial_count=config.parallel_trial_count,
-            max_failed_trial_count=config.max_failed_trial_count,
+            max_failed_trial_count=config.failed_trial_budget,
             metrics_collector_spec=katib.V1beta1MetricsCollectorSpec(
                 collector=katib.V1beta1CollectorSpec(kind="StdOut"),
                 source=katib.V1beta1SourceSpec(filter=katib.V1beta1FilterSpec(metrics_format=[KATIB_METRIC_FILTER])),
@@ -150,161 +182,6 @@ def experiment(config: ExperimentConfig) -> katib.V1beta1Experiment:
             ),
         ),
     )
-
-
-# ---- Katib's admission webhook rules (katib pkg/webhook/v1beta1/experiment/validator) ----
-
-DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-
-
-def experiment_problems(resource: dict[str, Any]) -> list[str]:
-    """Why Katib's webhook would reject this Experiment (rendered dict); empty when it would accept it."""
-    spec = resource.get("spec") or {}
-    name = (resource.get("metadata") or {}).get("name", "")
-    problems = (
-        [] if DNS_1035_LABEL.match(name) and len(name) <= 63 else [f"metadata.name {name!r} is not a DNS-1035 label"]
-    )
-    problems += _count_problems(spec)
-    problems += _objective_problems(spec.get("objective"))
-    algorithm = (spec.get("algorithm") or {}).get("algorithmName")
-    if algorithm not in KATIB_ALGORITHMS:
-        problems.append(f"spec.algorithm.algorithmName {algorithm!r} is not a Katib algorithm")
-    early = spec.get("earlyStopping")
-    if early is not None and early.get("algorithmName") != "medianstop":
-        problems.append(f"spec.earlyStopping.algorithmName {early.get('algorithmName')!r} is unknown")
-    parameters = spec.get("parameters") or []
-    problems += _parameter_problems(parameters, algorithm)
-    problems += _collector_problems(spec.get("metricsCollectorSpec") or {"collector": {"kind": "StdOut"}})
-    problems += _template_problems(spec.get("trialTemplate"), {p.get("name") for p in parameters})
-    return problems
-
-
-def _count_problems(spec: dict[str, Any]) -> list[str]:
-    found = []
-    max_trials, parallel = spec.get("maxTrialCount"), spec.get("parallelTrialCount", 1)
-    failed = spec.get("maxFailedTrialCount", 0)
-    if max_trials is not None and max_trials <= 0:
-        found.append("spec.maxTrialCount must be greater than 0")
-    if parallel <= 0:
-        found.append("spec.parallelTrialCount must be greater than 0")
-    if failed < 0:
-        found.append("spec.maxFailedTrialCount must be 0 or more")
-    if max_trials is not None and (parallel > max_trials or failed > max_trials):
-        found.append("spec.parallelTrialCount and spec.maxFailedTrialCount must not exceed spec.maxTrialCount")
-    return found
-
-
-def _objective_problems(objective: dict[str, Any] | None) -> list[str]:
-    if not objective:
-        return ["spec.objective must be set"]
-    found = []
-    if objective.get("type") not in ("minimize", "maximize"):
-        found.append("spec.objective.type must be minimize or maximize")
-    metric = objective.get("objectiveMetricName")
-    if not metric:
-        found.append("spec.objective.objectiveMetricName must be set")
-    if metric in (objective.get("additionalMetricNames") or []):
-        found.append("spec.objective.additionalMetricNames must not contain the objective metric")
-    return found
-
-
-def _is_number(text: Any) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _parameter_problems(parameters: list[dict[str, Any]], algorithm: str | None) -> list[str]:
-    if not parameters:
-        return ["spec.parameters must list at least one parameter"]
-    found = []
-    names = [p.get("name") for p in parameters]
-    if len(set(names)) != len(names):
-        found.append("spec.parameters names must be unique")
-    for parameter in parameters:
-        where = f"spec.parameters[{parameter.get('name')}]"
-        kind, space = parameter.get("parameterType"), parameter.get("feasibleSpace") or {}
-        if kind in ("int", "double"):
-            low, high = space.get("min"), space.get("max")
-            if space.get("list"):
-                found.append(f"{where}: feasibleSpace.list is for categorical/discrete parameters")
-            if not (_is_number(low) and _is_number(high)) or float(low) >= float(high):
-                found.append(f"{where}: feasibleSpace needs numeric min < max")
-            if algorithm == "grid" and kind == "double" and not _is_number(space.get("step")):
-                found.append(f"{where}: the grid algorithm needs feasibleSpace.step for a double parameter")
-        elif kind in ("categorical", "discrete"):
-            if not space.get("list") or "min" in space or "max" in space:
-                found.append(f"{where}: feasibleSpace needs a non-empty list and no min/max")
-        else:
-            found.append(f"{where}: parameterType {kind!r} is not int, double, categorical or discrete")
-    return found
-
-
-def _collector_problems(collector_spec: dict[str, Any]) -> list[str]:
-    kind = (collector_spec.get("collector") or {}).get("kind")
-    if kind not in METRICS_COLLECTORS:
-        return [f"metricsCollectorSpec.collector.kind {kind!r} is unknown"]
-    source = collector_spec.get("source") or {}
-    found = []
-    if kind == "StdOut" and "fileSystemPath" in source:
-        found.append("a StdOut metrics collector takes no source.fileSystemPath")
-    for pattern in (source.get("filter") or {}).get("metricsFormat") or []:
-        try:
-            groups = re.compile(pattern).groups
-        except re.error as error:
-            found.append(f"metrics filter {pattern!r} is not a regular expression: {error}")
-            continue
-        if groups < 2:
-            found.append(f"metrics filter {pattern!r} needs two groups (name and value)")
-    return found
-
-
-def _container_names(node: Any) -> set[str]:
-    """Names of every container in the pod templates inside a trial spec."""
-    if isinstance(node, list):
-        return set().union(*(_container_names(item) for item in node)) if node else set()
-    if not isinstance(node, dict):
-        return set()
-    names = {c.get("name") for c in node.get("containers", []) if isinstance(c, dict)}
-    return names | set().union(*(_container_names(v) for k, v in node.items() if k != "containers"))
-
-
-def _template_problems(template: dict[str, Any] | None, parameter_names: set[str]) -> list[str]:
-    if not template:
-        return ["spec.trialTemplate must be set"]
-    trial_spec = template.get("trialSpec")
-    if (trial_spec is None) == (template.get("configMap") is None):
-        return ["spec.trialTemplate needs exactly one of trialSpec and configMap"]
-    found = []
-    trial_parameters = template.get("trialParameters") or []
-    defined = [p.get("name") for p in trial_parameters]
-    if not defined or len(set(defined)) != len(defined):
-        found.append("spec.trialTemplate.trialParameters must be non-empty with unique names")
-    for trial_parameter in trial_parameters:
-        reference = trial_parameter.get("reference", "")
-        if reference not in parameter_names and not TRIAL_METADATA_REFERENCE.match(reference):
-            found.append(
-                f"trialParameter {trial_parameter.get('name')} references {reference!r}, "
-                "which is neither an experiment parameter nor trial metadata"
-            )
-    if trial_spec is None:
-        return found
-    used = set(TRIAL_PARAMETER_USE.findall(json.dumps(trial_spec)))
-    found += [f"${{trialParameters.{n}}} is used in trialSpec but not defined" for n in sorted(used - set(defined))]
-    found += [f"trialParameter {n} is defined but not used in trialSpec" for n in sorted(set(defined) - used)]
-    metadata = trial_spec.get("metadata") or {}
-    if "name" in metadata or "namespace" in metadata:
-        found.append("trialSpec.metadata.name and .namespace must be omitted (Katib sets them)")
-    if not trial_spec.get("apiVersion") or not trial_spec.get("kind"):
-        found.append("trialSpec needs apiVersion and kind")
-    primary = template.get("primaryContainerName")
-    if not primary or primary not in _container_names(trial_spec):
-        found.append(f"primaryContainerName {primary!r} is not a container of the trialSpec")
-    if trial_spec.get("kind") != "Job" and not (template.get("successCondition") and template.get("failureCondition")):
-        found.append(f"a {trial_spec.get('kind')} trial needs successCondition and failureCondition")
-    return found
 
 
 # ---- Running it -------------------------------------------------------------------------
@@ -336,13 +213,11 @@ def submit_experiment(
 ) -> OptimalTrial | None:
     """Create the Experiment; with `wait`, follow it to the end and return the optimal trial.
 
-    Raises ClusterError (message fit for the user) when Katib's rules reject it, the API refuses
-    it, or it fails. Ctrl-C while following deletes the Experiment (and its trials), then re-raises.
+    Raises ClusterError (message fit for the user) when Katib's webhook or the API refuses it, or
+    it fails. Ctrl-C or SIGTERM while following deletes the Experiment (and its trials), then
+    re-raises KeyboardInterrupt.
     """
     resource = experiment(config)
-    problems = experiment_problems(to_manifest(resource))
-    if problems:
-        raise ClusterError("Katib would reject this Experiment: " + "; ".join(problems))
     katib_client = _katib_client(kubeconfig)
     namespace, name = config.namespace, config.name
     try:
@@ -355,7 +230,8 @@ def submit_experiment(
     if not wait:
         return None
     try:
-        return follow_experiment(katib_client, namespace, name, options or FollowOptions())
+        with sigterm_as_interrupt():
+            return follow_experiment(katib_client, namespace, name, options or FollowOptions())
     except KeyboardInterrupt:
         print(f"cancelled: deleting Experiment {namespace}/{name}", file=sys.stderr)
         katib_client.delete_experiment(name, namespace=namespace)

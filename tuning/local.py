@@ -15,13 +15,12 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import optuna
 from tqdm import tqdm
 
 from facesim.tuning.algorithms import describe_algorithm, make_pruner, make_sampler
 from facesim.tuning.best import BestParameters, write_best_params
-from facesim.tuning.space import SEARCH_SPACE, SearchParameter, trial_flags
+from facesim.tuning.space import SEARCH_SPACE, SearchParameter, grid_values, median_stop_start, trial_flags
 from facesim.tuning.trial import MetricStream, TrialOutcome, run_trial, trials_stop_with_the_tuner
 
 RESULTS_FILE = "results.json"
@@ -90,19 +89,6 @@ class TuneResult:
     out: Path
 
 
-def grid_values(parameter: SearchParameter, points: int) -> list[float | int | str]:
-    """The values a grid search tries for one parameter (Katib's grid needs a step; this spreads
-    `points` values over the range, geometrically for log-scale parameters)."""
-    if parameter.kind == "categorical":
-        return list(parameter.values)
-    assert parameter.low is not None and parameter.high is not None
-    spread = np.geomspace if parameter.log else np.linspace
-    values = spread(parameter.low, parameter.high, points)
-    if parameter.kind == "int":
-        return sorted({int(round(v)) for v in values})
-    return [float(f"{v:.6g}") for v in values]
-
-
 def suggest(trial: optuna.Trial, parameter: SearchParameter) -> float | int | str:
     if parameter.kind == "categorical":
         return trial.suggest_categorical(parameter.name, list(parameter.values))
@@ -154,7 +140,7 @@ class LocalTuner:
         study = optuna.create_study(
             direction="maximize" if config.maximize else "minimize",
             sampler=make_sampler(config.algorithm, grid, config.seed),
-            pruner=make_pruner(config.early_stopping),
+            pruner=make_pruner(config.early_stopping, median_stop_start(config.epochs)),
         )
         parallel = config.parallel_trials()
         tqdm.write(

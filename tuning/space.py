@@ -9,12 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 ParameterKind = Literal["double", "int", "categorical"]
 
 # Katib algorithm names that both backends run (the local tuner maps each to an optuna sampler),
 # so one command line works on either; Katib alone has more (cmaes, sobol, hyperband, pbt, NAS).
 ALGORITHMS: tuple[str, ...] = ("random", "grid", "tpe", "multivariate-tpe", "bayesianoptimization")
 EARLY_STOPPING: tuple[str, ...] = ("medianstop", "none")
+# medianstop on both backends: judge a trial only once this many trials have finished (Katib's
+# min_trials_required, optuna's n_startup_trials).
+MEDIAN_STOP_MIN_TRIALS = 2
+
+
+def median_stop_start(epochs: int) -> int | None:
+    """The reported epoch (1-based) from which medianstop may stop a trial of `epochs` epochs:
+    Katib's start_step, and one more than optuna's warm-up. The second epoch, or the first when a
+    trial has only two (a later start would never stop anything); None for one-epoch trials."""
+    return min(2, epochs - 1) if epochs >= 2 else None
 
 
 @dataclass(frozen=True)
@@ -65,3 +77,16 @@ def trial_flags(
     for name, value in assignments.items():
         flags += [parameter(name, space).flag, str(value)]
     return flags
+
+
+def grid_values(parameter: SearchParameter, points: int) -> list[float | int | str]:
+    """The values a grid search tries for one parameter, on either backend (Katib gets them as a
+    discrete list): `points` values over the range, geometrically for log-scale parameters."""
+    if parameter.kind == "categorical":
+        return list(parameter.values)
+    assert parameter.low is not None and parameter.high is not None
+    spread = np.geomspace if parameter.log else np.linspace
+    values = spread(parameter.low, parameter.high, points)
+    if parameter.kind == "int":
+        return sorted({int(round(v)) for v in values})
+    return [float(f"{v:.6g}") for v in values]

@@ -19,3 +19,9 @@ def api_server() -> Iterator[RunningApiServer]:
 @pytest.fixture()
 def kubeconfig(api_server: RunningApiServer, tmp_path: Path) -> str:
     return str(api_server.write_kubeconfig(tmp_path / "kubeconfig"))
+
+
+@pytest.fixture(scope="session")
+def docs_cluster() -> str:
+    """docs/cluster.md, which must say what the cluster needs (feature flags, versions)."""
+    return (Path(__file__).resolve().parents[2] / "docs" / "cluster.md").read_text()

@@ -19,6 +19,30 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
 
 
+def parser_directives(dockerfile: Path) -> dict[str, str]:
+    """BuildKit's parser directives: `# key=value` comment lines before anything else in the file."""
+    directives: dict[str, str] = {}
+    for line in dockerfile.read_text().splitlines():
+        match = re.fullmatch(r"#\s*([a-zA-Z]+)\s*=\s*(\S+)\s*", line)
+        if not match:
+            break
+        directives[match.group(1).lower()] = match.group(2)
+    return directives
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_syntax_directive_names_the_official_dockerfile_frontend(image: str) -> None:
+    """BuildKit pulls the `# syntax=` image as its frontend: anything but docker/dockerfile fails the build."""
+    directives = parser_directives(REPO / "containers" / f"{image}.Dockerfile")
+    assert re.fullmatch(r"docker/dockerfile:1(\.\d+){0,2}", directives.get("syntax", "")), directives
+
+
+def test_the_directive_reader_sees_a_misnamed_frontend(tmp_path: Path) -> None:
+    broken = tmp_path / "Dockerfile"
+    broken.write_text("# syntax=containers/dockerfile:1\n# a comment\nFROM python:3.11.14-slim\n")
+    assert parser_directives(broken) == {"syntax": "containers/dockerfile:1"}
+
+
 @pytest.mark.parametrize("image, extra", IMAGES.items())
 def test_image_is_pinned_non_root_and_installs_only_its_extra(image: str, extra: str) -> None:
     steps = instructions(REPO / "containers" / f"{image}.Dockerfile")

@@ -56,6 +56,16 @@ def test_custom_predictor_container() -> None:
     assert predictor["volumes"][0]["persistentVolumeClaim"] == {"claimName": "facesim-models"}
 
 
+def test_a_startup_probe_covers_loading_before_the_server_listens() -> None:
+    """The predictor loads the model, gallery and detector before it listens: without a startup
+    probe the liveness probe (4 x 15 s) restarts a slow start forever."""
+    (container,) = rendered()["spec"]["predictor"]["containers"]
+    startup, liveness = container["startupProbe"], container["livenessProbe"]
+    assert startup["httpGet"] == liveness["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] < 300
+
+
 def test_inference_service_passes_the_official_crd(isvc_crd: Path) -> None:
     for mode in ("Standard", "Knative"):
         assert crd_errors(rendered(InferenceServiceConfig(deployment_mode=mode)), isvc_crd) == []

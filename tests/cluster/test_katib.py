@@ -14,16 +14,17 @@ import pytest
 from facesim.cluster.resources import ClusterError, to_manifest
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
 from facesim.training.config import parse_config
+from facesim.tuning.algorithms import make_pruner
 from facesim.tuning.katib import (
     ExperimentConfig,
     FollowOptions,
     experiment,
-    experiment_problems,
     submit_experiment,
 )
-from facesim.tuning.space import SEARCH_SPACE
+from facesim.tuning.space import SEARCH_SPACE, grid_values, median_stop_start, parameter
 from tests.helpers.crd_validation import crd_errors, unchecked_rules
 from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
+from tests.helpers.katib_webhook import experiment_problems
 
 EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/facesim/experiments"
 
@@ -60,8 +61,44 @@ def test_parameters_come_from_the_shared_search_space() -> None:
         "feasibleSpace": {"list": ["64", "128", "256"]},
     }
     assert "step" not in parameters["learning_rate"]["feasibleSpace"]
+
+
+def test_log_scale_parameters_are_log_uniform_on_katib_as_locally() -> None:
+    """The local tuner samples learning_rate on a log scale; Katib 0.18 does too, when told."""
+    parameters = {p["name"]: p["feasibleSpace"] for p in rendered()["spec"]["parameters"]}
+    assert parameters["learning_rate"]["distribution"] == "logUniform"
+    assert "distribution" not in parameters["margin"]  # linear: Katib's default, uniform
+
+
+def test_grid_tries_the_same_values_as_the_local_grid() -> None:
     grid = {p["name"]: p for p in rendered(ExperimentConfig(algorithm="grid", grid_points=3))["spec"]["parameters"]}
-    assert float(grid["margin"]["feasibleSpace"]["step"]) == pytest.approx((0.5 - 0.05) / 2)
+    for name, values in (("margin", [0.05, 0.275, 0.5]), ("learning_rate", [1e-4, 1e-3, 1e-2])):
+        assert grid[name]["parameterType"] == "discrete"
+        assert [float(v) for v in grid[name]["feasibleSpace"]["list"]] == pytest.approx(values)
+        assert [float(v) for v in grid[name]["feasibleSpace"]["list"]] == grid_values(parameter(name), 3)
+
+
+@pytest.mark.parametrize("epochs, start", [(2, 1), (3, 2), (5, 2)])
+def test_medianstop_starts_within_the_trials_epochs(epochs: int, start: int) -> None:
+    """Katib's default start_step (4) never stops the pipeline's 2-epoch trials; it must be below
+    the trial's epochs, and the same epoch the local pruner starts from."""
+    early = rendered(ExperimentConfig(trial_epochs=epochs))["spec"]["earlyStopping"]
+    settings = {s["name"]: int(s["value"]) for s in early["algorithmSettings"]}
+    assert settings == {"min_trials_required": 2, "start_step": start} and start < epochs
+    pruner = make_pruner("medianstop", median_stop_start(epochs))
+    assert (pruner._n_warmup_steps, pruner._n_startup_trials) == (start - 1, 2)
+
+
+def test_one_epoch_trials_run_without_early_stopping() -> None:
+    assert "earlyStopping" not in rendered(ExperimentConfig(trial_epochs=1))["spec"]
+
+
+@pytest.mark.parametrize("trials", [1, 2, 12])
+def test_failed_trial_budget_never_exceeds_the_trials(trials: int) -> None:
+    """`--trials 2` was refused by Katib: maxFailedTrialCount stayed 3."""
+    spec = rendered(ExperimentConfig(max_trial_count=trials, parallel_trial_count=1))["spec"]
+    assert spec["maxFailedTrialCount"] == min(3, trials)
+    assert experiment_problems(rendered(ExperimentConfig(max_trial_count=trials, parallel_trial_count=1))) == []
 
 
 def test_trial_template_runs_a_tfjob_with_the_trial_parameters(crds_dir: Path) -> None:
@@ -144,6 +181,10 @@ BREAKAGES = {
     "unknown algorithm": (lambda e: e["spec"]["algorithm"].update(algorithmName="simulated-annealing"), "not a Katib"),
     "empty range": (lambda e: e["spec"]["parameters"][0]["feasibleSpace"].update(min="0.5", max="0.1"), "min < max"),
     "empty categorical": (lambda e: e["spec"]["parameters"][1]["feasibleSpace"].update(list=[]), "non-empty list"),
+    "unknown distribution": (
+        lambda e: e["spec"]["parameters"][2]["feasibleSpace"].update(distribution="log_uniform"),
+        "distribution 'log_uniform' is not supported",
+    ),
     "bad parameter type": (lambda e: e["spec"]["parameters"][0].update(parameterType="float"), "parameterType"),
     "filter with one group": (
         lambda e: e["spec"]["metricsCollectorSpec"]["source"]["filter"].update(metricsFormat=[r"loss=(\d+)"]),
@@ -223,19 +264,23 @@ def test_api_errors_say_what_to_do(
         submit_experiment(ExperimentConfig(), wait=False, kubeconfig=kubeconfig)
 
 
-def test_an_experiment_katib_would_reject_is_never_sent(api_server: RunningApiServer, kubeconfig: str) -> None:
-    bad = ExperimentConfig(additional_metrics=("val_accuracy",))
-    with pytest.raises(ClusterError, match="Katib would reject this Experiment: .*must not contain"):
-        submit_experiment(bad, kubeconfig=kubeconfig)
-    assert api_server.state.requests == []
+def test_a_webhook_denial_is_reported_as_such(api_server: RunningApiServer, kubeconfig: str) -> None:
+    """Katib's webhook answers 403: the message must name the webhook, not RBAC."""
+    denial = 'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: spec.objective ...'
+    api_server.state.answer("POST", EXPERIMENTS, Answer(403, status_body(403, "Forbidden", denial)))
+    with pytest.raises(ClusterError, match="admission webhook rejected it: .*denied the request") as raised:
+        submit_experiment(ExperimentConfig(), wait=False, kubeconfig=kubeconfig)
+    assert "RBAC" not in str(raised.value)
 
 
-def test_ctrl_c_deletes_the_experiment(api_server: RunningApiServer, kubeconfig: str) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_deletes_the_experiment(api_server: RunningApiServer, kubeconfig: str, stop) -> None:
+    """SIGTERM: what a pipeline step gets when its KFP run is terminated."""
     path = f"{EXPERIMENTS}/facesim-tune"
     api_server.state.answer("POST", EXPERIMENTS, Answer(201, rendered()))
     api_server.state.answer("GET", path, Answer(200, _experiment_with(RUNNING)))
     api_server.state.answer("DELETE", path, Answer(200, status_body(200, "", "deleted")))
-    interrupt = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    interrupt = threading.Timer(0.5, lambda: os.kill(os.getpid(), stop))
     interrupt.start()
     with pytest.raises(KeyboardInterrupt):
         submit_experiment(ExperimentConfig(), kubeconfig=kubeconfig, options=FollowOptions(10, 0.05))

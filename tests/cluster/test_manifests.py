@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import kubernetes_validate
@@ -10,9 +11,10 @@ import pytest
 import yaml
 
 from facesim.cli import main as facesim_main
+from facesim.inference.cluster import KNATIVE_FEATURE_FLAGS
 from facesim.training.config import parse_config
-from facesim.tuning.katib import experiment_problems
 from tests.helpers.crd_validation import crd_errors
+from tests.helpers.katib_webhook import experiment_problems
 
 K8S_VERSION = kubernetes_validate.latest_version()
 OPTIONS = [
@@ -139,12 +141,21 @@ def test_rbac_grants_the_pipeline_exactly_its_resources(rendered: dict[str, list
         ("serving.kserve.io", "inferenceservices"),
         ("", "pods"),
         ("", "pods/log"),
+        ("argoproj.io", "workflowtaskresults"),
+        ("", "configmaps"),
+        ("", "secrets"),
     }
     assert {"create", "get", "watch", "delete"} <= granted[("kubeflow.org", "tfjobs")]
     assert {"create", "get", "watch"} <= granted[("kubeflow.org", "experiments")]
     assert {"create", "get", "update", "watch"} <= granted[("serving.kserve.io", "inferenceservices")]
     assert granted[("", "pods/log")] == {"get"}
     assert all("*" not in verbs for verbs in granted.values())
+    # Pipeline steps run as this account: what Argo's executor and KFP's launcher need in them.
+    assert granted[("argoproj.io", "workflowtaskresults")] == {"create", "patch"}
+    by_resource = {rule["resources"][0]: rule for rule in role["rules"]}
+    assert by_resource["secrets"]["resourceNames"] == ["mlpipeline-minio-artifact"]
+    assert by_resource["configmaps"]["resourceNames"] == ["kfp-launcher"]
+    assert granted[("", "secrets")] == granted[("", "configmaps")] == {"get"}
     assert role["kind"] == "Role"  # namespaced: nothing outside the pipeline's namespace
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
@@ -185,6 +196,36 @@ def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dic
     assert {d["metadata"]["namespace"] for d in namespaced} == {"faces-prod"}
 
 
+def test_job_pods_opt_out_of_the_istio_sidecar(rendered: dict[str, list[dict]]) -> None:
+    """In a Kubeflow profile namespace an injected sidecar never exits: TFJob and trial pods never complete."""
+    kinds = by_kind(rendered)
+    trial_job = kinds["Experiment"][0]["spec"]["trialTemplate"]["trialSpec"]
+    for job in (kinds["TFJob"][0], trial_job):
+        annotations = job["spec"]["tfReplicaSpecs"]["Worker"]["template"]["metadata"]["annotations"]
+        assert annotations["sidecar.istio.io/inject"] == "false"
+
+
+def test_two_trials_pass_katib_and_every_image_is_the_one_setting(tmp_path: Path) -> None:
+    """`--trials 2` was refused by Katib's webhook (maxFailedTrialCount 3 > maxTrialCount 2)."""
+    images = ["--image-registry", "registry.example.com/ml", "--image-tag", "2026.11"]
+    assert facesim_main(["manifests", "--out", str(tmp_path), "--trials", "2", *images]) == 0
+    (search,) = yaml.safe_load_all((tmp_path / "experiment.yaml").read_text())
+    assert experiment_problems(search) == [] and search["spec"]["maxFailedTrialCount"] == 2
+    text = "".join(path.read_text() for path in tmp_path.glob("*.yaml"))
+    used = set(re.findall(r"image: (\S+)", text))
+    assert used == {f"registry.example.com/ml/facesim-{c}:2026.11" for c in ("trainer", "predictor", "ui")}
+
+
+def test_knative_mode_names_the_feature_flags_it_needs(tmp_path: Path, docs_cluster: str) -> None:
+    assert facesim_main(["manifests", "--out", str(tmp_path), "--deployment-mode", "Knative"]) == 0
+    header = (tmp_path / "inferenceservice.yaml").read_text().splitlines()[0]
+    (isvc,) = yaml.safe_load_all((tmp_path / "inferenceservice.yaml").read_text())
+    for flag in KNATIVE_FEATURE_FLAGS:
+        assert flag in header and flag in docs_cluster
+    # Knative's securityContext flag admits fsGroup, not fsGroupChangePolicy.
+    assert "fsGroupChangePolicy" not in isvc["spec"]["predictor"]["securityContext"]
+
+
 def test_every_workload_runs_as_non_root(rendered: dict[str, list[dict]]) -> None:
     kinds = by_kind(rendered)
     pods = [
@@ -197,6 +238,7 @@ def test_every_workload_runs_as_non_root(rendered: dict[str, list[dict]]) -> Non
     ]
     for pod in pods:
         assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"  # no chown walk of NFS
         for container in pod["containers"]:
             assert container["securityContext"]["runAsNonRoot"] is True
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -210,7 +252,11 @@ def test_every_workload_runs_as_non_root(rendered: dict[str, list[dict]]) -> Non
         (["--nfs-share", "srv/nfs"], "must be an absolute path"),
         (["--algorithm", "annealing"], "unknown algorithm"),
         (["--workers", "0"], "--workers must be at least 1"),
+        (["--workers", "3"], "must divide evenly among 3 workers (--workers 3)"),
+        (["--trial-workers", "5"], "must divide evenly among 5 workers (--trial-workers 5)"),
         (["--deployment-mode", "Serverless"], "deployment mode must be one of"),
+        (["--image-registry", ""], "--image-registry and --image-tag must not be empty"),
+        (["--trials", "1"], "parallel trials (2) exceed the trials (1)"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(tmp_path: Path, capsys, bad: list[str], message: str) -> None:

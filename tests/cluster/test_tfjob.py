@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from facesim.cluster.resources import ClusterError, to_manifest
+import facesim.cluster.resources as resources
+from facesim.cluster.resources import ClusterConfig, ClusterError, to_manifest
 from facesim.training.tfjob import TFJobConfig, WaitOptions, submit_tfjob, tfjob
 from tests.helpers.crd_validation import crd_errors, unchecked_rules
 from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
@@ -57,6 +58,36 @@ def test_tfjob_has_workers_only_a_tensorflow_container_and_the_volumes() -> None
     }
     assert job["spec"]["runPolicy"]["cleanPodPolicy"] == "Running"
     assert job["spec"]["runPolicy"]["backoffLimit"] == 3
+
+
+def test_worker_pods_opt_out_of_istio_and_size_tensorflow_to_their_cpu_limit() -> None:
+    """In a Kubeflow profile namespace an Istio sidecar never exits, so the pod never completes;
+    TensorFlow would size its threads from the node's cores, not the container's CPU limit."""
+    pod = rendered()["spec"]["tfReplicaSpecs"]["Worker"]["template"]
+    assert pod["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    (container,) = pod["spec"]["containers"]
+    threads = next(env for env in container["env"] if env["name"] == "TF_NUM_INTRAOP_THREADS")
+    assert threads["valueFrom"]["resourceFieldRef"] == {
+        "containerName": "tensorflow",
+        "resource": "limits.cpu",
+        "divisor": "1",
+    }
+    assert container["resources"]["limits"]["cpu"] == "4"
+    assert pod["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+
+
+def test_a_pipeline_steps_pod_owns_the_tfjob(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A TFJob created by a pipeline step goes when the step's pod goes (a deleted run)."""
+    assert "ownerReferences" not in rendered()["metadata"]  # outside a pipeline step: nobody owns it
+    pod_namespace = tmp_path / "namespace"
+    pod_namespace.write_text("kubeflow\n")
+    monkeypatch.setattr(resources, "POD_NAMESPACE_FILE", pod_namespace)
+    monkeypatch.setenv("FACESIM_POD_NAME", "facesim-abc-train-model-123")
+    monkeypatch.setenv("FACESIM_POD_UID", "6f1d-uid")
+    owned = rendered(TFJobConfig(cluster=ClusterConfig(namespace="kubeflow")))["metadata"]["ownerReferences"]
+    assert owned == [{"apiVersion": "v1", "kind": "Pod", "name": "facesim-abc-train-model-123", "uid": "6f1d-uid"}]
+    elsewhere = rendered(TFJobConfig(cluster=ClusterConfig(namespace="other")))["metadata"]
+    assert "ownerReferences" not in elsewhere  # an owner must share the namespace
 
 
 def test_tfjob_passes_the_official_crd(tfjob_crd: Path) -> None:
@@ -189,11 +220,13 @@ def test_api_errors_say_what_to_do(
         submit_tfjob(TFJobConfig(), kubeconfig=kubeconfig)
 
 
-def test_ctrl_c_deletes_the_job(api_server: RunningApiServer, kubeconfig: str) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_deletes_the_job(api_server: RunningApiServer, kubeconfig: str, stop) -> None:
+    """SIGTERM: what a pipeline step gets when its KFP run is terminated."""
     api_server.state.answer("POST", TFJOBS, Answer(201, rendered()))
     api_server.state.answer("GET", f"{TFJOBS}/facesim-train", Answer(200, _job_with("Created")))
     api_server.state.answer("DELETE", f"{TFJOBS}/facesim-train", Answer(200, status_body(200, "", "deleted")))
-    interrupt = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    interrupt = threading.Timer(0.5, lambda: os.kill(os.getpid(), stop))
     interrupt.start()
     with pytest.raises(KeyboardInterrupt):
         submit_tfjob(TFJobConfig(), kubeconfig=kubeconfig, options=FAST)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pytest
 import yaml
 
+from facesim.cluster.resources import IMAGE_REGISTRY_ENV, IMAGE_TAG_ENV, OWNER_POD_ENV, Resources
 from facesim.pipeline.cli import PACKAGE_YAML, main
+
+
+@pytest.fixture(autouse=True)
+def _default_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(IMAGE_REGISTRY_ENV, raising=False)
+    monkeypatch.delenv(IMAGE_TAG_ENV, raising=False)
 
 
 def test_compile_writes_ir_and_the_kept_copy_is_fresh(tmp_path: Path) -> None:
@@ -36,6 +45,7 @@ def test_the_ir_has_every_step_parameter_and_volume() -> None:
         "given-hyperparameters",
         "train-model",
         "evaluate-model",
+        "accuracy-gate",
         "build-gallery",
         "deploy-predictor",
     ):
@@ -51,6 +61,7 @@ def test_the_ir_has_every_step_parameter_and_volume() -> None:
         "embedding_dim",
         "tune",
         "trials",
+        "min_accuracy",
     ):
         assert name in parameters
     # Each step runs the project's own code in the project's image, installing nothing at run time.
@@ -58,6 +69,56 @@ def test_the_ir_has_every_step_parameter_and_volume() -> None:
         container = executor["container"]
         assert container["image"].endswith(":" + __import__("facesim").__version__)
         assert "pip install" not in " ".join(container["command"])
-        assert "from facesim.pipeline import steps" in container["command"][-1] or "given" in container["command"][-1]
+        assert "from facesim.pipeline import" in container["command"][-1] or "given" in container["command"][-1]
     mounts = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]["pvcMount"]
     assert {m["mountPath"] for m in mounts} == {"/mnt/data", "/mnt/runs", "/mnt/models"}
+
+
+def test_compile_puts_the_registry_and_tag_in_every_step_and_its_launchers(tmp_path: Path) -> None:
+    """The images came from the default registry whatever one pushed to: the steps' own image, and
+    the TFJobs, trials and InferenceService the steps create (they read FACESIM_IMAGE_*)."""
+    out = tmp_path / "pipeline.yaml"
+    assert (
+        main(["compile", "--out", str(out), "--image-registry", "registry.example.com/ml", "--image-tag", "2026.11"])
+        == 0
+    )
+    pipeline_spec, _ = yaml.safe_load_all(out.read_text())
+    executors = pipeline_spec["deploymentSpec"]["executors"]
+    assert len(executors) == 8
+    for executor in executors.values():
+        container = executor["container"]
+        assert container["image"] == "registry.example.com/ml/facesim-pipeline:2026.11"
+        env = {item["name"]: item["value"] for item in container["env"]}
+        assert env[IMAGE_REGISTRY_ENV] == "registry.example.com/ml" and env[IMAGE_TAG_ENV] == "2026.11"
+    assert "ghcr.io" not in out.read_text()
+
+
+def test_steps_request_resources_size_tensorflow_and_own_their_jobs() -> None:
+    pipeline_spec, platform_spec = yaml.safe_load_all(PACKAGE_YAML.read_text())
+    for name, executor in pipeline_spec["deploymentSpec"]["executors"].items():
+        container = executor["container"]
+        resources = container["resources"]
+        assert {"resourceCpuRequest", "resourceMemoryRequest", "resourceCpuLimit", "resourceMemoryLimit"} <= set(
+            resources
+        ), name
+        threads = next(item["value"] for item in container["env"] if item["name"] == "TF_NUM_INTRAOP_THREADS")
+        assert int(threads) == math.ceil(Resources(cpu_limit=resources["resourceCpuLimit"]).cpu_limit_cores()), name
+    kubernetes = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    owner = {item["name"]: item["fieldPath"] for item in kubernetes["exec-train-model"]["fieldPathAsEnv"]}
+    assert owner == OWNER_POD_ENV
+
+
+def test_the_model_travels_as_a_model_artifact_and_deploy_waits_for_the_gate() -> None:
+    pipeline_spec, _ = yaml.safe_load_all(PACKAGE_YAML.read_text())
+    components = pipeline_spec["components"]
+    produced = components["comp-train-model"]["outputDefinitions"]["artifacts"]["model"]
+    assert produced["artifactType"]["schemaTitle"] == "system.Model"
+    for consumer in ("comp-evaluate-model", "comp-build-gallery", "comp-deploy-predictor"):
+        assert components[consumer]["inputDefinitions"]["artifacts"]["model"]["artifactType"]["schemaTitle"] == (
+            "system.Model"
+        )
+    tasks = pipeline_spec["root"]["dag"]["tasks"]
+    assert "accuracy-gate" in tasks["deploy-predictor"]["dependentTasks"]
+    gate_inputs = tasks["accuracy-gate"]["inputs"]["parameters"]
+    assert gate_inputs["min_accuracy"] == {"componentInputParameter": "min_accuracy"}
+    assert gate_inputs["accuracy"]["taskOutputParameter"]["producerTask"] == "evaluate-model"

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from facesim.pipeline.local_run import ProgressLog
-from facesim.pipeline.steps import RunLayout, StepFailed, facesim_metrics, resource_name, volume_uri
+from facesim.pipeline.settings import TrainingSettings, TuningSettings, from_struct, struct
+from facesim.pipeline.steps import (
+    Hyperparameters,
+    RunLayout,
+    StepFailed,
+    check_accuracy,
+    facesim_metrics,
+    publish_model,
+    resource_name,
+    train_command,
+    tune_command,
+    volume_uri,
+)
+from facesim.training.config import parse_config
 
 
 def test_cluster_files_live_on_the_volumes_and_map_to_pvc_uris() -> None:
@@ -91,3 +105,66 @@ def test_a_local_run_checks_its_arguments_before_any_step(tmp_path: Path, capsys
     ):
         assert expected in err
     assert "Traceback" not in err and not (tmp_path / "logs").exists()
+
+
+SETTINGS = TrainingSettings(architecture="tiny", max_identities=20, workers=2, epochs=3, steps_per_epoch=5)
+
+
+def test_the_final_run_checkpoints_on_the_runs_volume_and_exports_to_the_models_volume() -> None:
+    layout = RunLayout.for_run("cluster", "", "facesim-abc")
+    command = train_command(
+        "/mnt/data/crops/lfw", "cluster", layout, "facesim-abc", SETTINGS, Hyperparameters(0.3, 64, 0.002)
+    )
+    assert command[:5] == ["train", "--backend", "cluster", "--job-name", "facesim-abc-train"]
+    config = parse_config(command[5:])
+    assert config.run_dir == "/mnt/runs/facesim-abc/train"  # checkpoints: not the models volume
+    assert config.out == "/mnt/models/facesim-abc/model"
+    assert (config.architecture, config.max_identities, config.workers, config.epochs) == ("tiny", 20, 2, 3)
+    assert (config.margin, config.embedding_dim, config.learning_rate) == (0.3, 64, 0.002)
+    assert config.image_size is None and config.val_pairs is None  # 0 in the pipeline is "the default" here too
+
+
+def test_a_trial_gets_the_training_settings_the_tuner_does_not_set_itself() -> None:
+    layout = RunLayout.for_run("local", "/w", "run-1")
+    tuning = TuningSettings(trials=2, tune_algorithm="random", tune_epochs=2, tune_steps_per_epoch=4)
+    command = tune_command("/w/crops/x", "local", layout, "run-1", SETTINGS, tuning)
+    own, trial = command[: command.index("--")], command[command.index("--") + 1 :]
+    assert own[own.index("--workers") + 1] == "2" and own[own.index("--epochs") + 1] == "2"
+    assert own[own.index("--trials") + 1] == "2" and own[own.index("--algorithm") + 1] == "random"
+    assert trial == ["--architecture", "tiny", "--max-identities", "20"]
+
+
+def test_settings_come_back_typed_from_a_kfp_struct() -> None:
+    """kfp hands a struct's numbers over as text ("3.0"); the step gets its settings as they were."""
+    struct_ = {name: str(float(value)) if isinstance(value, int) else value for name, value in vars(SETTINGS).items()}
+    assert from_struct(TrainingSettings, struct_) == SETTINGS
+    assert struct(TuningSettings, {**vars(TuningSettings()), "data": "x"}) == vars(TuningSettings())
+
+
+def test_the_accuracy_gate() -> None:
+    check_accuracy(0.91, 0.9)
+    check_accuracy(0.5, 0.0)  # the default gate lets everything through
+    for accuracy in (0.89, float("nan")):
+        with pytest.raises(StepFailed, match="below min_accuracy 0.9000: not deploying"):
+            check_accuracy(accuracy, 0.9)
+
+
+def test_the_model_artifact_is_a_copy_with_the_model_card_and_where_the_volume_has_it(tmp_path: Path) -> None:
+    model = tmp_path / "volume" / "model"
+    (model / "saved_model").mkdir(parents=True)
+    (model / "saved_model" / "saved_model.pb").write_bytes(b"graph")
+    (model / "model.json").write_text(json.dumps({"embedding_dim": 64, "image_size": 64, "margin": 0.2, "x": 1}))
+    metadata = publish_model(str(model), str(tmp_path / "artifact"))
+    assert (tmp_path / "artifact" / "saved_model" / "saved_model.pb").read_bytes() == b"graph"
+    assert metadata == {"volume_path": str(model), "embedding_dim": 64, "image_size": 64, "margin": 0.2}
+
+
+def test_a_batch_that_does_not_divide_among_the_workers_is_refused_before_any_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from facesim.pipeline.cli import main
+
+    assert main(["run", "--data", str(tmp_path), "--workers", "3"]) == 2
+    assert "must divide evenly among 3 workers" in capsys.readouterr().err
+    assert main(["submit", "--host", "http://127.0.0.1:9", "--workers", "3"]) == 2  # refused before any request
+    assert "must divide evenly among 3 workers" in capsys.readouterr().err

@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from facesim.tuning.algorithms import UnknownAlgorithm, make_pruner, make_sampler
-from facesim.tuning.local import LocalTuneConfig, grid_values, suggest
-from facesim.tuning.space import ALGORITHMS, SEARCH_SPACE, parameter
+from facesim.tuning.local import LocalTuneConfig, suggest
+from facesim.tuning.space import ALGORITHMS, SEARCH_SPACE, grid_values, parameter
 
 
 def test_grid_values_spread_over_each_range() -> None:
