@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import shutil
 import signal
@@ -210,6 +211,29 @@ def pod_argv(command: list[str]) -> list[str]:
     if head == "facesim":
         return [sys.executable, "-m", "facesim", *command[1:]]
     return list(command)
+
+
+def container_env(container: dict) -> dict[str, str]:
+    """The container's env as the kubelet sets it: plain values, and resource fields (such as
+    `limits.cpu` in whole cores, rounded up) from the container's own resources. References to
+    Secrets and ConfigMaps are left unset: the emulator has no API server to read them from."""
+    env: dict[str, str] = {}
+    for item in container.get("env") or []:
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        elif field_ref := (item.get("valueFrom") or {}).get("resourceFieldRef"):
+            env[item["name"]] = _resource_field(container, field_ref)
+    return env
+
+
+def _resource_field(container: dict, field_ref: dict) -> str:
+    kind, resource = field_ref["resource"].split(".", 1)  # e.g. limits.cpu
+    quantity = ((container.get("resources") or {}).get(kind) or {}).get(resource)
+    if quantity is None:
+        return str(os.cpu_count() or 1) if resource == "cpu" else "0"
+    text = str(quantity)
+    value = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return str(math.ceil(value / float(field_ref.get("divisor", "1"))))
 
 
 def pod_env(container_env: dict[str, str], hostname: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from facesim.cluster.emulate_pods import (
     PodProcess,
     PodSpec,
     connect_inside,
+    container_env,
     pod_argv,
     pod_env,
 )
@@ -115,7 +116,7 @@ class InferenceServiceEmulation:
         self.container = _predictor_container(predictor, self.name)
         self.pod_name = f"{self.name}-predictor-0"
         self.address = self.cluster.sandboxes.network.allocate()
-        env = {e["name"]: str(e.get("value", "")) for e in self.container.get("env") or []}
+        env = container_env(self.container)
         mounts = container_mounts(predictor, self.container, self.cluster.volumes, self.pod_name)
         if env.get("STORAGE_URI"):
             mounts.append(_storage_mount(env["STORAGE_URI"], self.cluster.volumes))

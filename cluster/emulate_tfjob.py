@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesim.cluster.emulate_pods import Cluster, EmulationError, PodProcess, PodSpec, pod_argv, pod_env
+from facesim.cluster.emulate_pods import (
+    Cluster,
+    EmulationError,
+    PodProcess,
+    PodSpec,
+    container_env,
+    pod_argv,
+    pod_env,
+)
 from facesim.cluster.emulate_volumes import container_mounts
 
 TF_CONTAINER = "tensorflow"
@@ -148,7 +156,7 @@ class TFJobEmulation:
         container = copy.deepcopy(containers[0])
         if self.container_hook is not None:
             container = self.container_hook(labels, container)
-        env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []}
+        env = container_env(container)
         if container["name"] == TF_CONTAINER and len(self.replicas) > 1:
             env["TF_CONFIG"] = tf_config(self.replicas, replica, self.namespace)
         return PodSpec(

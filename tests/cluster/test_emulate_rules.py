@@ -25,7 +25,7 @@ from facesim.cluster.emulate_katib import (
     suggestions,
     trial_job,
 )
-from facesim.cluster.emulate_pods import Cluster, EmulationError, pod_argv
+from facesim.cluster.emulate_pods import Cluster, EmulationError, container_env, pod_argv
 from facesim.cluster.emulate_tfjob import is_chief, replicas_of, tf_config
 from facesim.cluster.emulate_volumes import container_mounts
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER, format_metric
@@ -72,10 +72,25 @@ def test_manifests_train_options_reach_tfjob_and_trials(rendered: Path) -> None:
 
 def test_tfjob_pods_share_crop_caches_and_keep_runs_on_the_runs_volume(rendered: Path) -> None:
     container = _load(rendered / "tfjob.yaml")["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = container_env(container)
     assert env["FACESIM_CACHE"] == "/mnt/data/cache"
+    assert int(env["TF_NUM_INTRAOP_THREADS"]) >= 1
     command = container["command"]
     assert command[command.index("--run-dir") + 1] == "/mnt/runs/facenet/1"
+
+
+def test_env_resolves_resource_fields_as_the_kubelet_does() -> None:
+    cpu = {"resourceFieldRef": {"containerName": "tensorflow", "resource": "limits.cpu", "divisor": "1"}}
+    secret = {"secretKeyRef": {"name": "facesim-admin", "key": "token"}}
+    container = {
+        "resources": {"limits": {"cpu": "1500m"}},
+        "env": [
+            {"name": "PLAIN", "value": 7},
+            {"name": "THREADS", "valueFrom": cpu},
+            {"name": "TOKEN", "valueFrom": secret},
+        ],
+    }
+    assert container_env(container) == {"PLAIN": "7", "THREADS": "2"}  # rounded up; no API server for Secrets
 
 
 def test_pvcs_bind_folders_and_missing_ones_say_what_to_do(rendered: Path, tmp_path: Path) -> None:
