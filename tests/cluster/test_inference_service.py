@@ -82,7 +82,8 @@ def test_the_crd_validator_rejects_broken_inference_services(isvc_crd: Path) -> 
 def test_the_crd_validator_enforces_list_types(isvc_crd: Path) -> None:
     """`map` lists are unique by their keys (env by name), `set` lists by value."""
     duplicate_env = copy.deepcopy(rendered())
-    duplicate_env["spec"]["predictor"]["containers"][0]["env"] *= 2
+    env = duplicate_env["spec"]["predictor"]["containers"][0]["env"]
+    env.append(copy.deepcopy(env[0]))
     assert crd_errors(duplicate_env, isvc_crd) == [
         "spec.predictor.containers.0.env: duplicate entries for key [name='STORAGE_URI']"
     ]
