@@ -141,7 +141,7 @@ class PredictorClient:
             raise PredictorError(f"the predictor at {self.base_url} did not answer within {timeout[1]:g} s") from None
         except requests.RequestException as error:
             raise PredictorError(
-                f"cannot reach the predictor at {self.base_url} ({type(error).__name__}): is `facesim serve` running there?"
+                f"cannot reach the predictor at {self.base_url} ({type(error).__name__}): check that `facesim serve` runs there"
             ) from None
         if response.status_code >= 400:
             raise PredictorError(self._refusal(response), response.status_code if response.status_code < 500 else None)

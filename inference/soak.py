@@ -115,10 +115,16 @@ class SoakVerdict:
 
 
 def judge(result: SoakResult, config: SoakConfig) -> SoakVerdict:
-    """The metric lines, and whether the run passed: no errors, RSS after warm-up within tolerance."""
+    """The metric lines, and whether the run passed: no errors, and RSS after the warm-up flat within
+    tolerance. Flat compares levels, not moments: the median of the last fifth of the samples after
+    the warm-up against the median of the first fifth (each request in flight holds its decoded
+    images, so RSS swings with what the clients happen to send; a leak moves the level)."""
     latencies = np.array(result.latencies_s or [0.0]) * 1000
     warm = result.rss_after_warmup(config.warmup_s) or [kb for _, kb in result.rss_samples[-1:]]
-    growth = (max(warm) - warm[0]) / warm[0]
+    window = max(1, len(warm) // 5)
+    first, last = float(np.median(warm[:window])), float(np.median(warm[-window:]))
+    growth = last / first - 1
+    per_minute = [kb for t, kb in result.rss_samples if t // 60 != (t - config.sample_s) // 60]
     lines = [
         f"duration_s={result.duration_s:.1f}",
         f"requests={result.requests}",
@@ -126,10 +132,11 @@ def judge(result: SoakResult, config: SoakConfig) -> SoakVerdict:
         f"p50_ms={np.percentile(latencies, 50):.1f}",
         f"p99_ms={np.percentile(latencies, 99):.1f}",
         f"rss_start_mb={result.rss_samples[0][1] / 1024:.0f}",
-        f"rss_after_warmup_mb={warm[0] / 1024:.0f}",
-        f"rss_max_mb={max(warm) / 1024:.0f}",
-        f"rss_end_mb={warm[-1] / 1024:.0f}",
+        f"rss_first_fifth_after_warmup_mb={first / 1024:.0f}",
+        f"rss_last_fifth_mb={last / 1024:.0f}",
+        f"rss_max_after_warmup_mb={max(warm) / 1024:.0f}",
         f"rss_growth_after_warmup_pct={growth * 100:.1f}",
+        f"rss per minute (MB): {' '.join(f'{kb / 1024:.0f}' for kb in per_minute)}",
     ]
     if result.first_error:
         lines.append(f"first error: {result.first_error}")

@@ -223,7 +223,7 @@ def test_predictor_down_shows_a_banner_not_a_traceback(two_people_jpg: Path) -> 
     assert 'id="predictor-down"' in page.get_data(as_text=True)
     for path in ("/gallery", "/model"):
         page = client.get(path)
-        assert page.status_code == 503 and "cannot reach the predictor" in page.get_data(as_text=True)
+        assert page.status_code == 503 and "cannot reach the predictor" in page.get_data(as_text=True).lower()
 
 
 def test_slow_predictor_is_cut_off_by_the_timeout(two_people_jpg: Path) -> None:

@@ -42,7 +42,9 @@ def test_a_predictor_that_never_answers_ties_up_nothing(two_people_jpg: Path) ->
                 elapsed = time.monotonic() - started
         finally:
             stop(process)
-    assert health.status_code == 200 and health_s < 6, f"/healthz took {health_s:.1f} s"
+    # Waitress' 8 threads are all waiting on the predictor: /healthz waits for the first to give up
+    # (2 s), not for all 16 pages; the margin is for a loaded test machine.
+    assert health.status_code == 200 and health_s < 10, f"/healthz took {health_s:.1f} s"
     assert statuses == [503] * 16
     assert elapsed < 20, f"16 pages took {elapsed:.1f} s against a hung predictor"
 
