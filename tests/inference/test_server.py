@@ -355,13 +355,15 @@ def test_kill_9_mid_enrolment_transaction_loses_nothing_acknowledged(
     gallery, marker = tmp_path / "gallery", tmp_path / "paused"
     shutil.copytree(tiny_gallery_dir, gallery)
     before = {name for name, _ in GalleryStore(gallery).identities()}
-    env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
+    token = "crash-test-token"  # gallery writes need the admin token where the server asks for one
+    env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home"), "FACESIM_ADMIN_TOKEN": token}
     photo = b64((examples / "alex-lacamoire.png").read_bytes())
     paused_env = {**env, **crash.pause_env("gallery-commit", 4, marker)}
     server = start_predictor(tiny_model_dir, gallery, env=paused_env, log_path=tmp_path / "killed.log")
 
     def enrol(name: str) -> requests.Response:
-        return requests.post(server.url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=60)
+        body, headers = {"identity": name, "images": [{"b64": photo}]}, {"Authorization": f"Bearer {token}"}
+        return requests.post(server.url + GALLERY, json=body, headers=headers, timeout=60)
 
     try:
         acknowledged = [name for name in ("first", "second", "third") if enrol(name).status_code == 200]
