@@ -36,11 +36,20 @@ def _parser() -> argparse.ArgumentParser:
         "docs/cluster.md (section 9) says what each operator does here and what is approximated.",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML files of resources")
-    parser.add_argument("--volumes", type=Path, required=True, metavar="DIR",
-                        help="folder holding one folder per PVC (DIR/facesim-data, DIR/facesim-runs, ...)")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                        help="seconds for the whole emulation; InferenceServices serve until then "
-                        "(default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--volumes",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder holding one folder per PVC (DIR/facesim-data, DIR/facesim-runs, ...)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="seconds for the whole emulation; InferenceServices serve until then (default: %(default)s)",
+    )
     parser.add_argument("--logs", type=Path, metavar="DIR", help="where pod logs go (default: a new temporary folder)")
     return parser
 

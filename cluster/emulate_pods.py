@@ -56,8 +56,10 @@ def check_host() -> None:
     if missing:
         raise EmulationError(f"needs unshare, nsenter, mount and ip: apt-get install {' '.join(missing)}")
     if any(_under(path, "/mnt") for path in image_paths()):
-        raise EmulationError(f"the Python environment or facesim's source is under /mnt, which a pod sees empty "
-                             f"({', '.join(image_paths())}): run facesim from an environment elsewhere")  # fmt: skip
+        raise EmulationError(
+            f"the Python environment or facesim's source is under /mnt, which a pod sees empty "
+            f"({', '.join(image_paths())}): run facesim from an environment elsewhere"
+        )
 
 
 def image_paths() -> list[str]:
@@ -142,11 +144,24 @@ class Network:
             )
         )
         _run(*_in(self.bridge, "ip", "link", "set", veth, "master", BRIDGE, "up"))
-        inside = ["sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1",
-                  "ip link set lo up", "ip addr del 127.0.0.1/8 dev lo", "ip addr add 127.0.0.1/32 dev lo",
-                  f"ip addr add {address}/8 dev eth0", "ip link set eth0 up", f"hostname {hostname}"]  # fmt: skip
-        _run("nsenter", f"--net=/proc/{holder.pid}/ns/net", f"--uts=/proc/{holder.pid}/ns/uts", "--",
-             "sh", "-ec", "; ".join(inside))  # fmt: skip
+        inside = [
+            "sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1",
+            "ip link set lo up",
+            "ip addr del 127.0.0.1/8 dev lo",
+            "ip addr add 127.0.0.1/32 dev lo",
+            f"ip addr add {address}/8 dev eth0",
+            "ip link set eth0 up",
+            f"hostname {hostname}",
+        ]
+        _run(
+            "nsenter",
+            f"--net=/proc/{holder.pid}/ns/net",
+            f"--uts=/proc/{holder.pid}/ns/uts",
+            "--",
+            "sh",
+            "-ec",
+            "; ".join(inside),
+        )
         return holder
 
     def close(self) -> None:
@@ -224,24 +239,44 @@ def _hosts_file(spec: PodSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_init(spec: PodSpec, workdir: Path) -> Path:
+    """What emulate_init needs inside the pod, as a JSON file (with the pod's /etc/hosts beside it)."""
+    hosts = workdir / f"{spec.name}.hosts"
+    hosts.write_text(_hosts_file(spec))
+    yunet = find_yunet_weights(allow_download=False)
+    init = workdir / f"{spec.name}.init.json"
+    settings = {
+        "argv": spec.argv,
+        "env": spec.env,
+        "hosts": str(hosts),
+        "mounts": [asdict(m) for m in spec.mounts],
+        "home": IMAGE_HOME,
+        "keep": image_paths(),
+        "yunet": str(yunet) if yunet else None,
+        "yunet_target": IMAGE_YUNET,
+    }
+    init.write_text(json.dumps(settings))
+    return init
+
+
 class PodProcess:
     """One run (attempt) of a pod's container; its output goes to `log` and to `echo`, line by line."""
 
-    def __init__(self, spec: PodSpec, sandbox: subprocess.Popen, workdir: Path, log: Path,
-                 echo: Callable[[str], None]) -> None:  # fmt: skip
+    def __init__(
+        self, spec: PodSpec, sandbox: subprocess.Popen, workdir: Path, log: Path, echo: Callable[[str], None]
+    ) -> None:
         self.spec, self.log = spec, log
-        init = workdir / f"{spec.name}.init.json"
-        hosts = workdir / f"{spec.name}.hosts"
-        hosts.write_text(_hosts_file(spec))
-        yunet = find_yunet_weights(allow_download=False)
-        init.write_text(json.dumps({"argv": spec.argv, "env": spec.env, "hosts": str(hosts),
-                                    "mounts": [asdict(m) for m in spec.mounts], "home": IMAGE_HOME, "keep": image_paths(),
-                                    "yunet": str(yunet) if yunet else None, "yunet_target": IMAGE_YUNET}))  # fmt: skip
-        command = ["nsenter", f"--net=/proc/{sandbox.pid}/ns/net", f"--uts=/proc/{sandbox.pid}/ns/uts", "--",
-                   "unshare", "--mount", "--propagation", "private", "--",
-                   sys.executable, "-m", "facesim.cluster.emulate_init", str(init)]  # fmt: skip
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, start_new_session=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})  # fmt: skip
+        namespaces = [f"--net=/proc/{sandbox.pid}/ns/net", f"--uts=/proc/{sandbox.pid}/ns/uts"]
+        new_mounts = ["unshare", "--mount", "--propagation", "private", "--"]
+        init = [sys.executable, "-m", "facesim.cluster.emulate_init", str(_write_init(spec, workdir))]
+        self.process = subprocess.Popen(
+            ["nsenter", *namespaces, "--", *new_mounts, *init],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        )
         self.reader = threading.Thread(target=self._pump, args=(echo,), daemon=True)
         self.reader.start()
 
