@@ -9,6 +9,7 @@ Ctrl-C or --timeout. Other kinds (PVCs, RBAC, Deployments...) are skipped with a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import threading
@@ -67,6 +68,10 @@ def load_resources(files: list[Path]) -> list[dict[str, Any]]:
             if isinstance(document, dict) and document.get("kind"):
                 resources.append(document)
     return resources
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _say(line: str) -> None:
@@ -132,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     _say(f"pod logs: {logs}")
     cancel = threading.Event()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the pods too, as Ctrl-C does
     try:
         ok = _run_all(resources, args.volumes.resolve(), logs, time.monotonic() + args.timeout, cancel)
     except EmulationError as error:

@@ -295,28 +295,45 @@ class PodProcess:
             self.reader.join(timeout=5)
         return code
 
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)  # its own process group: children too
+        except ProcessLookupError:
+            pass
+
     def stop(self) -> None:
-        """SIGTERM to the pod's process group, SIGKILL after the grace period (as the kubelet does)."""
-        if self.process.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=STOP_GRACE_S)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_pods([self])
+
+
+def stop_pods(pods: list[PodProcess]) -> None:
+    """SIGTERM to every running pod, SIGKILL to those still there after the grace period (as the kubelet)."""
+    live = [pod for pod in pods if pod.process.poll() is None]
+    for pod in live:
+        pod.signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for pod in live:
+        try:
+            pod.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pod.signal(signal.SIGKILL)
+            pod.process.wait()
+        pod.reader.join(timeout=5)  # its last lines reach the log
 
 
 class Sandboxes:
-    """The pods' sandboxes of one emulation; all end with `close`."""
+    """The pods' sandboxes of one emulation and the pods in them; all end with `close`, which does
+    not rely on the threads that started them (an interrupted emulation still stops every pod)."""
 
     def __init__(self, network: Network) -> None:
         self.network = network
         self.holders: list[subprocess.Popen] = []
+        self.pods: list[PodProcess] = []
+        self.lock = threading.Lock()
+
+    def track(self, pod: PodProcess) -> PodProcess:
+        with self.lock:
+            self.pods.append(pod)
+        return pod
 
     def create(self, hostname: str, address: str) -> subprocess.Popen:
         holder = self.network.sandbox(hostname, address)
@@ -324,6 +341,8 @@ class Sandboxes:
         return holder
 
     def close(self) -> None:
+        with self.lock:
+            stop_pods(self.pods)
         for holder in self.holders:
             _end(holder)
 

@@ -145,8 +145,9 @@ class InferenceServiceEmulation:
     def run(self, deadline: float) -> bool:
         """Serve until the deadline or `cancel`; True when it became ready and never died."""
         sandbox = self.cluster.sandboxes.create(self.pod_name, self.address)
-        process = PodProcess(
-            self.spec, sandbox, self.cluster.workdir, self.cluster.workdir / f"{self.pod_name}.1.log", self.cluster.echo
+        log = self.cluster.workdir / f"{self.pod_name}.1.log"
+        process = self.cluster.sandboxes.track(
+            PodProcess(self.spec, sandbox, self.cluster.workdir, log, self.cluster.echo)
         )
         relay = Relay(sandbox, (self.address, self.port))
         ready = False

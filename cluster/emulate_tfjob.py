@@ -181,9 +181,8 @@ class TFJobEmulation:
             attempts[replica.name] += 1
             log = self.cluster.workdir / f"{replica.name}.{attempts[replica.name]}.log"
             outcome.logs[replica.name] = log
-            running[replica.name] = PodProcess(
-                specs[replica.name], sandboxes[replica.name], self.cluster.workdir, log, self.cluster.echo
-            )
+            pod = PodProcess(specs[replica.name], sandboxes[replica.name], self.cluster.workdir, log, self.cluster.echo)
+            running[replica.name] = self.cluster.sandboxes.track(pod)
 
         for replica in self.replicas:
             start(replica)

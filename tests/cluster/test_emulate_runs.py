@@ -168,6 +168,8 @@ def test_inference_service_serves_the_model_from_its_storage_uri(
         assert prediction["faces"] and prediction["faces"][0]["matches"]
         process.send_signal(signal.SIGINT)  # Ctrl-C: the pod is stopped, the command says so
         assert process.wait(timeout=60) == 130
+        log = (tmp_path / "logs" / "facesim-predictor-0.1.log").read_text()
+        assert "Finished server process" in log  # the predictor was stopped before the command ended
     finally:
         if process.poll() is None:
             process.kill()
