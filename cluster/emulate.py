@@ -9,6 +9,7 @@ Ctrl-C or --timeout. Other kinds (PVCs, RBAC, Deployments...) are skipped with a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import threading
@@ -36,11 +37,20 @@ def _parser() -> argparse.ArgumentParser:
         "docs/cluster.md (section 9) says what each operator does here and what is approximated.",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML files of resources")
-    parser.add_argument("--volumes", type=Path, required=True, metavar="DIR",
-                        help="folder holding one folder per PVC (DIR/facesim-data, DIR/facesim-runs, ...)")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                        help="seconds for the whole emulation; InferenceServices serve until then "
-                        "(default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--volumes",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder holding one folder per PVC (DIR/facesim-data, DIR/facesim-runs, ...)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="seconds for the whole emulation; InferenceServices serve until then (default: %(default)s)",
+    )
     parser.add_argument("--logs", type=Path, metavar="DIR", help="where pod logs go (default: a new temporary folder)")
     return parser
 
@@ -58,6 +68,10 @@ def load_resources(files: list[Path]) -> list[dict[str, Any]]:
             if isinstance(document, dict) and document.get("kind"):
                 resources.append(document)
     return resources
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _say(line: str) -> None:
@@ -123,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     _say(f"pod logs: {logs}")
     cancel = threading.Event()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the pods too, as Ctrl-C does
     try:
         ok = _run_all(resources, args.volumes.resolve(), logs, time.monotonic() + args.timeout, cancel)
     except EmulationError as error:

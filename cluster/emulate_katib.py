@@ -175,8 +175,12 @@ class Trial:
 
 def trial_job(template: dict[str, Any], trial: Trial, namespace: str) -> dict[str, Any]:
     """The trial's TFJob: the trialSpec with its trialParameters replaced, named after the trial."""
-    meta = {"Name": trial.name, "Namespace": namespace, "Kind": template["trialSpec"].get("kind", ""),
-            "APIVersion": template["trialSpec"].get("apiVersion", "")}  # fmt: skip
+    meta = {
+        "Name": trial.name,
+        "Namespace": namespace,
+        "Kind": template["trialSpec"].get("kind", ""),
+        "APIVersion": template["trialSpec"].get("apiVersion", ""),
+    }
     text = json.dumps(template["trialSpec"])
     for parameter in template.get("trialParameters") or []:
         reference = parameter["reference"]
@@ -255,8 +259,10 @@ class ExperimentEmulation:
         )
         logs = collect_metrics(lines, self.metric_names, self.filters)
         if any(log.timestamp == ZERO_TIME for log in logs if log.value != UNAVAILABLE):
-            self.cluster.echo(f"trial {trial.name}: metric lines without an RFC 3339 timestamp: Katib orders them by "
-                      "its database's whim, so `latest` is not reliable")  # fmt: skip
+            self.cluster.echo(
+                f"trial {trial.name}: metric lines without an RFC 3339 timestamp: Katib orders them by "
+                "its database's whim, so `latest` is not reliable"
+            )
         trial.metrics = observation(logs, self.metric_names)
         trial.objective = objective_value(trial.metrics, self.metric_names[0], self.strategy)
         trial.reason = outcome.reason
@@ -366,8 +372,10 @@ class ExperimentEmulation:
             s: sum(t.status == s for t in self.trials) for s in ("Succeeded", "Failed", "MetricsUnavailable", "Killed")
         }
         verdict = "Succeeded" if succeeded else "Failed"
-        self.cluster.echo(f"Experiment {self.namespace}/{self.name} {verdict} ({reason}): "
-                  + ", ".join(f"{v} {k}" for k, v in counts.items()))  # fmt: skip
+        self.cluster.echo(
+            f"Experiment {self.namespace}/{self.name} {verdict} ({reason}): "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+        )
         best = self.optimal_trial()
         if best is None:
             self.cluster.echo("optimal trial: none (no trial reported the objective)")

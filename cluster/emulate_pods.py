@@ -57,8 +57,10 @@ def check_host() -> None:
     if missing:
         raise EmulationError(f"needs unshare, nsenter, mount and ip: apt-get install {' '.join(missing)}")
     if any(_under(path, "/mnt") for path in image_paths()):
-        raise EmulationError(f"the Python environment or facesim's source is under /mnt, which a pod sees empty "
-                             f"({', '.join(image_paths())}): run facesim from an environment elsewhere")  # fmt: skip
+        raise EmulationError(
+            f"the Python environment or facesim's source is under /mnt, which a pod sees empty "
+            f"({', '.join(image_paths())}): run facesim from an environment elsewhere"
+        )
 
 
 def image_paths() -> list[str]:
@@ -143,11 +145,24 @@ class Network:
             )
         )
         _run(*_in(self.bridge, "ip", "link", "set", veth, "master", BRIDGE, "up"))
-        inside = ["sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1",
-                  "ip link set lo up", "ip addr del 127.0.0.1/8 dev lo", "ip addr add 127.0.0.1/32 dev lo",
-                  f"ip addr add {address}/8 dev eth0", "ip link set eth0 up", f"hostname {hostname}"]  # fmt: skip
-        _run("nsenter", f"--net=/proc/{holder.pid}/ns/net", f"--uts=/proc/{holder.pid}/ns/uts", "--",
-             "sh", "-ec", "; ".join(inside))  # fmt: skip
+        inside = [
+            "sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1",
+            "ip link set lo up",
+            "ip addr del 127.0.0.1/8 dev lo",
+            "ip addr add 127.0.0.1/32 dev lo",
+            f"ip addr add {address}/8 dev eth0",
+            "ip link set eth0 up",
+            f"hostname {hostname}",
+        ]
+        _run(
+            "nsenter",
+            f"--net=/proc/{holder.pid}/ns/net",
+            f"--uts=/proc/{holder.pid}/ns/uts",
+            "--",
+            "sh",
+            "-ec",
+            "; ".join(inside),
+        )
         return holder
 
     def close(self) -> None:
@@ -248,24 +263,44 @@ def _hosts_file(spec: PodSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_init(spec: PodSpec, workdir: Path) -> Path:
+    """What emulate_init needs inside the pod, as a JSON file (with the pod's /etc/hosts beside it)."""
+    hosts = workdir / f"{spec.name}.hosts"
+    hosts.write_text(_hosts_file(spec))
+    yunet = find_yunet_weights(allow_download=False)
+    init = workdir / f"{spec.name}.init.json"
+    settings = {
+        "argv": spec.argv,
+        "env": spec.env,
+        "hosts": str(hosts),
+        "mounts": [asdict(m) for m in spec.mounts],
+        "home": IMAGE_HOME,
+        "keep": image_paths(),
+        "yunet": str(yunet) if yunet else None,
+        "yunet_target": IMAGE_YUNET,
+    }
+    init.write_text(json.dumps(settings))
+    return init
+
+
 class PodProcess:
     """One run (attempt) of a pod's container; its output goes to `log` and to `echo`, line by line."""
 
-    def __init__(self, spec: PodSpec, sandbox: subprocess.Popen, workdir: Path, log: Path,
-                 echo: Callable[[str], None]) -> None:  # fmt: skip
+    def __init__(
+        self, spec: PodSpec, sandbox: subprocess.Popen, workdir: Path, log: Path, echo: Callable[[str], None]
+    ) -> None:
         self.spec, self.log = spec, log
-        init = workdir / f"{spec.name}.init.json"
-        hosts = workdir / f"{spec.name}.hosts"
-        hosts.write_text(_hosts_file(spec))
-        yunet = find_yunet_weights(allow_download=False)
-        init.write_text(json.dumps({"argv": spec.argv, "env": spec.env, "hosts": str(hosts),
-                                    "mounts": [asdict(m) for m in spec.mounts], "home": IMAGE_HOME, "keep": image_paths(),
-                                    "yunet": str(yunet) if yunet else None, "yunet_target": IMAGE_YUNET}))  # fmt: skip
-        command = ["nsenter", f"--net=/proc/{sandbox.pid}/ns/net", f"--uts=/proc/{sandbox.pid}/ns/uts", "--",
-                   "unshare", "--mount", "--propagation", "private", "--",
-                   sys.executable, "-m", "facesim.cluster.emulate_init", str(init)]  # fmt: skip
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, start_new_session=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})  # fmt: skip
+        namespaces = [f"--net=/proc/{sandbox.pid}/ns/net", f"--uts=/proc/{sandbox.pid}/ns/uts"]
+        new_mounts = ["unshare", "--mount", "--propagation", "private", "--"]
+        init = [sys.executable, "-m", "facesim.cluster.emulate_init", str(_write_init(spec, workdir))]
+        self.process = subprocess.Popen(
+            ["nsenter", *namespaces, "--", *new_mounts, *init],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        )
         self.reader = threading.Thread(target=self._pump, args=(echo,), daemon=True)
         self.reader.start()
 
@@ -284,28 +319,45 @@ class PodProcess:
             self.reader.join(timeout=5)
         return code
 
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)  # its own process group: children too
+        except ProcessLookupError:
+            pass
+
     def stop(self) -> None:
-        """SIGTERM to the pod's process group, SIGKILL after the grace period (as the kubelet does)."""
-        if self.process.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=STOP_GRACE_S)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_pods([self])
+
+
+def stop_pods(pods: list[PodProcess]) -> None:
+    """SIGTERM to every running pod, SIGKILL to those still there after the grace period (as the kubelet)."""
+    live = [pod for pod in pods if pod.process.poll() is None]
+    for pod in live:
+        pod.signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for pod in live:
+        try:
+            pod.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pod.signal(signal.SIGKILL)
+            pod.process.wait()
+        pod.reader.join(timeout=5)  # its last lines reach the log
 
 
 class Sandboxes:
-    """The pods' sandboxes of one emulation; all end with `close`."""
+    """The pods' sandboxes of one emulation and the pods in them; all end with `close`, which does
+    not rely on the threads that started them (an interrupted emulation still stops every pod)."""
 
     def __init__(self, network: Network) -> None:
         self.network = network
         self.holders: list[subprocess.Popen] = []
+        self.pods: list[PodProcess] = []
+        self.lock = threading.Lock()
+
+    def track(self, pod: PodProcess) -> PodProcess:
+        with self.lock:
+            self.pods.append(pod)
+        return pod
 
     def create(self, hostname: str, address: str) -> subprocess.Popen:
         holder = self.network.sandbox(hostname, address)
@@ -313,6 +365,8 @@ class Sandboxes:
         return holder
 
     def close(self) -> None:
+        with self.lock:
+            stop_pods(self.pods)
         for holder in self.holders:
             _end(holder)
 

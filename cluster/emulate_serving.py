@@ -124,9 +124,11 @@ class InferenceServiceEmulation:
         self.spec = PodSpec(
             name=self.pod_name,
             argv=pod_argv([*(self.container.get("command") or []), *(self.container.get("args") or [])]),
-            env=pod_env(env, self.pod_name), mounts=mounts, address=self.address,
+            env=pod_env(env, self.pod_name),
+            mounts=mounts,
+            address=self.address,
             hosts={service: self.address, f"{service}.cluster.local": self.address},
-        )  # fmt: skip
+        )
         self.port = _port(self.container)
 
     def _ready(self, relay: Relay) -> bool:
@@ -144,8 +146,9 @@ class InferenceServiceEmulation:
     def run(self, deadline: float) -> bool:
         """Serve until the deadline or `cancel`; True when it became ready and never died."""
         sandbox = self.cluster.sandboxes.create(self.pod_name, self.address)
-        process = PodProcess(
-            self.spec, sandbox, self.cluster.workdir, self.cluster.workdir / f"{self.pod_name}.1.log", self.cluster.echo
+        log = self.cluster.workdir / f"{self.pod_name}.1.log"
+        process = self.cluster.sandboxes.track(
+            PodProcess(self.spec, sandbox, self.cluster.workdir, log, self.cluster.echo)
         )
         relay = Relay(sandbox, (self.address, self.port))
         ready = False
@@ -160,9 +163,11 @@ class InferenceServiceEmulation:
                 if not ready and self._ready(relay):
                     ready = True
                     print(f"http://127.0.0.1:{relay.port}", flush=True)  # stdout: the URL alone, for scripts
-                    self.cluster.echo(f"InferenceService {self.namespace}/{self.name} ready: http://127.0.0.1:{relay.port} "
-                              f"(in the emulated cluster http://{self.name}-predictor.{self.namespace}.svc.cluster.local:{self.port}); "
-                              "Ctrl-C stops it")  # fmt: skip
+                    self.cluster.echo(
+                        f"InferenceService {self.namespace}/{self.name} ready: http://127.0.0.1:{relay.port} "
+                        f"(in the emulated cluster http://{self.name}-predictor.{self.namespace}.svc.cluster.local:{self.port}); "
+                        "Ctrl-C stops it"
+                    )
                 time.sleep(POLL_S)
             if not ready:
                 self.cluster.echo(f"InferenceService {self.namespace}/{self.name} never became ready")

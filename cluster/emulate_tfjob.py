@@ -110,8 +110,13 @@ def is_chief(replicas: list[Replica], replica: Replica) -> bool:
 
 def _labels(replicas: list[Replica], replica: Replica) -> dict[str, str]:
     labels = dict((replica.template.get("metadata") or {}).get("labels") or {})
-    labels.update({"training.kubeflow.org/job-name": replica.job, "training.kubeflow.org/replica-type":
-                   replica.kind.lower(), "training.kubeflow.org/replica-index": str(replica.index)})  # fmt: skip
+    labels.update(
+        {
+            "training.kubeflow.org/job-name": replica.job,
+            "training.kubeflow.org/replica-type": replica.kind.lower(),
+            "training.kubeflow.org/replica-index": str(replica.index),
+        }
+    )
     if is_chief(replicas, replica):
         labels[ROLE_LABEL] = "master"
     return labels
@@ -160,15 +165,21 @@ class TFJobEmulation:
         if container["name"] == TF_CONTAINER and len(self.replicas) > 1:
             env["TF_CONFIG"] = tf_config(self.replicas, replica, self.namespace)
         return PodSpec(
-            name=replica.name, argv=pod_argv([*(container.get("command") or []), *(container.get("args") or [])]),
-            env=pod_env(env, replica.name), mounts=container_mounts(pod, container, self.cluster.volumes, replica.name),
-            hosts=self.hosts, address=self.addresses[replica.name], labels=labels,
-        )  # fmt: skip
+            name=replica.name,
+            argv=pod_argv([*(container.get("command") or []), *(container.get("args") or [])]),
+            env=pod_env(env, replica.name),
+            mounts=container_mounts(pod, container, self.cluster.volumes, replica.name),
+            hosts=self.hosts,
+            address=self.addresses[replica.name],
+            labels=labels,
+        )
 
     def run(self, deadline: float) -> JobOutcome:
         specs = {r.name: self.pod_spec(r) for r in self.replicas}  # every error before anything starts
-        self.cluster.echo(f"TFJob {self.namespace}/{self.name}: {len(self.replicas)} pods "
-                  + ", ".join(f"{n} ({s.address})" for n, s in specs.items()))  # fmt: skip
+        self.cluster.echo(
+            f"TFJob {self.namespace}/{self.name}: {len(self.replicas)} pods "
+            + ", ".join(f"{n} ({s.address})" for n, s in specs.items())
+        )
         sandboxes = {r.name: self.cluster.sandboxes.create(r.name, self.addresses[r.name]) for r in self.replicas}
         attempts = {r.name: 0 for r in self.replicas}
         running: dict[str, PodProcess] = {}
@@ -178,9 +189,8 @@ class TFJobEmulation:
             attempts[replica.name] += 1
             log = self.cluster.workdir / f"{replica.name}.{attempts[replica.name]}.log"
             outcome.logs[replica.name] = log
-            running[replica.name] = PodProcess(
-                specs[replica.name], sandboxes[replica.name], self.cluster.workdir, log, self.cluster.echo
-            )
+            pod = PodProcess(specs[replica.name], sandboxes[replica.name], self.cluster.workdir, log, self.cluster.echo)
+            running[replica.name] = self.cluster.sandboxes.track(pod)
 
         for replica in self.replicas:
             start(replica)

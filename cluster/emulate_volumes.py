@@ -13,8 +13,9 @@ def claim_folder(volumes: Path, claim: str, sub_path: str = "") -> Path:
     """The folder standing for PVC `claim` (and a path inside it), which must exist."""
     root = volumes / claim
     if not root.is_dir():
-        raise EmulationError(f"PVC {claim}: no folder {root}; create it (the emulator binds PVC NAME from "
-                             "--volumes DIR/NAME)")  # fmt: skip
+        raise EmulationError(
+            f"PVC {claim}: no folder {root}; create it (the emulator binds PVC NAME from --volumes DIR/NAME)"
+        )
     target = (root / sub_path).resolve() if sub_path else root
     if sub_path and not _inside(target, root.resolve()):
         raise EmulationError(f"PVC {claim}: subPath {sub_path!r} leaves the volume")

@@ -25,8 +25,24 @@ CLAIMS = ("facesim-data", "facesim-runs", "facesim-models")
 
 
 def _manifests(out: Path, *options: str) -> Path:
-    command = [sys.executable, "-m", "facesim", "manifests", "--out", str(out), "--image-registry", "registry.test",
-               "--image-tag", "smoke", "--epochs", "1", "--steps-per-epoch", "2", *options, *SMOKE]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "facesim",
+        "manifests",
+        "--out",
+        str(out),
+        "--image-registry",
+        "registry.test",
+        "--image-tag",
+        "smoke",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        *options,
+        *SMOKE,
+    ]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     return out
 
@@ -46,8 +62,19 @@ def _env(yunet_path: Path) -> dict[str, str]:
 def _emulate(
     files: list[Path], volumes: Path, logs: Path, env: dict[str, str], timeout: int
 ) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "facesim", "emulate", *map(str, files), "--volumes", str(volumes),
-               "--timeout", str(timeout), "--logs", str(logs)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "facesim",
+        "emulate",
+        *map(str, files),
+        "--volumes",
+        str(volumes),
+        "--timeout",
+        str(timeout),
+        "--logs",
+        str(logs),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout + 60, env=env)
 
 
@@ -115,8 +142,19 @@ def test_inference_service_serves_the_model_from_its_storage_uri(
     volumes = tmp_path / "v"
     shutil.copytree(tiny_model_dir, volumes / "facesim-models" / "facenet" / "1")
     shutil.copytree(tiny_gallery_dir, volumes / "facesim-models" / "galleries" / "lfw" / "1")
-    command = [sys.executable, "-m", "facesim", "emulate", str(manifests / "inferenceservice.yaml"),
-               "--volumes", str(volumes), "--timeout", "240", "--logs", str(tmp_path / "logs")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "facesim",
+        "emulate",
+        str(manifests / "inferenceservice.yaml"),
+        "--volumes",
+        str(volumes),
+        "--timeout",
+        "240",
+        "--logs",
+        str(tmp_path / "logs"),
+    ]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env(yunet_path)
     )
@@ -130,6 +168,8 @@ def test_inference_service_serves_the_model_from_its_storage_uri(
         assert prediction["faces"] and prediction["faces"][0]["matches"]
         process.send_signal(signal.SIGINT)  # Ctrl-C: the pod is stopped, the command says so
         assert process.wait(timeout=60) == 130
+        log = (tmp_path / "logs" / "facesim-predictor-0.1.log").read_text()
+        assert "Finished server process" in log  # the predictor was stopped before the command ended
     finally:
         if process.poll() is None:
             process.kill()
