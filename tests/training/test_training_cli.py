@@ -3,6 +3,8 @@ that runs `python -m facesim.training` with the very options given (TrainConfig.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from facesim.training.cli import evaluate_main, train_main
@@ -38,7 +40,8 @@ def test_cluster_backend_submits_a_tfjob_running_the_same_options(tmp_path):
     assert spec["replicas"] == 2
     command = spec["template"]["spec"]["containers"][0]["command"]
     assert command[:3] == ["python", "-m", "facesim.training"]
-    assert parse_config(command[3:]) == parse_config(options)
+    # The same options, with the checkpoints on the runs volume (not beside the model on the models volume).
+    assert parse_config(command[3:]) == replace(parse_config(options), run_dir="/mnt/runs/m")
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
