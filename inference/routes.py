@@ -105,6 +105,7 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
             "model_version": predictor.gallery.info.model_version,
             "size": sum(count for _, count in identities),
             "identities": [{"identity": name, "count": count} for name, count in identities],
+            "index": predictor.index.describe(),
         }
 
     @router.get("/gallery/thumbnail")
@@ -131,7 +132,7 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
     @router.delete("/gallery")
     async def remove(identity: str = "") -> Response:
         try:
-            removed = await asyncio.to_thread(predictor.gallery.remove, identity)
+            removed = await asyncio.to_thread(predictor.remove, identity)
         except UnknownIdentity as error:
             return _error(404, str(error))
         return JSONResponse({"identity": identity, "removed": removed})
