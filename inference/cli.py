@@ -137,9 +137,9 @@ def _resolve_artifacts(model: Path | None, gallery: str | None) -> tuple[Path, P
         raise FileNotFoundError("no --model given and no model registered: train one with `facesim train`")
     if gallery is None:
         raise FileNotFoundError("no --gallery given and none registered: build one with `facesim gallery build`")
-    from facesim.inference.gallery import is_postgres
+    from facesim.inference.gallery import gallery_location
 
-    return model, gallery if is_postgres(gallery) else Path(gallery)
+    return model, gallery_location(str(gallery))
 
 
 def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path | str) -> int:

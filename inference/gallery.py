@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -148,6 +149,19 @@ def log_covers(removed: Sequence[object], removals_now: int, since_removals: int
 
 def is_postgres(location: str | Path) -> bool:
     return str(location).startswith(POSTGRES_SCHEMES)
+
+
+def gallery_location(text: str) -> Path | str:
+    """A command-line gallery: a DSN stays text (a Path would fold its `//`), anything else is a directory."""
+    return text if is_postgres(text) else Path(text)
+
+
+def redacted(location: str | Path) -> str:
+    """A gallery location for messages and logs: a DSN's password replaced."""
+    parts = urlsplit(str(location))
+    if not is_postgres(location) or parts.password is None:
+        return str(location)
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def open_gallery(location: str | Path) -> Gallery:

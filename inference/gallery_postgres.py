@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -34,6 +33,7 @@ from facesim.inference.gallery import (
     checked_rows,
     log_covers,
     read_rows,
+    redacted,
 )
 
 if TYPE_CHECKING:
@@ -61,15 +61,6 @@ CREATE TABLE IF NOT EXISTS facesim_embeddings (
 CREATE INDEX IF NOT EXISTS facesim_embeddings_identity ON facesim_embeddings(identity);
 CREATE TABLE IF NOT EXISTS facesim_removal_log (version bigint PRIMARY KEY, identity text NOT NULL);
 """
-
-
-def redacted(dsn: str) -> str:
-    """The DSN for messages and logs: the password replaced."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:

@@ -16,8 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesim.inference.gallery import GalleryError, GalleryInfo, UnknownIdentity, create_gallery, open_gallery
-from facesim.inference.gallery_postgres import PostgresGallery, redacted
+from facesim.inference.gallery import (
+    GalleryError,
+    GalleryInfo,
+    UnknownIdentity,
+    create_gallery,
+    open_gallery,
+    redacted,
+)
+from facesim.inference.gallery_postgres import PostgresGallery
 from facesim.inference.search import GalleryFollower, LiveGalleryIndex
 
 DIM = 16
