@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--deployment-mode", default="Standard", help="KServe deployment mode: Standard or Knative")
     add("--ui-replicas", type=int, default=1, help="UI Deployment replicas")
     add("--ui-service-type", default="ClusterIP", help="UI Service type: ClusterIP, NodePort or LoadBalancer")
+    from facesim.inference.cluster_postgres import add_manifest_arguments
+
+    add_manifest_arguments(parser)
     return parser
 
 
@@ -155,6 +158,13 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
     if problems:
         raise ValueError("Katib would reject the Experiment: " + "; ".join(problems))
     manifest = to_manifest
+    serving, gallery_database = manifest(inference_service(predictor)), []
+    if args.gallery_backend == "postgresql":
+        from facesim.inference.cluster_postgres import shared_gallery_manifests
+
+        serving, database = shared_gallery_manifests(args, predictor)
+        summary = "PostgreSQL gallery: Secret (password, DSN), headless Service, StatefulSet with its PVC"
+        gallery_database = [ManifestFile("gallery-postgres.yaml", summary, database)]
     return [
         ManifestFile(
             "namespace.yaml", "namespace (Katib metrics-collector injection on)", [manifest(namespace(cluster))]
@@ -170,7 +180,8 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
         ),
         ManifestFile("tfjob.yaml", "training TFJob", [manifest(tfjob(job))]),
         ManifestFile("experiment.yaml", "Katib Experiment (TFJob trials)", [tuning]),
-        ManifestFile("inferenceservice.yaml", "KServe InferenceService", [manifest(inference_service(predictor))]),
+        ManifestFile("inferenceservice.yaml", "KServe InferenceService", [serving]),
+        *gallery_database,
         ManifestFile("ui.yaml", "UI Deployment and Service", [manifest(ui_deployment(ui)), manifest(ui_service(ui))]),
     ]
 

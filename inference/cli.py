@@ -11,11 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+from facesim.inference.gallery import GALLERY_DSN_ENV
 from facesim.inference.payload import RequestLimits
 from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
-
-# The InferenceService sets this from a Secret (`facesim manifests --gallery-backend postgresql`).
-GALLERY_DSN_ENV = "FACESIM_GALLERY_DSN"
 
 
 def _parser() -> argparse.ArgumentParser:

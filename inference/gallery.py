@@ -57,6 +57,9 @@ INSERT OR IGNORE INTO meta VALUES ('version', 0), ('removals', 0);
 _REMOVAL_LOG = "CREATE TABLE IF NOT EXISTS removal_log (version INTEGER PRIMARY KEY, identity TEXT NOT NULL);"
 _SCHEMA = _SCHEMA % _REMOVAL_LOG
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# `facesim serve`'s default gallery when set: the InferenceService takes it from a Secret
+# (`facesim manifests --gallery-backend postgresql`), so no password sits in its arguments.
+GALLERY_DSN_ENV = "FACESIM_GALLERY_DSN"
 
 
 class GalleryError(ValueError):
