@@ -20,7 +20,7 @@ from urllib.parse import quote
 from kserve import models as kserve_models
 from kubernetes import client as k8s
 
-from facesim.cluster.resources import ClusterConfig, Resources, pvc_uri, to_manifest
+from facesim.cluster.resources import ClusterConfig, Resources, container_security_context, pvc_uri, to_manifest
 from facesim.inference.cluster import InferenceServiceConfig, inference_service
 from facesim.inference.gallery import GALLERY_DSN_ENV
 
@@ -132,14 +132,7 @@ def postgres_statefulset(config: PostgresConfig) -> k8s.V1StatefulSet:
             k8s.V1VolumeMount(name="data", mount_path="/var/lib/postgresql/data"),
             k8s.V1VolumeMount(name="run", mount_path="/var/run/postgresql"),
         ],
-        security_context=k8s.V1SecurityContext(
-            run_as_non_root=True,
-            run_as_user=POSTGRES_UID,
-            run_as_group=POSTGRES_UID,
-            allow_privilege_escalation=False,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]),
-            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-        ),
+        security_context=container_security_context(POSTGRES_UID),
     )
     claim = k8s.V1PersistentVolumeClaim(
         metadata=k8s.V1ObjectMeta(name="data", labels=_labels(config)),

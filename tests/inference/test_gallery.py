@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -25,6 +20,7 @@ from facesim.inference.gallery import (
     validate_identity,
 )
 from facesim.inference.search import EmbeddingIndex, LiveGalleryIndex
+from tests.helpers.kill_mid_enrolment import ROWS_PER_ENROLMENT, kill_writer_mid_enrolment
 
 DIM = 16
 HOSTILE_NAMES = ("<script>alert(1)</script>", "a/../b", "../../etc/passwd", "Zoë O'Brien", "名前", "x" * 128)
@@ -148,36 +144,13 @@ def test_live_index_follows_enrolments_and_removals(store: GalleryStore, approxi
     assert [m.identity for m in matches[0]] == ["alice"]
 
 
-ENROL_FOREVER = textwrap.dedent(
-    """
-    import sys, numpy as np
-    from facesim.inference.gallery import GalleryStore
-    store = GalleryStore(sys.argv[1])
-    vectors = np.ones((50, int(sys.argv[2])), np.float32)  # big enough that kill -9 lands mid-write
-    i = 0
-    while True:
-        store.add(f"person {i}", vectors)
-        print(i, flush=True)  # printed only after the commit
-        i += 1
-    """
-)
-
-
 def test_kill_9_mid_enrolment_loses_nothing_committed(store: GalleryStore) -> None:
-    writer = subprocess.Popen(
-        [sys.executable, "-c", ENROL_FOREVER, str(store.directory), str(DIM)], stdout=subprocess.PIPE, text=True
-    )
-    acknowledged = []
-    deadline = time.monotonic() + 60
-    while len(acknowledged) < 30 and time.monotonic() < deadline:
-        acknowledged.append(int(writer.stdout.readline()))
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait()
+    acknowledged = kill_writer_mid_enrolment(str(store.directory), DIM)
     with sqlite3.connect(store.directory / DATABASE_NAME) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     names = dict(store.identities())
-    assert all(names.get(f"person {i}") == 50 for i in acknowledged)  # every acknowledged one, complete
-    assert all(count == 50 for count in names.values())  # and no half-written identity
+    assert all(names.get(f"person {i}") == ROWS_PER_ENROLMENT for i in acknowledged)  # every acknowledged one, complete
+    assert all(count == ROWS_PER_ENROLMENT for count in names.values())  # and no half-written identity
     store.add("after the crash", np.ones((1, DIM), np.float32))  # still writable
 
 

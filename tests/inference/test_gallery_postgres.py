@@ -3,11 +3,6 @@ gallery's guarantees, and replicas that each keep their own index following comm
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +21,7 @@ from facesim.inference.gallery import (
 )
 from facesim.inference.gallery_postgres import PostgresGallery
 from facesim.inference.search import GalleryFollower, LiveGalleryIndex
+from tests.helpers.kill_mid_enrolment import ROWS_PER_ENROLMENT, kill_writer_mid_enrolment
 
 DIM = 16
 POLL_S = 0.5
@@ -150,34 +146,11 @@ def test_postgres_concurrent_enrolments_from_processes_lose_nothing(
     assert list(rows.ids) == sorted(rows.ids) and len(rows.ids) == 2 * workers * each
 
 
-ENROL_FOREVER = textwrap.dedent(
-    """
-    import sys, numpy as np
-    from facesim.inference.gallery_postgres import PostgresGallery
-    gallery = PostgresGallery(sys.argv[1])
-    vectors = np.ones((50, int(sys.argv[2])), np.float32)  # big enough that kill -9 lands mid-write
-    i = 0
-    while True:
-        gallery.add(f"person {i}", vectors)
-        print(i, flush=True)  # printed only after the commit
-        i += 1
-    """
-)
-
-
 def test_postgres_kill_9_mid_enrolment_loses_nothing_committed(gallery: PostgresGallery, postgres_dsn: str) -> None:
-    writer = subprocess.Popen(
-        [sys.executable, "-c", ENROL_FOREVER, postgres_dsn, str(DIM)], stdout=subprocess.PIPE, text=True
-    )
-    acknowledged = []
-    deadline = time.monotonic() + 60
-    while len(acknowledged) < 30 and time.monotonic() < deadline:
-        acknowledged.append(int(writer.stdout.readline()))
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait()
+    acknowledged = kill_writer_mid_enrolment(postgres_dsn, DIM)
     names = dict(gallery.identities())
-    assert all(names.get(f"person {i}") == 50 for i in acknowledged)  # every acknowledged one, complete
-    assert all(count == 50 for count in names.values())  # and no half-written identity
+    assert all(names.get(f"person {i}") == ROWS_PER_ENROLMENT for i in acknowledged)  # every one, complete
+    assert all(count == ROWS_PER_ENROLMENT for count in names.values())  # and no half-written identity
     gallery.add("after the crash", np.ones((1, DIM), np.float32))  # still writable: no lock left behind
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from PIL import Image
 
 from facesim.inference.client import predict
 from facesim.inference.local_server import free_port, local_predictor, start_predictor
+from tests.helpers.kill_mid_enrolment import kill_predictor_mid_enrolment
 
 V1 = "/v1/models/facenet:predict"
 V2 = "/v2/models/facenet/infer"
@@ -361,32 +360,7 @@ def test_kill_9_during_enrolments_loses_nothing_acknowledged(
     env = {"FACESIM_YUNET_MODEL": str(yunet_path), "FACESIM_HOME": str(tmp_path / "home")}
     photo = b64((examples / "alex-lacamoire.png").read_bytes())
     server = start_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "killed.log")
-    acknowledged: list[str] = []
-
-    def enrol_until_killed(worker: int) -> None:
-        for i in range(1000):
-            name = f"worker {worker} enrolment {i}"
-            try:
-                answer = requests.post(
-                    server.url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=30
-                )
-            except requests.RequestException:
-                return  # the server is gone
-            if answer.status_code == 200:
-                acknowledged.append(name)
-
-    try:
-        with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(enrol_until_killed, worker) for worker in range(4)]
-            deadline = time.monotonic() + 60
-            while len(acknowledged) < 12 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            os.kill(server.process.pid, signal.SIGKILL)  # mid-stream: other enrolments are in flight
-            server.process.wait()
-            for future in futures:
-                future.result()
-    finally:
-        server.stop()
+    acknowledged = kill_predictor_mid_enrolment(server, photo, clients=4, at_least=12)
     assert len(acknowledged) >= 12
     with local_predictor(tiny_model_dir, gallery, env=env, log_path=tmp_path / "restarted.log") as url:
         listed = {

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import base64
-import os
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +16,7 @@ import requests
 from facesim.inference.client import predict
 from facesim.inference.gallery_cli import main as gallery_main
 from facesim.inference.local_server import RunningPredictor, start_predictor
+from tests.helpers.kill_mid_enrolment import kill_predictor_mid_enrolment
 from tests.helpers.postgres_server import PostgresServer
 
 GALLERY = "/v1/models/facenet/gallery"
@@ -113,31 +112,8 @@ def test_postgres_kill_9_of_a_replica_mid_enrolment_loses_nothing_acknowledged(
     replicas: list[str], shared_gallery: str, tiny_model_dir: Path, yunet_path: Path, photo: str, tmp_path: Path
 ) -> None:
     doomed = start_replica(tiny_model_dir, shared_gallery, yunet_path, tmp_path / "doomed.log")
-    acknowledged: list[str] = []
-
-    def enrol_until_killed(worker: int) -> None:
-        for i in range(1000):
-            name = f"doomed {worker}-{i}"
-            try:
-                answer = enrol(doomed.url, name, photo)
-            except requests.RequestException:
-                return  # the replica is gone
-            if answer.status_code == 200:
-                acknowledged.append(name)
-
-    try:
-        with ThreadPoolExecutor(3) as pool:
-            futures = [pool.submit(enrol_until_killed, worker) for worker in range(3)]
-            deadline = time.monotonic() + 90
-            while len(acknowledged) < 9 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            os.kill(doomed.process.pid, signal.SIGKILL)  # other enrolments are in flight
-            doomed.process.wait()
-            for future in futures:
-                future.result()
-    finally:
-        doomed.stop()
+    acknowledged = kill_predictor_mid_enrolment(doomed, photo, clients=3, at_least=9)
     assert len(acknowledged) >= 9
     survivors = listed(replicas[0])
     assert all(survivors.get(name) == 1 for name in acknowledged)
-    assert all(count == 1 for name, count in survivors.items() if name.startswith("doomed"))  # none half-written
+    assert all(count == 1 for name, count in survivors.items() if name.startswith("client "))  # none half-written
