@@ -232,12 +232,12 @@ def predictor_service_url(isvc_name: str, namespace: str) -> str:
     return f"http://{isvc_name}-predictor.{namespace}.svc.cluster.local"
 
 
-def container_security_context() -> k8s.V1SecurityContext:
+def container_security_context(uid: int = NON_ROOT_UID) -> k8s.V1SecurityContext:
     """Non-root, no privilege escalation, no capabilities (the `restricted` Pod Security level)."""
     return k8s.V1SecurityContext(
         run_as_non_root=True,
-        run_as_user=NON_ROOT_UID,
-        run_as_group=NON_ROOT_UID,
+        run_as_user=uid,
+        run_as_group=uid,
         allow_privilege_escalation=False,
         capabilities=k8s.V1Capabilities(drop=["ALL"]),
         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),

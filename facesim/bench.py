@@ -1,4 +1,4 @@
-"""`facesim bench train|serve`: the benchmarks (each lives with its component)."""
+"""`facesim bench train|serve|gallery`: the benchmarks (each lives with its component)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 BENCHMARKS = {
     "train": ("facesim.training.bench", "training throughput (steps/s, images/s) for 1..N local workers"),
+    "gallery": ("facesim.inference.bench_gallery", "exact search vs the persisted FAISS index on a face-like gallery"),
     "serve": (
         "facesim.inference.bench",
         "predictor latency/throughput at several concurrencies, and gallery search time",

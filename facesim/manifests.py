@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--deployment-mode", default="Standard", help="KServe deployment mode: Standard or Knative")
     add("--ui-replicas", type=int, default=1, help="UI Deployment replicas")
     add("--ui-service-type", default="ClusterIP", help="UI Service type: ClusterIP, NodePort or LoadBalancer")
+    from facesim.inference.cluster_postgres import add_manifest_arguments
+
+    add_manifest_arguments(parser)
     return parser
 
 
@@ -172,6 +175,13 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
     if args.deployment_mode == "Knative":
         serving += f" (Knative: enable {', '.join(KNATIVE_FEATURE_FLAGS)} in knative-serving/config-features)"
     manifest = to_manifest
+    service_manifest, gallery_database = manifest(inference_service(predictor)), []
+    if args.gallery_backend == "postgresql":
+        from facesim.inference.cluster_postgres import shared_gallery_manifests
+
+        service_manifest, database = shared_gallery_manifests(args, predictor)
+        summary = "PostgreSQL gallery: Secret (password, DSN), headless Service, StatefulSet with its PVC"
+        gallery_database = [ManifestFile("gallery-postgres.yaml", summary, database)]
     return [
         ManifestFile(
             "namespace.yaml", "namespace (Katib metrics-collector injection on)", [manifest(namespace(cluster))]
@@ -192,7 +202,8 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
             "admin token for gallery writes (placeholder: set it)",
             [manifest(admin_token_secret(cluster))],
         ),
-        ManifestFile("inferenceservice.yaml", serving, [manifest(inference_service(predictor))]),
+        ManifestFile("inferenceservice.yaml", serving, [service_manifest]),
+        *gallery_database,
         ManifestFile("ui.yaml", "UI Deployment and Service", [manifest(ui_deployment(ui)), manifest(ui_service(ui))]),
     ]
 

@@ -1,8 +1,8 @@
 """`facesim bench serve`: predictor latency and throughput, and gallery search time.
 
 Serving: a real predictor process (or `--url`), C concurrent clients sending V1 requests back to
-back; p50/p99 latency and images/s per image and concurrency. Search: synthetic unit embeddings
-(no model needed) at each gallery size, exact and FAISS HNSW, with HNSW's recall@1 against exact.
+back; p50/p99 latency and images/s per image and concurrency. Search: `facesim bench gallery` at
+each gallery size (face-like synthetic embeddings, no model needed): exact against the FAISS index.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from facesim.contract.client import PredictorClient, PredictorError, Timeouts, v1_request
+from facesim.inference.bench_gallery import GalleryBenchResult, measure
 from facesim.inference.local_server import ServerStartError, local_predictor
-from facesim.inference.search import EmbeddingIndex
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,6 @@ class LatencyResult:
     p50_ms: float
     p99_ms: float
     images_per_s: float
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    gallery_size: int
-    dim: int
-    exact_ms_per_query: float
-    hnsw_build_s: float | None
-    hnsw_ms_per_query: float | None
-    hnsw_recall_at_1: float | None
 
 
 def measure_latency(url: str, image: Path, concurrency: int, total: int) -> LatencyResult:
@@ -81,35 +71,6 @@ def measure_latency(url: str, image: Path, concurrency: int, total: int) -> Late
     )
 
 
-def measure_search(size: int, dim: int, queries: int, hnsw: bool, seed: int = 0) -> SearchResult:
-    rng = np.random.default_rng(seed)
-    vectors = rng.standard_normal((size, dim), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    names = [f"person {i}" for i in range(size)]
-    probes = vectors[rng.integers(0, size, queries)] + 0.05 * rng.standard_normal((queries, dim), dtype=np.float32)
-    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
-    exact = EmbeddingIndex(dim, approximate_threshold=size + 1)
-    exact.add(vectors, names)
-    exact_ms, exact_top = _time_queries(exact, probes)
-    if not hnsw:
-        return SearchResult(size, dim, exact_ms, None, None, None)
-    start = time.perf_counter()
-    approximate = EmbeddingIndex(dim, approximate_threshold=1)
-    approximate.add(vectors, names)
-    build_s = time.perf_counter() - start
-    hnsw_ms, hnsw_top = _time_queries(approximate, probes)
-    recall = float(np.mean([a == e for a, e in zip(hnsw_top, exact_top)]))
-    return SearchResult(size, dim, exact_ms, build_s, hnsw_ms, recall)
-
-
-def _time_queries(index: EmbeddingIndex, probes: np.ndarray) -> tuple[float, list[str]]:
-    """One query at a time, as a request with one face searches."""
-    top, start = [], time.perf_counter()
-    for probe in probes:
-        top.append(index.search(probe[None], 3)[0][0].identity)
-    return (time.perf_counter() - start) * 1000 / len(probes), top
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesim bench serve", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -125,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         "--yunet", help="YuNet ONNX weights for the predictor started here (default: as in faces.detect)"
     )
     parser.add_argument("--search-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--hnsw-max", type=int, default=1_000_000, help="skip HNSW builds above this size")
+    parser.add_argument("--search-cache", type=Path, help="keep built indexes here (as `bench gallery --cache`)")
     parser.add_argument("--dim", type=int, default=128, help="embedding size for the search benchmark")
     parser.add_argument("--search-queries", type=int, default=200)
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON")
@@ -148,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"facesim bench serve: {error}", file=sys.stderr)
             return 1
     search = [
-        measure_search(size, args.dim, args.search_queries, size <= args.hnsw_max)
+        measure(size, args.search_queries, args.search_cache, args.dim)
         for size in tqdm(args.search_sizes, desc="search", unit="size")
     ]
     report = _report(argv, load_before, os.getloadavg(), latency, search)
@@ -180,7 +141,9 @@ def _serving(args: argparse.Namespace) -> list[LatencyResult]:
         return [measure_latency(url, image, c, args.requests) for image, c in tqdm(runs, desc="serving", unit="run")]
 
 
-def _report(argv: list[str], load_before, load_after, latency: list[LatencyResult], search: list[SearchResult]) -> str:
+def _report(
+    argv: list[str], load_before, load_after, latency: list[LatencyResult], search: list[GalleryBenchResult]
+) -> str:
     lines = [
         f"command: facesim bench serve {shlex.join(argv)}",
         f"load average (1/5/15 min) before {_load(load_before)}, after {_load(load_after)}; {os.cpu_count()} CPUs",
@@ -198,12 +161,12 @@ def _report(argv: list[str], load_before, load_after, latency: list[LatencyResul
         ]
         lines.append("")
     lines += [
-        "| gallery size | dim | exact ms/query | HNSW build s | HNSW ms/query | HNSW recall@1 |",
-        "|---|---|---|---|---|---|",
+        "| gallery size | exact ms/query | index ms/query | recall@1 | index build s | index load s | index MB |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.gallery_size:,} | {r.dim} | {r.exact_ms_per_query:.2f} | {_opt(r.hnsw_build_s, '.1f')} | "
-        f"{_opt(r.hnsw_ms_per_query, '.3f')} | {_opt(r.hnsw_recall_at_1, '.3f')} |"
+        f"| {r.size:,} | {r.exact_ms:.2f} | {r.index_ms:.3f} | {r.recall_at_1:.3f} | {r.build_s:.1f} | "
+        f"{r.load_s:.2f} | {r.index_mb:.0f} |"
         for r in search
     ]
     return "\n".join(lines)
@@ -211,7 +174,3 @@ def _report(argv: list[str], load_before, load_after, latency: list[LatencyResul
 
 def _load(values) -> str:
     return "/".join(f"{v:.2f}" for v in values)
-
-
-def _opt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)

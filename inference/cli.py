@@ -7,11 +7,13 @@ accepted and passed to `kserve.ModelServer`; `--port` is a short form of `--http
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from facesim.inference.gallery import GALLERY_DSN_ENV
 from facesim.inference.payload import RequestLimits
-from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD
+from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
 
 # `facesim serve` flag -> help; each sets the RequestLimits field of the same name.
 LIMIT_FLAGS = {
@@ -49,8 +51,30 @@ def _parser() -> argparse.ArgumentParser:
         "--gallery",
         "--gallery_dir",
         dest="gallery",
+        default=os.environ.get(GALLERY_DSN_ENV) or None,
+        help="gallery directory, or a PostgreSQL DSN postgresql://USER@HOST:PORT/DB shared by replicas "
+        f"(default: ${GALLERY_DSN_ENV} if set, else the latest registered gallery; a DSN's password may "
+        "come from $PGPASSWORD)",
+    )
+    parser.add_argument(
+        "--index-dir",
         type=Path,
-        help="gallery directory (default: the latest registered gallery)",
+        default=None,
+        help="where the FAISS index is saved and loaded at start (default: index/ in a gallery directory; "
+        "none for PostgreSQL: each replica then reads the gallery at start)",
+    )
+    parser.add_argument(
+        "--gallery-poll-s",
+        type=float,
+        default=DEFAULT_POLL_S,
+        help="PostgreSQL galleries: read the gallery version at least this often (the fallback when a "
+        "commit's notification is missed); a commit is searchable on every replica within this plus the read",
+    )
+    parser.add_argument(
+        "--no-gallery-listen",
+        dest="gallery_listen",
+        action="store_false",
+        help="PostgreSQL galleries: poll only, without LISTEN/NOTIFY (e.g. behind a transaction-mode pooler)",
     )
     parser.add_argument("--port", type=int, default=None, help="HTTP port (same as --http_port)")
     parser.add_argument(
@@ -75,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "--approximate-threshold",
         type=int,
         default=DEFAULT_APPROXIMATE_THRESHOLD,
-        help="gallery size (embeddings) from which search uses a FAISS HNSW index",
+        help="gallery size (embeddings) from which search uses the FAISS IVF index",
     )
     parser.add_argument(
         "--tf-threads",
@@ -112,7 +136,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _resolve_artifacts(model: Path | None, gallery: Path | None) -> tuple[Path, Path]:
+def _resolve_artifacts(model: Path | None, gallery: str | None) -> tuple[Path, Path | str]:
     if model is None or gallery is None:
         from facesim.storage.paths import latest_gallery, latest_model
 
@@ -122,10 +146,12 @@ def _resolve_artifacts(model: Path | None, gallery: Path | None) -> tuple[Path, 
         raise FileNotFoundError("no --model given and no model registered: train one with `facesim train`")
     if gallery is None:
         raise FileNotFoundError("no --gallery given and none registered: build one with `facesim gallery build`")
-    return model, gallery
+    from facesim.inference.gallery import gallery_location
+
+    return model, gallery_location(str(gallery))
 
 
-def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
+def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path | str) -> int:
     import kserve
 
     from facesim.contract.auth import load_admin_token
@@ -141,6 +167,9 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
         yunet_path=args.yunet,
         tf_threads=args.tf_threads,
         admin_token=load_admin_token(args.admin_token_file),
+        index_dir=args.index_dir,
+        poll_s=args.gallery_poll_s,
+        listen=args.gallery_listen,
     )
     predictor = FaceNetPredictor(config)
     predictor.load()

@@ -1,7 +1,9 @@
 """The gallery ("image database"): identities, their face embeddings and a thumbnail each.
 
-A gallery is a directory holding `gallery.json` (format, the model that made the embeddings,
-embedding size, provenance) and `gallery.sqlite` (the rows). SQLite gives what enrolment needs
+Two backends keep the same rows behind one interface (`Gallery`): a directory holding
+`gallery.json` (format, the model that made the embeddings, embedding size, provenance) and
+`gallery.sqlite` (the rows), for one machine; and a PostgreSQL database (`postgresql://...`,
+gallery_postgres.py) that several predictor replicas share. SQLite gives what enrolment needs
 without our own locking: every change is one transaction (a kill -9 mid-write loses nothing
 already committed), concurrent writers from threads or server workers are serialised, and the
 change counter `version` lets every reader notice a change by reading one row.
@@ -12,13 +14,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from facesim.inference.search import IndexState
 
 from facesim.contract.api import IdentityNameError
 from facesim.contract.api import validate_identity as contract_identity
@@ -43,8 +50,17 @@ CREATE TABLE IF NOT EXISTS embeddings (
     source TEXT
 );
 CREATE INDEX IF NOT EXISTS embeddings_identity ON embeddings(identity);
+%s
 INSERT OR IGNORE INTO meta VALUES ('version', 0), ('removals', 0);
 """
+# Which identity each removal took (by the version it made): an index saved at an older version
+# catches up by removing those, without reading the whole gallery again.
+_REMOVAL_LOG = "CREATE TABLE IF NOT EXISTS removal_log (version INTEGER PRIMARY KEY, identity TEXT NOT NULL);"
+_SCHEMA = _SCHEMA % _REMOVAL_LOG
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# `facesim serve`'s default gallery when set: the InferenceService takes it from a Secret
+# (`facesim manifests --gallery-backend postgresql`), so no password sits in its arguments.
+GALLERY_DSN_ENV = "FACESIM_GALLERY_DSN"
 
 
 class GalleryError(ValueError):
@@ -85,12 +101,88 @@ class GalleryRows:
     vectors: np.ndarray
 
 
+@dataclass(frozen=True)
+class GalleryChanges:
+    """What was committed after an index's state, read in one snapshot: the identities removed
+    (None when the removal log does not reach back: read everything), then the rows added."""
+
+    removed: list[str] | None
+    rows: GalleryRows
+
+
+class Gallery(Protocol):
+    """What the predictor and the index need of a gallery, whichever backend keeps it."""
+
+    info: GalleryInfo
+    location: str  # for messages: a directory, or a DSN without its password
+
+    def add(self, identity: str, vectors: np.ndarray, thumbnail: bytes | None = None,
+            sources: list[str] | None = None) -> EnrolResult: ...  # fmt: skip
+    def remove(self, identity: str) -> int: ...
+    def identities(self) -> list[tuple[str, int]]: ...
+    def thumbnail(self, identity: str) -> bytes | None: ...
+    def counters(self) -> tuple[int, int]: ...
+    def changes(self, since: IndexState) -> GalleryChanges: ...
+
+
 def validate_identity(name: object) -> str:
     """The contract's identity-name rule, failing with a GalleryError."""
     try:
         return contract_identity(name)
     except IdentityNameError as error:
         raise GalleryError(str(error)) from None
+
+
+def checked_rows(info: GalleryInfo, identity: str, vectors: np.ndarray, sources: list[str] | None
+                 ) -> tuple[str, np.ndarray, list[str]]:  # fmt: skip
+    """An enrolment's checked parts: a valid name, (N, D) float32 vectors, one source per row."""
+    identity = validate_identity(identity)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != info.embedding_dim:
+        raise GalleryError(f"embeddings must have shape (N, {info.embedding_dim}), got {vectors.shape}")
+    sources = sources or [""] * len(vectors)
+    if len(sources) != len(vectors):
+        raise GalleryError(f"{len(vectors)} embeddings but {len(sources)} sources")
+    return identity, vectors, sources
+
+
+def log_covers(removed: Sequence[object], removals_now: int, since_removals: int) -> bool:
+    """Whether the removal log holds every removal after an index's state (older galleries had no log)."""
+    return since_removals >= 0 and len(removed) == removals_now - since_removals
+
+
+def is_postgres(location: str | Path) -> bool:
+    return str(location).startswith(POSTGRES_SCHEMES)
+
+
+def gallery_location(text: str) -> Path | str:
+    """A command-line gallery: a DSN stays text (a Path would fold its `//`), anything else is a directory."""
+    return text if is_postgres(text) else Path(text)
+
+
+def redacted(location: str | Path) -> str:
+    """A gallery location for messages and logs: a DSN's password replaced."""
+    parts = urlsplit(str(location))
+    if not is_postgres(location) or parts.password is None:
+        return str(location)
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
+def open_gallery(location: str | Path) -> Gallery:
+    """A gallery directory (SQLite) or a PostgreSQL DSN."""
+    if is_postgres(location):
+        from facesim.inference.gallery_postgres import PostgresGallery
+
+        return PostgresGallery(str(location))
+    return GalleryStore(location)
+
+
+def create_gallery(location: str | Path, info: GalleryInfo) -> Gallery:
+    if is_postgres(location):
+        from facesim.inference.gallery_postgres import PostgresGallery
+
+        return PostgresGallery.create(str(location), info)
+    return GalleryStore.create(location, info)
 
 
 class GalleryStore:
@@ -105,6 +197,7 @@ class GalleryStore:
                 "build one with `facesim gallery build`"
             )
         self.info = GalleryInfo(**json.loads(manifest.read_text()))
+        self.location = str(self.directory)
 
     @classmethod
     def create(cls, directory: Path | str, info: GalleryInfo) -> GalleryStore:
@@ -182,6 +275,8 @@ class GalleryStore:
             if db.execute("DELETE FROM identities WHERE name = ?", (identity,)).rowcount == 0:
                 raise UnknownIdentity(f"no identity {identity!r} in the gallery")
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'removals'")
+            db.execute(_REMOVAL_LOG)  # galleries made before the log existed get it now
+            db.execute("INSERT INTO removal_log VALUES (?, ?)", (_meta(db, "version") + 1, identity))
         return removed
 
     def identities(self) -> list[tuple[str, int]]:
@@ -200,19 +295,41 @@ class GalleryStore:
 
     def rows(self, after_id: int = 0) -> GalleryRows:
         """Embedding rows with id > after_id (all by default), read in one consistent snapshot."""
-        dim = self.info.embedding_dim
         with self._read() as db:
             db.execute("BEGIN")  # one read transaction: counters and rows agree
-            version, removals = _meta(db, "version"), _meta(db, "removals")
-            count = db.execute("SELECT COUNT(*) FROM embeddings WHERE id > ?", (after_id,)).fetchone()[0]
-            # Filled row by row from the cursor: a million-row gallery never exists twice in memory.
-            ids, vectors, identities = np.empty(count, np.int64), np.empty((count, dim), np.float32), []
-            cursor = db.execute("SELECT id, identity, vector FROM embeddings WHERE id > ? ORDER BY id", (after_id,))
-            for i, (row_id, identity, vector) in enumerate(cursor):
-                ids[i], vectors[i] = row_id, np.frombuffer(vector, np.float32)
-                identities.append(identity)
+            rows = self._rows(db, after_id)
             db.execute("COMMIT")
-        return GalleryRows(version=version, removals=removals, ids=ids, identities=identities, vectors=vectors)
+        return rows
+
+    def changes(self, since: IndexState) -> GalleryChanges:
+        if since.removals < 0:
+            return GalleryChanges(removed=None, rows=self.rows())
+        with self._read() as db:
+            db.execute("BEGIN")  # one read transaction: the log, the counters and the rows agree
+            has_log = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'removal_log'").fetchone()
+            removed = [name for (name,) in db.execute(
+                "SELECT identity FROM removal_log WHERE version > ? ORDER BY version", (since.version,))] if has_log else []  # fmt: skip
+            rows = self._rows(db, since.last_id)
+            db.execute("COMMIT")
+        if not log_covers(removed, rows.removals, since.removals):
+            return GalleryChanges(removed=None, rows=self.rows())
+        return GalleryChanges(removed=removed, rows=rows)
+
+    def _rows(self, db: sqlite3.Connection, after_id: int) -> GalleryRows:
+        version, removals = _meta(db, "version"), _meta(db, "removals")
+        count = db.execute("SELECT COUNT(*) FROM embeddings WHERE id > ?", (after_id,)).fetchone()[0]
+        cursor = db.execute("SELECT id, identity, vector FROM embeddings WHERE id > ? ORDER BY id", (after_id,))
+        return read_rows(cursor, count, self.info.embedding_dim, version, removals)
+
+
+def read_rows(cursor: Iterator[tuple], count: int, dim: int, version: int, removals: int) -> GalleryRows:
+    """(id, identity, vector bytes) rows into arrays, filled row by row from the cursor: a
+    million-row gallery never exists twice in memory."""
+    ids, vectors, identities = np.empty(count, np.int64), np.empty((count, dim), np.float32), []
+    for i, (row_id, identity, vector) in enumerate(cursor):
+        ids[i], vectors[i] = row_id, np.frombuffer(vector, np.float32)
+        identities.append(identity)
+    return GalleryRows(version=version, removals=removals, ids=ids, identities=identities, vectors=vectors)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

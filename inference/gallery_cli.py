@@ -21,7 +21,18 @@ from facesim.inference.embedder import (
     read_model_info,
     thumbnail_jpeg,
 )
-from facesim.inference.gallery import GalleryError, GalleryInfo, GalleryStore
+from facesim.inference.gallery import (
+    Gallery,
+    GalleryError,
+    GalleryInfo,
+    GalleryStore,
+    create_gallery,
+    gallery_location,
+    is_postgres,
+    open_gallery,
+    redacted,
+)
+from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex
 from facesim.storage.datasets import IdentityDataset
 from facesim.storage.lfw import LfwLayout
 
@@ -61,34 +72,48 @@ def identity_folders(data_dirs: list[Path], options: BuildOptions) -> dict[str, 
     return {name: found[name][: options.max_images_per_identity] for name in names}
 
 
+@dataclass(frozen=True)
+class IndexOptions:
+    """The FAISS index saved with a new gallery, so the first `facesim serve` loads it instead of building it."""
+
+    directory: Path | None = None  # default: index/ inside a gallery directory; none for PostgreSQL
+    approximate_threshold: int = DEFAULT_APPROXIMATE_THRESHOLD
+
+
 def build_gallery(
-    model_dir: Path, data_dirs: list[Path], out: Path, options: BuildOptions, yunet_path: str | None = None
+    model_dir: Path,
+    data_dirs: list[Path],
+    out: Path | str,
+    options: BuildOptions,
+    yunet_path: str | None = None,
+    index: IndexOptions = IndexOptions(),
 ) -> BuildReport:
-    """Embed each identity's images into a new gallery at `out` (written aside, then renamed)."""
-    if out.exists() and any(out.iterdir()):
-        raise GalleryError(f"{out} exists and is not empty: choose a new --out (galleries are versioned artifacts)")
+    """Embed each identity's images into a new gallery: a directory (written aside, then renamed) or a
+    PostgreSQL database (filled identity by identity, each in its own transaction)."""
     folders = identity_folders(data_dirs, options)
     if not folders:
         raise FileNotFoundError(f"no identity folders with images under {', '.join(map(str, data_dirs))}")
     info = read_model_info(model_dir)
-    preprocessor = preprocessor_for(info, yunet_path)
-    embedder = Embedder(info)
+    source = {
+        "data": [str(d) for d in data_dirs],
+        "options": options.__dict__ | {"identities": list(options.identities)},
+    }
+    gallery_info = GalleryInfo(model_version=info.version, embedding_dim=info.embedding_dim, source=source)
+    embed = _Embedding(preprocessor_for(info, yunet_path), Embedder(info))
+    if is_postgres(out):
+        store = create_gallery(str(out), gallery_info)
+        report = _fill(store, folders, embed, options)
+        save_gallery_index(store, index.directory, index.approximate_threshold)
+        return report
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise GalleryError(f"{out} exists and is not empty: choose a new --out (galleries are versioned artifacts)")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        source = {
-            "data": [str(d) for d in data_dirs],
-            "options": options.__dict__ | {"identities": list(options.identities)},
-        }
-        store = GalleryStore.create(
-            staging, GalleryInfo(model_version=info.version, embedding_dim=info.embedding_dim, source=source)
-        )
-        report = BuildReport()
-        progress = tqdm(total=sum(map(len, folders.values())), desc="gallery", unit="img")
-        for name, paths in folders.items():
-            _add_identity(store, name, paths, preprocessor, embedder, options, report)
-            progress.update(len(paths))
-        progress.close()
+        store = GalleryStore.create(staging, gallery_info)
+        report = _fill(store, folders, embed, options)
+        save_gallery_index(store, index.directory or staging / "index", index.approximate_threshold)
         if out.exists():
             out.rmdir()
         staging.rename(out)
@@ -98,8 +123,33 @@ def build_gallery(
     return report
 
 
+@dataclass(frozen=True)
+class _Embedding:
+    preprocessor: FacePreprocessor
+    embedder: Embedder
+
+
+def _fill(store: Gallery, folders: dict[str, list[Path]], embed: _Embedding, options: BuildOptions) -> BuildReport:
+    report = BuildReport()
+    progress = tqdm(total=sum(map(len, folders.values())), desc="gallery", unit="img")
+    for name, paths in folders.items():
+        _add_identity(store, name, paths, embed.preprocessor, embed.embedder, options, report)
+        progress.update(len(paths))
+    progress.close()
+    return report
+
+
+def save_gallery_index(store: Gallery, directory: Path | None, approximate_threshold: int) -> Path | None:
+    """Build and save the gallery's FAISS index (nothing below the threshold: exact search needs none)."""
+    if directory is None:
+        return None
+    live = LiveGalleryIndex(store, approximate_threshold, directory)
+    live.refresh()
+    return live.save()
+
+
 def _add_identity(
-    store: GalleryStore,
+    store: Gallery,
     name: str,
     paths: list[Path],
     preprocessor: FacePreprocessor,
@@ -135,6 +185,12 @@ def _add_identity(
     report.embeddings += len(vectors)
 
 
+OUT_HELP = (
+    "new gallery: a directory (SQLite, one machine), or a PostgreSQL DSN postgresql://USER@HOST:PORT/DB "
+    "(an empty database, shared by predictor replicas; a password may come from $PGPASSWORD)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facesim gallery", description="Build and inspect identity galleries.")
     commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -151,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="folder of identity folders, or an LFW root (repeat to combine several)",
     )
-    build.add_argument("--out", required=True, type=Path, help="new gallery directory")
+    build.add_argument("--out", required=True, type=gallery_location, help=OUT_HELP)
     build.add_argument("--max-images-per-identity", type=int, default=BuildOptions.max_images_per_identity)
     build.add_argument(
         "--min-images", type=int, default=BuildOptions.min_images, help="skip identities with fewer usable face images"
@@ -166,12 +222,25 @@ def _parser() -> argparse.ArgumentParser:
         help="also register the gallery in the local registry under NAME (what `facesim serve` "
         "uses by default is NAME=default)",
     )
+    build.add_argument(
+        "--index-dir",
+        type=Path,
+        default=None,
+        help="save the FAISS index here (default: index/ inside a gallery directory; for PostgreSQL only "
+        "when given, e.g. a volume the replicas share as `facesim serve --index-dir`)",
+    )
+    build.add_argument(
+        "--approximate-threshold",
+        type=int,
+        default=DEFAULT_APPROXIMATE_THRESHOLD,
+        help="save an index when the gallery holds at least this many embeddings (below, search is exact)",
+    )
     init = commands.add_parser("init", help="create an empty gallery for a model (to fill by enrolment)")
     init.add_argument("--model", required=True, type=Path, help="model artifact directory")
-    init.add_argument("--out", required=True, type=Path, help="new gallery directory")
+    init.add_argument("--out", required=True, type=gallery_location, help=OUT_HELP)
     init.add_argument("--register", metavar="NAME", default=None, help="also register it in the local registry")
     show = commands.add_parser("list", help="list a gallery's identities and counts")
-    show.add_argument("--gallery", required=True, type=Path, help="gallery directory")
+    show.add_argument("--gallery", required=True, type=gallery_location, help="gallery directory or PostgreSQL DSN")
     return parser
 
 
@@ -190,8 +259,10 @@ def _build_main(args: argparse.Namespace) -> int:
         if value < 1:
             raise ValueError(f"{name} must be at least 1")
     options = BuildOptions(args.max_images_per_identity, args.min_images, args.limit_identities, tuple(args.identity))
-    report = build_gallery(args.model, args.data, args.out, options, args.yunet)
-    print(f"gallery {args.out}: {report.identities} identities, {report.embeddings} embeddings")
+    _check_register(args)
+    index = IndexOptions(args.index_dir, args.approximate_threshold)
+    report = build_gallery(args.model, args.data, args.out, options, args.yunet, index)
+    print(f"gallery {redacted(args.out)}: {report.identities} identities, {report.embeddings} embeddings")
     if report.images_skipped:
         print(
             f"  {len(report.images_skipped)} images skipped (unreadable or no usable face), e.g. {report.images_skipped[0]}"
@@ -203,10 +274,11 @@ def _build_main(args: argparse.Namespace) -> int:
 
 
 def _init_main(args: argparse.Namespace) -> int:
+    _check_register(args)
     info = read_model_info(args.model)
-    if args.out.exists() and any(args.out.iterdir()):
+    if not is_postgres(args.out) and args.out.exists() and any(args.out.iterdir()):
         raise GalleryError(f"{args.out} exists and is not empty: choose a new --out")
-    GalleryStore.create(
+    store = create_gallery(
         args.out,
         GalleryInfo(
             model_version=info.version,
@@ -214,9 +286,16 @@ def _init_main(args: argparse.Namespace) -> int:
             source={"data": [], "note": "created empty (facesim gallery init)"},
         ),
     )
-    print(f"gallery {args.out}: empty, for model {info.version}")
+    print(f"gallery {store.location}: empty, for model {info.version}")
     _register(args)
     return 0
+
+
+def _check_register(args: argparse.Namespace) -> None:
+    if args.register and is_postgres(args.out):
+        raise GalleryError(
+            "--register takes gallery directories; give a PostgreSQL gallery to `facesim serve --gallery`"
+        )
 
 
 def _register(args: argparse.Namespace) -> None:
@@ -228,11 +307,11 @@ def _register(args: argparse.Namespace) -> None:
 
 
 def _list_main(args: argparse.Namespace) -> int:
-    store = GalleryStore(args.gallery)
+    store = open_gallery(args.gallery)
     identities = store.identities()
     version, _ = store.counters()
     print(
-        f"gallery {args.gallery}: version {version}, model {store.info.model_version}, "
+        f"gallery {store.location}: version {version}, model {store.info.model_version}, "
         f"{len(identities)} identities, {sum(c for _, c in identities)} embeddings"
     )
     for name, count in identities:

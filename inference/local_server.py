@@ -44,7 +44,7 @@ class RunningPredictor:
 
 def start_predictor(
     model_dir: Path,
-    gallery_dir: Path,
+    gallery_dir: Path | str,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
@@ -95,7 +95,7 @@ def start_predictor(
 @contextmanager
 def local_predictor(
     model_dir: Path,
-    gallery_dir: Path,
+    gallery_dir: Path | str,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     log_path: Path | None = None,

@@ -34,9 +34,15 @@ from facesim.inference.embedder import (
     read_model_info,
     thumbnail_jpeg,
 )
-from facesim.inference.gallery import EnrolResult, GalleryError, GalleryStore
+from facesim.inference.gallery import EnrolResult, Gallery, GalleryError, GalleryStore, open_gallery
 from facesim.inference.payload import Instance, RequestLimits, parse_v1, parse_v2
-from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex, Match
+from facesim.inference.search import (
+    DEFAULT_APPROXIMATE_THRESHOLD,
+    DEFAULT_POLL_S,
+    GalleryFollower,
+    LiveGalleryIndex,
+    Match,
+)
 
 
 @dataclass
@@ -72,9 +78,14 @@ class FaceBatch:
 @dataclass(frozen=True)
 class ServingConfig:
     model_dir: Path
-    gallery_dir: Path
+    gallery_dir: Path | str  # a gallery directory, or a postgresql:// DSN (a gallery shared by replicas)
     limits: RequestLimits = field(default_factory=RequestLimits)
     approximate_threshold: int = DEFAULT_APPROXIMATE_THRESHOLD
+    # Where the FAISS index is saved and loaded at start (default: `index/` in a gallery directory;
+    # none for PostgreSQL unless given: each replica then builds its own at start).
+    index_dir: Path | None = None
+    poll_s: float = DEFAULT_POLL_S  # shared galleries: read the version at least this often
+    listen: bool = True  # shared galleries: LISTEN for commits (polling alone when off)
     yunet_path: str | None = None
     # One intra-op thread: a single face embeds in 6 ms instead of 13.6 ms with 2 threads on the
     # 2-core dev box (MobileFaceNet), and the other cores decode/detect concurrent requests.
@@ -115,23 +126,38 @@ class FaceNetPredictor(kserve.Model):
 
     def load(self) -> bool:
         self.model_info = read_model_info(self.config.model_dir)
-        self.gallery = GalleryStore(self.config.gallery_dir)
+        self.gallery = open_gallery(self.config.gallery_dir)
         check_gallery_matches(self.gallery, self.model_info)  # before the slow part: fail fast
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         detector = self.preprocessor.detector  # created now, not on the first request
         self.embedder = Embedder(self.model_info, self.config.tf_threads)
         self.batcher = EmbeddingBatcher(self.embedder.embed)
-        self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold)
-        self.index.search(np.zeros((0, self.model_info.embedding_dim), np.float32), 1)  # load it now
+        self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold, self._index_dir())
+        self.index.refresh()  # load it now
+        self.index.save()  # after a full build, the next start loads it instead
+        self.follower = self._follow()
         self.embedder.embed(np.zeros((1, self.model_info.image_size, self.model_info.image_size, 3), np.uint8))
         logger.info(
-            "facenet ready: model %s, detector %s, gallery %s",
+            "facenet ready: model %s, detector %s, gallery %s (index from %s)",
             self.model_info.version,
             detector.name,
-            self.gallery.directory,
+            self.gallery.location,
+            self.index.loaded_from,
         )
         self.ready = True
         return self.ready
+
+    def _index_dir(self) -> Path | None:
+        if self.config.index_dir is not None:
+            return self.config.index_dir
+        return self.gallery.directory / "index" if isinstance(self.gallery, GalleryStore) else None
+
+    def _follow(self) -> GalleryFollower | None:
+        """A gallery that other replicas write is followed in the background; a directory is checked per search."""
+        if isinstance(self.gallery, GalleryStore):
+            return None
+        wait = self.gallery.listen().wait if self.config.listen else None
+        return GalleryFollower(self.index, wait, self.config.poll_s).start()
 
     # --- the KServe handlers ------------------------------------------------------------------
 
@@ -148,7 +174,7 @@ class FaceNetPredictor(kserve.Model):
         image_faces = sum(len(image.faces) for image in batch.images)
         top_k = max(instance.top_k for instance in batch.instances)
         batch.image_matches, batch.gallery_version = await asyncio.to_thread(
-            self.index.search, batch.embeddings[:image_faces], top_k
+            self.index.search, batch.embeddings[:image_faces], top_k, self.follower is None
         )
         return batch
 
@@ -202,9 +228,16 @@ class FaceNetPredictor(kserve.Model):
         if faceless:
             raise InvalidInput(f"no face found in images[{', '.join(faceless)}]: use photos showing the face")
         vectors = self.embedder.embed(np.stack([image.faces[0].crop for image in analysed]))
-        return self.gallery.add(
+        result = self.gallery.add(
             identity, vectors, thumbnail=analysed[0].thumbnail, sources=["enrolment"] * len(vectors)
         )
+        self.index.refresh()  # searchable here at once (other replicas follow within their poll interval)
+        return result
+
+    def remove(self, identity: str) -> int:
+        removed = self.gallery.remove(identity)
+        self.index.refresh()
+        return removed
 
     # --- answers --------------------------------------------------------------------------------
 
@@ -303,15 +336,15 @@ def _output(name: str, values: np.ndarray, datatype: str) -> InferOutput:
     return InferOutput(name=name, shape=list(values.shape), datatype=datatype, data=values.flatten().tolist())
 
 
-def check_gallery_matches(gallery: GalleryStore, model: ModelInfo) -> None:
+def check_gallery_matches(gallery: Gallery, model: ModelInfo) -> None:
     """Embeddings from another model live in another space: searching them would be meaningless."""
     if gallery.info.embedding_dim != model.embedding_dim:
         raise GalleryError(
-            f"gallery {gallery.directory} holds {gallery.info.embedding_dim}-d embeddings but the model makes "
+            f"gallery {gallery.location} holds {gallery.info.embedding_dim}-d embeddings but the model makes "
             f"{model.embedding_dim}-d ones: rebuild it with `facesim gallery build --model {model.directory}`"
         )
     if gallery.info.model_version != model.version:
         raise GalleryError(
-            f"gallery {gallery.directory} was built with model {gallery.info.model_version}, not this model "
+            f"gallery {gallery.location} was built with model {gallery.info.model_version}, not this model "
             f"({model.version}): rebuild it with `facesim gallery build --model {model.directory}`"
         )

@@ -107,6 +107,7 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
             "model_version": predictor.gallery.info.model_version,
             "size": sum(count for _, count in identities),
             "identities": [{"identity": name, "count": count} for name, count in identities],
+            "index": predictor.index.describe(),
         }
 
     @router.get("/gallery/thumbnail")
@@ -136,7 +137,7 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
     async def remove(identity: str = "") -> Response:
         try:
             identity = validate_identity(identity)
-            removed = await asyncio.to_thread(predictor.gallery.remove, identity)
+            removed = await asyncio.to_thread(predictor.remove, identity)
         except UnknownIdentity as error:
             return _error(404, str(error))
         except GalleryError as error:

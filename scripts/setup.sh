@@ -10,4 +10,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[all,dev]"
 .venv/bin/python -m pip check
+# The PostgreSQL server the gallery tests start in a temporary directory (Debian's package).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
+  else
+    echo "warning: no PostgreSQL server; the postgres tests need it (apt-get install postgresql-15)" >&2
+  fi
+fi
 echo "facesim is installed in .venv/ (activate: source .venv/bin/activate)"

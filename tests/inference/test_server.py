@@ -302,12 +302,16 @@ def test_restart_keeps_enrolments_limits_and_grpc(
         "FACESIM_HOME": str(tmp_path / "home"),
         "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
     }
-    limits = ("--max-image-bytes", "300000", "--max-request-bytes", "2000000")
+    # --approximate-threshold 1: the tiny gallery is searched through the FAISS index, saved at the
+    # first start; the second start loads it (not rebuilt) and catches up on the enrolment made since.
+    limits = ("--max-image-bytes", "300000", "--max-request-bytes", "2000000", "--approximate-threshold", "1")
     grpc_port = free_port()
     grpc = ("--enable_grpc", "true", "--grpc_port", str(grpc_port))
     photo = (examples / "alex-lacamoire.png").read_bytes()  # not the photo the gallery holds of him
     with local_predictor(tiny_model_dir, gallery, limits + grpc, env, tmp_path / "first.log") as url:
         assert grpc_face_count(grpc_port, photo) == 1
+        index = requests.get(url + GALLERY, timeout=10).json()["index"]
+        assert index["kind"] == "ivf" and index["loaded_from"] == "gallery rows"
         enrolled = requests.post(
             url + GALLERY, headers=AUTH, json={"identity": "kept", "images": [{"b64": b64(photo)}]}, timeout=60
         )
@@ -317,12 +321,12 @@ def test_restart_keeps_enrolments_limits_and_grpc(
         huge = requests.post(url + V1, data=b"{" + b" " * 2_500_000 + b"}", timeout=60)
         assert huge.status_code == 413 and "too large" in huge.json()["error"]
     with local_predictor(tiny_model_dir, gallery, limits, env, tmp_path / "second.log") as url:
-        listed = requests.get(url + GALLERY, timeout=10).json()["identities"]
-        assert {"identity": "kept", "count": 1} in listed
-        assert (
-            PredictorClient(url).predict(photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]["identity"]
-            == "kept"
-        )
+        listing = requests.get(url + GALLERY, timeout=10).json()
+        assert {"identity": "kept", "count": 1} in listing["identities"]
+        assert listing["index"]["loaded_from"] == f"saved index v{index['version']}"
+        assert listing["index"]["version"] == listing["version"] > index["version"]
+        top = PredictorClient(url).predict(photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
+        assert top["identity"] == "kept"
 
 
 def test_predict_cli_prints_a_table_and_json(predictor_url: str, examples: Path) -> None:

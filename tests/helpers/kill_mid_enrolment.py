@@ -1,0 +1,75 @@
+"""kill -9 in the middle of enrolments, for both gallery backends: a writer process, or a predictor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from facesim.inference.local_server import RunningPredictor
+
+ROWS_PER_ENROLMENT = 50  # big enough that the kill lands mid-write
+ENROL_FOREVER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from facesim.inference.gallery import gallery_location, open_gallery
+    gallery = open_gallery(gallery_location(sys.argv[1]))
+    vectors = np.ones((int(sys.argv[3]), int(sys.argv[2])), np.float32)
+    i = 0
+    while True:
+        gallery.add(f"person {i}", vectors)
+        print(i, flush=True)  # printed only after the commit
+        i += 1
+    """
+)
+
+
+def kill_writer_mid_enrolment(location: str, dim: int, at_least: int = 30) -> list[int]:
+    """Run a process enrolling `person i` (ROWS_PER_ENROLMENT rows each) into a gallery; SIGKILL it
+    after `at_least` acknowledged commits. Returns the acknowledged i."""
+    command = [sys.executable, "-c", ENROL_FOREVER, location, str(dim), str(ROWS_PER_ENROLMENT)]
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    acknowledged = []
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < at_least and time.monotonic() < deadline:
+        acknowledged.append(int(writer.stdout.readline()))
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    return acknowledged
+
+
+def kill_predictor_mid_enrolment(server: RunningPredictor, photo_b64: str, clients: int, at_least: int) -> list[str]:
+    """`clients` threads enrol new names through a predictor's HTTP API; SIGKILL the predictor once
+    `at_least` are acknowledged (others are in flight). Returns the acknowledged names."""
+    acknowledged: list[str] = []
+
+    def enrol_until_killed(client: int) -> None:
+        for i in range(1000):
+            name = f"client {client} enrolment {i}"
+            body = {"identity": name, "images": [{"b64": photo_b64}]}
+            try:
+                answer = requests.post(server.url + "/v1/models/facenet/gallery", json=body, timeout=30)
+            except requests.RequestException:
+                return  # the server is gone
+            if answer.status_code == 200:
+                acknowledged.append(name)
+
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            futures = [pool.submit(enrol_until_killed, client) for client in range(clients)]
+            deadline = time.monotonic() + 90
+            while len(acknowledged) < at_least and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+            for future in futures:
+                future.result()
+    finally:
+        server.stop()
+    return acknowledged
