@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from facesim.inference.local_server import RunningPredictor
+from tests.helpers.admin import AUTH
 
 ROWS_PER_ENROLMENT = 50  # big enough that the kill lands mid-write
 ENROL_FOREVER = textwrap.dedent(
@@ -54,7 +55,7 @@ def kill_predictor_mid_enrolment(server: RunningPredictor, photo_b64: str, clien
             name = f"client {client} enrolment {i}"
             body = {"identity": name, "images": [{"b64": photo_b64}]}
             try:
-                answer = requests.post(server.url + "/v1/models/facenet/gallery", json=body, timeout=30)
+                answer = requests.post(server.url + "/v1/models/facenet/gallery", json=body, headers=AUTH, timeout=30)
             except requests.RequestException:
                 return  # the server is gone
             if answer.status_code == 200:

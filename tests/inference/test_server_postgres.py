@@ -16,6 +16,7 @@ import requests
 from facesim.inference.client import predict
 from facesim.inference.gallery_cli import main as gallery_main
 from facesim.inference.local_server import RunningPredictor, start_predictor
+from tests.helpers.admin import AUTH, TEST_ADMIN_TOKEN
 from tests.helpers.kill_mid_enrolment import kill_predictor_mid_enrolment
 from tests.helpers.postgres_server import PostgresServer
 
@@ -41,7 +42,12 @@ def photo(detection_dir: Path) -> str:
 
 
 def start_replica(model: Path, dsn: str, yunet: Path, log: Path) -> RunningPredictor:
-    env = {"FACESIM_YUNET_MODEL": str(yunet), "FACESIM_HOME": str(log.parent / "home"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        "FACESIM_YUNET_MODEL": str(yunet),
+        "FACESIM_HOME": str(log.parent / "home"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+    }
     return start_predictor(model, dsn, ("--gallery-poll-s", str(POLL_S)), env, log)
 
 
@@ -60,7 +66,7 @@ def replicas(
 
 
 def enrol(url: str, name: str, photo: str) -> requests.Response:
-    return requests.post(url + GALLERY, json={"identity": name, "images": [{"b64": photo}]}, timeout=60)
+    return requests.post(url + GALLERY, headers=AUTH, json={"identity": name, "images": [{"b64": photo}]}, timeout=60)
 
 
 def top_identity(url: str, photo: str) -> str | None:
@@ -87,12 +93,12 @@ def test_postgres_enrolment_on_replica_a_is_found_on_replica_b_then_removal_leav
     assert enrol(a, name, photo).status_code == 200
     assert top_identity(a, photo) == name  # the replica that acknowledged it: at once
     assert seconds_until(lambda: top_identity(b, photo) == name, DELAY_S) <= DELAY_S
-    removed = requests.delete(b + GALLERY, params={"identity": name}, timeout=10)
+    removed = requests.delete(b + GALLERY, headers=AUTH, params={"identity": name}, timeout=10)
     assert removed.json() == {"identity": name, "removed": 1}
     assert top_identity(b, photo) != name
     assert seconds_until(lambda: top_identity(a, photo) != name, DELAY_S) <= DELAY_S
     assert name not in listed(a) and name not in listed(b)
-    assert requests.delete(a + GALLERY, params={"identity": name}, timeout=10).status_code == 404
+    assert requests.delete(a + GALLERY, headers=AUTH, params={"identity": name}, timeout=10).status_code == 404
 
 
 def test_postgres_both_replicas_enrol_one_name_at_once_and_every_enrolment_lands(
@@ -105,7 +111,7 @@ def test_postgres_both_replicas_enrol_one_name_at_once_and_every_enrolment_lands
     assert [answer.status_code for answer in answers] == [200] * len(targets)
     assert sorted(answer.json()["count"] for answer in answers) == list(range(1, len(targets) + 1))
     assert listed(replicas[0])[name] == listed(replicas[1])[name] == len(targets)
-    requests.delete(replicas[0] + GALLERY, params={"identity": name}, timeout=10)
+    requests.delete(replicas[0] + GALLERY, headers=AUTH, params={"identity": name}, timeout=10)
 
 
 def test_postgres_kill_9_of_a_replica_mid_enrolment_loses_nothing_acknowledged(
