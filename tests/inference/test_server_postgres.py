@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from facesim.inference.client import predict
+from facesim.contract.client import PredictorClient
 from facesim.inference.gallery_cli import main as gallery_main
 from facesim.inference.local_server import RunningPredictor, start_predictor
 from tests.helpers.admin import AUTH, TEST_ADMIN_TOKEN
@@ -70,7 +70,7 @@ def enrol(url: str, name: str, photo: str) -> requests.Response:
 
 
 def top_identity(url: str, photo: str) -> str | None:
-    matches = predict(url, base64.b64decode(photo), top_k=1)["predictions"][0]["faces"][0]["matches"]
+    matches = PredictorClient(url).predict(base64.b64decode(photo), top_k=1)["predictions"][0]["faces"][0]["matches"]
     return matches[0]["identity"] if matches else None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from facesim.contract.metrics_lines import latest_metrics
 
 
-def test_soak_smoke(tiny_model_dir: Path, tiny_gallery_dir: Path, detection_dir: Path, yunet_path: Path) -> None:
+def test_bench_soak_smoke(tiny_model_dir: Path, tiny_gallery_dir: Path, detection_dir: Path, yunet_path: Path) -> None:
     examples = detection_dir / "face_recognition" / "examples"
     command = [sys.executable, "-m", "facesim", "bench", "soak", "--model", str(tiny_model_dir),
                "--gallery", str(tiny_gallery_dir), "--images", str(examples / "obama_small.jpg"),
