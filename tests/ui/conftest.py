@@ -28,7 +28,7 @@ def two_people_jpg(examples_dir: Path) -> Path:
 
 @pytest.fixture()
 def ui_client(predictor_url: str) -> FlaskClient:
-    app = create_app(UiConfig(predictor_url=predictor_url, timeout_s=10))
+    app = create_app(UiConfig(predictor_url=predictor_url, timeout_s=10, admin_token=TEST_ADMIN_TOKEN))
     return app.test_client()
 
 
