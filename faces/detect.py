@@ -6,6 +6,7 @@ Landmark order (YuNet's): right eye, left eye, nose tip, right mouth corner, lef
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -168,6 +169,24 @@ def find_yunet_weights(yunet_path: str | Path | None = None, allow_download: boo
     except DownloadError as error:
         print(f"facesim: no YuNet weights ({error}); set {YUNET_ENV} to use YuNet", file=sys.stderr)
         return None
+
+
+# Earlier spellings of --yunet (data prepare had one, train and evaluate the other): still parsed.
+OLD_YUNET_OPTIONS = ("--yunet-model", "--yunet-path")
+
+
+def add_yunet_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--yunet PATH` into `yunet_path`: one name on every command that finds faces; the older
+    spellings still parse but are not listed."""
+    parser.add_argument(
+        "--yunet",
+        dest="yunet_path",
+        metavar="ONNX",
+        help=f"YuNet weights (default: ${YUNET_ENV}, ../shared/models beside a clone of the repo, the download "
+        "cache, a download)",
+    )
+    for name in OLD_YUNET_OPTIONS:
+        parser.add_argument(name, dest="yunet_path", help=argparse.SUPPRESS)
 
 
 def _development_weights() -> Path | None:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from facesim.faces.detect import add_yunet_argument
 from facesim.inference.payload import RequestLimits
 from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD
 
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         help="local: run the server here; cluster: deploy the InferenceService "
         "(see `facesim serve --backend cluster --help`)",
     )
-    parser.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
+    add_yunet_argument(parser)
     defaults = RequestLimits()
     parser.add_argument(
         "--max-image-bytes", type=int, default=defaults.max_image_bytes, help="largest accepted image file"
@@ -131,7 +132,7 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path) -> int:
         gallery_dir=gallery_dir,
         limits=limits,
         approximate_threshold=args.approximate_threshold,
-        yunet_path=args.yunet,
+        yunet_path=args.yunet_path,
         tf_threads=args.tf_threads,
     )
     predictor = FaceNetPredictor(config)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from facesim.faces.detect import add_yunet_argument
 from facesim.faces.image import ImageError, read_image
 from facesim.faces.preprocess import FacePreprocessor
 from facesim.inference.embedder import (
@@ -158,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--limit-identities", type=int, default=None, help="keep the first N identities (by name)")
     build.add_argument("--identity", action="append", default=[], help="only this identity (repeatable)")
-    build.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
+    add_yunet_argument(build)
     build.add_argument(
         "--register",
         metavar="NAME",
@@ -190,7 +191,7 @@ def _build_main(args: argparse.Namespace) -> int:
         if value < 1:
             raise ValueError(f"{name} must be at least 1")
     options = BuildOptions(args.max_images_per_identity, args.min_images, args.limit_identities, tuple(args.identity))
-    report = build_gallery(args.model, args.data, args.out, options, args.yunet)
+    report = build_gallery(args.model, args.data, args.out, options, args.yunet_path)
     print(f"gallery {args.out}: {report.identities} identities, {report.embeddings} embeddings")
     if report.images_skipped:
         print(

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from facesim.faces.detect import add_yunet_argument
 from facesim.training.config import add_config_arguments, config_from_namespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -98,11 +99,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, type=Path, help="model directory (SavedModel + model.json)")
     parser.add_argument("--data", required=True, type=Path, help="LFW root (or a crop cache prepared from it)")
-    parser.add_argument("--pairs", required=True, type=Path, help="pairs file (pairs.txt, pairsDevTest.txt, ...)")
+    parser.add_argument(
+        "--pairs", type=Path, help="pairs file (pairs.txt, pairsDevTest.txt, ...; default: the --data root's pairs.txt)"
+    )
     parser.add_argument("--fold", type=int, help="score only this fold (1-based; fold 10 is the test fold)")
     parser.add_argument("--limit-pairs", type=int, help="at most this many pairs, half same, half different")
     parser.add_argument("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
-    parser.add_argument("--yunet-path", help="YuNet weights, when model.json's path does not exist here")
+    add_yunet_argument(parser)
     parser.add_argument("--prepare-workers", type=int, default=2, help="processes preparing crops")
     args = parser.parse_args(argv)
     from facesim.training.evaluate import EvaluateRequest, evaluate_model

@@ -18,7 +18,7 @@ from facesim.training.verification import Verification, squared_distances, verif
 class EvaluateRequest:
     model: Path
     data: Path
-    pairs: Path
+    pairs: Path | None = None  # None: the data root's pairs.txt
     fold: int | None = None  # 1-based; None: every fold
     limit_pairs: int | None = None
     cache_dir: str | None = None
@@ -28,6 +28,8 @@ class EvaluateRequest:
 
 def evaluate_model(request: EvaluateRequest) -> Verification:
     card = load_model_card(request.model)
+    if request.pairs is None:
+        request = replace(request, pairs=LfwLayout.find(request.data).protocol_file("pairs.txt"))
     if not request.pairs.is_file():
         raise FileNotFoundError(f"{request.pairs} does not exist: give a pairs file such as LFW's pairs.txt")
     folds = read_pairs(request.pairs)
