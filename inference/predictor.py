@@ -76,6 +76,7 @@ class ServingConfig:
     # One intra-op thread: a single face embeds in 6 ms instead of 13.6 ms with 2 threads on the
     # 2-core dev box (MobileFaceNet), and the other cores decode/detect concurrent requests.
     tf_threads: int = 1
+    verbose: bool = False  # KServe's own INFO logs (start-up, per-request timings)
 
 
 class FaceNetPredictor(kserve.Model):
@@ -92,9 +93,12 @@ class FaceNetPredictor(kserve.Model):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         from facesim.inference.routes import install_routes
+        from facesim.inference.server import quiet_logs, use_orjson_without_deprecation
 
         self.__init__(state["config"], state["name"])
         self.enable_latency_logging = state["enable_latency_logging"]
+        use_orjson_without_deprecation()  # a spawned worker: its own modules and logging
+        quiet_logs(self.config.verbose)
         install_routes(self)
         # Load in the background: KServe's parent kills a worker that doesn't answer its ping
         # within 5 s, and the ping thread only starts after unpickling. Until loaded, the worker
