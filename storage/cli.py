@@ -126,7 +126,7 @@ def _info(args: argparse.Namespace) -> int:
     if layout is not None:
         split = protocol_split(layout)
         print(
-            f"LFW protocol (DESIGN §3): {len(split.train_identities)} train identities (people sets 1-8), "
+            f"LFW protocol (docs/protocol.md): {len(split.train_identities)} train identities (people sets 1-8), "
             f"{len(split.val_pairs)} val pairs (fold 9), {len(split.test_pairs)} test pairs (fold 10)"
         )
     return 0

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesim train",
-        description="Train FaceNet embeddings with triplet loss on LFW (identity-disjoint protocol, DESIGN §3) "
+        description="Train FaceNet embeddings with triplet loss on LFW (identity-disjoint protocol, docs/protocol.md) "
         "and export the model artifact (SavedModel + model.json) into --out. Prints metric lines "
         "(loss=, val_accuracy=, ...). Rerun with the same --run-dir to resume from its last checkpoint.",
     )

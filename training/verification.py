@@ -1,4 +1,4 @@
-"""LFW-style verification metrics on squared L2 distances (DESIGN §3).
+"""LFW-style verification metrics on squared L2 distances (docs/protocol.md).
 
 A pair is called "same person" when its distance is at most the threshold. The threshold is
 calibrated (best accuracy) on validation pairs and then applied unchanged to test pairs.
