@@ -37,6 +37,7 @@ from facesim.inference.embedder import (
 from facesim.inference.gallery import EnrolResult, GalleryError, GalleryStore
 from facesim.inference.payload import Instance, RequestLimits, parse_v1, parse_v2
 from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex, Match
+from facesim.storage.paths import registered_version
 
 
 @dataclass
@@ -55,7 +56,7 @@ class FaceBatch:
     protocol: str  # "v1" | "v2"
     request_id: str | None = None
     embeddings: np.ndarray | None = None
-    gallery_version: int = 0
+    gallery_edits: int = 0  # the gallery's change counter when it was searched
     image_matches: list[list[Match]] = field(default_factory=list)
 
     def crops(self) -> np.ndarray:
@@ -85,6 +86,7 @@ class FaceNetPredictor(kserve.Model):
         self.config = config
         self.limits = config.limits
         self.model_info: ModelInfo | None = None
+        self.gallery_version: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # `--workers N`: KServe pickles the model into N spawned worker processes. Send the config
@@ -114,6 +116,7 @@ class FaceNetPredictor(kserve.Model):
     def load(self) -> bool:
         self.model_info = read_model_info(self.config.model_dir)
         self.gallery = GalleryStore(self.config.gallery_dir)
+        self.gallery_version = registered_version(self.config.gallery_dir)  # v1, v2, ... or None
         check_gallery_matches(self.gallery, self.model_info)  # before the slow part: fail fast
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         detector = self.preprocessor.detector  # created now, not on the first request
@@ -145,7 +148,7 @@ class FaceNetPredictor(kserve.Model):
         batch.embeddings = await self.batcher.embed(batch.crops())
         image_faces = sum(len(image.faces) for image in batch.images)
         top_k = max(instance.top_k for instance in batch.instances)
-        batch.image_matches, batch.gallery_version = await asyncio.to_thread(
+        batch.image_matches, batch.gallery_edits = await asyncio.to_thread(
             self.index.search, batch.embeddings[:image_faces], top_k
         )
         return batch
@@ -209,7 +212,8 @@ class FaceNetPredictor(kserve.Model):
         return {
             "predictions": predictions,
             "model_version": self.model_info.version,
-            "gallery_version": batch.gallery_version,
+            "gallery_version": self.gallery_version,
+            "gallery_edits": batch.gallery_edits,
             "threshold": self.model_info.threshold,
         }
 
@@ -274,7 +278,11 @@ class FaceNetPredictor(kserve.Model):
             model_name=self.name,
             model_version=self.model_info.version,
             infer_outputs=outputs,
-            parameters={"gallery_version": batch.gallery_version, "model_version": self.model_info.version},
+            parameters={
+                "gallery_version": self.gallery_version,
+                "gallery_edits": batch.gallery_edits,
+                "model_version": self.model_info.version,
+            },
         )
 
 
