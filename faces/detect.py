@@ -213,7 +213,7 @@ def make_detector(
         return YuNetDetector(weights, min_score=min_score, max_side=max_side)
     if kind == "yunet":
         raise FileNotFoundError(
-            f"no YuNet weights: pass a path, set {YUNET_ENV}, or allow the download from the OpenCV Zoo"
+            f"no YuNet weights: give --yunet FILE, set {YUNET_ENV}, or allow the download from the OpenCV Zoo"
         )
     print("facesim: YuNet weights unavailable, using the Haar cascade detector (landmarks estimated)", file=sys.stderr)
     return HaarDetector(max_side=max_side)

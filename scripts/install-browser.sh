@@ -6,7 +6,8 @@ if command -v chromium >/dev/null 2>&1; then
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
-  echo "install-browser: Chromium is missing; run 'sudo apt-get install -y chromium' for the browser tests" >&2
+  echo "install-browser: Chromium is missing and installing it needs root: run 'sudo apt-get install -y chromium'," \
+    "or skip the browser tests: .venv/bin/python -m pytest -m 'not browser'" >&2
   exit 1
 fi
 apt-get update -qq

@@ -31,7 +31,7 @@ pip_quietly() {
   fi
 }
 : >"$LOG"
-echo "setup: installing facesim and its dependencies into .venv/ (first time: several minutes, ~2.5 GB; log: $LOG)"
+echo "setup: installing facesim and its dependencies into .venv/ (the first time: ~5 minutes, 2.5 GB; log: $LOG)"
 pip_quietly install --upgrade pip
 pip_quietly install -c constraints.txt -e ".[all,dev]"
 pip_quietly check
