@@ -167,7 +167,7 @@ def _reused(arguments: dict[str, Any], work_root: Path) -> bool:
     if reuse.summary is None:
         print(f"facesim pipeline: running: {reuse.reason}")
         return False
-    print(f"facesim pipeline: reusing {reuse.reason} (no --reuse to run again)")
+    print(f"facesim pipeline: reusing {reuse.reason} (without --reuse it runs again)")
     return True
 
 

@@ -141,4 +141,4 @@ def reusable(arguments: dict[str, Any], work_root: Path, registered: tuple[Path 
     if latest != (last.model.path, last.gallery.path):
         return Reuse(None, "another model or gallery was registered since the last run")
     return Reuse(last, f"model {last.model.version} and gallery {last.gallery.version} from the run of "
-                 f"{last.finished} match the data and settings")  # fmt: skip
+                 f"{last.finished}, same data and settings")  # fmt: skip
