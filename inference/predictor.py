@@ -279,7 +279,8 @@ class FaceNetPredictor(kserve.Model):
             model_version=self.model_info.version,
             infer_outputs=outputs,
             parameters={
-                "gallery_version": self.gallery_version,
+                # V2 parameters take no null: an unregistered gallery has no gallery_version.
+                **({"gallery_version": self.gallery_version} if self.gallery_version else {}),
                 "gallery_edits": batch.gallery_edits,
                 "model_version": self.model_info.version,
             },
