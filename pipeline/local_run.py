@@ -58,6 +58,7 @@ class ProgressLog(io.TextIOBase):
         self._task = ""
         self._live = False  # a progress line is on the terminal, not yet ended
         self._last_live: float | None = None  # when the last piped progress line was shown
+        self._last_text = ""  # tqdm repeats its final state on close: shown once
         self._tty = terminal.isatty()
 
     def writable(self) -> bool:
@@ -114,6 +115,9 @@ class ProgressLog(io.TextIOBase):
         postfix = f", {bar['postfix'].strip()}" if bar["postfix"] else ""
         eta = f", ETA {bar['eta']}" if done < total and "?" not in bar["eta"] else ""
         text = f"      {bar['desc'].strip()}: {done}/{total}{postfix}{eta}"
+        if text == self._last_text:
+            return
+        self._last_text = text
         if self._tty:
             print(f"\r\x1b[K{text}", end="", file=self.terminal, flush=True)
             self._live = True
