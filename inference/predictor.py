@@ -95,12 +95,9 @@ class FaceNetPredictor(kserve.Model):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         from facesim.inference.routes import install_routes
-        from facesim.inference.server import quiet_logs, use_orjson_without_deprecation
 
         self.__init__(state["config"], state["name"])
         self.enable_latency_logging = state["enable_latency_logging"]
-        use_orjson_without_deprecation()  # a spawned worker: its own modules and logging
-        quiet_logs(self.config.verbose)
         install_routes(self)
         # Load in the background: KServe's parent kills a worker that doesn't answer its ping
         # within 5 s, and the ping thread only starts after unpickling. Until loaded, the worker
@@ -108,6 +105,12 @@ class FaceNetPredictor(kserve.Model):
         threading.Thread(target=self._load_logging_errors, name="load-facenet", daemon=True).start()
 
     def _load_logging_errors(self) -> None:
+        from facesim.inference.server import quiet_logs, use_orjson_without_deprecation
+
+        # A spawned worker has its own modules and logging; done here, not while unpickling,
+        # which must finish before the parent's 5 s ping deadline.
+        use_orjson_without_deprecation()
+        quiet_logs(self.config.verbose)
         try:
             self.load()
         except Exception:  # noqa: BLE001 - a worker thread: log why this worker never becomes ready
