@@ -1,6 +1,6 @@
 """Cluster storage and the pieces every cluster resource shares.
 
-- Storage: a csi-driver-nfs StorageClass (DESIGN §4: the maintained NFS route) and the
+- Storage: a csi-driver-nfs StorageClass (docs/protocol.md: the maintained NFS route) and the
   ReadWriteMany PVCs for data, runs and models, with their mounts.
 - Access: the namespace (labelled for Katib's metrics collector) and the pipeline's RBAC
   (TFJobs, Experiments, InferenceServices, pod logs, and what KFP's own step pods need, in its
@@ -308,7 +308,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def namespace(cluster: ClusterConfig) -> k8s.V1Namespace:
-    """The namespace, labelled so Katib injects its StdOut metrics collector (DESIGN §4)."""
+    """The namespace, labelled so Katib injects its StdOut metrics collector (docs/protocol.md)."""
     return k8s.V1Namespace(
         api_version="v1",
         kind="Namespace",

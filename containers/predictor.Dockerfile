@@ -37,4 +37,5 @@ USER 1000:1000
 RUN python -c "from facesim.faces.detect import find_yunet_weights; print(find_yunet_weights())"
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "facesim.inference"]
-CMD ["--model_name", "facenet", "--model_dir", "/mnt/models"]
+# Every interface: the port is published or routed to (outside a container the default is 127.0.0.1).
+CMD ["--model_name", "facenet", "--model_dir", "/mnt/models", "--host", "0.0.0.0"]

@@ -35,4 +35,5 @@ RUN pip install --constraint constraints.txt ".[ui]"
 USER 1000:1000
 EXPOSE 5000
 ENTRYPOINT ["python", "-m", "facesim.ui"]
-CMD ["--port", "5000"]
+# Every interface: the port is published or routed to (outside a container the default is 127.0.0.1).
+CMD ["--port", "5000", "--host", "0.0.0.0"]

@@ -1,6 +1,6 @@
 """Metrics as `name=value` lines: what training prints and what Katib's StdOut collector reads.
 
-The local tuner parses trial output with the same pattern as Katib (DESIGN §2, fixed), so a
+The local tuner parses trial output with the same pattern as Katib (docs/protocol.md, fixed), so a
 metric that Katib would miss is missed locally too.
 """
 

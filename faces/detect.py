@@ -6,6 +6,7 @@ Landmark order (YuNet's): right eye, left eye, nose tip, right mouth corner, lef
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -27,6 +28,10 @@ YUNET_URL = (
 )
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 DETECTOR_KINDS = ("auto", "yunet", "haar")
+# A development convenience: a clone of the repo with `shared/` beside it (as CI lays it out)
+# finds the YuNet weights there, offline, with no flag or environment variable.
+_REPO = Path(__file__).resolve().parents[1]
+DEVELOPMENT_MODELS = _REPO.parent / "shared" / "models" if (_REPO / "pyproject.toml").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -146,12 +151,16 @@ def yunet_cache_path() -> Path:
 
 
 def find_yunet_weights(yunet_path: str | Path | None = None, allow_download: bool = True) -> Path | None:
-    """The argument, then `$FACESIM_YUNET_MODEL`, then the download cache, then a download."""
+    """The one place every command finds the YuNet weights: the argument (`--yunet`), then
+    `$FACESIM_YUNET_MODEL`, then `../shared/models` beside a clone of the repo, then the download
+    cache, then a download."""
     for candidate in (yunet_path, os.environ.get(YUNET_ENV)):
         if candidate:
             if not Path(candidate).is_file():
                 raise FileNotFoundError(f"YuNet weights not found at {candidate}: fix the path or unset {YUNET_ENV}")
             return Path(candidate)
+    if beside := _development_weights():
+        return beside
     cached = yunet_cache_path()
     if cached.is_file():
         return cached
@@ -164,6 +173,31 @@ def find_yunet_weights(yunet_path: str | Path | None = None, allow_download: boo
     except DownloadError as error:
         print(f"facesim: no YuNet weights ({error}); set {YUNET_ENV} to use YuNet", file=sys.stderr)
         return None
+
+
+# Earlier spellings of --yunet (data prepare had one, train and evaluate the other): still parsed.
+OLD_YUNET_OPTIONS = ("--yunet-model", "--yunet-path")
+
+
+def add_yunet_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--yunet PATH` into `yunet_path`: one name on every command that finds faces; the older
+    spellings still parse but are not listed."""
+    parser.add_argument(
+        "--yunet",
+        dest="yunet_path",
+        metavar="ONNX",
+        help=f"YuNet weights (default: ${YUNET_ENV}, ../shared/models beside a clone of the repo, the download "
+        "cache, a download)",
+    )
+    for name in OLD_YUNET_OPTIONS:
+        parser.add_argument(name, dest="yunet_path", help=argparse.SUPPRESS)
+
+
+def _development_weights() -> Path | None:
+    if DEVELOPMENT_MODELS is None or not DEVELOPMENT_MODELS.is_dir():
+        return None
+    found = sorted(DEVELOPMENT_MODELS.glob("face_detection_yunet_*.onnx"))
+    return found[-1] if found else None  # the last by name: the newest year
 
 
 def make_detector(
@@ -183,7 +217,7 @@ def make_detector(
         return YuNetDetector(weights, min_score=min_score, max_side=max_side)
     if kind == "yunet":
         raise FileNotFoundError(
-            f"no YuNet weights: pass a path, set {YUNET_ENV}, or allow the download from the OpenCV Zoo"
+            f"no YuNet weights: give --yunet FILE, set {YUNET_ENV}, or allow the download from the OpenCV Zoo"
         )
     print("facesim: YuNet weights unavailable, using the Haar cascade detector (landmarks estimated)", file=sys.stderr)
     return HaarDetector(max_side=max_side)

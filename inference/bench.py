@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facesim.contract.client import PredictorClient, PredictorError, Timeouts, v1_request
+from facesim.faces.detect import add_yunet_argument
 from facesim.inference.bench_gallery import GalleryBenchResult, measure
 from facesim.inference.local_server import ServerStartError, local_predictor
 
@@ -82,9 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=100, help="requests per image and concurrency")
     parser.add_argument("--workers", type=int, default=1, help="predictor worker processes (when started here)")
-    parser.add_argument(
-        "--yunet", help="YuNet ONNX weights for the predictor started here (default: as in faces.detect)"
-    )
+    add_yunet_argument(parser)  # for the predictor started here
     parser.add_argument("--search-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--search-cache", type=Path, help="keep built indexes here (as `bench gallery --cache`)")
     parser.add_argument("--dim", type=int, default=128, help="embedding size for the search benchmark")
@@ -135,7 +134,7 @@ def _serving(args: argparse.Namespace) -> list[LatencyResult]:
                 raise FileNotFoundError("give --model and --gallery (or --url): nothing is registered")
             log = Path(tempfile.mkdtemp(prefix="facesim-bench-")) / "predictor.log"
             extra = ("--workers", str(args.workers), "--enable_latency_logging", "false")
-            extra += ("--yunet", args.yunet) if args.yunet else ()
+            extra += ("--yunet", args.yunet_path) if args.yunet_path else ()
             url = stack.enter_context(local_predictor(model, gallery, extra, log_path=log))
         runs = [(image, c) for image in args.image for c in args.concurrency]
         return [measure_latency(url, image, c, args.requests) for image, c in tqdm(runs, desc="serving", unit="run")]

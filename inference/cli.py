@@ -1,7 +1,9 @@
 """`facesim serve` and `python -m facesim.inference` (the container entrypoint): run the KServe predictor.
 
 KServe's own options (`--http_port`, `--workers`, `--grpc_port`, `--enable_grpc`, ...) are
-accepted and passed to `kserve.ModelServer`; `--port` is a short form of `--http_port`.
+accepted and passed to `kserve.ModelServer`; `--port` is a short form of `--http_port`. It binds
+127.0.0.1 unless `--host` says otherwise (containers pass `--host 0.0.0.0`), and prints one access
+line per request unless `--verbose` (KServe's start-up and per-request timing lines).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from facesim.faces.detect import add_yunet_argument
 from facesim.inference.gallery import GALLERY_DSN_ENV
 from facesim.inference.payload import RequestLimits
 from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
@@ -78,13 +81,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=None, help="HTTP port (same as --http_port)")
     parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface, as in a container)"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="KServe's own logs too: start-up, per-request timing lines"
+    )
+    parser.add_argument(
         "--backend",
         choices=("local", "cluster"),
         default="local",
         help="local: run the server here; cluster: deploy the InferenceService "
         "(see `facesim serve --backend cluster --help`)",
     )
-    parser.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
+    add_yunet_argument(parser)
     defaults = RequestLimits()
     for flag, text in LIMIT_FLAGS.items():
         parser.add_argument(flag, type=int, default=getattr(defaults, _field(flag)), help=text)
@@ -125,6 +134,9 @@ def serve_main(argv: list[str] | None = None) -> int:
         return cluster_main(argv)
     args = _parser().parse_args(argv)
     from facesim.contract.auth import TokenError
+
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, before it loads
     from facesim.inference.embedder import ModelError
     from facesim.inference.gallery import GalleryError
 
@@ -152,11 +164,10 @@ def _resolve_artifacts(model: Path | None, gallery: str | None) -> tuple[Path, P
 
 
 def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path | str) -> int:
-    import kserve
-
     from facesim.contract.auth import load_admin_token
     from facesim.inference.predictor import FaceNetPredictor, ServingConfig
     from facesim.inference.routes import install_routes
+    from facesim.inference.server import BoundModelServer, quiet_logs, use_orjson_without_deprecation
 
     limits = RequestLimits(**{_field(flag): getattr(args, _field(flag)) for flag in LIMIT_FLAGS})
     config = ServingConfig(
@@ -164,17 +175,20 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path | str) -
         gallery_dir=gallery_dir,
         limits=limits,
         approximate_threshold=args.approximate_threshold,
-        yunet_path=args.yunet,
+        yunet_path=args.yunet_path,
         tf_threads=args.tf_threads,
         admin_token=load_admin_token(args.admin_token_file),
         index_dir=args.index_dir,
         poll_s=args.gallery_poll_s,
         listen=args.gallery_listen,
+        verbose=args.verbose,
     )
     predictor = FaceNetPredictor(config)
     predictor.load()
+    use_orjson_without_deprecation()
     install_routes(predictor)
-    server = kserve.ModelServer(
+    server = BoundModelServer(
+        args.host,
         http_port=args.port or args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,
@@ -182,10 +196,18 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path | str) -
         max_asyncio_workers=args.max_asyncio_workers,
         enable_grpc=args.enable_grpc,
         enable_docs_url=args.enable_docs_url,
-        enable_latency_logging=args.enable_latency_logging,
+        enable_latency_logging=args.enable_latency_logging and args.verbose,
         access_log_format=args.access_log_format,
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
+    )
+    quiet_logs(args.verbose)
+    port = args.port or args.http_port
+    print(
+        f"facesim serve: facenet on http://{args.host}:{port} (model {predictor.model_info.version}, detector "
+        f"{predictor.preprocessor.detector.name}, gallery {gallery_dir}); one line per request"
+        f"{'' if args.verbose else ', --verbose for more'}",
+        flush=True,
     )
     server.start([predictor])
     return 0

@@ -22,7 +22,8 @@ def format_answer(answer: dict, image_name: str, compare_name: str | None = None
     lines = [
         (
             f"{image_name}: {len(faces)} face{'s' if len(faces) != 1 else ''} "
-            f"(model {answer.get('model_version')}, gallery v{answer.get('gallery_version')}, "
+            f"(model {answer.get('model_version')}, gallery {answer.get('gallery_version') or 'unregistered'} "
+            f"with {answer.get('gallery_edits', 0)} edits, "
             f"same-person threshold {answer.get('threshold', float('nan')):.3f})"
         )
     ]
@@ -61,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", default=DEFAULT_URL, help="predictor base URL (or its full :predict URL)")
     parser.add_argument("--top-k", type=int, default=3, help="gallery matches per face")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
-    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer on one line")
+    parser.add_argument("--pretty", action="store_true", help="with --json: indented, one field per line")
     return parser
 
 
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facesim predict: {error}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(answer, indent=2))
+        print(json.dumps(answer, indent=2) if args.pretty else json.dumps(answer, separators=(",", ":")))
     else:
         print(format_answer(answer, args.image.name, args.compare.name if args.compare else None))
     return 0

@@ -99,6 +99,8 @@ def predictor_container(config: InferenceServiceConfig) -> k8s.V1Container:
         GALLERY_MOUNT,
         "--http_port",
         str(PREDICTOR_PORT),
+        "--host",
+        "0.0.0.0",  # the pod's every interface: the Service routes to it (the default is 127.0.0.1)
         *config.predictor_args,
     ]
     return k8s.V1Container(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from facesim.faces.detect import add_yunet_argument
 from facesim.faces.image import ImageError, read_image
 from facesim.faces.preprocess import FacePreprocessor
 from facesim.inference.embedder import (
@@ -214,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--limit-identities", type=int, default=None, help="keep the first N identities (by name)")
     build.add_argument("--identity", action="append", default=[], help="only this identity (repeatable)")
-    build.add_argument("--yunet", default=None, help="YuNet ONNX weights (default: as in faces.detect)")
+    add_yunet_argument(build)
     build.add_argument(
         "--register",
         metavar="NAME",
@@ -261,7 +262,7 @@ def _build_main(args: argparse.Namespace) -> int:
     options = BuildOptions(args.max_images_per_identity, args.min_images, args.limit_identities, tuple(args.identity))
     _check_register(args)
     index = IndexOptions(args.index_dir, args.approximate_threshold)
-    report = build_gallery(args.model, args.data, args.out, options, args.yunet, index)
+    report = build_gallery(args.model, args.data, args.out, options, args.yunet_path, index)
     print(f"gallery {redacted(args.out)}: {report.identities} identities, {report.embeddings} embeddings")
     if report.images_skipped:
         print(

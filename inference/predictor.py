@@ -43,6 +43,7 @@ from facesim.inference.search import (
     LiveGalleryIndex,
     Match,
 )
+from facesim.storage.paths import registered_version
 
 
 @dataclass
@@ -64,7 +65,7 @@ class FaceBatch:
     protocol: str  # "v1" | "v2"
     request_id: str | None = None
     embeddings: np.ndarray | None = None
-    gallery_version: int = 0
+    gallery_edits: int = 0  # the gallery's change counter when it was searched
     image_matches: list[list[Match]] = field(default_factory=list)
 
     def crops(self) -> np.ndarray:
@@ -93,6 +94,7 @@ class ServingConfig:
     # Images are decoded at no more than about twice this (detection runs at <= 960 px anyway).
     decode_max_side: int = 1920
     admin_token: str | None = field(default=None, repr=False)  # gallery writes; None: refused
+    verbose: bool = False  # KServe's own INFO logs (start-up, per-request timings)
 
 
 class FaceNetPredictor(kserve.Model):
@@ -101,6 +103,7 @@ class FaceNetPredictor(kserve.Model):
         self.config = config
         self.limits = config.limits
         self.model_info: ModelInfo | None = None
+        self.gallery_version: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # `--workers N`: KServe pickles the model into N spawned worker processes. Send the config
@@ -119,6 +122,12 @@ class FaceNetPredictor(kserve.Model):
         threading.Thread(target=self._load_logging_errors, name="load-facenet", daemon=True).start()
 
     def _load_logging_errors(self) -> None:
+        from facesim.inference.server import quiet_logs, use_orjson_without_deprecation
+
+        # A spawned worker has its own modules and logging; done here, not while unpickling,
+        # which must finish before the parent's 5 s ping deadline.
+        use_orjson_without_deprecation()
+        quiet_logs(self.config.verbose)
         try:
             self.load()
         except Exception:  # noqa: BLE001 - a worker thread: log why this worker never becomes ready
@@ -127,6 +136,7 @@ class FaceNetPredictor(kserve.Model):
     def load(self) -> bool:
         self.model_info = read_model_info(self.config.model_dir)
         self.gallery = open_gallery(self.config.gallery_dir)
+        self.gallery_version = registered_version(self.config.gallery_dir)  # v1, v2, ... or None
         check_gallery_matches(self.gallery, self.model_info)  # before the slow part: fail fast
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         detector = self.preprocessor.detector  # created now, not on the first request
@@ -173,7 +183,7 @@ class FaceNetPredictor(kserve.Model):
         batch.embeddings = await self.batcher.embed(batch.crops())
         image_faces = sum(len(image.faces) for image in batch.images)
         top_k = max(instance.top_k for instance in batch.instances)
-        batch.image_matches, batch.gallery_version = await asyncio.to_thread(
+        batch.image_matches, batch.gallery_edits = await asyncio.to_thread(
             self.index.search, batch.embeddings[:image_faces], top_k, self.follower is None
         )
         return batch
@@ -263,7 +273,8 @@ class FaceNetPredictor(kserve.Model):
         return {
             "predictions": predictions,
             "model_version": self.model_info.version,
-            "gallery_version": batch.gallery_version,
+            "gallery_version": self.gallery_version,
+            "gallery_edits": batch.gallery_edits,
             "threshold": self.model_info.threshold,
         }
 
@@ -328,7 +339,12 @@ class FaceNetPredictor(kserve.Model):
             model_name=self.name,
             model_version=self.model_info.version,
             infer_outputs=outputs,
-            parameters={"gallery_version": batch.gallery_version, "model_version": self.model_info.version},
+            parameters={
+                # V2 parameters take no null: an unregistered gallery has no gallery_version.
+                **({"gallery_version": self.gallery_version} if self.gallery_version else {}),
+                "gallery_edits": batch.gallery_edits,
+                "model_version": self.model_info.version,
+            },
         )
 
 

@@ -103,7 +103,8 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
         identities = await asyncio.to_thread(predictor.gallery.identities)
         version, _ = await asyncio.to_thread(predictor.gallery.counters)
         return {
-            "version": version,
+            "version": predictor.gallery_version,
+            "edits": version,
             "model_version": predictor.gallery.info.model_version,
             "size": sum(count for _, count in identities),
             "identities": [{"identity": name, "count": count} for name, count in identities],
@@ -130,7 +131,7 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
         except (InvalidInput, GalleryError) as error:
             return _error(400, str(error))
         return JSONResponse(
-            {"identity": result.identity, "added": result.added, "count": result.count, "version": result.version}
+            {"identity": result.identity, "added": result.added, "count": result.count, "edits": result.version}
         )
 
     @router.delete("/gallery", dependencies=[Depends(require_admin)])

@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true", help="show every step's full output, not only progress")
     run.add_argument("--log", type=Path, help="full output log (default: WORK_ROOT/logs/run-<time>.log)")
+    run.add_argument(
+        "--reuse",
+        action="store_true",
+        help="skip the run when the latest registered model and gallery come from a run with the same data and "
+        "settings (WORK_ROOT/last-run.json); say why when they do not",
+    )
     _add_pipeline_options(run, LOCAL_DEFAULTS, skip={"backend", "service_name"})
 
     submit = commands.add_parser(
@@ -125,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    args.argv = argv[1:]  # the options after the action, for the run's summary
     return {"compile": _compile, "run": _run, "submit": _submit}[args.action](args)
 
 
@@ -171,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
     arguments["data"] = str(Path(arguments["data"]).resolve())
     work_root = local_work_root(arguments["work_root"]).resolve()
     arguments["work_root"] = str(work_root)
+    if args.reuse and _reused(arguments, work_root):
+        return 0
     log_path = args.log or work_root / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     print(f"facesim pipeline: running locally (kfp.local); full output in {log_path}")
     try:
@@ -181,11 +191,53 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"facesim pipeline: interrupted; output so far in {log_path}", file=sys.stderr)
         return 130
-    print(
-        f"facesim pipeline: done in {result.seconds / 60:.1f} min; `facesim serve` serves the registered "
-        "model and gallery"
-    )
+    _summarise(result, arguments, work_root, args.argv)
     return 0
+
+
+def _reused(arguments: dict[str, Any], work_root: Path) -> bool:
+    """With --reuse: True (and say so) when the registered model and gallery can be served as they are."""
+    from facesim.pipeline.summary import reusable
+    from facesim.storage.paths import latest_gallery, latest_model
+
+    reuse = reusable(arguments, work_root, (latest_model(), latest_gallery()))
+    if reuse.summary is None:
+        print(f"facesim pipeline: running: {reuse.reason}")
+        return False
+    print(f"facesim pipeline: reusing {reuse.reason} (without --reuse it runs again)")
+    return True
+
+
+def _summarise(result: Any, arguments: dict[str, Any], work_root: Path, argv: list[str]) -> None:
+    """Write the run's summary (JSON) and print it as one line."""
+    from facesim.pipeline.summary import (
+        Registered,
+        RunSummary,
+        command_line,
+        data_fingerprint,
+        human_line,
+        machine_facts,
+        write_summary,
+    )
+    from facesim.storage.paths import latest_gallery, latest_model
+
+    model, gallery = latest_model(), latest_gallery()  # what this run's deploy step registered
+    summary = RunSummary(
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        seconds=round(result.seconds, 1),
+        steps=result.steps,
+        metrics=result.metrics,
+        model=Registered(model.name, str(model)) if model else None,
+        gallery=Registered(gallery.name, str(gallery)) if gallery else None,
+        arguments=arguments,
+        data_fingerprint=data_fingerprint(arguments["data"]),
+        command=command_line(argv),
+        log=str(result.log_path),
+        machine=machine_facts(),
+    )
+    path = write_summary(summary, work_root)
+    print(f"facesim pipeline: done in {human_line(summary)}")
+    print(f"facesim pipeline: summary in {path}; `facesim serve` serves the registered model and gallery")
 
 
 def run_problems(arguments: dict[str, Any]) -> list[str]:

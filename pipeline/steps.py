@@ -217,7 +217,7 @@ def resource_name(run_name: str, role: str) -> str:
 
 
 def evaluate(model_dir: str, crops: str) -> dict[str, float]:
-    """The test figures (DESIGN §3: pairs.txt fold 10) of an exported model."""
+    """The test figures (docs/protocol.md: pairs.txt fold 10) of an exported model."""
     pairs = Path(crops) / "pairs.txt"
     lines = run_facesim(["evaluate", "--model", model_dir, "--data", crops, "--pairs", str(pairs), "--fold", "10"])
     metrics = facesim_metrics(lines)

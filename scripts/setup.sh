@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
 # Create .venv/ at the repo root and install facesim with every component and the test tools,
-# pinned by constraints.txt. Idempotent: a second run only checks.
+# pinned by constraints.txt. Prints a few lines; pip's output goes to .venv/setup.log (shown if
+# pip fails). A second run with the same pyproject.toml and constraints.txt only checks (~1 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+LOG=.venv/setup.log
+STAMP=.venv/.facesim-installed
+
 if [[ ! -x .venv/bin/python ]]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[all,dev]"
-.venv/bin/python -m pip check
-# The PostgreSQL server the gallery tests start in a temporary directory (Debian's package).
-if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
-  else
-    echo "warning: no PostgreSQL server; the postgres tests need it (apt-get install postgresql-15)" >&2
+  echo "setup: creating .venv/ with $("$PYTHON" --version 2>&1)"
+  if ! "$PYTHON" -m venv .venv; then
+    echo "setup: '$PYTHON -m venv' failed: install the venv module (Debian/Ubuntu: apt-get install python3-venv)," \
+      "or point PYTHON at a Python 3.10-3.13" >&2
+    rm -rf .venv
+    exit 1
   fi
 fi
-echo "facesim is installed in .venv/ (activate: source .venv/bin/activate)"
+wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+if [[ -f $STAMP && $(cat "$STAMP") == "$wanted" ]] && .venv/bin/python -c 'import facesim' 2>/dev/null; then
+  echo "setup: .venv/ is up to date"
+  exit 0
+fi
+
+pip_quietly() {
+  if ! .venv/bin/python -m pip "$@" >>"$LOG" 2>&1; then
+    tail -n 40 "$LOG" >&2
+    echo "setup: 'pip $*' failed; full output in $LOG" >&2
+    exit 1
+  fi
+}
+: >"$LOG"
+echo "setup: installing facesim and its dependencies into .venv/ (the first time: ~5 minutes, 2.5 GB; log: $LOG)"
+pip_quietly install --upgrade pip
+pip_quietly install -c constraints.txt -e ".[all,dev]"
+pip_quietly check
+echo "$wanted" >"$STAMP"
+echo "setup: facesim is installed in .venv/ (activate: source .venv/bin/activate)"

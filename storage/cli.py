@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from facesim.faces.detect import DETECTOR_KINDS
+from facesim.faces.detect import DETECTOR_KINDS, add_yunet_argument
 from facesim.faces.download import DownloadError
 from facesim.faces.image import ImageError
 from facesim.faces.preprocess import PreprocessConfig
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--detector", choices=DETECTOR_KINDS, default="auto", help="auto: YuNet if weights exist, else Haar"
     )
-    prepare.add_argument("--yunet-model", type=Path, help="YuNet .onnx (default $FACESIM_YUNET_MODEL, cache, download)")
+    add_yunet_argument(prepare)
     prepare.add_argument(
         "--fallback",
         choices=["auto", "none", "center"],
@@ -88,7 +88,7 @@ def _prepare(args: argparse.Namespace) -> int:
     config = PreprocessConfig(
         image_size=args.image_size,
         detector=args.detector,
-        yunet_path=str(args.yunet_model) if args.yunet_model else None,
+        yunet_path=args.yunet_path,
         fallback=fallback,
     )
     report = prepare_crops(
@@ -126,7 +126,7 @@ def _info(args: argparse.Namespace) -> int:
     if layout is not None:
         split = protocol_split(layout)
         print(
-            f"LFW protocol (DESIGN §3): {len(split.train_identities)} train identities (people sets 1-8), "
+            f"LFW protocol (docs/protocol.md): {len(split.train_identities)} train identities (people sets 1-8), "
             f"{len(split.val_pairs)} val pairs (fold 9), {len(split.test_pairs)} test pairs (fold 10)"
         )
     return 0

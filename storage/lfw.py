@@ -1,4 +1,4 @@
-"""LFW layout and protocol files (pairs.txt folds, people.txt sets) and the split of DESIGN §3.
+"""LFW layout and protocol files (pairs.txt folds, people.txt sets) and the split of docs/protocol.md.
 
 Works on the raw LFW root (`lfw-deepfunneled/<name>/<name>_0001.jpg` + protocol files) and on a
 prepared crop cache (`<name>/<name>_0001.png` + copies of the protocol files).
@@ -112,7 +112,7 @@ def read_people(path: str | Path) -> list[dict[str, int]]:
 
 @dataclass(frozen=True)
 class ProtocolSplit:
-    """Identity-disjoint LFW View 2 (DESIGN §3)."""
+    """Identity-disjoint LFW View 2 (docs/protocol.md)."""
 
     train_identities: dict[str, int]  # people.txt sets 1-8: name -> number of images
     val_pairs: list[Pair]  # pairs.txt fold 9: threshold and tuning

@@ -1,4 +1,4 @@
-"""model.json: the model artifact's card (DESIGN §2), as a dataclass."""
+"""model.json: the model artifact's card (docs/protocol.md), as a dataclass."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ __all__ = [
     "register_gallery",
     "latest_gallery",
     "versions",
+    "registered_version",
 ]
 
 KINDS = ("models", "galleries")
@@ -88,6 +89,15 @@ def register_gallery(gallery_dir: str | Path, name: str = "default") -> str:
 
 def latest_gallery(name: str = "default") -> Path | None:
     return latest("galleries", name)
+
+
+def registered_version(directory: str | Path, kind: str = "galleries") -> str | None:
+    """`v3` when `directory` is a registered version in this registry, else None."""
+    try:
+        parts = Path(directory).resolve().relative_to(_kind_dir(kind).resolve()).parts
+    except ValueError:
+        return None
+    return parts[1] if len(parts) == 2 and parts[1][:1] == "v" and parts[1][1:].isdigit() else None
 
 
 def _kind_dir(kind: str) -> Path:

@@ -79,7 +79,7 @@ def tiny_model_dir(lfw_dir: Path, yunet_path: Path, tmp_path_factory: pytest.Tem
         str(work / "run"),
         "--cache-dir",
         str(work / "crops"),
-        "--yunet-path",
+        "--yunet",
         str(yunet_path),
         "--workers",
         "1",

@@ -1,4 +1,4 @@
-"""The `facesim` dispatcher: every command of DESIGN §2 is listed, and Ctrl-C ends cleanly."""
+"""The `facesim` dispatcher: every command of the design is listed, and Ctrl-C ends cleanly."""
 
 from __future__ import annotations
 

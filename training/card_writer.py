@@ -36,7 +36,7 @@ def write_model_card(
         "data": str(data.source),
         "crops": str(data.cache_dir),
         "protocol": "LFW View 2, identity-disjoint: train people.txt sets 1-8, "
-        "threshold on pairs.txt fold 9 (val), test on fold 10 (DESIGN §3)",
+        "threshold on pairs.txt fold 9 (val), test on fold 10 (docs/protocol.md)",
         "identities": len(data.train_names),
         "images_seen": config.total_steps * config.global_batch,
         "val_pairs": len(data.val.same),

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from facesim.faces.detect import add_yunet_argument
 from facesim.training.config import add_config_arguments, config_from_namespace
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesim train",
-        description="Train FaceNet embeddings with triplet loss on LFW (identity-disjoint protocol, DESIGN §3) "
+        description="Train FaceNet embeddings with triplet loss on LFW (identity-disjoint protocol, docs/protocol.md) "
         "and export the model artifact (SavedModel + model.json) into --out. Prints metric lines "
         "(loss=, val_accuracy=, ...). Rerun with the same --run-dir to resume from its last checkpoint.",
     )
@@ -128,7 +129,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--limit-pairs", type=int, help="at most this many pairs, half same, half different")
     parser.add_argument("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
-    parser.add_argument("--yunet-path", help="YuNet weights, when model.json's path does not exist here")
+    add_yunet_argument(parser)
     parser.add_argument("--prepare-workers", type=int, default=2, help="processes preparing crops")
     args = parser.parse_args(argv)
     from facesim.training.evaluate import EvaluateRequest, evaluate_model

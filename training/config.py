@@ -12,6 +12,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facesim.faces.detect import add_yunet_argument
+
 ARCHITECTURES = ("mobilefacenet", "inception_resnet_v1", "tiny")
 MINERS = ("semi_hard", "batch_hard")
 LR_SCHEDULES = ("constant", "cosine")
@@ -201,7 +203,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--checkpoint-steps", type=int, default=0, help="also checkpoint every N steps (default: each epoch end)")
     add("--detector", default=d["detector"].default, help="face detector for preparing crops: auto, yunet, haar")
-    add("--yunet-path", help="YuNet ONNX weights (default: $FACESIM_YUNET_MODEL or the download cache)")
+    add_yunet_argument(parser)
     add("--prepare-workers", type=int, default=d["prepare_workers"].default, help="processes preparing crops")
     add("--threads", type=int, default=0, help="TensorFlow threads per worker (default: cores / workers)")
     add("--seed", type=int, default=0, help="sampling and initialisation seed (default: %(default)s)")

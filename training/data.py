@@ -1,5 +1,5 @@
 """What a run reads: training identities (people sets 1-8), validation pairs (fold 9), test pairs
-(fold 10) and a dozen test identities for the embedding map (DESIGN §3), as in-memory crops.
+(fold 10) and a dozen test identities for the embedding map (docs/protocol.md), as in-memory crops.
 
 Only the identities the run touches are prepared (aligned into the crop cache): the batches a
 run will draw are known in advance (training.sampler), so a 3-step smoke run on raw LFW

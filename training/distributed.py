@@ -1,4 +1,4 @@
-"""MultiWorkerMirroredStrategy from TF_CONFIG, the chief, and per-worker directories (DESIGN §4).
+"""MultiWorkerMirroredStrategy from TF_CONFIG, the chief, and per-worker directories (docs/protocol.md).
 
 TF_CONFIG is the TFJob's (or the local launcher's) cluster description. Without it the same
 strategy runs as a single local worker, so there is one code path.
@@ -20,7 +20,7 @@ class WorkerInfo:
 
     @property
     def is_chief(self) -> bool:
-        # A TFJob without a Chief replica makes worker 0 the chief (DESIGN §4).
+        # A TFJob without a Chief replica makes worker 0 the chief (docs/protocol.md).
         return self.task_type == "chief" or (self.task_type == "worker" and self.index == 0)
 
     @property

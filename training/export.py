@@ -1,4 +1,4 @@
-"""The model artifact (DESIGN §2): a SavedModel at DIR's root plus model.json, and loading it back.
+"""The model artifact (docs/protocol.md): a SavedModel at DIR's root plus model.json, and loading it back.
 
 Signature `serving_default`: `images` uint8 [None, S, S, 3] -> `embeddings` float32 [None, D],
 unit norm; pixel normalisation is inside the network, so callers feed raw aligned crops.

@@ -1,4 +1,4 @@
-"""The custom training loop under MultiWorkerMirroredStrategy (Keras 3 `fit` fails there, DESIGN §4).
+"""The custom training loop under MultiWorkerMirroredStrategy (Keras 3 `fit` fails there, docs/protocol.md).
 
 Mining sees the whole global batch: each replica all-gathers every replica's embeddings and
 labels, and computes the loss of the global batch. Its own embeddings are spliced back in

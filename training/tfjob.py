@@ -1,6 +1,6 @@
 """The TFJob: building it (Training Operator v1 models) and running it through `TrainingClient`.
 
-Worker replicas only: with no Chief, worker 0 is the chief (it exports the model; DESIGN §4).
+Worker replicas only: with no Chief, worker 0 is the chief (it exports the model; docs/protocol.md).
 The Training Operator injects TF_CONFIG only into the container named `tensorflow` and only
 when there is more than one replica, so the container name is fixed. TensorFlow sizes its thread
 pool from the node's cores, so each worker gets its container's CPU limit as

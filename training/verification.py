@@ -1,4 +1,4 @@
-"""LFW-style verification metrics on squared L2 distances (DESIGN §3).
+"""LFW-style verification metrics on squared L2 distances (docs/protocol.md).
 
 Two kinds of figure:
 - On the protocol's listed pairs (`verify`): a pair is "same person" when its distance is at most

@@ -2,5 +2,6 @@ import sys
 
 from facesim.ui.cli import main
 
-# The container entrypoint: listen on every interface (the Service routes to the pod).
-sys.exit(main(default_host="0.0.0.0"))
+# The container entrypoint; like `facesim ui` it binds 127.0.0.1 unless told `--host 0.0.0.0`
+# (the Dockerfile and the cluster Deployment say so).
+sys.exit(main())

@@ -18,7 +18,7 @@ DEFAULT_PREDICTOR_URL = "http://127.0.0.1:8080"
 DEFAULT_PORT = 5000
 
 
-def _parser(default_host: str) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesim ui",
         description="Run the facesim web front end (search, compare, gallery, model card). It talks to the "
@@ -38,7 +38,7 @@ def _parser(default_host: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--host",
-        default=os.environ.get("FACESIM_UI_HOST", default_host),
+        default=os.environ.get("FACESIM_UI_HOST", "127.0.0.1"),
         help="interface to listen on (env FACESIM_UI_HOST; default %(default)s)",
     )
     parser.add_argument(
@@ -74,9 +74,9 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value.isdigit() else default
 
 
-def main(argv: list[str] | None = None, default_host: str = "127.0.0.1") -> int:
-    """`facesim ui`; the container entrypoint passes default_host="0.0.0.0"."""
-    args = _parser(default_host).parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    """`facesim ui` and the container entrypoint `python -m facesim.ui`."""
+    args = _parser().parse_args(argv)
     if not 0 < args.port < 65536:
         print(f"facesim ui: --port {args.port} is not a TCP port (1-65535)", file=sys.stderr)
         return 2

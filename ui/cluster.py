@@ -71,7 +71,17 @@ def ui_container(config: UiDeploymentConfig) -> k8s.V1Container:
     return k8s.V1Container(
         name="ui",
         image=config.cluster.image("ui"),
-        command=["python", "-m", "facesim.ui", "--predictor", config.predictor_url, "--port", str(UI_PORT)],
+        command=[
+            "python",
+            "-m",
+            "facesim.ui",
+            "--predictor",
+            config.predictor_url,
+            "--port",
+            str(UI_PORT),
+            "--host",
+            "0.0.0.0",
+        ],
         ports=[k8s.V1ContainerPort(name="http", container_port=UI_PORT, protocol="TCP")],
         env=[k8s.V1EnvVar(name=SECRET_KEY_ENV, value_from=secret_key), admin_token_env()],
         readiness_probe=_probe(period=5, failures=3),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-# What the predictor decodes (DESIGN §2: base64 JPEG/PNG).
+# What the predictor decodes (docs/protocol.md: base64 JPEG/PNG).
 ACCEPTED_FORMATS = {"JPEG", "PNG"}
 ACCEPTED_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MAX_PIXELS = 40_000_000  # the predictor's own limit (faces.image.ImageLimits)

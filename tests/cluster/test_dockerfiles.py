@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -70,3 +71,11 @@ def test_images_match_what_the_resources_run() -> None:
         assert ("EXPOSE", str(port)) in steps
         assert any(op == "RUN" and f"--uid {NON_ROOT_UID}" in args for op, args in steps)
         assert dict(steps)["USER"] == f"{NON_ROOT_UID}:{NON_ROOT_UID}"
+
+
+@pytest.mark.parametrize("image", ["predictor", "ui"])
+def test_servers_in_images_listen_on_every_interface_explicitly(image: str) -> None:
+    """Outside a container both servers bind 127.0.0.1; the images say 0.0.0.0 themselves."""
+    steps = instructions(REPO / "containers" / f"{image}.Dockerfile")
+    (command,) = [json.loads(args) for op, args in steps if op == "CMD"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"

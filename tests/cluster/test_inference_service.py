@@ -43,6 +43,7 @@ def test_custom_predictor_container() -> None:
     args = container["args"]
     assert args[args.index("--model_name") + 1] == "facenet" and args[args.index("--model_dir") + 1] == "/mnt/models"
     assert args[-2:] == ["--workers", "2"]
+    assert args[args.index("--host") + 1] == "0.0.0.0"  # the pod listens for the Service (the default is loopback)
     token = {"secretKeyRef": {"name": "facesim-admin-token", "key": "token", "optional": True}}
     assert container["env"] == [
         {"name": "STORAGE_URI", "value": "pvc://models/facenet/7"},

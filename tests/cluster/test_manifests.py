@@ -190,6 +190,7 @@ def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dic
     ui_command = ui["spec"]["template"]["spec"]["containers"][0]["command"]
     isvc_url = f"http://{isvc['metadata']['name']}-predictor.faces-prod.svc.cluster.local"
     assert ui_command[ui_command.index("--predictor") + 1] == isvc_url
+    assert ui_command[ui_command.index("--host") + 1] == "0.0.0.0"  # the pod listens for the Service
     (namespace,) = kinds["Namespace"]
     assert namespace["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
     namespaced = [d for d in sum(rendered.values(), []) if d["kind"] not in ("Namespace", "StorageClass")]

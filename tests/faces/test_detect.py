@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from facesim.faces import detect
 from facesim.faces.detect import HaarDetector, YuNetDetector, make_detector, yunet_cache_path
 from facesim.faces.download import sha256_of
 from facesim.faces.image import read_image
@@ -73,6 +74,7 @@ def test_haar_finds_both_faces_with_estimated_landmarks(
 def no_yunet_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FACESIM_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FACESIM_YUNET_MODEL", raising=False)
+    monkeypatch.setattr(detect, "DEVELOPMENT_MODELS", tmp_path / "no-shared")
     monkeypatch.setenv("FACESIM_YUNET_URL", (tmp_path / "no-mirror" / "yunet.onnx").as_uri())
     return tmp_path
 
@@ -95,6 +97,29 @@ def test_auto_prefers_environment_then_downloads_into_cache(
     monkeypatch.setenv("FACESIM_YUNET_SHA256", sha256_of(yunet_path))
     assert make_detector("auto").name == "yunet"
     assert sha256_of(yunet_cache_path()) == sha256_of(yunet_path)
+
+
+def test_weights_beside_the_repo_come_after_the_environment_and_before_the_cache(
+    no_yunet_anywhere: Path, yunet_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = no_yunet_anywhere / "shared-models"
+    shared.mkdir()
+    (shared / "face_detection_yunet_2023mar.onnx").write_bytes(yunet_path.read_bytes())
+    (shared / "face_detection_yunet_2026may.onnx").write_bytes(yunet_path.read_bytes())
+    monkeypatch.setattr(detect, "DEVELOPMENT_MODELS", shared)
+    assert detect.find_yunet_weights(allow_download=False) == shared / "face_detection_yunet_2026may.onnx"
+    monkeypatch.setenv("FACESIM_YUNET_MODEL", str(yunet_path))
+    assert detect.find_yunet_weights(allow_download=False) == yunet_path
+    assert detect.find_yunet_weights(shared / "face_detection_yunet_2023mar.onnx", allow_download=False).name.endswith(
+        "2023mar.onnx"
+    )
+
+
+def test_a_clone_with_shared_beside_it_finds_the_weights_with_no_environment(
+    yunet_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FACESIM_YUNET_MODEL", raising=False)
+    assert detect.find_yunet_weights(allow_download=False).samefile(yunet_path)
 
 
 def test_bad_detector_arguments(tmp_path: Path) -> None:

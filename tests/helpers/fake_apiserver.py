@@ -1,4 +1,4 @@
-"""A recording HTTP server posing as the Kubernetes API server (DESIGN §4: SDKs without a cluster).
+"""A recording HTTP server posing as the Kubernetes API server (docs/protocol.md: SDKs without a cluster).
 
 Tests script answers per (verb, path) and then assert the requests the SDK clients made: paths,
 verbs, query strings and JSON bodies. Unscripted requests get the API server's 404 Status.

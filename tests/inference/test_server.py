@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import signal
 import struct
@@ -336,8 +337,12 @@ def test_predict_cli_prints_a_table_and_json(predictor_url: str, examples: Path)
     )
     assert table.returncode == 0, table.stderr
     assert "2 faces" in table.stdout and "distance" in table.stdout
+    assert re.search(r"gallery unregistered with \d+ edits", table.stdout)  # a gallery outside the registry
     raw = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120, check=False)
+    assert len(raw.stdout.strip().splitlines()) == 1  # compact: one line
     assert len(json.loads(raw.stdout)["predictions"][0]["faces"]) == 2
+    pretty = subprocess.run([*command, "--json", "--pretty"], capture_output=True, text=True, timeout=120, check=False)
+    assert json.loads(pretty.stdout) == json.loads(raw.stdout) and len(pretty.stdout.splitlines()) > 50
 
 
 def test_predict_cli_explains_an_unreachable_server(examples: Path) -> None:

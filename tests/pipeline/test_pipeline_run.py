@@ -62,35 +62,32 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
     lfw_sliver: Path, yunet_path: Path, tmp_path: Path
 ) -> None:
     env = {"FACESIM_HOME": str(tmp_path / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    run = _facesim(
-        [
-            "pipeline",
-            "run",
-            "--data",
-            str(lfw_sliver),
-            "--architecture",
-            "tiny",
-            "--workers",
-            "1",
-            "--epochs",
-            "1",
-            "--steps-per-epoch",
-            "2",
-            "--tune",
-            "--trials",
-            "2",
-            "--tune-epochs",
-            "1",
-            "--tune-steps-per-epoch",
-            "1",
-            "--gallery-identities",
-            "4",
-            "--gallery-images-per-identity",
-            "2",
-        ],
-        env,
-        timeout=480,
-    )
+    arguments = [
+        "pipeline",
+        "run",
+        "--data",
+        str(lfw_sliver),
+        "--architecture",
+        "tiny",
+        "--workers",
+        "1",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--tune",
+        "--trials",
+        "2",
+        "--tune-epochs",
+        "1",
+        "--tune-steps-per-epoch",
+        "1",
+        "--gallery-identities",
+        "4",
+        "--gallery-images-per-identity",
+        "2",
+    ]
+    run = _facesim(arguments, env, timeout=480)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     # One progress line per step, and the full output kept in the log.
     for step in (
@@ -104,6 +101,15 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
         assert f"{step}: success" in run.stdout
     log = Path(run.stdout.split("full output in ")[1].split()[0])
     assert "val_accuracy=" in log.read_text()
+    # The run's summary, and a rerun with the same data and settings that reuses what it registered.
+    summary = json.loads((tmp_path / "home" / "pipeline" / "last-run.json").read_text())
+    assert summary["model"]["version"] == "v1" and summary["gallery"]["version"] == "v1"
+    assert [step["name"] for step in summary["steps"]][0] == "prepare-data"
+    assert 0.0 <= summary["metrics"]["evaluate-model"]["accuracy"] <= 1.0
+    assert "test accuracy" in run.stdout and "model v1, gallery v1" in run.stdout
+    rerun = _facesim([*arguments, "--reuse"], env, timeout=120)
+    assert rerun.returncode == 0 and "reusing model v1 and gallery v1" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert "prepare-data" not in rerun.stdout
 
     home = tmp_path / "home"
     tuning = json.loads(next((home / "pipeline" / "runs").glob("*/tuning/best_params.json")).read_text())

@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from facesim.storage.paths import facesim_home, latest_gallery, latest_model, register_gallery, register_model, versions
+from facesim.storage.paths import (
+    facesim_home,
+    latest_gallery,
+    latest_model,
+    register_gallery,
+    register_model,
+    registered_version,
+    versions,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +47,12 @@ def test_galleries_are_separate(tmp_path: Path) -> None:
 def test_register_needs_a_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a directory"):
         register_model(tmp_path / "missing")
+
+
+def test_a_registered_gallery_knows_its_version(tmp_path: Path) -> None:
+    source = _artifact(tmp_path / "g", "gallery")
+    register_gallery(source)
+    register_gallery(source)
+    assert registered_version(latest_gallery()) == "v2"
+    assert registered_version(source) is None  # built here, never registered
+    assert registered_version(latest_gallery() / "model.json") is None

@@ -29,7 +29,7 @@ def _train_command(lfw_dir: Path, yunet_path: Path, work: Path, *options: str) -
         str(work / "model"),
         "--cache-dir",
         str(work / "crops"),
-        "--yunet-path",
+        "--yunet",
         str(yunet_path),
         "--architecture",
         "tiny",
@@ -100,7 +100,7 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
             "--model",
             str(model_dir),
             "--data",
-            str(lfw_dir),
+            str(lfw_dir),  # no --pairs: the LFW root's pairs.txt
             "--fold",
             "10",
             "--limit-pairs",

@@ -1,4 +1,4 @@
-"""The local tuner reads trial output the way Katib's StdOut collector does (DESIGN §2)."""
+"""The local tuner reads trial output the way Katib's StdOut collector does (docs/protocol.md)."""
 
 from __future__ import annotations
 
