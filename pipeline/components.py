@@ -17,11 +17,13 @@ component = dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
 
 
 @component
-def prepare_data(data: str, backend: str, work_root: str, run_name: str, architecture: str, image_size: int) -> str:
+def prepare_data(
+    data: str, backend: str, work_root: str, run_name: str, architecture: str, image_size: int, init: str
+) -> str:
     """Aligned face crops of the dataset (`facesim data prepare`)."""
     from facesim.pipeline import steps
 
-    options = steps.TrainingOptions(architecture=architecture, image_size=image_size)
+    options = steps.TrainingOptions(architecture=architecture, image_size=image_size, init=init)
     return steps.prepare_data(data, backend, work_root, run_name, options)
 
 
@@ -40,13 +42,14 @@ def tune_hyperparameters(
     image_size: int,
     max_identities: int,
     val_pairs: int,
+    init: str,
     tuning_metrics: dsl.Output[dsl.Metrics],
 ) -> NamedTuple("HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float):  # noqa: F821
     """Search margin, embedding size and learning rate: local optuna trials or a Katib Experiment."""
     from facesim.pipeline import steps
 
     request = steps.TuningRequest(trials, algorithm, workers, epochs, steps_per_epoch)
-    options = steps.TrainingOptions(architecture, image_size, max_identities, val_pairs)
+    options = steps.TrainingOptions(architecture, image_size, max_identities, val_pairs, init)
     best, metrics = steps.tune(crops, backend, work_root, run_name, request, options)
     for name, value in metrics.items():
         tuning_metrics.log_metric(name, value)
@@ -77,13 +80,14 @@ def train_model(
     image_size: int,
     max_identities: int,
     val_pairs: int,
+    init: str,
     training_metrics: dsl.Output[dsl.Metrics],
 ) -> str:
     """Train with N workers (local processes or a TFJob) and export the model artifact."""
     from facesim.pipeline import steps
 
     hyper = steps.Hyperparameters(margin, embedding_dim, learning_rate)
-    options = steps.TrainingOptions(architecture, image_size, max_identities, val_pairs)
+    options = steps.TrainingOptions(architecture, image_size, max_identities, val_pairs, init)
     model_dir, metrics = steps.train(
         crops, backend, work_root, run_name, workers, epochs, steps_per_epoch, hyper, options
     )

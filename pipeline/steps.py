@@ -112,14 +112,24 @@ class TrainingOptions:
     image_size: int = 0  # 0: the architecture's native size
     max_identities: int = 0  # 0: every training identity
     val_pairs: int = 0  # 0: every validation pair
+    init: str = "faceapi-resnet"  # scratch | faceapi-resnet | a model directory (`facesim train --init`)
+
+    def _resolved(self):
+        """The training config these options give (the init decides the network, size and template)."""
+        from facesim.training.config import TrainConfig
+
+        return TrainConfig(
+            data="-", out="-", architecture=self.architecture, image_size=self.image_size or None, init=self.init
+        )
 
     def crop_size(self) -> int:
-        from facesim.training.config import DEFAULT_IMAGE_SIZE
+        return self._resolved().size
 
-        return self.image_size or DEFAULT_IMAGE_SIZE[self.architecture]
+    def template(self) -> str:
+        return self._resolved().alignment_template
 
     def args(self) -> list[str]:
-        args = ["--architecture", self.architecture, "--image-size", str(self.crop_size())]
+        args = ["--init", self.init, "--architecture", self.architecture, "--image-size", str(self.crop_size())]
         if self.max_identities:
             args += ["--max-identities", str(self.max_identities)]
         if self.val_pairs:
@@ -136,9 +146,21 @@ def prepare_data(data: str, backend: str, work_root: str, run_name: str, options
         raise StepFailed(f"data {data}: no such directory (give an LFW-layout root with people.txt and pairs.txt)")
     # One cache per dataset and crop size, reused by later runs (prepare skips what is done).
     source_key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
-    crops = layout.crops_root / f"{source.resolve().name}-{options.crop_size()}px-{source_key}"
+    size, template = options.crop_size(), options.template()
+    crops = layout.crops_root / f"{source.resolve().name}-{size}px-{template}-{source_key}"
     run_facesim(
-        ["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", str(options.crop_size())]
+        [
+            "data",
+            "prepare",
+            "--data",
+            str(source),
+            "--out",
+            str(crops),
+            "--image-size",
+            str(size),
+            "--template",
+            template,
+        ]
     )
     report(f"face crops ready in {crops}")
     return str(crops)
@@ -146,9 +168,13 @@ def prepare_data(data: str, backend: str, work_root: str, run_name: str, options
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    margin: float
+    margin: float  # 0: the --init's recipe (training.config.RECIPES)
     embedding_dim: int
-    learning_rate: float
+    learning_rate: float  # 0: the --init's recipe
+
+    def recipe_overrides(self) -> list[str]:
+        given = (("--margin", self.margin), ("--learning-rate", self.learning_rate))
+        return [item for flag, value in given if value for item in (flag, str(value))]
 
 
 @dataclass(frozen=True)
@@ -231,12 +257,9 @@ def train(
             str(epochs),
             "--steps-per-epoch",
             str(steps_per_epoch),
-            "--margin",
-            str(hyper.margin),
             "--embedding-dim",
             str(hyper.embedding_dim),
-            "--learning-rate",
-            str(hyper.learning_rate),
+            *hyper.recipe_overrides(),
             *options.args(),
             *(["--job-name", resource_name(run_name, "train")] if backend == "cluster" else []),
         ]

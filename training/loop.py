@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from facesim.contract.metrics_lines import format_metric
 from facesim.training.augment import augment_batch
-from facesim.training.config import TrainConfig
+from facesim.training.config import PRETRAINED_INIT, SCRATCH_INIT, TrainConfig
 from facesim.training.distributed import WorkerInfo, replica_device, worker_dir
 from facesim.training.losses import MINING_LOSSES, TripletLoss
-from facesim.training.model import build_embedding_model
+from facesim.training.model import build_embedding_model, freeze_stages, with_flip_average
 from facesim.training.sampler import PKSampler
 
 
@@ -47,6 +47,7 @@ class TrainingState:
     step: tf.Variable
     manager: tf.train.CheckpointManager  # saves model, optimizer and step
     resumed_from: int
+    serving: keras.Model  # what is evaluated and exported: the model, or its flip average
 
 
 def make_learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -72,9 +73,12 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
 
 
 def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir: Path) -> TrainingState:
-    """Model, optimizer and step counter, restored from the chief's latest checkpoint when there is one."""
+    """Model, optimizer and step counter: the --init weights, or the chief's latest checkpoint when there is one."""
     with strategy.scope():
         model = build_embedding_model(config.architecture, config.size, config.embedding_dim, config.seed)
+        initialise_weights(model, config)
+        if config.freeze_stages:
+            freeze_stages(model, config.freeze_stages)
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -90,7 +94,24 @@ def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir
                 f"the checkpoint {latest} does not fit this run's model ({str(error)[:300]}): it comes from other "
                 f"options; give a new --run-dir, or delete {checkpoint_dir} to start over"
             ) from None
-    return TrainingState(model, optimizer, step, manager, int(step.numpy()))
+    serving = with_flip_average(model) if config.flips else model
+    return TrainingState(model, optimizer, step, manager, int(step.numpy()), serving)
+
+
+def initialise_weights(model: keras.Model, config: TrainConfig) -> None:
+    """--init: dlib's pretrained weights, or an exported model's (the same network: its SavedModel tracks
+    the Keras model's variables in order); scratch keeps the random initialisation."""
+    if config.init == PRETRAINED_INIT:
+        from facesim.training.pretrained import assign_weights, load_weights, locate_weights
+
+        assign_weights(model, load_weights(locate_weights(config.init_weights)))
+    elif config.init != SCRATCH_INIT:
+        saved = tf.saved_model.load(config.init).variables
+        shapes = [tuple(v.shape) for v in saved]
+        if shapes != [tuple(v.shape) for v in model.variables]:
+            raise ValueError(f"--init {config.init}: its variables do not fit a {config.architecture} network")
+        for target, source in zip(model.variables, saved):
+            target.assign(source)
 
 
 def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Callable:

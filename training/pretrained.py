@@ -215,11 +215,8 @@ def assign_weights(model, weights: dict[str, np.ndarray]) -> None:
         raise WeightsError(f"the weights hold tensors the network has no place for: {', '.join(unused[:5])}")
 
 
-def pretrained_model(weights_dir: str | Path | None = None):
-    """The `faceapi_resnet` Keras model with the pretrained weights, and the folder they came from."""
+def build_pretrained_network():
+    """The `faceapi_resnet` Keras network at dlib's chip size (weights still random: `assign_weights`)."""
     from facesim.training.model import FACEAPI_EMBEDDING_DIM, build_embedding_model
 
-    folder = locate_weights(weights_dir)
-    model = build_embedding_model("faceapi_resnet", FACEAPI_IMAGE_SIZE, FACEAPI_EMBEDDING_DIM)
-    assign_weights(model, load_weights(folder))
-    return model, folder
+    return build_embedding_model("faceapi_resnet", FACEAPI_IMAGE_SIZE, FACEAPI_EMBEDDING_DIM)

@@ -4,7 +4,10 @@ against dlib's own descriptors (data/dlib_chips: computed once with dlib, which 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +89,10 @@ def test_routes_explicit_env_cache_and_none(weights_dir: Path, tmp_path: Path, m
 def test_forward_pass_matches_dlib_descriptors(weights_dir: Path) -> None:
     import keras
 
-    from facesim.training.pretrained import pretrained_model
+    from facesim.training.pretrained import assign_weights, build_pretrained_network
 
-    model, _ = pretrained_model(weights_dir)
+    model = build_pretrained_network()
+    assign_weights(model, load_weights(weights_dir))
     raw = keras.Model(model.input, model.get_layer("fc").output)  # dlib's unnormalised descriptor
     reference = json.loads((DLIB_CHIPS / "dlib_descriptors.json").read_text())["chips"]
     chips = np.stack([read_image(DLIB_CHIPS / item["file"]) for item in reference]).astype(np.float32)
@@ -100,3 +104,43 @@ def test_forward_pass_matches_dlib_descriptors(weights_dir: Path) -> None:
     np.testing.assert_allclose(np.linalg.norm(normalised, axis=1), 1.0, atol=1e-5)
     # Different people stay apart, as in dlib (its "same" is Euclidean < 0.6 on raw descriptors).
     assert np.linalg.norm(ours[0] - ours[1]) > 0.6
+
+
+def _facesim(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "facesim", *args], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+
+
+def test_import_without_weights_is_a_one_line_error(tmp_path: Path) -> None:
+    env = {**os.environ, "FACESIM_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(WEIGHTS_ENV, None)
+    result = _facesim("model", "import", "faceapi-resnet", "--out", str(tmp_path / "m"), "--offline", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("facesim model import: no faceapi-resnet weights found: give --weights DIR")
+    assert "npm pack @vladmandic/face-api@1.7.15" in lines[0]
+    assert not (tmp_path / "m").exists()
+
+
+def test_import_writes_a_model_artifact(weights_dir: Path, yunet_path: Path, tmp_path: Path) -> None:
+    from facesim.inference.embedder import Embedder, read_model_info
+
+    env = {**os.environ, "FACESIM_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = tmp_path / "m"
+    result = _facesim(
+        "model", "import", "faceapi-resnet", "--out", str(out), "--weights", str(weights_dir),
+        "--yunet-path", str(yunet_path), env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    card = json.loads((out / "model.json").read_text())
+    assert (card["architecture"], card["image_size"], card["embedding_dim"]) == ("faceapi_resnet", 150, 128)
+    assert card["preprocessing"]["template"] == "dlib-chip-5pt" and card["flip_average"] is True
+    assert card["training"]["init"]["sha256"][BINARY].startswith("b413e4")
+    reference = json.loads((DLIB_CHIPS / "dlib_descriptors.json").read_text())["chips"]
+    chips = np.stack([read_image(DLIB_CHIPS / item["file"]) for item in reference])
+    embeddings = Embedder(read_model_info(out)).embed(chips)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    distances = ((embeddings[:, None] - embeddings[None]) ** 2).sum(-1)
+    assert distances[~np.eye(len(chips), dtype=bool)].min() > card["threshold"]  # four different people
