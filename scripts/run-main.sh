@@ -4,12 +4,13 @@
 #   scripts/run-main.sh --data ../shared/data/lfw        (or FACESIM_LFW=../shared/data/lfw)
 #   scripts/run-main.sh --data DIR --no-serve            (stop after the pipeline)
 #   scripts/run-main.sh --data DIR -- --tune --epochs 5  (after --: more `facesim pipeline run` options)
+#   scripts/run-main.sh --data DIR -- --init scratch     (train from scratch instead of fine-tuning dlib's network)
 # Without --data or FACESIM_LFW, LFW is downloaded first (`facesim data fetch lfw`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
   echo "options: --data DIR  --no-serve  --port P (predictor, default 8080)  --ui-port P (default 5000)"
 }
 
@@ -37,6 +38,12 @@ if [[ -z ${FACESIM_YUNET_MODEL:-} ]]; then
   for weights in ../shared/models/face_detection_yunet_*.onnx; do
     [[ -f $weights ]] && export FACESIM_YUNET_MODEL=$PWD/$weights
   done
+fi
+
+# The pretrained face network the pipeline fine-tunes (--init faceapi-resnet): beside the repo when
+# present; otherwise the cache under $FACESIM_HOME, or `npm pack` fetches it (training/pretrained.py).
+if [[ -z ${FACESIM_FACEAPI_WEIGHTS:-} && -f ../shared/models/faceapi-resnet/face_recognition_model.bin ]]; then
+  export FACESIM_FACEAPI_WEIGHTS=$PWD/../shared/models/faceapi-resnet
 fi
 
 if [[ -z $DATA ]]; then
