@@ -4,8 +4,8 @@ same LFW pairs: threshold from fold 9, accuracy / AUC / TAR at FAR 1e-3 on fold 
 Also TAR at FAR 1e-3 over every pair of fold-10 images (genuine: same person; impostor: different),
 where a FAR of 1e-3 rests on ~10^5 impostor pairs instead of fold 10's 300, and ms per face
 (facesim: the network on aligned crops, batched; face_recognition: landmarks + chip + descriptor,
-one face at a time). face_recognition is optional: `pip install dlib-bin face_recognition_models`
-then `pip install --no-deps face_recognition`.
+one face at a time). face_recognition is optional: `pip install dlib-bin face_recognition_models
+'setuptools<81'` (for `pkg_resources`), then `pip install --no-deps face_recognition`.
 """
 
 from __future__ import annotations
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         models.append((name, Path(path)))
     use_fr = args.face_recognition == "on" or (args.face_recognition == "auto" and _has_face_recognition())
     if args.face_recognition == "on" and not _has_face_recognition():
-        parser.error("face_recognition is not installed: pip install dlib-bin face_recognition_models, then "
-                     "pip install --no-deps face_recognition")  # fmt: skip
+        parser.error("face_recognition is not installed: pip install dlib-bin face_recognition_models "
+                     "'setuptools<81', then pip install --no-deps face_recognition")  # fmt: skip
     if not models and not use_fr:
         parser.error("nothing to score: give --model NAME=DIR (or install face_recognition)")
     from facesim.storage.lfw import LfwLayout, protocol_split
@@ -221,9 +221,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _has_face_recognition() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("face_recognition") is not None
+    try:
+        import face_recognition  # noqa: F401
+    except (ImportError, SystemExit):  # without its models it prints a hint and calls quit()
+        return False
+    return True
 
 
 if __name__ == "__main__":

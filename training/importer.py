@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SOURCES = ("faceapi-resnet",)
 # Fold-9 threshold of the flip-averaged import (`facesim model import ... --data LFW`, docs/results.md),
 # used when no --data is given to calibrate on.
-DEFAULT_THRESHOLD = 0.18
+DEFAULT_THRESHOLD = 0.1789
 
 
 @dataclass
