@@ -62,8 +62,11 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, target_far: floa
         )
     ordered = np.sort(impostor)
     allowed = int(math.floor(target_far * len(ordered)))  # false accepts within the target
-    # Just under the first impostor distance that would be one false accept too many.
-    threshold = float(np.nextafter(ordered[allowed], -np.inf))
+    # Midway between the first impostor distance that would be one false accept too many and the
+    # largest distance under it: the same pairs accepted, with room for float32 rounding when serving.
+    limit = ordered[allowed]
+    below = np.concatenate([ordered[:allowed], genuine[genuine < limit], [0.0]]).max()
+    threshold = float((below + limit) / 2)
     return threshold, float(np.mean(impostor <= threshold)), float(np.mean(genuine <= threshold))
 
 

@@ -55,13 +55,19 @@ def test_calibration_counts_threshold_and_record(gallery: Path) -> None:
     assert (calibration["genuine_pairs"], calibration["impostor_pairs"]) == (genuine, impostor)
     rows = store.rows()
     owners = np.array(rows.identities)
-    distances = ((rows.vectors[:, None] - rows.vectors[None]) ** 2).sum(-1)
+    vectors = rows.vectors.astype(np.float64)
+    distances = ((vectors[:, None] - vectors[None]) ** 2).sum(-1)
     upper = np.triu(np.ones_like(distances, dtype=bool), k=1)
     impostors = distances[upper & (owners[:, None] != owners[None])]
-    accepted = int((impostors <= calibration["threshold"]).sum())
-    assert accepted <= floor(0.05 * impostor) and calibration["far"] == pytest.approx(accepted / impostor)
-    # The threshold is the largest allowed: the next impostor would be one false accept too many.
-    assert impostors[impostors > calibration["threshold"]].min() - calibration["threshold"] < 1e-6
+    genuines = distances[upper & (owners[:, None] == owners[None])]
+    threshold = calibration["threshold"]
+    # As many false accepts as FAR 0.05 allows (one more would exceed it), no more.
+    accepted = int((impostors <= threshold).sum())
+    assert accepted == floor(0.05 * impostor) and calibration["far"] == pytest.approx(accepted / impostor)
+    assert calibration["tar"] == pytest.approx(np.mean(genuines <= threshold))
+    # Midway between the last accepted and the first refused distance: robust to rounding.
+    refused, taken = impostors[impostors > threshold].min(), np.concatenate([[0.0], distances[upper]])
+    assert threshold == pytest.approx((refused + taken[taken < refused].max()) / 2)
     assert calibration["model_version"] == store.info.model_version and calibration["target_far"] == 0.05
 
 
