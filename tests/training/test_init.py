@@ -4,19 +4,16 @@ resumed after a kill, exported with the init recorded."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from facesim.faces.image import read_image
+from tests.helpers.kill_worker import kill_worker_after_checkpoint
 from tests.training.test_pretrained import DLIB_CHIPS
 from tests.training.test_train import _env, _run, _train_command
 
@@ -31,28 +28,6 @@ def _dlib_chips() -> np.ndarray:
     return np.stack([read_image(path) for path in sorted(DLIB_CHIPS.glob("chip*.png"))])
 
 
-def _kill_worker_after_first_checkpoint(command: list[str], work: Path) -> str:
-    """Start a run, SIGKILL worker 1 once a checkpoint exists; returns the run's output."""
-    checkpoint_index = work / "model.run" / "checkpoints" / "checkpoint"
-    launcher = subprocess.Popen(command, env=_env(work), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    drain = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)
-    drain.start()
-    try:
-        deadline = time.monotonic() + 400
-        while not checkpoint_index.exists():
-            assert time.monotonic() < deadline and launcher.poll() is None, "no checkpoint:\n" + "".join(lines[-40:])
-            time.sleep(0.05)
-        pids = {int(m[1]): int(m[2]) for m in re.finditer(r"launched worker (\d) \(pid (\d+)\)", "".join(lines))}
-        os.kill(pids[1], signal.SIGKILL)
-        launcher.wait(timeout=60)
-        drain.join(timeout=10)
-    finally:
-        launcher.kill()
-    assert launcher.returncode != 0
-    return "".join(lines)
-
-
 @pytest.mark.slow
 def test_pretrained_init_two_workers_resumes_after_a_kill_and_exports(lfw_dir, yunet_path, shared_dir, tmp_path):
     weights = shared_dir / "models" / "faceapi-resnet"
@@ -65,8 +40,9 @@ def test_pretrained_init_two_workers_resumes_after_a_kill_and_exports(lfw_dir, y
     # _train_command asks for the tiny test network: --init faceapi-resnet replaces it (and its size).
     command = [arg for arg in command if arg not in ("--architecture", "tiny", "--image-size", "32")]
     command[command.index("--embedding-dim") : command.index("--embedding-dim") + 2] = []
-    output = _kill_worker_after_first_checkpoint(command, tmp_path)
-    assert "worker 1 exited with code -9" in output, output[-3000:]
+    checkpoint_index = tmp_path / "model.run" / "checkpoints" / "checkpoint"
+    killed = kill_worker_after_checkpoint(command, _env(tmp_path), checkpoint_index, timeout_s=400)
+    assert killed.returncode != 0 and "worker 1 exited with code -9" in killed.output, killed.output[-3000:]
     assert not (tmp_path / "model" / "saved_model.pb").exists()
 
     result = _run(command, tmp_path, timeout=900)

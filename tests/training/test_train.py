@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from facesim.contract.metrics_lines import parse_metrics
+from tests.helpers.kill_worker import kill_worker_after_checkpoint
 
 
 def _train_command(lfw_dir: Path, yunet_path: Path, work: Path, *options: str) -> list[str]:
@@ -163,25 +161,9 @@ def test_a_killed_worker_stops_the_run_and_a_restart_resumes_from_the_checkpoint
         "5",
     )
     checkpoint_index = tmp_path / "model.run" / "checkpoints" / "checkpoint"
-    launcher = subprocess.Popen(
-        command, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: list[str] = []
-    drain = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)  # a full pipe would stall it
-    drain.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not checkpoint_index.exists():
-            assert time.monotonic() < deadline and launcher.poll() is None, "no checkpoint:\n" + "".join(lines[-40:])
-            time.sleep(0.05)
-        pids = {int(m[1]): int(m[2]) for m in re.finditer(r"launched worker (\d) \(pid (\d+)\)", "".join(lines))}
-        os.kill(pids[1], signal.SIGKILL)
-        launcher.wait(timeout=60)
-        drain.join(timeout=10)
-        output = "".join(lines)
-    finally:
-        launcher.kill()
-    assert launcher.returncode != 0, "a dead worker fails the run"
+    killed = kill_worker_after_checkpoint(command, _env(tmp_path), checkpoint_index)
+    output, pids = killed.output, killed.pids
+    assert killed.returncode != 0, "a dead worker fails the run"
     assert "worker 1 exited with code -9" in output, output[-3000:]
     with pytest.raises(ProcessLookupError):
         os.kill(pids[0], 0)  # the launcher stopped the surviving worker too
