@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
 def run_problems(arguments: dict[str, Any]) -> list[str]:
     """What is wrong with a local run's arguments, found before any step starts."""
     from facesim.storage.lfw import LfwLayout
-    from facesim.training.config import ARCHITECTURES
+    from facesim.training.config import ARCHITECTURES, PRETRAINED_INIT, SCRATCH_INIT
     from facesim.tuning.space import ALGORITHMS
 
     problems: list[str] = []
@@ -169,6 +169,13 @@ def run_problems(arguments: dict[str, Any]) -> list[str]:
             problems.append(f"--data: {error}")
     if arguments["architecture"] not in ARCHITECTURES:
         problems.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}")
+    init = arguments["init"]
+    if init not in (SCRATCH_INIT, PRETRAINED_INIT) and not Path(init, "model.json").is_file():
+        problems.append(f"--init must be {PRETRAINED_INIT}, {SCRATCH_INIT} or a model directory, not {init!r}")
+    if arguments["tune"] and init != SCRATCH_INIT:
+        problems.append(
+            "--tune sweeps the embedding size, which a pretrained start keeps (128): add --init scratch to tune"
+        )
     if arguments["tune_algorithm"] not in ALGORITHMS:
         problems.append(f"--tune-algorithm must be one of {', '.join(ALGORITHMS)}")
     for name in (
