@@ -143,7 +143,7 @@ PARAMETER_HELP: dict[str, str] = {
     "backend": "local (this machine) or cluster (TFJob, Katib, InferenceService)",
     "work_root": "where crops, runs, models and galleries go (local default: $FACESIM_HOME/pipeline)",
     "workers": "training workers (local processes or TFJob replicas)",
-    "epochs": "training epochs",
+    "epochs": "training epochs (local run default: 3 from scratch, 0 from a pretrained start: its weights, calibrated)",
     "steps_per_epoch": "training steps per epoch",
     "margin": "triplet margin (when not tuned; 0: the init's recipe)",
     "embedding_dim": "embedding size (when not tuned)",

@@ -114,7 +114,9 @@ class TrainConfig:
             found.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}")
         if self.mining not in MINERS:
             found.append(f"--mining must be one of {', '.join(MINERS)}")
-        for name in ("workers", "epochs", "steps_per_epoch", "embedding_dim", "identities_per_batch"):
+        if self.epochs < (1 if self.init == SCRATCH_INIT else 0):
+            found.append("--epochs must be at least 1 (0, export the starting weights calibrated, needs an --init)")
+        for name in ("workers", "steps_per_epoch", "embedding_dim", "identities_per_batch"):
             if getattr(self, name) < 1:
                 found.append(f"--{name.replace('_', '-')} must be at least 1")
         if self.images_per_identity < 2:
@@ -191,7 +193,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--run-dir", help="checkpoints and TensorBoard logs (default: OUT.run beside OUT); reuse it to resume")
     add("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
     add("--workers", type=int, default=d["workers"].default, help="worker processes (default: %(default)s)")
-    add("--epochs", type=int, default=d["epochs"].default, help="epochs (default: %(default)s)")
+    add(
+        "--epochs",
+        type=int,
+        default=d["epochs"].default,
+        help="epochs; 0 with an --init exports the starting weights, calibrated (default: %(default)s)",
+    )
     add(
         "--steps-per-epoch",
         type=int,

@@ -54,7 +54,7 @@ def make_learning_rate(config: TrainConfig) -> float | keras.optimizers.schedule
     """The configured rate: constant, or linear warm-up then cosine decay to 0 at the run's last step."""
     if config.lr_schedule == "constant":
         return config.learning_rate
-    warmup = min(config.warmup_steps, config.total_steps - 1)
+    warmup = max(0, min(config.warmup_steps, config.total_steps - 1))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else config.learning_rate,
         decay_steps=max(config.total_steps - warmup, 1),
