@@ -75,8 +75,14 @@ def test_init_from_a_model_dir_starts_from_its_weights(lfw_dir, yunet_path, tiny
     assert (card["architecture"], card["image_size"], card["embedding_dim"]) == ("tiny", 64, 64)
     assert card["training"]["init"]["from"] == str(tiny_model_dir.resolve())
     assert card["preprocessing"]["template"] == source["preprocessing"]["template"]
-    crops = np.random.default_rng(1).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
-    np.testing.assert_allclose(_embed(tmp_path / "model", crops), _embed(tiny_model_dir, crops), atol=1e-4)
+    # At a rate of 1e-12 the learned weights stay the source's (batch norm's moving statistics still
+    # follow the two training batches, so embeddings themselves may move a little).
+    import tensorflow as tf
+
+    ours, theirs = (tf.saved_model.load(str(d)).trainable_variables for d in (tmp_path / "model", tiny_model_dir))
+    assert [v.shape for v in ours] == [v.shape for v in theirs] and len(ours) > 4
+    for mine, source in zip(ours, theirs):
+        np.testing.assert_allclose(mine.numpy(), source.numpy(), atol=1e-6)
 
 
 def test_init_that_is_not_a_model_is_refused(lfw_dir, tmp_path):
