@@ -86,7 +86,7 @@ def test_a_local_run_checks_its_arguments_before_any_step(tmp_path: Path, capsys
             "--architecture",
             "resnet",
             "--epochs",
-            "0",
+            "-1",
             "--tune-algorithm",
             "hyperband",
             "--tune",
