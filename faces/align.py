@@ -1,4 +1,4 @@
-"""Five-point similarity alignment to the canonical ArcFace template, and a centre-crop fallback."""
+"""Five-point similarity alignment to a named template (ArcFace's, or dlib's chip), and a centre-crop fallback."""
 
 from __future__ import annotations
 
@@ -13,28 +13,47 @@ ARCFACE_TEMPLATE_112 = np.array(
 )
 
 
-def template(size: int) -> np.ndarray:
-    return ARCFACE_TEMPLATE_112 * (size / 112.0)
+# Where YuNet's five points fall in dlib's 150 px face chip (`get_face_chip(size=150, padding=0.25)`,
+# the chip dlib's face ResNet was trained on): the median over 1,543 LFW images of YuNet's points
+# (found on the whole image) mapped through dlib's own image-to-chip transform. See docs/results.md.
+DLIB_TEMPLATE_150 = np.array(
+    [[46.53, 44.42], [102.97, 45.39], [75.22, 77.07], [50.60, 101.06], [99.01, 101.76]],
+    np.float32,
+)
+# name -> (points, the crop side they are given for); other crop sizes scale them.
+TEMPLATES: dict[str, tuple[np.ndarray, int]] = {
+    "arcface-5pt": (ARCFACE_TEMPLATE_112, 112),
+    "dlib-chip-5pt": (DLIB_TEMPLATE_150, 150),
+}
 
 
-def similarity_transform(landmarks: np.ndarray, size: int) -> np.ndarray:
+def template(size: int, name: str = "arcface-5pt") -> np.ndarray:
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown alignment template {name!r}: choose one of {', '.join(TEMPLATES)}")
+    points, native = TEMPLATES[name]
+    return points * (size / native)
+
+
+def similarity_transform(landmarks: np.ndarray, size: int, template_name: str = "arcface-5pt") -> np.ndarray:
     """The 2 x 3 rotation + uniform scale + translation mapping landmarks onto the template (least squares)."""
     matrix, _ = cv2.estimateAffinePartial2D(
-        np.asarray(landmarks, np.float32).reshape(5, 2), template(size), method=cv2.LMEDS
+        np.asarray(landmarks, np.float32).reshape(5, 2), template(size, template_name), method=cv2.LMEDS
     )
     if matrix is None:
         raise ValueError("the landmarks are degenerate: no similarity transform maps them to the template")
     return matrix
 
 
-def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
+def align_face(
+    rgb: np.ndarray, landmarks: np.ndarray, size: int = 112, template_name: str = "arcface-5pt"
+) -> np.ndarray:
     """Warp the face to a (size, size, 3) uint8 crop.
 
     Only the region that lands in the crop is touched, and when the face is much larger than the
     crop that region is first shrunk with area averaging, so crops from a 1080p photo match crops
     from a small one instead of aliasing.
     """
-    matrix = similarity_transform(landmarks, size)
+    matrix = similarity_transform(landmarks, size, template_name)
     region, matrix = _source_region(rgb, matrix, size)
     scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
     if scale < 0.5:
@@ -76,6 +95,6 @@ def center_landmarks(shape: tuple[int, ...]) -> np.ndarray:
     return offset + LFW_TYPICAL_LANDMARKS * side
 
 
-def center_crop(rgb: np.ndarray, size: int = 112) -> np.ndarray:
+def center_crop(rgb: np.ndarray, size: int = 112, template_name: str = "arcface-5pt") -> np.ndarray:
     """The crop alignment would give if the face sat where faces usually sit in LFW images."""
-    return align_face(rgb, center_landmarks(rgb.shape), size)
+    return align_face(rgb, center_landmarks(rgb.shape), size, template_name)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from facesim.faces.align import ARCFACE_TEMPLATE_112, align_face, center_landmarks
+from facesim.faces.align import TEMPLATES, align_face, center_landmarks, template
 from facesim.faces.detect import DETECTOR_KINDS, Face, FaceDetector, make_detector
 
 FALLBACKS = ("none", "center")
@@ -25,12 +25,15 @@ class PreprocessConfig:
     min_score: float = 0.6  # YuNet's score threshold
     max_detect_side: int = 960  # larger images are detected on a downscaled copy
     fallback: str = "none"  # "center": no face found -> centre crop (for pre-cropped sets like LFW)
+    template: str = "arcface-5pt"  # where the five points go in the crop (faces.align.TEMPLATES)
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTOR_KINDS:
             raise ValueError(f"unknown detector {self.detector!r}: choose one of {', '.join(DETECTOR_KINDS)}")
         if self.fallback not in FALLBACKS:
             raise ValueError(f"unknown fallback {self.fallback!r}: choose one of {', '.join(FALLBACKS)}")
+        if self.template not in TEMPLATES:
+            raise ValueError(f"unknown template {self.template!r}: choose one of {', '.join(TEMPLATES)}")
         if not 32 <= self.image_size <= 512:
             raise ValueError(f"image_size {self.image_size} is out of range: use 32..512 (112 or 160 are usual)")
 
@@ -65,26 +68,27 @@ class FacePreprocessor:
 
     def all_faces(self, rgb: np.ndarray) -> list[AlignedFace]:
         """Every face found, largest first; empty when none (no fallback here)."""
-        size = self.config.image_size
-        return [AlignedFace(face, align_face(rgb, face.landmarks, size)) for face in self.detector.detect(rgb)]
+        return [AlignedFace(face, self._align(rgb, face.landmarks)) for face in self.detector.detect(rgb)]
 
     def largest_face(self, rgb: np.ndarray) -> AlignedFace | None:
         """The largest face, or the centre-crop fallback when configured, else None."""
         faces = self.detector.detect(rgb)
         if faces:
-            return AlignedFace(faces[0], align_face(rgb, faces[0].landmarks, self.config.image_size))
+            return AlignedFace(faces[0], self._align(rgb, faces[0].landmarks))
         if self.config.fallback == "center":
             landmarks = center_landmarks(rgb.shape)
             height, width = rgb.shape[:2]
             centre = Face((0.0, 0.0, float(width), float(height)), 0.0, landmarks)
-            return AlignedFace(centre, align_face(rgb, landmarks, self.config.image_size), detected=False)
+            return AlignedFace(centre, self._align(rgb, landmarks), detected=False)
         return None
+
+    def _align(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        return align_face(rgb, landmarks, self.config.image_size, self.config.template)
 
     def describe(self) -> dict[str, Any]:
         """The config plus what actually ran (detector name, template), for model.json."""
         description = asdict(self.config)
         description["detector_used"] = self.detector.name
-        description["template"] = "arcface-5pt"
-        description["template_112"] = ARCFACE_TEMPLATE_112.astype(float).round(4).tolist()
+        description["template_points"] = template(self.config.image_size, self.config.template).round(4).tolist()
         description["crop_format"] = "uint8 RGB"
         return description

@@ -1,4 +1,4 @@
-"""`facesim bench train|serve|gallery`: the benchmarks (each lives with its component)."""
+"""`facesim bench train|serve|gallery|accuracy|soak`: the benchmarks (each lives with its component)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
+    "accuracy": ("facesim.accuracy", "LFW fold-10 accuracy / AUC / TAR of models and face_recognition, side by side"),
     "train": ("facesim.training.bench", "training throughput (steps/s, images/s) for 1..N local workers"),
     "gallery": ("facesim.inference.bench_gallery", "exact search vs the persisted FAISS index on a face-like gallery"),
     "serve": (

@@ -22,6 +22,7 @@ class Subcommand:
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("data", "facesim.storage.cli:main", "fetch and prepare face datasets (LFW, identity folders)"),
     Subcommand("train", "facesim.training.cli:train_main", "train FaceNet (local workers or a TFJob)"),
+    Subcommand("model", "facesim.training.importer:main", "import pretrained weights as a model (faceapi-resnet)"),
     Subcommand("evaluate", "facesim.training.cli:evaluate_main", "score a model on LFW verification pairs"),
     Subcommand("tune", "facesim.tuning.cli:main", "tune margin / embedding size / learning rate (optuna or Katib)"),
     Subcommand("gallery", "facesim.inference.gallery_cli:main", "build and inspect identity galleries"),

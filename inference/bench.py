@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dim", type=int, default=128, help="embedding size for the search benchmark")
     parser.add_argument("--search-queries", type=int, default=200)
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--face-recognition",
+        action="store_true",
+        help="also time face_recognition's detect + encode of each --image (one core, in this process), "
+        "for a side-by-side ratio (needs the optional face_recognition install)",
+    )
     return parser
 
 
@@ -112,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         for size in tqdm(args.search_sizes, desc="search", unit="size")
     ]
     report = _report(argv, load_before, os.getloadavg(), latency, search)
+    if args.face_recognition:
+        report += "\n" + "\n".join(_versus_face_recognition(args.image, latency, args.requests))
     print(report)
     if args.json_out:
         args.json_out.write_text(
@@ -121,6 +129,30 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     return 0
+
+
+def face_recognition_p50_ms(image: Path, total: int) -> float:
+    """face_recognition's detect (HOG) + 5-point landmarks + descriptor of every face, decoded image in hand."""
+    import face_recognition
+
+    rgb = face_recognition.load_image_file(str(image))
+    face_recognition.face_encodings(rgb)  # warm-up
+    times = []
+    for _ in range(total):
+        start = time.perf_counter()
+        face_recognition.face_encodings(rgb, face_recognition.face_locations(rgb))
+        times.append(time.perf_counter() - start)
+    return float(np.percentile(times, 50) * 1000)
+
+
+def _versus_face_recognition(images: list[Path], latency: list[LatencyResult], total: int) -> list[str]:
+    lines = []
+    for image in images:
+        ours = next((r.p50_ms for r in latency if r.image == image.name and r.concurrency == 1), None)
+        theirs = face_recognition_p50_ms(image, total)
+        ratio = f": facesim V1 p50 {ours:.1f} ms at concurrency 1, {theirs / ours:.1f}x faster" if ours else ""
+        lines.append(f"face_recognition detect+encode {image.name}: p50 {theirs:.1f} ms{ratio}")
+    return lines
 
 
 def _serving(args: argparse.Namespace) -> list[LatencyResult]:

@@ -80,6 +80,7 @@ class GalleryInfo:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     source: dict = field(default_factory=dict)
     format: int = GALLERY_FORMAT
+    calibration: dict | None = None  # `facesim gallery calibrate`: this gallery's own threshold (inference.calibrate)
 
 
 @dataclass(frozen=True)
@@ -208,10 +209,13 @@ class GalleryStore:
         with closing(_connect(directory / DATABASE_NAME)) as db:
             db.executescript(_SCHEMA)
         # The manifest goes last: a directory with a manifest is a complete gallery.
-        tmp = directory / f".{MANIFEST_NAME}.tmp"
-        tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
-        tmp.replace(directory / MANIFEST_NAME)
+        _write_manifest(directory, info)
         return cls(directory)
+
+    def set_info(self, info: GalleryInfo) -> None:
+        """Replace gallery.json (atomically): e.g. to record a calibration."""
+        _write_manifest(self.directory, info)
+        self.info = info
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -341,3 +345,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _meta(db: sqlite3.Connection, key: str) -> int:
     return int(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
+
+def _write_manifest(directory: Path, info: GalleryInfo) -> None:
+    tmp = directory / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
+    tmp.replace(directory / MANIFEST_NAME)

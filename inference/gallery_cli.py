@@ -242,13 +242,22 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--register", metavar="NAME", default=None, help="also register it in the local registry")
     show = commands.add_parser("list", help="list a gallery's identities and counts")
     show.add_argument("--gallery", required=True, type=gallery_location, help="gallery directory or PostgreSQL DSN")
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="choose the gallery's own same-person threshold at a target false-accept rate",
+        description="Threshold at --far from the gallery's genuine pairs (same identity) and impostor pairs "
+        "(different identities), recorded in gallery.json; the predictor then decides with it. "
+        "Refuses when the pairs are too few for that rate.",
+    )
+    calibrate.add_argument("--gallery", required=True, type=Path, help="gallery directory")
+    calibrate.add_argument("--far", type=float, default=1e-3, help="target false-accept rate (default: %(default)s)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        actions = {"build": _build_main, "init": _init_main, "list": _list_main}
+        actions = {"build": _build_main, "init": _init_main, "list": _list_main, "calibrate": _calibrate_main}
         return actions[args.action](args)
     except (GalleryError, ModelError, FileNotFoundError, ValueError) as error:
         print(f"facesim gallery: {error}", file=sys.stderr)
@@ -297,6 +306,15 @@ def _check_register(args: argparse.Namespace) -> None:
         raise GalleryError(
             "--register takes gallery directories; give a PostgreSQL gallery to `facesim serve --gallery`"
         )
+def _calibrate_main(args: argparse.Namespace) -> int:
+    from facesim.inference.calibrate import calibrate_gallery
+
+    result = calibrate_gallery(GalleryStore(args.gallery), args.far)
+    print(
+        f"gallery {args.gallery}: threshold {result.threshold:.4f} at FAR {result.far:.2e} (target {result.target_far:g}), "
+        f"TAR {result.tar:.3f}, from {result.genuine_pairs} genuine and {result.impostor_pairs} impostor pairs"
+    )
+    return 0
 
 
 def _register(args: argparse.Namespace) -> None:

@@ -26,6 +26,7 @@ from facesim.contract.api import MODEL_NAME, same_person
 from facesim.faces.image import ImageError, declared_pixels, decode_reduced
 from facesim.faces.preprocess import AlignedFace
 from facesim.inference.batching import EmbeddingBatcher
+from facesim.inference.calibrate import gallery_threshold
 from facesim.inference.embedder import (
     Embedder,
     ModelInfo,
@@ -138,6 +139,10 @@ class FaceNetPredictor(kserve.Model):
         self.gallery = open_gallery(self.config.gallery_dir)
         self.gallery_version = registered_version(self.config.gallery_dir)  # v1, v2, ... or None
         check_gallery_matches(self.gallery, self.model_info)  # before the slow part: fail fast
+        calibrated = gallery_threshold(self.gallery, self.model_info.version)
+        # The gallery's own calibration (its photos) beats the model's (LFW) when there is one.
+        self.threshold = calibrated if calibrated is not None else self.model_info.threshold
+        self.threshold_source = "gallery" if calibrated is not None else "model"
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         detector = self.preprocessor.detector  # created now, not on the first request
         self.embedder = Embedder(self.model_info, self.config.tf_threads)
@@ -275,7 +280,8 @@ class FaceNetPredictor(kserve.Model):
             "model_version": self.model_info.version,
             "gallery_version": self.gallery_version,
             "gallery_edits": batch.gallery_edits,
-            "threshold": self.model_info.threshold,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
         }
 
     def _comparison(
@@ -296,7 +302,7 @@ class FaceNetPredictor(kserve.Model):
         if not image.faces:
             return answer | {"distance": None, "same": None}
         distance = float(np.sum((embeddings[image_rows[0]] - compare_embedding) ** 2))
-        return answer | {"distance": round(distance, 6), "same": same_person(distance, self.model_info.threshold)}
+        return answer | {"distance": round(distance, 6), "same": same_person(distance, self.threshold)}
 
     def _face_json(
         self, face: AlignedFace, embedding: np.ndarray, matches: list[Match] | None, with_crop: bool
@@ -313,7 +319,7 @@ class FaceNetPredictor(kserve.Model):
         return {
             "identity": match.identity,
             "distance": round(match.distance, 6),
-            "same": same_person(match.distance, self.model_info.threshold),
+            "same": same_person(match.distance, self.threshold),
         }
 
     def _v2_response(self, batch: FaceBatch) -> InferResponse:

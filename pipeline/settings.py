@@ -33,11 +33,13 @@ class TrainingSettings:
     workers: int = 2
     epochs: int = 4
     steps_per_epoch: int = 100
+    init: str = "faceapi-resnet"  # scratch | faceapi-resnet | a model directory (`facesim train --init`)
 
     def crop_size(self) -> int:
-        from facesim.training.config import DEFAULT_IMAGE_SIZE
+        return self.train_config("-", "-").size  # the init decides the network and so the size
 
-        return self.image_size or DEFAULT_IMAGE_SIZE[self.architecture]
+    def template(self) -> str:
+        return self.train_config("-", "-").alignment_template
 
     def train_config(self, data: str, out: str, **options: Any) -> TrainConfig:
         """The TrainConfig of a run on `data` into `out` (ValueError says what TrainConfig refuses)."""

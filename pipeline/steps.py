@@ -121,19 +121,20 @@ def prepare_data(data: str, layout: RunLayout, settings: TrainingSettings) -> st
     if not source.is_dir():
         raise StepFailed(f"data {data}: no such directory (give an LFW-layout root with people.txt and pairs.txt)")
     # One cache per dataset and crop size, reused by later runs (prepare skips what is done).
-    size = str(settings.crop_size())
+    size, template = str(settings.crop_size()), settings.template()
     source_key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
-    crops = layout.crops_root / f"{source.resolve().name}-{size}px-{source_key}"
-    run_facesim(["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", size])
+    crops = layout.crops_root / f"{source.resolve().name}-{size}px-{template}-{source_key}"
+    prepare = ["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", size]
+    run_facesim([*prepare, "--template", template])
     report(f"face crops ready in {crops}")
     return str(crops)
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    margin: float
+    margin: float  # 0: the --init's recipe (training.config.RECIPES)
     embedding_dim: int
-    learning_rate: float
+    learning_rate: float  # 0: the --init's recipe
 
 
 # What `facesim tune` sets itself on each trial; the rest of the training settings go after `--`.
@@ -178,9 +179,9 @@ def train_command(
         crops,
         str(layout.model),
         run_dir=str(layout.checkpoints),
-        margin=hyper.margin,
+        margin=hyper.margin or None,
         embedding_dim=hyper.embedding_dim,
-        learning_rate=hyper.learning_rate,
+        learning_rate=hyper.learning_rate or None,
     )
     cluster = ["--job-name", resource_name(run_name, "train")] if check_backend(backend) == "cluster" else []
     return ["train", "--backend", backend, *cluster, *config.to_args()]

@@ -7,12 +7,13 @@
 #   scripts/run-main.sh --serve-only                     (serve the latest registered model and gallery)
 #   scripts/run-main.sh --data DIR --no-serve            (stop after the pipeline)
 #   scripts/run-main.sh --data DIR -- --tune --epochs 5  (after --: more `facesim pipeline run` options)
+#   scripts/run-main.sh --data DIR -- --init scratch     (train from scratch instead of fine-tuning dlib's network)
 # Without --data or FACESIM_LFW, LFW is downloaded first (`facesim data fetch lfw`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
   echo "options: --data DIR  --retrain  --serve-only  --no-serve  --port P (predictor, default 8080)" \
     " --ui-port P (default 5000)"
 }
@@ -45,6 +46,12 @@ fi
 
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+
+# The pretrained face network the pipeline starts from (--init faceapi-resnet): beside the repo when
+# present; otherwise the cache under $FACESIM_HOME, or `npm pack` fetches it (training/pretrained.py).
+if [[ -z ${FACESIM_FACEAPI_WEIGHTS:-} && -f ../shared/models/faceapi-resnet/face_recognition_model.bin ]]; then
+  export FACESIM_FACEAPI_WEIGHTS=$PWD/../shared/models/faceapi-resnet
+fi
 
 # The pipeline, unless --serve-only; with --reuse (the default) it is skipped when the latest
 # registered model and gallery come from a run with the same data and settings.

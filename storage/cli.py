@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from facesim.faces.align import TEMPLATES
 from facesim.faces.detect import DETECTOR_KINDS, add_yunet_argument
 from facesim.faces.download import DownloadError
 from facesim.faces.image import ImageError
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--data", type=Path, required=True, help="LFW root or folder of identity folders")
     prepare.add_argument("--out", type=Path, required=True, help="cache folder (an LFW source gives an LFW root)")
     prepare.add_argument("--image-size", type=int, default=112, help="crop side in pixels (default 112; 160 works)")
+    prepare.add_argument(
+        "--template",
+        choices=tuple(TEMPLATES),
+        default="arcface-5pt",
+        help="where the five points go in the crop: arcface-5pt, or dlib-chip-5pt for the faceapi_resnet "
+        "network (default: %(default)s)",
+    )
     prepare.add_argument(
         "--detector", choices=DETECTOR_KINDS, default="auto", help="auto: YuNet if weights exist, else Haar"
     )
@@ -90,6 +98,7 @@ def _prepare(args: argparse.Namespace) -> int:
         detector=args.detector,
         yunet_path=args.yunet_path,
         fallback=fallback,
+        template=args.template,
     )
     report = prepare_crops(
         args.data, args.out, config, args.workers, only, args.limit_identities, progress=not args.no_progress

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 from facesim.contract.version import __version__
-from facesim.storage.model_card import ModelCard, save_model_card
-from facesim.training.config import TrainConfig
+from facesim.storage.model_card import ModelCard, load_model_card, save_model_card
+from facesim.training.config import PRETRAINED_INIT, SCRATCH_INIT, TrainConfig
 from facesim.training.data import RunData
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,7 @@ def write_model_card(
         "val_pairs": len(data.val.same),
         "test_pairs": len(data.test.same),
         "workers": workers,
+        "init": init_record(config),
         "params": {
             "epochs": config.epochs,
             "steps_per_epoch": config.steps_per_epoch,
@@ -56,6 +57,7 @@ def write_model_card(
             "augment": config.augment,
             "seed": config.seed,
             "max_identities": config.max_identities,
+            "freeze_stages": config.freeze_stages,
         },
         "notes": dict(config.metadata),
     }
@@ -69,5 +71,23 @@ def write_model_card(
         training=training,
         metrics={name: float(value) for name, value in metrics.items()},
         code_version=code_version(),
+        extra={"flip_average": config.flips},
     )
     return save_model_card(out, card)
+
+
+def init_record(config: TrainConfig) -> dict:
+    """Where the weights started: scratch, the pretrained dlib ResNet (with its provenance and the
+    files' sha256), or another facesim model (its directory and model.json's code version)."""
+    if config.init == SCRATCH_INIT:
+        return {"from": SCRATCH_INIT}
+    if config.init == PRETRAINED_INIT:
+        from facesim.training.pretrained import FILE_SHA256, PROVENANCE
+
+        return {"from": PRETRAINED_INIT, **PROVENANCE, "sha256": dict(FILE_SHA256)}
+    source = load_model_card(config.init)
+    return {
+        "from": str(Path(config.init).resolve()),
+        "code_version": source.code_version,
+        "init": source.training.get("init"),
+    }

@@ -49,7 +49,7 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_namespace(args)
         images = images_from_args(args)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:  # FileNotFoundError: --init MODEL_DIR has no model.json
         parser.error(str(error))
     if args.backend == "cluster":
         return _train_on_cluster(config, args.job_name, images, args.kubeconfig, wait=not args.no_wait)
@@ -95,7 +95,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_from_namespace(args)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:  # FileNotFoundError: --init MODEL_DIR has no model.json
         parser.error(str(error))
     from facesim.training.worker import run_worker
 

@@ -14,10 +14,33 @@ from pathlib import Path
 
 from facesim.faces.detect import add_yunet_argument
 
-ARCHITECTURES = ("mobilefacenet", "inception_resnet_v1", "tiny")
+ARCHITECTURES = ("mobilefacenet", "inception_resnet_v1", "faceapi_resnet", "tiny")
 MINERS = ("semi_hard", "batch_hard")
 LR_SCHEDULES = ("constant", "cosine")
-DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "tiny": 64}
+DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "faceapi_resnet": 150, "tiny": 64}
+# Where the five points go in the crop (faces.align.TEMPLATES): dlib's network was trained on dlib's chips.
+DEFAULT_TEMPLATE = {"faceapi_resnet": "dlib-chip-5pt"}
+PRETRAINED_INIT = "faceapi-resnet"  # --init: the pretrained dlib ResNet (training.pretrained)
+SCRATCH_INIT = "scratch"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Defaults that depend on where the weights start (docs/results.md: how they were chosen)."""
+
+    learning_rate: float
+    warmup_steps: int
+    margin: float  # on squared L2 distances of unit vectors
+    freeze_stages: int
+
+
+# From scratch: FaceNet's margin, Adam 1e-3. Fine-tuning dlib's network, whose same-person threshold
+# sits near 0.17 (squared, normalised): a small rate and margin; only its last stage (conv256) and fc
+# learn, which also makes a step ~3x cheaper than training all (the backward pass skips the large maps).
+RECIPES = {
+    SCRATCH_INIT: Recipe(learning_rate=1e-3, warmup_steps=0, margin=0.2, freeze_stages=0),
+    PRETRAINED_INIT: Recipe(learning_rate=2e-5, warmup_steps=20, margin=0.1, freeze_stages=3),
+}
 
 
 @dataclass
@@ -32,13 +55,13 @@ class TrainConfig:
     architecture: str = "mobilefacenet"
     image_size: int | None = None  # None: the architecture's native size
     embedding_dim: int = 128
-    margin: float = 0.2
+    margin: float | None = None  # None: the --init's recipe (RECIPES)
     mining: str = "semi_hard"
     identities_per_batch: int = 16  # P
     images_per_identity: int = 4  # K
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # None: the --init's recipe
     lr_schedule: str = "cosine"  # cosine: linear warm-up, then cosine decay to 0 over the run
-    warmup_steps: int = 0
+    warmup_steps: int | None = None  # None: the --init's recipe
     weight_decay: float = 0.0  # AdamW decoupled weight decay; 0: plain Adam
     augment: bool = True
     max_identities: int | None = None  # training identities used (smoke tests)
@@ -51,20 +74,52 @@ class TrainConfig:
     prepare_workers: int = 2
     threads: int = 0  # TensorFlow intra-op threads per worker; 0: cores / workers
     seed: int = 0
+    init: str = SCRATCH_INIT  # scratch | faceapi-resnet | a model directory to start from
+    init_weights: str | None = None  # --init faceapi-resnet: the weights folder (else env, cache or npm)
+    freeze_stages: int | None = None  # faceapi_resnet: leading stages kept frozen; None: the recipe
+    template: str | None = None  # alignment template; None: the architecture's (DEFAULT_TEMPLATE)
+    flip_average: bool | None = None  # embed crop + mirror; None: on for faceapi_resnet
     metadata: dict[str, str] = field(default_factory=dict)  # free-form notes for model.json
 
     def __post_init__(self) -> None:
+        self._follow_init()
         problems = self.problems()
         if problems:
             raise ValueError("; ".join(problems))
 
+    def _follow_init(self) -> None:
+        """--init faceapi-resnet implies its architecture; --init MODEL_DIR takes that model's network,
+        size, embedding size, template and flip averaging (its weights only fit that network).
+        Options left unset take the init's recipe (a model directory: the fine-tuning one)."""
+        recipe = RECIPES.get(self.init, RECIPES[PRETRAINED_INIT])
+        for name in ("learning_rate", "warmup_steps", "margin", "freeze_stages"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(recipe, name))
+        if self.init == PRETRAINED_INIT:
+            self.architecture = "faceapi_resnet"
+        elif self.init != SCRATCH_INIT:
+            from facesim.storage.model_card import load_model_card
+
+            card = load_model_card(self.init)
+            self.architecture = card.architecture
+            self.image_size = int(card.image_size)
+            self.embedding_dim = int(card.embedding_dim)
+            self.template = card.preprocessing.get("template", self.template)
+            self.flip_average = bool(card.extra.get("flip_average", False))
+
     def problems(self) -> list[str]:
         found: list[str] = []
+        if self.architecture == "faceapi_resnet" and self.embedding_dim != 128:
+            found.append("faceapi_resnet embeds in 128 dimensions (its pretrained last layer): drop --embedding-dim")
+        if not 0 <= self.freeze_stages <= 3:
+            found.append("--freeze-stages must be 0..3")
         if self.architecture not in ARCHITECTURES:
             found.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}")
         if self.mining not in MINERS:
             found.append(f"--mining must be one of {', '.join(MINERS)}")
-        for name in ("workers", "epochs", "steps_per_epoch", "embedding_dim", "identities_per_batch"):
+        if self.epochs < (1 if self.init == SCRATCH_INIT else 0):
+            found.append("--epochs must be at least 1 (0, export the starting weights calibrated, needs an --init)")
+        for name in ("workers", "steps_per_epoch", "embedding_dim", "identities_per_batch"):
             if getattr(self, name) < 1:
                 found.append(f"--{name.replace('_', '-')} must be at least 1")
         if self.images_per_identity < 2:
@@ -95,6 +150,15 @@ class TrainConfig:
     @property
     def size(self) -> int:
         return self.image_size or DEFAULT_IMAGE_SIZE[self.architecture]
+
+    @property
+    def alignment_template(self) -> str:
+        return self.template or DEFAULT_TEMPLATE.get(self.architecture, "arcface-5pt")
+
+    @property
+    def flips(self) -> bool:
+        """Whether embeddings average the crop's and its mirror image's (evaluation and export)."""
+        return self.architecture == "faceapi_resnet" if self.flip_average is None else self.flip_average
 
     @property
     def total_steps(self) -> int:
@@ -135,7 +199,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--run-dir", help="checkpoints and TensorBoard logs (default: OUT.run beside OUT); reuse it to resume")
     add("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
     add("--workers", type=int, default=d["workers"].default, help="worker processes (default: %(default)s)")
-    add("--epochs", type=int, default=d["epochs"].default, help="epochs (default: %(default)s)")
+    add(
+        "--epochs",
+        type=int,
+        default=d["epochs"].default,
+        help="epochs; 0 with an --init exports the starting weights, calibrated (default: %(default)s)",
+    )
     add(
         "--steps-per-epoch",
         type=int,
@@ -151,7 +220,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--image-size", type=int, help="crop size in pixels (default: the architecture's native size)")
     add("--embedding-dim", type=int, default=d["embedding_dim"].default, help="embedding size (default: %(default)s)")
-    add("--margin", type=float, default=d["margin"].default, help="triplet margin on squared L2 (default: %(default)s)")
+    add(
+        "--margin",
+        type=float,
+        help=f"triplet margin on squared L2 (default: {RECIPES[SCRATCH_INIT].margin} from scratch, "
+        f"{RECIPES[PRETRAINED_INIT].margin} fine-tuning)",
+    )
     add("--mining", choices=MINERS, default=d["mining"].default, help="online triplet mining (default: %(default)s)")
     add(
         "--identities-per-batch",
@@ -168,8 +242,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--learning-rate",
         type=float,
-        default=d["learning_rate"].default,
-        help="peak Adam learning rate (default: %(default)s)",
+        help=f"peak Adam learning rate (default: {RECIPES[SCRATCH_INIT].learning_rate} from scratch, "
+        f"{RECIPES[PRETRAINED_INIT].learning_rate} fine-tuning)",
     )
     add(
         "--lr-schedule",
@@ -180,8 +254,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--warmup-steps",
         type=int,
-        default=d["warmup_steps"].default,
-        help="steps of linear warm-up to the peak learning rate (default: %(default)s)",
+        help=f"steps of linear warm-up to the peak learning rate (default: {RECIPES[SCRATCH_INIT].warmup_steps} "
+        f"from scratch, {RECIPES[PRETRAINED_INIT].warmup_steps} fine-tuning)",
     )
     add(
         "--weight-decay",
@@ -207,6 +281,32 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--prepare-workers", type=int, default=d["prepare_workers"].default, help="processes preparing crops")
     add("--threads", type=int, default=0, help="TensorFlow threads per worker (default: cores / workers)")
     add("--seed", type=int, default=0, help="sampling and initialisation seed (default: %(default)s)")
+    add(
+        "--init",
+        default=SCRATCH_INIT,
+        metavar="faceapi-resnet|scratch|MODEL_DIR",
+        help="where the weights start: random (scratch), dlib's pretrained ResNet (faceapi-resnet: implies "
+        "--architecture faceapi_resnet, 150 px, 128-d), or an exported facesim model (its network and "
+        "preprocessing) (default: %(default)s)",
+    )
+    add(
+        "--init-weights",
+        help="--init faceapi-resnet: folder with the face-api weights (default: "
+        "$FACESIM_FACEAPI_WEIGHTS, the cache under $FACESIM_HOME, or npm)",
+    )
+    add(
+        "--freeze-stages",
+        type=int,
+        help="faceapi_resnet: keep the first N of its 4 stages frozen (0-3; default: "
+        f"{RECIPES[PRETRAINED_INIT].freeze_stages} fine-tuning, 0 from scratch)",
+    )
+    add("--template", help="alignment template (arcface-5pt, dlib-chip-5pt; default: the architecture's)")
+    add(
+        "--flip-average",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="embed each crop and its mirror image and average (default: on for faceapi_resnet)",
+    )
     add("--metadata", action="append", default=[], metavar="KEY=VALUE", help="a note to record in model.json")
 
 

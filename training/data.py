@@ -67,7 +67,11 @@ class RunData:
 def preprocess_config(config: TrainConfig) -> PreprocessConfig:
     # LFW images are already roughly centred faces: a missed detection falls back to the centre crop.
     return PreprocessConfig(
-        image_size=config.size, detector=config.detector, yunet_path=config.yunet_path, fallback="center"
+        image_size=config.size,
+        detector=config.detector,
+        yunet_path=config.yunet_path,
+        fallback="center",
+        template=config.alignment_template,
     )
 
 

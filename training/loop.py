@@ -22,10 +22,10 @@ from tqdm import tqdm
 from facesim.contract.metrics_lines import format_metric
 from facesim.storage.faults import pause_point
 from facesim.training.augment import augment_batch
-from facesim.training.config import TrainConfig
+from facesim.training.config import PRETRAINED_INIT, SCRATCH_INIT, TrainConfig
 from facesim.training.distributed import WorkerInfo, replica_device, worker_dir
 from facesim.training.losses import MINING_LOSSES, TripletLoss
-from facesim.training.model import build_embedding_model
+from facesim.training.model import build_embedding_model, freeze_stages, with_flip_average
 from facesim.training.sampler import PKSampler
 
 
@@ -49,6 +49,7 @@ class TrainingState:
     manager: tf.train.CheckpointManager  # saves model, optimizer and step
     resumed_from: int
     is_chief: bool
+    serving: keras.Model  # what is evaluated and exported: the model, or its flip average
 
     def save(self, step: int) -> None:
         """The manager writes the files first, then the `checkpoint` index that names them: a crash in
@@ -62,7 +63,7 @@ def make_learning_rate(config: TrainConfig) -> float | keras.optimizers.schedule
     """The configured rate: constant, or linear warm-up then cosine decay to 0 at the run's last step."""
     if config.lr_schedule == "constant":
         return config.learning_rate
-    warmup = min(config.warmup_steps, config.total_steps - 1)
+    warmup = max(0, min(config.warmup_steps, config.total_steps - 1))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else config.learning_rate,
         decay_steps=max(config.total_steps - warmup, 1),
@@ -81,9 +82,12 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
 
 
 def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir: Path) -> TrainingState:
-    """Model, optimizer and step counter, restored from the chief's latest checkpoint when there is one."""
+    """Model, optimizer and step counter: the --init weights, or the chief's latest checkpoint when there is one."""
     with strategy.scope():
         model = build_embedding_model(config.architecture, config.size, config.embedding_dim, config.seed)
+        initialise_weights(model, config)
+        if config.freeze_stages:
+            freeze_stages(model, config.freeze_stages)
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -99,7 +103,24 @@ def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir
                 f"the checkpoint {latest} does not fit this run's model ({str(error)[:300]}): it comes from other "
                 f"options; give a new --run-dir, or delete {checkpoint_dir} to start over"
             ) from None
-    return TrainingState(model, optimizer, step, manager, int(step.numpy()), info.is_chief)
+    serving = with_flip_average(model) if config.flips else model
+    return TrainingState(model, optimizer, step, manager, int(step.numpy()), info.is_chief, serving)
+
+
+def initialise_weights(model: keras.Model, config: TrainConfig) -> None:
+    """--init: dlib's pretrained weights, or an exported model's (the same network: its SavedModel tracks
+    the Keras model's variables in order); scratch keeps the random initialisation."""
+    if config.init == PRETRAINED_INIT:
+        from facesim.training.pretrained import assign_weights, load_weights, locate_weights
+
+        assign_weights(model, load_weights(locate_weights(config.init_weights)))
+    elif config.init != SCRATCH_INIT:
+        saved = tf.saved_model.load(config.init).variables
+        shapes = [tuple(v.shape) for v in saved]
+        if shapes != [tuple(v.shape) for v in model.variables]:
+            raise ValueError(f"--init {config.init}: its variables do not fit a {config.architecture} network")
+        for target, source in zip(model.variables, saved):
+            target.assign(source)
 
 
 def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Callable:

@@ -42,7 +42,7 @@ class ChiefReporter:
         self.writer = tf.summary.create_file_writer(str(self.log_dir))
 
     def on_epoch_end(self, report: EpochReport) -> None:
-        self.last_validation = evaluate_pairs(self.state.model, self.data.val)
+        self.last_validation = evaluate_pairs(self.state.serving, self.data.val)
         metrics = {
             "epoch": report.epoch,
             "loss": report.loss,
@@ -100,15 +100,15 @@ def finish(config: TrainConfig, info: WorkerInfo, state: TrainingState, data: Ru
     """Chief only: test figures at the validation threshold, pictures, SavedModel and model.json."""
     validation = reporter.last_validation
     if validation is None:  # resumed after the last epoch: nothing validated in this process yet
-        validation = evaluate_pairs(state.model, data.val)
+        validation = evaluate_pairs(state.serving, data.val)
         reporter.report(validation.metrics("val"), step=config.epochs)
-    test = evaluate_pairs(state.model, data.test, calibration=validation)
+    test = evaluate_pairs(state.serving, data.test, calibration=validation)
     test_metrics = {k: v for k, v in test.metrics("test").items() if not k.startswith("test_threshold")}
     reporter.report(test_metrics, step=config.epochs)
     out = Path(config.out)
-    export_saved_model(state.model, out, config.size)
+    export_saved_model(state.serving, out, config.size)
     plot_roc({"validation (fold 9)": validation.pairs.roc, "test (fold 10)": test.pairs.roc}, out / "roc.png")
-    plot_embedding_map(embed_with(state.model, data.map_images), data.map_names, out / "embedding_map.png")
+    plot_embedding_map(embed_with(state.serving, data.map_images), data.map_names, out / "embedding_map.png")
     metrics = {**validation.metrics("val"), **test_metrics}
     if reporter.history:
         metrics["loss"] = reporter.history[-1]["loss"]

@@ -67,6 +67,8 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
         "run",
         "--data",
         str(lfw_sliver),
+        "--init",
+        "scratch",
         "--architecture",
         "tiny",
         "--workers",

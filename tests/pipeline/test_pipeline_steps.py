@@ -93,7 +93,18 @@ def test_a_local_run_checks_its_arguments_before_any_step(tmp_path: Path, capsys
 
     (tmp_path / "alice").mkdir()  # identity folders, but no LFW protocol files
     code = main(
-        ["run", "--data", str(tmp_path), "--architecture", "resnet", "--epochs", "0", "--tune-algorithm", "hyperband"]
+        [
+            "run",
+            "--data",
+            str(tmp_path),
+            "--architecture",
+            "resnet",
+            "--epochs",
+            "-1",
+            "--tune-algorithm",
+            "hyperband",
+            "--tune",
+        ]
     )
     assert code == 2
     err = capsys.readouterr().err
@@ -102,6 +113,7 @@ def test_a_local_run_checks_its_arguments_before_any_step(tmp_path: Path, capsys
         "--architecture must be one of mobilefacenet",
         "--epochs must be at least 1",
         "--tune-algorithm must be one of random",
+        "--tune sweeps the embedding size, which a pretrained start keeps (128): add --init scratch",
     ):
         assert expected in err
     assert "Traceback" not in err and not (tmp_path / "logs").exists()

@@ -1,0 +1,155 @@
+"""`facesim model import faceapi-resnet`: dlib's pretrained face ResNet as an ordinary model artifact.
+
+The network is rebuilt in Keras (`faceapi_resnet`), loaded with the checksummed face-api weights
+(training.pretrained) and exported like a trained model: SavedModel + model.json, with crops aligned
+to dlib's chip template from YuNet's points. With --data, the threshold is calibrated on LFW
+pairs fold 9 and the fold-10 figures are recorded (DESIGN §3); without it, the threshold measured
+that way here is used and model.json says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from facesim.faces.preprocess import PreprocessConfig
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SOURCES = ("faceapi-resnet",)
+# Fold-9 threshold of the flip-averaged import (`facesim model import ... --data LFW`, docs/results.md),
+# used when no --data is given to calibrate on.
+DEFAULT_THRESHOLD = 0.1789
+
+
+@dataclass
+class ImportRequest:
+    out: Path
+    weights: str | None = None
+    data: Path | None = None
+    cache_dir: str | None = None
+    yunet_path: str | None = None
+    detector: str = "auto"
+    prepare_workers: int = 2
+    flip_average: bool = True
+    offline: bool = False  # never fetch the weights from npm
+
+
+def import_faceapi(request: ImportRequest) -> Path:
+    from facesim.storage.cache import resolve_config
+    from facesim.storage.model_card import ModelCard, save_model_card
+    from facesim.training.card_writer import code_version
+    from facesim.training.config import PRETRAINED_INIT
+    from facesim.training.export import export_saved_model
+    from facesim.training.model import with_flip_average
+    from facesim.training.pretrained import (
+        FACEAPI_IMAGE_SIZE,
+        FILE_SHA256,
+        PROVENANCE,
+        TEMPLATE,
+        assign_weights,
+        build_pretrained_network,
+        load_weights,
+        locate_weights,
+    )
+
+    folder = locate_weights(request.weights, allow_npm=not request.offline)
+    model = build_pretrained_network()
+    assign_weights(model, load_weights(folder))
+    serving = with_flip_average(model) if request.flip_average else model
+    wanted = PreprocessConfig(
+        image_size=FACEAPI_IMAGE_SIZE,
+        detector=request.detector,
+        yunet_path=request.yunet_path,
+        fallback="center",
+        template=TEMPLATE,
+    )
+    training = {"init": {"from": PRETRAINED_INIT, **PROVENANCE, "weights": str(folder), "sha256": dict(FILE_SHA256)}}
+    if request.data:
+        threshold, metrics, preprocessing = calibrate_on_lfw(serving, wanted, request)
+        training.update(data=str(request.data), protocol="LFW View 2: threshold on pairs.txt fold 9, test fold 10")
+    else:
+        threshold, metrics, preprocessing = DEFAULT_THRESHOLD, {}, resolve_config(wanted)[1]
+        training["threshold_source"] = "default: the fold-9 threshold measured on LFW (docs/results.md)"
+    export_saved_model(serving, request.out, FACEAPI_IMAGE_SIZE)
+    card = ModelCard(
+        image_size=FACEAPI_IMAGE_SIZE,
+        embedding_dim=int(model.output_shape[-1]),
+        margin=0.0,  # not trained by facesim: no triplet margin
+        threshold=float(threshold),
+        architecture="faceapi_resnet",
+        preprocessing=preprocessing,
+        training=training,
+        metrics=metrics,
+        code_version=code_version(),
+        extra={"flip_average": request.flip_average},
+    )
+    save_model_card(request.out, card)
+    print(f"model imported to {request.out}", flush=True)
+    return request.out
+
+
+def calibrate_on_lfw(serving, wanted: PreprocessConfig, request: ImportRequest) -> tuple[float, dict, dict]:
+    """Threshold at the best fold-9 accuracy, fold-10 figures at it, the ROC picture; prints metric lines."""
+    from facesim.storage.lfw import LfwLayout, protocol_split
+    from facesim.training.data import CropReader, crop_source, pair_set
+    from facesim.training.loop import print_metric
+    from facesim.training.plots import plot_roc
+    from facesim.training.worker import evaluate_pairs
+
+    layout = LfwLayout.find(request.data)
+    split = protocol_split(layout)
+    names = sorted({name for p in split.val_pairs + split.test_pairs for name in (p.name1, p.name2)})
+    cache_dir, preprocessing = crop_source(layout, wanted, request.cache_dir, names, request.prepare_workers)
+    crops = CropReader(cache_dir, wanted.image_size)
+    validation = evaluate_pairs(serving, pair_set(crops, split.val_pairs))
+    test = evaluate_pairs(serving, pair_set(crops, split.test_pairs), calibration=validation)
+    metrics = {**validation.metrics("val"), **{k: v for k, v in test.metrics("test").items() if not k.startswith("test_threshold")}}
+    for name, value in metrics.items():
+        print_metric(name, value)
+    request.out.mkdir(parents=True, exist_ok=True)
+    plot_roc({"validation (fold 9)": validation.pairs.roc, "test (fold 10)": test.pairs.roc}, request.out / "roc.png")
+    return validation.threshold, {k: float(v) for k, v in metrics.items()}, preprocessing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="facesim model",
+        description="Model artifacts from outside facesim. `facesim model import faceapi-resnet --out DIR` "
+        "builds dlib's pretrained face ResNet (as ported by face-api) as a facesim model.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = commands.add_parser(
+        "import",
+        help="import pretrained weights as a model artifact",
+        description="Build the network, load the checksummed weights, export SavedModel + model.json. "
+        "Weights: --weights, $FACESIM_FACEAPI_WEIGHTS, the cache under $FACESIM_HOME, or `npm pack`.",
+    ).add_argument
+    add("source", choices=SOURCES, help="which pretrained model")
+    add("--out", required=True, type=Path, help="model directory to write")
+    add("--weights", help="folder with face_recognition_model-weights_manifest.json and face_recognition_model.bin")
+    add("--data", type=Path, help="LFW root: calibrate the threshold on fold 9, record fold-10 metrics")
+    add("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
+    add("--yunet-path", help="YuNet ONNX weights (default: $FACESIM_YUNET_MODEL or the download cache)")
+    add("--detector", default="auto", help="face detector for the crops: auto, yunet, haar (default: %(default)s)")
+    add("--prepare-workers", type=int, default=2, help="processes preparing crops (default: %(default)s)")
+    add("--flip-average", action=argparse.BooleanOptionalAction, default=True,
+        help="embed each crop and its mirror image and average (default: on)")  # fmt: skip
+    add("--offline", action="store_true", help="never fetch the weights with npm")
+    args = vars(parser.parse_args(argv))
+    args.pop("command"), args.pop("source")
+    from facesim.training.pretrained import WeightsError
+
+    try:
+        import_faceapi(ImportRequest(**args))
+    except (WeightsError, FileNotFoundError, ValueError) as error:
+        print(f"facesim model import: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
