@@ -53,9 +53,11 @@ class GalleryBenchResult:
     rss_mb: float
 
     def line(self) -> str:
-        return (f"exact_ms={self.exact_ms:.3f} index_ms={self.index_ms:.3f} recall_at_1={self.recall_at_1:.4f} "
-                f"build_s={self.build_s:.1f} load_s={self.load_s:.2f} index_mb={self.index_mb:.0f} "
-                f"rss_mb={self.rss_mb:.0f}")  # fmt: skip
+        return (
+            f"exact_ms={self.exact_ms:.3f} index_ms={self.index_ms:.3f} recall_at_1={self.recall_at_1:.4f} "
+            f"build_s={self.build_s:.3f} load_s={self.load_s:.2f} index_mb={self.index_mb:.0f} "
+            f"rss_mb={self.rss_mb:.0f}"
+        )
 
 
 def face_like_gallery(size: int, queries: int, dim: int = 128, seed: int = 0) -> FaceLikeGallery:
@@ -73,8 +75,9 @@ def face_like_gallery(size: int, queries: int, dim: int = 128, seed: int = 0) ->
         rows[start : start + len(part)] = _sample(rng, centres, part)
     probe_owners = rng.integers(0, len(counts), queries)
     names = [f"person {i}" for i in range(len(counts))]
-    return FaceLikeGallery(rows, [names[i] for i in owners], _sample(rng, centres, probe_owners),
-                           [names[i] for i in probe_owners])  # fmt: skip
+    return FaceLikeGallery(
+        rows, [names[i] for i in owners], _sample(rng, centres, probe_owners), [names[i] for i in probe_owners]
+    )
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -126,8 +129,9 @@ def measure(size: int, queries: int, cache: Path | None, dim: int = 128, seed: i
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facesim bench gallery", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="facesim bench gallery", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, required=True, help="gallery embeddings (e.g. 1000000)")
     parser.add_argument("--queries", type=int, default=200, help="queries timed on each search (default 200)")
     parser.add_argument("--cache", type=Path, help="keep the built index here and load it on later runs")

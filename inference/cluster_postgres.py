@@ -213,14 +213,28 @@ def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory: the gallery on the models PVC, one predictor replica; postgresql: a PostgreSQL "
         "StatefulSet shared by autoscaled replicas (gallery-postgres.yaml)",
     )
-    parser.add_argument("--predictor-min-replicas", type=int, default=scaling.min_replicas,
-                        help="postgresql backend: fewest predictor replicas")  # fmt: skip
-    parser.add_argument("--predictor-max-replicas", type=int, default=scaling.max_replicas,
-                        help="postgresql backend: most predictor replicas")  # fmt: skip
-    parser.add_argument("--gallery-db-size", default=database["storage_size"].default,
-                        help="postgresql backend: the database's PVC size")  # fmt: skip
-    parser.add_argument("--gallery-db-password", default=None,
-                        help="postgresql backend: the database password written to the Secret (None: a random one)")  # fmt: skip
+    parser.add_argument(
+        "--predictor-min-replicas",
+        type=int,
+        default=scaling.min_replicas,
+        help="postgresql backend: fewest predictor replicas",
+    )
+    parser.add_argument(
+        "--predictor-max-replicas",
+        type=int,
+        default=scaling.max_replicas,
+        help="postgresql backend: most predictor replicas",
+    )
+    parser.add_argument(
+        "--gallery-db-size",
+        default=database["storage_size"].default,
+        help="postgresql backend: the database's PVC size",
+    )
+    parser.add_argument(
+        "--gallery-db-password",
+        default=None,
+        help="postgresql backend: the database password written to the Secret (None: a random one)",
+    )
 
 
 def shared_gallery_manifests(

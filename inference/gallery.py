@@ -117,8 +117,9 @@ class Gallery(Protocol):
     info: GalleryInfo
     location: str  # for messages: a directory, or a DSN without its password
 
-    def add(self, identity: str, vectors: np.ndarray, thumbnail: bytes | None = None,
-            sources: list[str] | None = None) -> EnrolResult: ...  # fmt: skip
+    def add(
+        self, identity: str, vectors: np.ndarray, thumbnail: bytes | None = None, sources: list[str] | None = None
+    ) -> EnrolResult: ...
     def remove(self, identity: str) -> int: ...
     def identities(self) -> list[tuple[str, int]]: ...
     def thumbnail(self, identity: str) -> bytes | None: ...
@@ -134,8 +135,9 @@ def validate_identity(name: object) -> str:
         raise GalleryError(str(error)) from None
 
 
-def checked_rows(info: GalleryInfo, identity: str, vectors: np.ndarray, sources: list[str] | None
-                 ) -> tuple[str, np.ndarray, list[str]]:  # fmt: skip
+def checked_rows(
+    info: GalleryInfo, identity: str, vectors: np.ndarray, sources: list[str] | None
+) -> tuple[str, np.ndarray, list[str]]:
     """An enrolment's checked parts: a valid name, (N, D) float32 vectors, one source per row."""
     identity = validate_identity(identity)
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -311,8 +313,16 @@ class GalleryStore:
         with self._read() as db:
             db.execute("BEGIN")  # one read transaction: the log, the counters and the rows agree
             has_log = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'removal_log'").fetchone()
-            removed = [name for (name,) in db.execute(
-                "SELECT identity FROM removal_log WHERE version > ? ORDER BY version", (since.version,))] if has_log else []  # fmt: skip
+            removed = (
+                [
+                    name
+                    for (name,) in db.execute(
+                        "SELECT identity FROM removal_log WHERE version > ? ORDER BY version", (since.version,)
+                    )
+                ]
+                if has_log
+                else []
+            )
             rows = self._rows(db, since.last_id)
             db.execute("COMMIT")
         if not log_covers(removed, rows.removals, since.removals):

@@ -306,6 +306,8 @@ def _check_register(args: argparse.Namespace) -> None:
         raise GalleryError(
             "--register takes gallery directories; give a PostgreSQL gallery to `facesim serve --gallery`"
         )
+
+
 def _calibrate_main(args: argparse.Namespace) -> int:
     from facesim.inference.calibrate import calibrate_gallery
 

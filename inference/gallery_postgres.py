@@ -195,8 +195,12 @@ class PostgresGallery:
         if since.removals < 0:
             return GalleryChanges(removed=None, rows=self.rows())
         with self._transaction(read_only=True) as db:
-            removed = [name for (name,) in db.execute(
-                "SELECT identity FROM facesim_removal_log WHERE version > %s ORDER BY version", (since.version,))]  # fmt: skip
+            removed = [
+                name
+                for (name,) in db.execute(
+                    "SELECT identity FROM facesim_removal_log WHERE version > %s ORDER BY version", (since.version,)
+                )
+            ]
             rows = self._rows(db, since.last_id)
         if not log_covers(removed, rows.removals, since.removals):
             return GalleryChanges(removed=None, rows=self.rows())

@@ -60,8 +60,9 @@ class RequestGuard:
             if len(name) + len(value) > self.limits.max_header_bytes:
                 return 431, f"a request header is too large (limit {self.limits.max_header_bytes:,} bytes per header)"
             if name == b"content-length" and value.isdigit() and int(value) > self.limits.max_body_bytes:
-                return 413, (f"the request body is too large: {int(value):,} bytes "
-                             f"(limit {self.limits.max_body_bytes:,})")  # fmt: skip
+                return 413, (
+                    f"the request body is too large: {int(value):,} bytes (limit {self.limits.max_body_bytes:,})"
+                )
         return None
 
     async def _read_body(self, receive: Receive) -> bytes | None:
@@ -109,7 +110,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _answer(send: Send, status: int, message: str) -> None:
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]  # fmt: skip
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

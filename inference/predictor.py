@@ -221,8 +221,10 @@ class FaceNetPredictor(kserve.Model):
             except ImageError as error:
                 raise InvalidInput(f"image {i}: {error}") from None
         if total > self.limits.max_request_pixels:
-            raise InvalidInput(f"the images hold {total:,} pixels in all, over the limit of "
-                               f"{self.limits.max_request_pixels:,} per request: send fewer or smaller images")  # fmt: skip
+            raise InvalidInput(
+                f"the images hold {total:,} pixels in all, over the limit of "
+                f"{self.limits.max_request_pixels:,} per request: send fewer or smaller images"
+            )
 
     def _analyse_instances(self, instances: list[Instance], protocol: str, request_id: str | None) -> FaceBatch:
         self.check_pixel_budget([data for i in instances for data in (i.image, i.compare) if data is not None])

@@ -180,8 +180,13 @@ class EmbeddingIndex:
         names = "\n".join(self.names).encode()  # names never hold control characters
         faiss.write_index(self._ivf, str(faiss_path))
         with open(rows_path, "wb") as out:
-            np.savez(out, ids=self._ids.view[live], labels=self._labels.view[live], names=np.frombuffer(names, np.uint8),
-                     trained_size=np.array(self.trained_size))  # fmt: skip
+            np.savez(
+                out,
+                ids=self._ids.view[live],
+                labels=self._labels.view[live],
+                names=np.frombuffer(names, np.uint8),
+                trained_size=np.array(self.trained_size),
+            )
 
     @classmethod
     def read(cls, faiss_path: Path, rows_path: Path, approximate_threshold: int) -> EmbeddingIndex:
@@ -431,8 +436,13 @@ class LiveGalleryIndex:
                 self._index, self._state = loaded
                 self._saved_version = self._state.version
                 self.loaded_from = f"saved index v{self._state.version}"
-                log.info("gallery index v%d loaded from %s in %.2f s (%d rows)", self._state.version,
-                         self.index_dir, time.perf_counter() - started, self._index.size)  # fmt: skip
+                log.info(
+                    "gallery index v%d loaded from %s in %.2f s (%d rows)",
+                    self._state.version,
+                    self.index_dir,
+                    time.perf_counter() - started,
+                    self._index.size,
+                )
 
     def _catch_up(self) -> None:
         changes = self.store.changes(self._state)

@@ -23,6 +23,7 @@ import numpy as np
 import requests
 
 from facesim.contract.client import PredictorClient, PredictorError, Timeouts, v1_request
+from facesim.faces.detect import add_yunet_argument
 from facesim.inference.local_server import ServerStartError, start_predictor
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -144,19 +145,25 @@ def judge(result: SoakResult, config: SoakConfig) -> SoakVerdict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facesim bench soak", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="facesim bench soak", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", type=Path, help="model artifact (default: the latest registered)")
     parser.add_argument("--gallery", type=Path, help="gallery (default: the latest registered)")
-    parser.add_argument("--images", type=Path, action="append", required=True,
-                        help="photo or folder of photos (JPEG/PNG, searched recursively; repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--images",
+        type=Path,
+        action="append",
+        required=True,
+        help="photo or folder of photos (JPEG/PNG, searched recursively; repeatable)",
+    )
     parser.add_argument("--max-images", type=int, default=200, help="use at most this many photos")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds to run")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="stop after this many requests")
     parser.add_argument("--concurrency", type=int, default=16, help="clients sending back to back")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS must stay flat")
     parser.add_argument("--rss-tolerance", type=float, default=0.10, help="allowed RSS growth after the warm-up")
-    parser.add_argument("--yunet", help="YuNet ONNX weights for the predictor (default: as in faces.detect)")
+    add_yunet_argument(parser)  # for the predictor started here
     parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for the predictor to load")
     return parser
 
@@ -171,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration <= 0 or args.concurrency < 1 or args.max_requests < 1:
         print("facesim bench soak: --duration, --concurrency and --max-requests must be positive", file=sys.stderr)
         return 2
-    config = SoakConfig(photos, args.duration, args.concurrency, args.max_requests, args.warmup,
-                        rss_tolerance=args.rss_tolerance)  # fmt: skip
+    config = SoakConfig(
+        photos, args.duration, args.concurrency, args.max_requests, args.warmup, rss_tolerance=args.rss_tolerance
+    )
     print(f"command: facesim bench soak {shlex.join(argv)}")
     print(f"photos={len(photos)} load_average_before={'/'.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     try:
@@ -194,7 +202,7 @@ def _soak(args: argparse.Namespace, config: SoakConfig) -> SoakVerdict:
     if model is None or gallery is None:
         raise FileNotFoundError("give --model and --gallery: nothing is registered")
     log = Path(tempfile.mkdtemp(prefix="facesim-soak-")) / "predictor.log"
-    extra = ("--yunet", args.yunet) if args.yunet else ()
+    extra = ("--yunet", args.yunet_path) if args.yunet_path else ()
     server = start_predictor(model, gallery, extra, log_path=log, ready_timeout_s=args.ready_timeout)
     try:
         return judge(run_soak(server.url, server.process.pid, config), config)

@@ -264,9 +264,8 @@ def run_problems(arguments: dict[str, Any]) -> list[str]:
 def settings_problems(arguments: dict[str, Any]) -> list[str]:
     """What the training run (TrainConfig's own checks), the search and the gallery would refuse."""
     from facesim.pipeline.settings import TrainingSettings, struct
-    from facesim.tuning.space import ALGORITHMS
-
     from facesim.training.config import SCRATCH_INIT
+    from facesim.tuning.space import ALGORITHMS
 
     hyper = {name: arguments[name] or None for name in ("margin", "embedding_dim", "learning_rate")}
     try:

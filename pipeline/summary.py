@@ -130,8 +130,9 @@ def reusable(arguments: dict[str, Any], work_root: Path, registered: tuple[Path 
     last = read_last_run(work_root)
     if last is None or last.model is None or last.gallery is None:
         return Reuse(None, "no earlier run registered a model here")
-    changed = sorted(key for key in arguments.keys() | last.arguments.keys()
-                     if arguments.get(key) != last.arguments.get(key))  # fmt: skip
+    changed = sorted(
+        key for key in arguments.keys() | last.arguments.keys() if arguments.get(key) != last.arguments.get(key)
+    )
     if changed:
         shown = ", ".join(f"{key} {last.arguments.get(key)!r} -> {arguments.get(key)!r}" for key in changed)
         return Reuse(None, f"the settings changed since the last run ({shown})")
@@ -140,5 +141,8 @@ def reusable(arguments: dict[str, Any], work_root: Path, registered: tuple[Path 
     latest = tuple(str(path) if path else None for path in registered)
     if latest != (last.model.path, last.gallery.path):
         return Reuse(None, "another model or gallery was registered since the last run")
-    return Reuse(last, f"model {last.model.version} and gallery {last.gallery.version} from the run of "
-                 f"{last.finished}, same data and settings")  # fmt: skip
+    return Reuse(
+        last,
+        f"model {last.model.version} and gallery {last.gallery.version} from the run of "
+        f"{last.finished}, same data and settings",
+    )

@@ -167,8 +167,12 @@ def predictor_url(
     work = tmp_path_factory.mktemp("predictor")
     gallery = work / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
-    env = {"FACESIM_HOME": str(work / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN}  # fmt: skip
+    env = {
+        "FACESIM_HOME": str(work / "home"),
+        "FACESIM_YUNET_MODEL": str(yunet_path),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+    }
     with local_predictor(tiny_model_dir, gallery, env=env, log_path=work / "predictor.log") as url:
         yield url
 

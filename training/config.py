@@ -95,6 +95,8 @@ class TrainConfig:
         for name in ("learning_rate", "warmup_steps", "margin", "freeze_stages"):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(recipe, name))
+        if self.architecture not in ARCHITECTURES:
+            return  # problems() names it, whatever the init
         if self.init == PRETRAINED_INIT:
             self.architecture = "faceapi_resnet"
         elif self.init != SCRATCH_INIT:

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from facesim.faces.detect import add_yunet_argument
 from facesim.faces.preprocess import PreprocessConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -107,7 +108,10 @@ def calibrate_on_lfw(serving, wanted: PreprocessConfig, request: ImportRequest) 
     crops = CropReader(cache_dir, wanted.image_size)
     validation = evaluate_pairs(serving, pair_set(crops, split.val_pairs))
     test = evaluate_pairs(serving, pair_set(crops, split.test_pairs), calibration=validation)
-    metrics = {**validation.metrics("val"), **{k: v for k, v in test.metrics("test").items() if not k.startswith("test_threshold")}}
+    metrics = {
+        **validation.metrics("val"),
+        **{k: v for k, v in test.metrics("test").items() if not k.startswith("test_threshold")},
+    }
     for name, value in metrics.items():
         print_metric(name, value)
     request.out.mkdir(parents=True, exist_ok=True)
@@ -122,22 +126,27 @@ def main(argv: list[str] | None = None) -> int:
         "builds dlib's pretrained face ResNet (as ported by face-api) as a facesim model.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add = commands.add_parser(
+    command = commands.add_parser(
         "import",
         help="import pretrained weights as a model artifact",
         description="Build the network, load the checksummed weights, export SavedModel + model.json. "
         "Weights: --weights, $FACESIM_FACEAPI_WEIGHTS, the cache under $FACESIM_HOME, or `npm pack`.",
-    ).add_argument
+    )
+    add = command.add_argument
     add("source", choices=SOURCES, help="which pretrained model")
     add("--out", required=True, type=Path, help="model directory to write")
     add("--weights", help="folder with face_recognition_model-weights_manifest.json and face_recognition_model.bin")
     add("--data", type=Path, help="LFW root: calibrate the threshold on fold 9, record fold-10 metrics")
-    add("--cache-dir", help="face-crop cache (default: $FACESIM_HOME/cache/<preprocessing key>)")
-    add("--yunet-path", help="YuNet ONNX weights (default: $FACESIM_YUNET_MODEL or the download cache)")
+    add("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
+    add_yunet_argument(command)
     add("--detector", default="auto", help="face detector for the crops: auto, yunet, haar (default: %(default)s)")
     add("--prepare-workers", type=int, default=2, help="processes preparing crops (default: %(default)s)")
-    add("--flip-average", action=argparse.BooleanOptionalAction, default=True,
-        help="embed each crop and its mirror image and average (default: on)")  # fmt: skip
+    add(
+        "--flip-average",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="embed each crop and its mirror image and average (default: on)",
+    )
     add("--offline", action="store_true", help="never fetch the weights with npm")
     args = vars(parser.parse_args(argv))
     args.pop("command"), args.pop("source")

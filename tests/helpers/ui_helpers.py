@@ -73,7 +73,7 @@ def start_ui(predictor_url: str, *options: str) -> tuple[str, subprocess.Popen]:
             "--port",
             str(port),
             *(options or ("--timeout", "10")),
-        ],  # fmt: skip
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN},

@@ -12,10 +12,31 @@ from facesim.contract.metrics_lines import latest_metrics
 
 def test_bench_soak_smoke(tiny_model_dir: Path, tiny_gallery_dir: Path, detection_dir: Path, yunet_path: Path) -> None:
     examples = detection_dir / "face_recognition" / "examples"
-    command = [sys.executable, "-m", "facesim", "bench", "soak", "--model", str(tiny_model_dir),
-               "--gallery", str(tiny_gallery_dir), "--images", str(examples / "obama_small.jpg"),
-               "--images", str(examples / "two_people.jpg"), "--duration", "4", "--concurrency", "2",
-               "--warmup", "1", "--rss-tolerance", "1.0", "--yunet", str(yunet_path)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "facesim",
+        "bench",
+        "soak",
+        "--model",
+        str(tiny_model_dir),
+        "--gallery",
+        str(tiny_gallery_dir),
+        "--images",
+        str(examples / "obama_small.jpg"),
+        "--images",
+        str(examples / "two_people.jpg"),
+        "--duration",
+        "4",
+        "--concurrency",
+        "2",
+        "--warmup",
+        "1",
+        "--rss-tolerance",
+        "1.0",
+        "--yunet",
+        str(yunet_path),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     metrics = latest_metrics(result.stdout.splitlines())

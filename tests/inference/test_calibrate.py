@@ -90,6 +90,9 @@ def test_the_predictor_decides_with_the_gallery_threshold(
         assert match["same"] == (match["distance"] <= threshold)
         shown = subprocess.run(
             [sys.executable, "-m", "facesim", "predict", str(examples / "obama.jpg"), "--url", url],
-            capture_output=True, text=True, timeout=120, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
     assert f"same-person threshold {threshold:.3f} from the gallery" in shown

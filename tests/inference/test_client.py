@@ -23,12 +23,21 @@ ODD_ANSWERS = {
     "empty list": (200, "application/json", b"[]"),
     "wrong types": (200, "application/json", b'{"predictions": [{"faces": "none"}], "threshold": "0.5"}'),
     "missing fields": (200, "application/json", b'{"predictions": [{}]}'),
-    "box of three": (200, "application/json", json.dumps({
-        "predictions": [{"faces": [{"box": [1, 2, 3], "score": 0.9, "embedding": [], "matches": []}]}],
-        "threshold": 1.0, "model_version": "x", "gallery_version": 1}).encode()),
+    "box of three": (
+        200,
+        "application/json",
+        json.dumps(
+            {
+                "predictions": [{"faces": [{"box": [1, 2, 3], "score": 0.9, "embedding": [], "matches": []}]}],
+                "threshold": 1.0,
+                "model_version": "x",
+                "gallery_version": 1,
+            }
+        ).encode(),
+    ),
     "error page": (502, "text/html", b"<html>Bad Gateway</html>" * 100),
     "multi-line error": (400, "application/json", b'{"error": "line one\\nline two"}'),
-}  # fmt: skip
+}
 
 
 class CannedHandler(BaseHTTPRequestHandler):
@@ -85,15 +94,22 @@ def test_a_server_that_never_answers_times_out(canned: tuple[str, type[CannedHan
 
 def test_facesim_predict_against_http_server_is_one_line_and_exit_1(detection_dir: Path, tmp_path: Path) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/", server)
         photo = detection_dir / "face_recognition" / "examples" / "obama_small.jpg"
         result = subprocess.run(
             [sys.executable, "-m", "facesim", "predict", str(photo), "--url", f"http://127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     finally:
         server.terminate()
         server.wait()

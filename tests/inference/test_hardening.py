@@ -52,36 +52,98 @@ def probes(photo: str) -> dict[str, tuple[str, str, dict, int, str]]:
     png = b64(big_png(6000))
     return {
         "lone surrogate in an enrol name": (
-            "POST", GALLERY, {"data": enrol.replace('"probe"', '"\\ud800"'), "headers": {**AUTH, **JSON}}, 400, "surrogate"),
+            "POST",
+            GALLERY,
+            {"data": enrol.replace('"probe"', '"\\ud800"'), "headers": {**AUTH, **JSON}},
+            400,
+            "surrogate",
+        ),
         "enrol JSON nested 1,000 levels": (
-            "POST", GALLERY, {"data": "[" * 1000 + "]" * 1000, "headers": {**AUTH, **JSON}}, 400, "JSON object"),
+            "POST",
+            GALLERY,
+            {"data": "[" * 1000 + "]" * 1000, "headers": {**AUTH, **JSON}},
+            400,
+            "JSON object",
+        ),
         "enrol JSON nested 3,000 levels": (
-            "POST", GALLERY, {"data": "[" * 3000 + "]" * 3000, "headers": {**AUTH, **JSON}}, 400, "nesting"),
+            "POST",
+            GALLERY,
+            {"data": "[" * 3000 + "]" * 3000, "headers": {**AUTH, **JSON}},
+            400,
+            "nesting",
+        ),
         "enrol images nested 600 levels": (
-            "POST", GALLERY, {"data": '{"identity": "probe", "images": %s}' % ("[" * 600 + "]" * 600),
-                              "headers": {**AUTH, **JSON}}, 400, "images"),
+            "POST",
+            GALLERY,
+            {"data": '{"identity": "probe", "images": %s}' % ("[" * 600 + "]" * 600), "headers": {**AUTH, **JSON}},
+            400,
+            "images",
+        ),
         "lone surrogate in a V2 request id": (
-            "POST", V2, {"data": json.dumps({"id": "@", "inputs": [v2_image]}).replace('"@"', '"\\udc00"'),
-                         "headers": JSON}, 400, "surrogate"),
+            "POST",
+            V2,
+            {"data": json.dumps({"id": "@", "inputs": [v2_image]}).replace('"@"', '"\\udc00"'), "headers": JSON},
+            400,
+            "surrogate",
+        ),
         "V2 data nested 500 levels": (
-            "POST", V2, {"data": json.dumps({"inputs": [v2_image]}).replace(f'["{photo}"]', "[" * 500 + f'"{photo}"' + "]" * 500),
-                         "headers": JSON}, 400, "nested"),
+            "POST",
+            V2,
+            {
+                "data": json.dumps({"inputs": [v2_image]}).replace(
+                    f'["{photo}"]', "[" * 500 + f'"{photo}"' + "]" * 500
+                ),
+                "headers": JSON,
+            },
+            400,
+            "nested",
+        ),
         "V2 shape that disagrees with the data": (
-            "POST", V2, {"json": {"inputs": [{**v2_image, "shape": [7, 3]}]}}, 400, "shape"),
+            "POST",
+            V2,
+            {"json": {"inputs": [{**v2_image, "shape": [7, 3]}]}},
+            400,
+            "shape",
+        ),
         "8 instances + 8 compares of a 6000x6000 PNG": (
-            "POST", V1, {"json": {"instances": [{"image": {"b64": png}, "compare": {"b64": png}}] * 8}}, 400, "pixels"),
+            "POST",
+            V1,
+            {"json": {"instances": [{"image": {"b64": png}, "compare": {"b64": png}}] * 8}},
+            400,
+            "pixels",
+        ),
         "enrol without a token": ("POST", GALLERY, {"data": enrol, "headers": JSON}, 401, "token"),
         "enrol with a wrong token": (
-            "POST", GALLERY, {"data": enrol, "headers": {"Authorization": "Bearer guess", **JSON}}, 401, "token"),
+            "POST",
+            GALLERY,
+            {"data": enrol, "headers": {"Authorization": "Bearer guess", **JSON}},
+            401,
+            "token",
+        ),
         "remove without a token": ("DELETE", GALLERY, {"params": {"identity": "Colin_Powell"}}, 401, "token"),
         "text/plain enrol (a cross-site form)": (
-            "POST", GALLERY, {"data": enrol, "headers": {**AUTH, "Content-Type": "text/plain"}}, 415, "application/json"),
+            "POST",
+            GALLERY,
+            {"data": enrol, "headers": {**AUTH, "Content-Type": "text/plain"}},
+            415,
+            "application/json",
+        ),
         "a 1 MB header": ("GET", GALLERY, {"headers": {"X-Padding": "a" * MIB}}, 431, "header"),
         "a name with a zero-width joiner": (
-            "POST", GALLERY, {"data": enrol.replace('"probe"', '"Ada\\u200d"'), "headers": {**AUTH, **JSON}}, 400, "format"),
+            "POST",
+            GALLERY,
+            {"data": enrol.replace('"probe"', '"Ada\\u200d"'), "headers": {**AUTH, **JSON}},
+            400,
+            "format",
+        ),
         "a name that is a line break": (
-            "DELETE", GALLERY, {"params": {"identity": "\n"}, "headers": AUTH}, 400, "control"),
-    }  # fmt: skip
+            "DELETE",
+            GALLERY,
+            {"params": {"identity": "\n"}, "headers": AUTH},
+            400,
+            "control",
+        ),
+    }
 
 
 PROBES = list(probes("x"))
@@ -112,12 +174,17 @@ def test_401_names_the_scheme(predictor_url: str) -> None:
 
 def test_names_are_stored_nfc(predictor_url: str, photo: str) -> None:
     decomposed, composed = "Zoe\u0308 Probe", "Zoë Probe"
-    answer = requests.post(predictor_url + GALLERY, json={"identity": f"  {decomposed} ", "images": [{"b64": photo}]},
-                           headers=AUTH, timeout=60)  # fmt: skip
+    answer = requests.post(
+        predictor_url + GALLERY,
+        json={"identity": f"  {decomposed} ", "images": [{"b64": photo}]},
+        headers=AUTH,
+        timeout=60,
+    )
     assert answer.status_code == 200 and answer.json()["identity"] == composed
     try:
-        again = requests.post(predictor_url + GALLERY, json={"identity": composed, "images": [{"b64": photo}]},
-                              headers=AUTH, timeout=60)  # fmt: skip
+        again = requests.post(
+            predictor_url + GALLERY, json={"identity": composed, "images": [{"b64": photo}]}, headers=AUTH, timeout=60
+        )
         assert again.json()["count"] == 2  # one person, however the name was typed
     finally:
         removed = requests.delete(predictor_url + GALLERY, params={"identity": decomposed}, headers=AUTH, timeout=30)
@@ -127,9 +194,11 @@ def test_names_are_stored_nfc(predictor_url: str, photo: str) -> None:
 def test_ten_bad_requests_log_at_most_ten_lines_and_no_traceback(predictor_url: str, predictor_log: Path) -> None:
     start = predictor_log.stat().st_size
     bad = [("POST", V1, {"json": {"instances": [{"image": {"b64": f"bad{i}"}}]}}) for i in range(7)]
-    bad += [("POST", "/v1/models/nobody:predict", {"json": {"instances": []}}),
-            ("POST", GALLERY, {"data": "x", "headers": {"Content-Type": "text/plain"}}),
-            ("GET", GALLERY, {"headers": {"X-Padding": "a" * MIB}})]  # fmt: skip
+    bad += [
+        ("POST", "/v1/models/nobody:predict", {"json": {"instances": []}}),
+        ("POST", GALLERY, {"data": "x", "headers": {"Content-Type": "text/plain"}}),
+        ("GET", GALLERY, {"headers": {"X-Padding": "a" * MIB}}),
+    ]
     for method, path, options in bad:
         assert 400 <= requests.request(method, predictor_url + path, timeout=30, **options).status_code < 500
     requests.get(predictor_url + "/v2/health/ready", timeout=30)  # a marker: its access line comes after theirs
@@ -142,9 +211,11 @@ def test_ten_bad_requests_log_at_most_ten_lines_and_no_traceback(predictor_url: 
     logged = [
         line
         for line in lines
-        if "kserve.trace" not in line and "/v2/health/ready" not in line and "Warning" not in line
+        if "kserve.trace" not in line
+        and "/v2/health/ready" not in line
+        and "Warning" not in line
         and not line.startswith("  ")
-    ]  # fmt: skip
+    ]
     assert len(logged) == 10 and all(re.search(r'HTTP/1\.1" 4\d\d ', line) for line in logged), "\n".join(logged)
 
 

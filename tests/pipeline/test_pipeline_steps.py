@@ -119,7 +119,9 @@ def test_a_local_run_checks_its_arguments_before_any_step(tmp_path: Path, capsys
     assert "Traceback" not in err and not (tmp_path / "logs").exists()
 
 
-SETTINGS = TrainingSettings(architecture="tiny", max_identities=20, workers=2, epochs=3, steps_per_epoch=5)
+SETTINGS = TrainingSettings(
+    architecture="tiny", max_identities=20, workers=2, epochs=3, steps_per_epoch=5, init="scratch"
+)
 
 
 def test_the_final_run_checkpoints_on_the_runs_volume_and_exports_to_the_models_volume() -> None:
@@ -143,7 +145,8 @@ def test_a_trial_gets_the_training_settings_the_tuner_does_not_set_itself() -> N
     own, trial = command[: command.index("--")], command[command.index("--") + 1 :]
     assert own[own.index("--workers") + 1] == "2" and own[own.index("--epochs") + 1] == "2"
     assert own[own.index("--trials") + 1] == "2" and own[own.index("--algorithm") + 1] == "random"
-    assert trial == ["--architecture", "tiny", "--max-identities", "20"]
+    assert trial[trial.index("--architecture") + 1] == "tiny" and trial[trial.index("--max-identities") + 1] == "20"
+    assert not {"--data", "--out", "--workers", "--epochs", "--steps-per-epoch"} & set(trial)  # the tuner's own
 
 
 def test_settings_come_back_typed_from_a_kfp_struct() -> None:

@@ -33,10 +33,24 @@ def test_pretrained_init_two_workers_resumes_after_a_kill_and_exports(lfw_dir, y
     weights = shared_dir / "models" / "faceapi-resnet"
     steps = 30
     command = _train_command(
-        lfw_dir, yunet_path, tmp_path, "--init", "faceapi-resnet", "--init-weights", str(weights),
-        "--workers", "2", "--epochs", "1", "--steps-per-epoch", str(steps), "--checkpoint-steps", "2",
-        "--freeze-stages", "3",
-    )  # fmt: skip
+        lfw_dir,
+        yunet_path,
+        tmp_path,
+        "--init",
+        "faceapi-resnet",
+        "--init-weights",
+        str(weights),
+        "--workers",
+        "2",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        str(steps),
+        "--checkpoint-steps",
+        "2",
+        "--freeze-stages",
+        "3",
+    )
     # _train_command asks for the tiny test network: --init faceapi-resnet replaces it (and its size).
     command = [arg for arg in command if arg not in ("--architecture", "tiny", "--image-size", "32")]
     command[command.index("--embedding-dim") : command.index("--embedding-dim") + 2] = []
@@ -64,9 +78,21 @@ def test_pretrained_init_two_workers_resumes_after_a_kill_and_exports(lfw_dir, y
 @pytest.mark.slow
 def test_init_from_a_model_dir_starts_from_its_weights(lfw_dir, yunet_path, tiny_model_dir, tmp_path):
     command = _train_command(
-        lfw_dir, yunet_path, tmp_path, "--init", str(tiny_model_dir), "--workers", "2", "--epochs", "1",
-        "--steps-per-epoch", "2", "--learning-rate", "1e-12", "--no-augment",
-    )  # fmt: skip
+        lfw_dir,
+        yunet_path,
+        tmp_path,
+        "--init",
+        str(tiny_model_dir),
+        "--workers",
+        "2",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--learning-rate",
+        "1e-12",
+        "--no-augment",
+    )
     result = _run(command, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     card = json.loads((tmp_path / "model" / "model.json").read_text())
@@ -87,9 +113,22 @@ def test_init_from_a_model_dir_starts_from_its_weights(lfw_dir, yunet_path, tiny
 
 def test_init_that_is_not_a_model_is_refused(lfw_dir, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "facesim", "train", "--data", str(lfw_dir), "--out", str(tmp_path / "m"),
-         "--init", str(tmp_path / "nowhere")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "facesim",
+            "train",
+            "--data",
+            str(lfw_dir),
+            "--out",
+            str(tmp_path / "m"),
+            "--init",
+            str(tmp_path / "nowhere"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2
     assert "nowhere/model.json does not exist" in result.stderr

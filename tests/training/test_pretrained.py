@@ -130,9 +130,17 @@ def test_import_writes_a_model_artifact(weights_dir: Path, yunet_path: Path, tmp
     env = {**os.environ, "FACESIM_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = tmp_path / "m"
     result = _facesim(
-        "model", "import", "faceapi-resnet", "--out", str(out), "--weights", str(weights_dir),
-        "--yunet-path", str(yunet_path), env=env,
-    )  # fmt: skip
+        "model",
+        "import",
+        "faceapi-resnet",
+        "--out",
+        str(out),
+        "--weights",
+        str(weights_dir),
+        "--yunet-path",
+        str(yunet_path),
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     card = json.loads((out / "model.json").read_text())
     assert (card["architecture"], card["image_size"], card["embedding_dim"]) == ("faceapi_resnet", 150, 128)

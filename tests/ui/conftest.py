@@ -49,8 +49,12 @@ def _own_predictor(model_dir: Path, gallery_dir: Path, yunet_path: Path, work: P
     """A predictor of the tests' own on a copy of the tiny gallery, so enrolments touch nobody else's."""
     gallery_copy = work / "gallery"
     shutil.copytree(gallery_dir, gallery_copy)
-    env = {"FACESIM_HOME": str(work / "home"), "FACESIM_YUNET_MODEL": str(yunet_path), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN}  # fmt: skip
+    env = {
+        "FACESIM_HOME": str(work / "home"),
+        "FACESIM_YUNET_MODEL": str(yunet_path),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+    }
     return local_predictor(model_dir, gallery_copy, env=env, log_path=work / "predictor.log")
 
 
