@@ -70,3 +70,15 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
         "storage/paths.py: imports training",
         "ui/app.py: imports inference",
     ]
+
+
+def test_the_formatter_has_no_escapes() -> None:
+    """Style lives in pyproject.toml's [tool.ruff]; no file opts out of the formatter."""
+    escapes = ("fmt: " + "skip", "fmt: " + "off")
+    found = [
+        str(path.relative_to(REPO))
+        for component in [*ALLOWED, "facesim", "tests"]
+        for path in (REPO / component).rglob("*.py")
+        if any(escape in path.read_text() for escape in escapes)
+    ]
+    assert found == []
