@@ -117,7 +117,7 @@ class PredictorClient:
         body = json.dumps({"identity": identity, "images": [b64_image(image) for image in images]}).encode()
         answer = self._json("POST", GALLERY_PATH, data=body, headers=self._write_headers(json_body=True))
         return self._checked(
-            answer, lambda: _fields(answer, {"identity": str, "added": int, "count": int, "version": int})
+            answer, lambda: _fields(answer, {"identity": str, "added": int, "count": int, "edits": int})
         )
 
     def remove(self, identity: str) -> dict:
@@ -213,7 +213,12 @@ NUMBER = (int, float)
 
 
 def check_v1_answer(answer: Any, with_compare: bool = False) -> None:
-    _fields(answer, {"predictions": list, "threshold": NUMBER, "model_version": str, "gallery_version": int})
+    # gallery_version: the registered version (v1, v2, ...), null outside the registry
+    _fields(
+        answer,
+        {"predictions": list, "threshold": NUMBER, "model_version": str, "gallery_version": (str, type(None))},
+    )
+    _fields(answer, {"gallery_edits": int})
     if len(answer["predictions"]) != 1:
         raise AnswerError(f"{len(answer['predictions'])} predictions for one image")
     prediction = answer["predictions"][0]
