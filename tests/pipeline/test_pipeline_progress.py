@@ -67,7 +67,7 @@ def test_a_terminal_gets_one_live_line_per_bar_and_the_log_gets_everything() -> 
     assert "\r\x1b[K      aligning: 6617/13233, ETA 01:00" in shown
     assert "aligning: 13233/13233\n" in shown  # the finished bar, its live line ended before the next line
     assert shown.count("epoch 1: 23/50, loss 0.4123, ETA 01:22") == 1  # tqdm's repeat on close shows once
-    assert "[1/6] prepare-data: success in" in shown and "[3/6] evaluate-model: success in" in shown
+    assert "[1/7] prepare-data: success in" in shown and "[3/7] evaluate-model: success in" in shown
     assert [step.name for step in progress.timings] == ["prepare-data", "train-model", "evaluate-model"]
     metrics = progress.step_metrics()
     assert metrics["evaluate-model"] == {"accuracy": 0.705, "auc": 0.784, "tar_at_far_1e-3": 0.05}

@@ -32,6 +32,8 @@ def test_submit_uploads_the_package_and_creates_a_run(capsys: pytest.CaptureFixt
                 "--workers",
                 "4",
                 "--tune",
+                "--init",
+                "scratch",
                 "--data",
                 "/mnt/data/lfw-small",
                 "--token",
@@ -52,7 +54,12 @@ def test_submit_uploads_the_package_and_creates_a_run(capsys: pytest.CaptureFixt
     assert body["pipeline_spec"] == {"pipeline_spec": pipeline_spec, "platform_spec": platform_spec}
     assert "facesim-models" in json.dumps(platform_spec)  # the PVC mounts travel with the run
     # Only the options given are sent, typed as the pipeline declares them.
-    assert body["runtime_config"]["parameters"] == {"workers": 4, "tune": True, "data": "/mnt/data/lfw-small"}
+    assert body["runtime_config"]["parameters"] == {
+        "workers": 4,
+        "tune": True,
+        "init": "scratch",
+        "data": "/mnt/data/lfw-small",
+    }
     assert all(r.headers.get("authorization") == "Bearer secret-token" for r in requests)
 
     experiment = next(r for r in requests if r.method == "POST" and r.path == "/apis/v2beta1/experiments")
