@@ -169,7 +169,9 @@ def test_inference_service_serves_the_model_from_its_storage_uri(
         process.send_signal(signal.SIGINT)  # Ctrl-C: the pod is stopped, the command says so
         assert process.wait(timeout=60) == 130
         log = (tmp_path / "logs" / "facesim-predictor-0.1.log").read_text()
-        assert "Finished server process" in log  # the predictor was stopped before the command ended
+        assert '"POST /v1/models/facenet%3Apredict HTTP/1.1" 200' in log  # the pod served the request
+        with pytest.raises(OSError):  # and nothing answers at the URL once the command has ended
+            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=5)
     finally:
         if process.poll() is None:
             process.kill()
