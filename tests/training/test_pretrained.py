@@ -86,7 +86,20 @@ def test_routes_explicit_env_cache_and_none(weights_dir: Path, tmp_path: Path, m
     assert sha256_file(cache / BINARY) == sha256_file(weights_dir / BINARY)
 
 
-def test_forward_pass_matches_dlib_descriptors(weights_dir: Path) -> None:
+def dlib_chips(reference: list[dict], lfw_dir: Path) -> np.ndarray:
+    """dlib's 150 px chips of the reference LFW images, rebuilt with dlib's own chip-to-image transform
+    (stored beside the descriptors), so no face crop is kept in the repository."""
+    import cv2
+
+    chips = []
+    for item in reference:
+        rgb = read_image(lfw_dir / "lfw-deepfunneled" / item["lfw_image"])
+        to_image = np.asarray(item["chip_to_image"], dtype=np.float64)
+        chips.append(cv2.warpAffine(rgb, to_image, (150, 150), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP))
+    return np.stack(chips)
+
+
+def test_forward_pass_matches_dlib_descriptors(weights_dir: Path, lfw_dir: Path) -> None:
     import keras
 
     from facesim.training.pretrained import assign_weights, build_pretrained_network
@@ -95,7 +108,7 @@ def test_forward_pass_matches_dlib_descriptors(weights_dir: Path) -> None:
     assign_weights(model, load_weights(weights_dir))
     raw = keras.Model(model.input, model.get_layer("fc").output)  # dlib's unnormalised descriptor
     reference = json.loads((DLIB_CHIPS / "dlib_descriptors.json").read_text())["chips"]
-    chips = np.stack([read_image(DLIB_CHIPS / item["file"]) for item in reference]).astype(np.float32)
+    chips = dlib_chips(reference, lfw_dir).astype(np.float32)
     ours = raw.predict(chips, verbose=0)
     dlib = np.array([item["descriptor"] for item in reference])
     cosine = np.sum(ours * dlib, axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(dlib, axis=1)
@@ -124,7 +137,7 @@ def test_import_without_weights_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
-def test_import_writes_a_model_artifact(weights_dir: Path, yunet_path: Path, tmp_path: Path) -> None:
+def test_import_writes_a_model_artifact(weights_dir: Path, yunet_path: Path, lfw_dir: Path, tmp_path: Path) -> None:
     from facesim.inference.embedder import Embedder, read_model_info
 
     env = {**os.environ, "FACESIM_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -147,7 +160,7 @@ def test_import_writes_a_model_artifact(weights_dir: Path, yunet_path: Path, tmp
     assert card["preprocessing"]["template"] == "dlib-chip-5pt" and card["flip_average"] is True
     assert card["training"]["init"]["sha256"][BINARY].startswith("b413e4")
     reference = json.loads((DLIB_CHIPS / "dlib_descriptors.json").read_text())["chips"]
-    chips = np.stack([read_image(DLIB_CHIPS / item["file"]) for item in reference])
+    chips = dlib_chips(reference, lfw_dir)
     embeddings = Embedder(read_model_info(out)).embed(chips)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     distances = ((embeddings[:, None] - embeddings[None]) ** 2).sum(-1)
