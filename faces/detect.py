@@ -74,6 +74,29 @@ def _shrink_to(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA), scale
 
 
+# YuNet's coarsest feature map has stride 32: on a thinner input OpenCV reads memory it never
+# wrote and returns boxes of +-1e37 and inf. Thin copies are padded (right and bottom, so
+# coordinates stay put) and any box that does not lie in the image is dropped.
+YUNET_MIN_SIDE = 64
+
+
+def _pad_to(image: np.ndarray, min_side: int) -> np.ndarray:
+    """`image` padded with black on the right and bottom so each side is at least `min_side`."""
+    bottom, right = max(0, min_side - image.shape[0]), max(0, min_side - image.shape[1])
+    if bottom == right == 0:
+        return image
+    return cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+
+
+def _inside(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which YuNet rows are finite boxes whose centre lies inside the `width` x `height` image."""
+    finite = np.isfinite(rows[:, :15]).all(axis=1)
+    rows = np.where(finite[:, None], rows, 0)
+    centre_x, centre_y = rows[:, 0] + rows[:, 2] / 2, rows[:, 1] + rows[:, 3] / 2
+    positive = (rows[:, 2] > 0) & (rows[:, 3] > 0)
+    return finite & positive & (centre_x >= 0) & (centre_x < width) & (centre_y >= 0) & (centre_y < height)
+
+
 class YuNetDetector:
     """YuNet at the image's own size, or on a copy downscaled to `max_side` for large images."""
 
@@ -96,10 +119,12 @@ class YuNetDetector:
         height, width = rgb.shape[:2]
         bgr, _ = _shrink_to(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self.max_side)
         with self._lock:
-            self._net.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, rows = self._net.detect(bgr)
+            padded = _pad_to(bgr, YUNET_MIN_SIDE)
+            self._net.setInputSize((padded.shape[1], padded.shape[0]))
+            _, rows = self._net.detect(padded)
         if rows is None:
             return []
+        rows = rows[_inside(rows, bgr.shape[1], bgr.shape[0])]
         # Map back to the full-resolution image (the resize maps pixel edges, hence the 0.5 shifts).
         factor_x, factor_y = width / bgr.shape[1], height / bgr.shape[0]
         faces = []

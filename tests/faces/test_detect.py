@@ -55,7 +55,20 @@ def test_large_image_is_detected_on_a_downscaled_copy(yunet: YuNetDetector, exam
 @pytest.mark.parametrize("shape", [(480, 640), (1, 1), (5000, 20)], ids=["vga", "one-pixel", "sliver"])
 def test_blank_image_has_no_face(yunet: YuNetDetector, haar: HaarDetector, kind: str, shape: tuple[int, int]) -> None:
     detector = yunet if kind == "yunet" else haar
-    assert detector.detect(np.full((*shape, 3), 127, np.uint8)) == []
+    # Repeated: on thin inputs OpenCV's YuNet returned garbage boxes about one call in four.
+    for _ in range(20):
+        assert detector.detect(np.full((*shape, 3), 127, np.uint8)) == []
+
+
+def test_image_smaller_than_yunet_stride_still_finds_its_face(yunet: YuNetDetector, examples_dir: Path) -> None:
+    rgb = read_image(examples_dir / "obama-240p.jpg")
+    x, y, w, h = (int(v) for v in yunet.detect(rgb)[0].box)
+    crop = rgb[max(0, y - h // 4) : y + h + h // 8, max(0, x - w // 8) : x + w + w // 8]
+    tiny = cv2.resize(crop, None, fx=40 / crop.shape[0], fy=40 / crop.shape[0], interpolation=cv2.INTER_AREA)
+    faces = yunet.detect(tiny)  # about 27 x 40 px: padded before detection
+    assert len(faces) == 1
+    fx, fy, fw, fh = faces[0].box
+    assert 0 <= fx + fw / 2 < tiny.shape[1] and 0 <= fy + fh / 2 < tiny.shape[0] and fh > tiny.shape[0] / 2
 
 
 def test_haar_finds_both_faces_with_estimated_landmarks(

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesim.faces.image import read_image
 from tests.helpers.kill_worker import kill_worker_after_checkpoint
-from tests.training.test_pretrained import DLIB_CHIPS
+from tests.training.test_pretrained import DLIB_CHIPS, dlib_chips
 from tests.training.test_train import _env, _run, _train_command
 
 
@@ -24,8 +23,10 @@ def _embed(model_dir: Path, crops: np.ndarray) -> np.ndarray:
     return EmbeddingModel(model_dir).embed(crops)
 
 
-def _dlib_chips() -> np.ndarray:
-    return np.stack([read_image(path) for path in sorted(DLIB_CHIPS.glob("chip*.png"))])
+def _dlib_chips(lfw_dir: Path) -> np.ndarray:
+    """Four different people, as dlib's own 150 px chips."""
+    reference = json.loads((DLIB_CHIPS / "dlib_descriptors.json").read_text())["chips"]
+    return dlib_chips(reference, lfw_dir)
 
 
 @pytest.mark.slow
@@ -70,7 +71,7 @@ def test_pretrained_init_two_workers_resumes_after_a_kill_and_exports(lfw_dir, y
     assert card["preprocessing"]["template"] == "dlib-chip-5pt" and card["flip_average"] is True
 
     # A few small fine-tuning steps keep dlib's embedding: four different people stay far apart.
-    embeddings = _embed(tmp_path / "model", _dlib_chips())
+    embeddings = _embed(tmp_path / "model", _dlib_chips(lfw_dir))
     distances = ((embeddings[:, None] - embeddings[None]) ** 2).sum(-1)
     assert distances[~np.eye(len(embeddings), dtype=bool)].min() > 0.3
 
