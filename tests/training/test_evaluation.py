@@ -59,6 +59,9 @@ def test_tar_at_zero_false_accepts_counts_positives_closer_than_the_closest_nega
     assert result.tar_at_zero_false_accepts == pytest.approx(3 / 5) and result.negative_pairs == 300
 
 
+ROUNDING = 1e-12
+
+
 def _brute_force_pairs(embeddings: np.ndarray, people: list[str]) -> tuple[list[float], list[float]]:
     genuine, impostor = [], []
     for i in range(len(people)):
@@ -71,7 +74,7 @@ def _brute_force_pairs(embeddings: np.ndarray, people: list[str]) -> tuple[list[
 def test_image_pair_figures_count_every_pair_of_images():
     rng = np.random.default_rng(2)
     people = [f"p{i}" for i in rng.integers(0, 30, 120)]
-    centres = {name: rng.normal(size=8) for name in set(people)}
+    centres = {name: rng.normal(size=8) for name in sorted(set(people))}  # sorted: string hashes vary per run
     embeddings = np.array([centres[name] + 0.6 * rng.normal(size=8) for name in people], np.float32)
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     genuine, impostor = _brute_force_pairs(embeddings, people)
@@ -80,7 +83,9 @@ def test_image_pair_figures_count_every_pair_of_images():
     assert figures.impostor_pairs > 5000  # 120 images: 7,140 pairs, most of them of different people
     for name, far in FAR_TARGETS.items():
         point = figures.points[name]
-        accepted, allowed = sum(d <= point.threshold for d in impostor), int(far * len(impostor))
+        # The reference sums its squares in another order than the Gram matrix: allow that rounding.
+        accepted = sum(d <= point.threshold - ROUNDING for d in impostor)
+        allowed = int(far * len(impostor))
         next_closest = sorted(impostor)[accepted]  # accepting it too would break the rate
         assert accepted <= allowed < sum(d <= next_closest for d in impostor)
         assert point.far == pytest.approx(accepted / len(impostor))
