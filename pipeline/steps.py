@@ -238,8 +238,26 @@ def build_gallery(model_dir: str, data: str, layout: RunLayout, identities: int,
     gallery artifact; returns its directory."""
     limits = ["--limit-identities", str(identities), "--max-images-per-identity", str(images_per_identity)]
     run_facesim(["gallery", "build", "--model", model_dir, "--data", data, "--out", str(layout.gallery), *limits])
+    calibrate_gallery_threshold(layout.gallery)
     report(f"gallery built in {layout.gallery}")
     return str(layout.gallery)
+
+
+# A search compares a face with every identity of the gallery, so its threshold must hold false
+# accepts far lower than the model's best-accuracy threshold on LFW's balanced pairs.
+GALLERY_FAR = 1e-3
+
+
+def calibrate_gallery_threshold(gallery: Path) -> None:
+    """Give the gallery its own threshold at GALLERY_FAR (`facesim gallery calibrate`); a gallery with
+    too few pairs for that keeps the model's threshold, and the step says so."""
+    try:
+        run_facesim(["gallery", "calibrate", "--gallery", str(gallery), "--far", str(GALLERY_FAR)])
+    except StepFailed as failed:
+        if "too few pairs" not in str(failed):
+            raise
+        reason = "too few pairs" + str(failed).split("too few pairs", 1)[1]
+        report(f"the gallery keeps the model's threshold: {reason}")
 
 
 def deploy(model_dir: str, model_volume_path: str, gallery_dir: str, backend: str, service_name: str) -> str:

@@ -101,6 +101,8 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
         "deploy-predictor",
     ):
         assert f"{step}: success" in run.stdout
+    # 4 identities x 2 images: 4 genuine pairs, too few for a gallery threshold of its own.
+    assert "the gallery keeps the model's threshold: too few pairs to calibrate at FAR 0.001" in run.stdout
     log = Path(run.stdout.split("full output in ")[1].split()[0])
     assert "val_accuracy=" in log.read_text()
     # The run's summary, and a rerun with the same data and settings that reuses what it registered.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,24 @@ def test_a_batch_that_does_not_divide_among_the_workers_is_refused_before_any_st
     assert "must divide evenly among 3 workers" in capsys.readouterr().err
     assert main(["submit", "--host", "http://127.0.0.1:9", "--workers", "3"]) == 2  # refused before any request
     assert "must divide evenly among 3 workers" in capsys.readouterr().err
+
+
+def test_the_gallery_step_calibrates_the_gallery_or_says_why_not(
+    tiny_gallery_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from facesim.inference.gallery import GalleryStore
+    from facesim.pipeline import steps
+
+    gallery = tmp_path / "gallery"
+    shutil.copytree(tiny_gallery_dir, gallery)
+    steps.calibrate_gallery_threshold(gallery)  # FAR 1e-3: the tiny gallery has too few impostor pairs
+    assert "the gallery keeps the model's threshold: too few pairs to calibrate at FAR 0.001" in capsys.readouterr().out
+    assert GalleryStore(gallery).info.calibration is None
+
+    monkeypatch.setattr(steps, "GALLERY_FAR", 0.05)
+    steps.calibrate_gallery_threshold(gallery)
+    calibration = GalleryStore(gallery).info.calibration
+    assert calibration["target_far"] == 0.05 and calibration["far"] <= 0.05
+
+    with pytest.raises(StepFailed, match="no-such-gallery"):  # any other failure fails the step
+        steps.calibrate_gallery_threshold(tmp_path / "no-such-gallery")
