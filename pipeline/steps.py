@@ -252,7 +252,8 @@ def calibrate_gallery_threshold(gallery: Path) -> None:
     """Give the gallery its own threshold at GALLERY_FAR (`facesim gallery calibrate`); a gallery with
     too few pairs for that keeps the model's threshold, and the step says so."""
     try:
-        run_facesim(["gallery", "calibrate", "--gallery", str(gallery), "--far", str(GALLERY_FAR)])
+        lines = run_facesim(["gallery", "calibrate", "--gallery", str(gallery), "--far", str(GALLERY_FAR)])
+        report("gallery's own " + lines[-1].strip().split(": ", 1)[-1])  # threshold, FAR, TAR, pair counts
     except StepFailed as failed:
         if "too few pairs" not in str(failed):
             raise

@@ -202,6 +202,7 @@ def test_the_gallery_step_calibrates_the_gallery_or_says_why_not(
     steps.calibrate_gallery_threshold(gallery)
     calibration = GalleryStore(gallery).info.calibration
     assert calibration["target_far"] == 0.05 and calibration["far"] <= 0.05
+    assert f"gallery's own threshold {calibration['threshold']:.4f} at FAR" in capsys.readouterr().out
 
     with pytest.raises(StepFailed, match="no-such-gallery"):  # any other failure fails the step
         steps.calibrate_gallery_threshold(tmp_path / "no-such-gallery")
