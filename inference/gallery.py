@@ -252,13 +252,7 @@ class GalleryStore:
         sources: list[str] | None = None,
     ) -> EnrolResult:
         """Add embeddings (N, D) to an identity, creating it (with its thumbnail) if new."""
-        identity = validate_identity(identity)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.info.embedding_dim:
-            raise GalleryError(f"embeddings must have shape (N, {self.info.embedding_dim}), got {vectors.shape}")
-        sources = sources or [""] * len(vectors)
-        if len(sources) != len(vectors):
-            raise GalleryError(f"{len(vectors)} embeddings but {len(sources)} sources")
+        identity, vectors, sources = checked_rows(self.info, identity, vectors, sources)
         with self._write() as db:
             db.execute("INSERT OR IGNORE INTO identities(name, thumbnail) VALUES (?, ?)", (identity, thumbnail))
             if thumbnail is not None:
