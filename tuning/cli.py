@@ -80,10 +80,32 @@ def _default_out() -> Path:
     return facesim_home() / "tuning" / time.strftime("%Y%m%d-%H%M%S")
 
 
+def _trial_problem(args: argparse.Namespace, train_args: list[str]) -> str | None:
+    """What a trial's `facesim train` would refuse for the settings every trial shares (the worker
+    count and the batch, for one): found here, before any trial or Katib Experiment exists."""
+    from facesim.training.config import add_config_arguments, config_from_namespace
+
+    shared = ["--data", args.data or "-", "--out", "-", "--workers", str(args.workers)]
+    shared += ["--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch)]
+    train_parser = argparse.ArgumentParser(prog="facesim tune -- (the trials' facesim train options)")
+    add_config_arguments(train_parser)
+    options, unknown = train_parser.parse_known_args([*shared, *train_args])
+    if unknown:
+        return f"`facesim train` has no option {' '.join(unknown)}"
+    try:
+        config_from_namespace(options)
+    except (ValueError, OSError) as error:
+        return str(error)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     own, train_args = _split_passthrough(list(sys.argv[1:] if argv is None else argv))
     parser = _parser()
     args = parser.parse_args(own)
+    problem = _trial_problem(args, train_args)
+    if problem:
+        parser.error(f"every trial would fail: {problem}")
     if args.backend == "cluster":
         return _run_cluster(args, train_args, parser)
     if not args.data:

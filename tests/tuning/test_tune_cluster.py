@@ -86,3 +86,26 @@ def test_a_refused_experiment_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
     assert code == 1
     err = capsys.readouterr().err
     assert "forbidden" in err.lower() and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("train_options", "problem"),
+    [
+        ([], "the global batch (16 x 4 = 64) must divide evenly among 3 workers"),
+        (["--bogus", "1"], "`facesim train` has no option --bogus 1"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["cluster", "local"])
+def test_settings_every_trial_would_refuse_stop_the_sweep_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, train_options: list[str], problem: str
+) -> None:
+    workers = ["--workers", "3"] if not train_options else []
+    with RunningApiServer() as server:
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="team-a")
+        where = ["--kubeconfig", str(kubeconfig)] if backend == "cluster" else ["--data", str(tmp_path)]
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--backend", backend, *where, *workers, "--out", str(tmp_path / "out"), "--", *train_options])
+        calls = server.state.calls("POST", EXPERIMENTS)
+    assert exit_info.value.code == 2 and calls == []
+    assert capsys.readouterr().err.strip().endswith(f"facesim tune: error: every trial would fail: {problem}")
+    assert not (tmp_path / "out").exists()
