@@ -74,6 +74,11 @@ def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibrat
     """Compute the gallery's threshold and record it in gallery.json."""
     if not 0 < target_far < 1:
         raise GalleryError(f"--far must be between 0 and 1, got {target_far}")
+    if target_far < 1 / MAX_IMPOSTOR_PAIRS:
+        raise GalleryError(
+            f"--far {target_far:g} is below what {MAX_IMPOSTOR_PAIRS:,} impostor pairs (the most calibration "
+            f"draws) can measure: give --far {1 / MAX_IMPOSTOR_PAIRS:g} or more"
+        )
     rows = store.rows()
     genuine, impostor = pair_distances(rows.identities, rows.vectors)
     threshold, far, tar = threshold_at_far(genuine, impostor, target_far)

@@ -46,6 +46,33 @@ def test_too_few_pairs_are_refused(gallery: Path, capsys: pytest.CaptureFixture[
     assert GalleryStore(gallery).info.calibration is None
 
 
+@pytest.mark.parametrize(
+    ("far", "message"),
+    [
+        ("0", "--far must be between 0 and 1, got 0.0"),
+        ("1", "--far must be between 0 and 1, got 1.0"),
+        ("nan", "--far must be between 0 and 1, got nan"),
+        ("inf", "--far must be between 0 and 1, got inf"),
+        ("1e-300", "--far 1e-300 is below what 1,000,000 impostor pairs (the most calibration draws) can measure"),
+    ],
+)
+def test_a_false_accept_rate_it_cannot_use_is_refused_in_one_line(
+    gallery: Path, capsys: pytest.CaptureFixture[str], far: str, message: str
+) -> None:
+    before = (gallery / "gallery.json").read_bytes()
+    assert gallery_main(["calibrate", "--gallery", str(gallery), "--far", far]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"facesim gallery: {message}") and error.count("\n") == 1
+    assert (gallery / "gallery.json").read_bytes() == before
+
+
+def test_what_is_not_a_gallery_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    for place in (tmp_path / "nowhere", tmp_path / "empty"):
+        assert gallery_main(["calibrate", "--gallery", str(place)]) == 2
+        assert f"{place} is not a gallery" in capsys.readouterr().err
+
+
 def test_calibration_counts_threshold_and_record(gallery: Path) -> None:
     assert gallery_main(["calibrate", "--gallery", str(gallery), "--far", "0.05"]) == 0
     store = GalleryStore(gallery)
