@@ -57,6 +57,8 @@ def import_faceapi(request: ImportRequest) -> Path:
         locate_weights,
     )
 
+    if request.out.exists() and (not request.out.is_dir() or any(request.out.iterdir())):
+        raise ValueError(f"--out {request.out} exists and is not an empty directory: choose a new --out")
     folder = locate_weights(request.weights, allow_npm=not request.offline)
     model = build_pretrained_network()
     assign_weights(model, load_weights(folder))
