@@ -125,6 +125,13 @@ def _facesim(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+def _import(out: Path, weights_dir: Path, *options: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`facesim model import faceapi-resnet --out OUT --weights WEIGHTS_DIR OPTIONS...`"""
+    return _facesim(
+        "model", "import", "faceapi-resnet", "--out", str(out), "--weights", str(weights_dir), *options, env=env
+    )
+
+
 def test_import_without_weights_is_a_one_line_error(tmp_path: Path) -> None:
     env = {**os.environ, "FACESIM_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop(WEIGHTS_ENV, None)
@@ -143,27 +150,14 @@ def test_import_refuses_an_out_that_holds_something_and_data_that_is_not_lfw(wei
     (tmp_path / "a-model").mkdir()
     (tmp_path / "a-model" / "model.json").write_text("{}")
     for out in (tmp_path / "a-file", tmp_path / "a-model"):
-        result = _facesim(
-            "model", "import", "faceapi-resnet", "--out", str(out), "--weights", str(weights_dir), env=env
-        )
+        result = _import(out, weights_dir, env=env)
         assert result.returncode == 2
         assert result.stderr.strip() == f"facesim model import: --out {out} exists and is not an empty directory: " + (
             "choose a new --out"
         )
     assert (tmp_path / "a-file").read_text() == "keep me" and (tmp_path / "a-model" / "model.json").read_text() == "{}"
     out = tmp_path / "m"
-    result = _facesim(
-        "model",
-        "import",
-        "faceapi-resnet",
-        "--out",
-        str(out),
-        "--weights",
-        str(weights_dir),
-        "--data",
-        str(tmp_path),
-        env=env,
-    )
+    result = _import(out, weights_dir, "--data", str(tmp_path), env=env)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert f"{tmp_path} has no pairs.txt" in result.stderr and not out.exists()
 
@@ -173,18 +167,7 @@ def test_import_writes_a_model_artifact(weights_dir: Path, yunet_path: Path, lfw
 
     env = {**os.environ, "FACESIM_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = tmp_path / "m"
-    result = _facesim(
-        "model",
-        "import",
-        "faceapi-resnet",
-        "--out",
-        str(out),
-        "--weights",
-        str(weights_dir),
-        "--yunet-path",
-        str(yunet_path),
-        env=env,
-    )
+    result = _import(out, weights_dir, "--yunet-path", str(yunet_path), env=env)
     assert result.returncode == 0, result.stderr
     card = json.loads((out / "model.json").read_text())
     assert (card["architecture"], card["image_size"], card["embedding_dim"]) == ("faceapi_resnet", 150, 128)
