@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,24 +111,8 @@ def test_init_from_a_model_dir_starts_from_its_weights(lfw_dir, yunet_path, tiny
         np.testing.assert_allclose(mine.numpy(), source.numpy(), atol=1e-6)
 
 
-def test_init_that_is_not_a_model_is_refused(lfw_dir, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "facesim",
-            "train",
-            "--data",
-            str(lfw_dir),
-            "--out",
-            str(tmp_path / "m"),
-            "--init",
-            str(tmp_path / "nowhere"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def test_init_that_is_not_a_model_is_refused(lfw_dir, yunet_path, tmp_path):
+    command = _train_command(lfw_dir, yunet_path, tmp_path, "--init", str(tmp_path / "nowhere"))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2
     assert "nowhere/model.json does not exist" in result.stderr
