@@ -118,8 +118,8 @@ class YuNetDetector:
     def detect(self, rgb: np.ndarray) -> list[Face]:
         height, width = rgb.shape[:2]
         bgr, _ = _shrink_to(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self.max_side)
+        padded = _pad_to(bgr, YUNET_MIN_SIDE)
         with self._lock:
-            padded = _pad_to(bgr, YUNET_MIN_SIDE)
             self._net.setInputSize((padded.shape[1], padded.shape[0]))
             _, rows = self._net.detect(padded)
         if rows is None:
