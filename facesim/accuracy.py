@@ -125,7 +125,7 @@ class PhotoCheck:
 
 
 def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None) -> PhotoCheck:
-    """Every image's largest face through the model's own preprocessing; all pairs scored at the
+    """Every image's subject face through the model's own preprocessing; all pairs scored at the
     threshold in its model.json."""
     from facesim.faces.image import read_image
     from facesim.inference.calibrate import pair_distances
@@ -136,7 +136,7 @@ def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None
     preprocessor = preprocessor_for(info, yunet_path)
     owners, crops = [], []
     for identity, path in IdentityDataset.scan(photos).images():
-        face = preprocessor.largest_face(read_image(path))
+        face = preprocessor.subject_face(read_image(path))
         if face is not None:
             owners.append(identity)
             crops.append(face.crop)

@@ -168,7 +168,7 @@ def _add_identity(
         except ImageError as error:
             report.images_skipped.append(str(error))
             continue
-        face = preprocessor.largest_face(rgb)
+        face = preprocessor.subject_face(rgb)
         if face is None:
             report.images_skipped.append(f"{path}: no face found")
             continue

@@ -37,7 +37,7 @@ CACHE_ROOT_ENV = "FACESIM_CACHE"
 # milliseconds); younger ones may be another pod's, preparing the same shared cache right now.
 STALE_PARTIAL_S = 3600.0
 # Settings a cache must keep: mixing crops made differently would silently skew training.
-PINNED_SETTINGS = ("image_size", "detector_used", "fallback", "template")
+PINNED_SETTINGS = ("image_size", "detector_used", "fallback", "template", "subject")
 
 
 def cache_root() -> Path:
@@ -216,7 +216,7 @@ def _align_chunk(
             results.append((relative, "error", 0.0, str(error)))
             continue
         start = time.perf_counter()
-        aligned = preprocessor.largest_face(rgb)
+        aligned = preprocessor.subject_face(rgb)
         seconds = time.perf_counter() - start
         if aligned is None:
             results.append((relative, "no_face", seconds, ""))

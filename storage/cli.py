@@ -11,7 +11,7 @@ from facesim.faces.align import TEMPLATES
 from facesim.faces.detect import DETECTOR_KINDS, add_yunet_argument
 from facesim.faces.download import DownloadError
 from facesim.faces.image import ImageError
-from facesim.faces.preprocess import PreprocessConfig
+from facesim.faces.preprocess import SUBJECTS, PreprocessConfig
 from facesim.storage.cache import prepare_crops, print_report, read_manifest, source_images
 from facesim.storage.datasets import IdentityDataset
 from facesim.storage.fetch import fetch_lfw
@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="no face found: centre crop or leave out (auto: centre crop for LFW, whose images are pre-cropped)",
     )
+    prepare.add_argument(
+        "--subject",
+        choices=["auto", *SUBJECTS],
+        default="auto",
+        help="which face of several to crop: the largest, or the one nearest the centre (auto: central for LFW, "
+        "cropped around its subject; else largest)",
+    )
     cores = len(os.sched_getaffinity(0))
     prepare.add_argument("--workers", type=int, default=cores, help=f"processes (default: all cores, {cores})")
     prepare.add_argument("--only-identities", nargs="+", metavar="NAME", help="prepare only these identities")
@@ -93,12 +100,14 @@ def _prepare(args: argparse.Namespace) -> int:
     only = _identities(args)
     _, layout = source_images(args.data)
     fallback = args.fallback if args.fallback != "auto" else ("center" if layout else "none")
+    subject = args.subject if args.subject != "auto" else ("central" if layout else "largest")
     config = PreprocessConfig(
         image_size=args.image_size,
         detector=args.detector,
         yunet_path=args.yunet_path,
         fallback=fallback,
         template=args.template,
+        subject=subject,
     )
     report = prepare_crops(
         args.data, args.out, config, args.workers, only, args.limit_identities, progress=not args.no_progress
@@ -129,7 +138,7 @@ def _info(args: argparse.Namespace) -> int:
         settings, counts = manifest["preprocessing"], manifest["counts"]
         print(
             f"crop cache: {settings['image_size']} px, detector {settings['detector_used']}, "
-            f"fallback {settings['fallback']}; {counts['fallback']} centre-crop fallbacks, "
+            f"fallback {settings['fallback']}, subject {settings.get('subject', 'largest')}; {counts['fallback']} centre-crop fallbacks, "
             f"{counts['no_face']} without a face, {counts['errors']} unreadable"
         )
     if layout is not None:

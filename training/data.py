@@ -65,12 +65,14 @@ class RunData:
 
 
 def preprocess_config(config: TrainConfig) -> PreprocessConfig:
-    # LFW images are already roughly centred faces: a missed detection falls back to the centre crop.
+    # LFW images are cropped around their subject: the face nearest the centre is the labelled person
+    # (a bigger one beside it is someone else), and a missed detection falls back to the centre crop.
     return PreprocessConfig(
         image_size=config.size,
         detector=config.detector,
         yunet_path=config.yunet_path,
         fallback="center",
+        subject="central",
         template=config.alignment_template,
     )
 

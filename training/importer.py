@@ -68,6 +68,7 @@ def import_faceapi(request: ImportRequest) -> Path:
         detector=request.detector,
         yunet_path=request.yunet_path,
         fallback="center",
+        subject="central",
         template=TEMPLATE,
     )
     training = {"init": {"from": PRETRAINED_INIT, **PROVENANCE, "weights": str(folder), "sha256": dict(FILE_SHA256)}}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from facesim.faces.align import align_face, center_crop, template
+from facesim.faces.detect import Face
 from facesim.faces.image import read_image
 from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
 
@@ -29,7 +30,7 @@ def test_aligned_crops_agree_across_resolutions(preprocessor: FacePreprocessor, 
     config = PreprocessConfig(image_size=size, detector="yunet")
     sized = FacePreprocessor(config, detector=preprocessor.detector)
     crops = [
-        sized.largest_face(read_image(examples_dir / f"obama-{r}.jpg")).crop for r in ("240p", "480p", "720p", "1080p")
+        sized.subject_face(read_image(examples_dir / f"obama-{r}.jpg")).crop for r in ("240p", "480p", "720p", "1080p")
     ]
     assert all(crop.shape == (size, size, 3) for crop in crops)
     for crop in crops[:-1]:
@@ -51,22 +52,45 @@ def test_alignment_undoes_rotation_and_scale(preprocessor: FacePreprocessor, exa
 
 def test_center_crop_of_lfw_image_matches_alignment(preprocessor: FacePreprocessor, lfw_dir: Path) -> None:
     rgb = read_image(lfw_dir / "lfw-deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
-    assert _agreement(center_crop(rgb, 112), preprocessor.largest_face(rgb).crop) > 0.8
+    assert _agreement(center_crop(rgb, 112), preprocessor.subject_face(rgb).crop) > 0.8
 
 
-def test_largest_face_and_all_faces(preprocessor: FacePreprocessor, detection_dir: Path) -> None:
+def test_subject_is_the_largest_face_by_default(preprocessor: FacePreprocessor, detection_dir: Path) -> None:
     rgb = read_image(detection_dir / "deepface" / "couple.jpg")
     faces = preprocessor.all_faces(rgb)
-    largest = preprocessor.largest_face(rgb)
+    largest = preprocessor.subject_face(rgb)
     assert len(faces) == 2 and largest.detected
     assert largest.face.box == faces[0].face.box and np.array_equal(largest.crop, faces[0].crop)
 
 
+def test_central_subject_is_the_labelled_person_not_a_bigger_face_beside_him(
+    preprocessor: FacePreprocessor, lfw_dir: Path
+) -> None:
+    # LFW crops this photo around Kimi Raikkonen; a larger face at the right edge is somebody else's.
+    rgb = read_image(lfw_dir / "lfw-deepfunneled" / "Kimi_Raikkonen" / "Kimi_Raikkonen_0001.jpg")
+    central = FacePreprocessor(PreprocessConfig(detector="yunet", subject="central"), detector=preprocessor.detector)
+    largest, subject = preprocessor.subject_face(rgb).face, central.subject_face(rgb).face
+    faces = preprocessor.detector.detect(rgb)
+    assert len(faces) >= 2 and largest.box == faces[0].box and subject.box != largest.box
+
+    def offset(face: Face) -> float:
+        x, y, w, h = face.box
+        return float(np.hypot(x + w / 2 - 125, y + h / 2 - 125))
+
+    assert offset(subject) < 40 < offset(largest)
+    assert offset(subject) == min(offset(face) for face in faces)
+
+
+def test_unknown_subject_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown subject 'middle'"):
+        PreprocessConfig(subject="middle")
+
+
 def test_no_face_gives_none_or_the_centre_fallback(preprocessor: FacePreprocessor) -> None:
     blank = np.full((250, 250, 3), 200, np.uint8)
-    assert preprocessor.largest_face(blank) is None and preprocessor.all_faces(blank) == []
+    assert preprocessor.subject_face(blank) is None and preprocessor.all_faces(blank) == []
     fallback = FacePreprocessor(PreprocessConfig(detector="yunet", fallback="center"), detector=preprocessor.detector)
-    centred = fallback.largest_face(blank)
+    centred = fallback.subject_face(blank)
     assert centred is not None and not centred.detected and centred.crop.shape == (112, 112, 3)
 
 
