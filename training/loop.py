@@ -24,7 +24,7 @@ from facesim.storage.faults import pause_point
 from facesim.training.augment import augment_batch
 from facesim.training.config import PRETRAINED_INIT, SCRATCH_INIT, TrainConfig
 from facesim.training.distributed import WorkerInfo, replica_device, worker_dir
-from facesim.training.losses import MINING_LOSSES, TripletLoss
+from facesim.training.losses import MINING_LOSSES, TripletLoss, distillation_loss
 from facesim.training.model import build_embedding_model, freeze_stages, with_flip_average
 from facesim.training.sampler import PKSampler
 
@@ -50,6 +50,7 @@ class TrainingState:
     resumed_from: int
     is_chief: bool
     serving: keras.Model  # what is evaluated and exported: the model, or its flip average
+    teacher: keras.Model | None = None  # the frozen starting network (--distill-weight), else None
 
     def save(self, step: int) -> None:
         """The manager writes the files first, then the `checkpoint` index that names them: a crash in
@@ -104,7 +105,17 @@ def create_state(config: TrainConfig, strategy, info: WorkerInfo, checkpoint_dir
                 f"options; give a new --run-dir, or delete {checkpoint_dir} to start over"
             ) from None
     serving = with_flip_average(model) if config.flips else model
-    return TrainingState(model, optimizer, step, manager, int(step.numpy()), info.is_chief, serving)
+    teacher = build_teacher(config, strategy) if config.distill_weight else None
+    return TrainingState(model, optimizer, step, manager, int(step.numpy()), info.is_chief, serving, teacher)
+
+
+def build_teacher(config: TrainConfig, strategy) -> keras.Model:
+    """The --init network, frozen: rebuilt from the init on resume too, so it never needs a checkpoint."""
+    with strategy.scope():
+        teacher = build_embedding_model(config.architecture, config.size, config.embedding_dim, config.seed)
+        initialise_weights(teacher, config)
+        teacher.trainable = False
+    return teacher
 
 
 def initialise_weights(model: keras.Model, config: TrainConfig) -> None:
@@ -125,7 +136,7 @@ def initialise_weights(model: keras.Model, config: TrainConfig) -> None:
 
 def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Callable:
     loss_fn = MINING_LOSSES[config.mining]
-    model, optimizer = state.model, state.optimizer
+    model, optimizer, teacher = state.model, state.optimizer, state.teacher
 
     def replica_step(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if config.augment:
@@ -133,6 +144,9 @@ def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Call
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
             loss = global_triplet_loss(embeddings, labels, loss_fn, config.margin)
+            if teacher is not None:
+                taught = teacher(images, training=False)
+                loss += config.distill_weight * distillation_loss(embeddings, taught, config.global_batch)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss

@@ -8,6 +8,8 @@
   closest negative.
 Both average relu(d_ap - d_an + margin) over the triplets they form. tests/training holds the
 slow NumPy references they are checked against.
+- `distillation_loss`: each embedding's squared distance to a frozen teacher's embedding of the
+  same image, so fine-tuning moves the pretrained geometry only where the triplets ask it to.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ def batch_hard_triplet_loss(labels: tf.Tensor, embeddings: tf.Tensor, margin: fl
     losses = tf.nn.relu(hardest_positive - hardest_negative + margin)
     valid = tf.logical_and(tf.reduce_any(positive, axis=1), tf.reduce_any(negative, axis=1))
     return _masked_mean(losses, valid)
+
+
+def distillation_loss(student: tf.Tensor, teacher: tf.Tensor, global_batch: int) -> tf.Tensor:
+    """Sum over this replica's images of |student - teacher|^2, over the global batch size: the
+    replicas' SUM all-reduce of its gradients gives the gradient of the global-batch mean."""
+    squared = tf.reduce_sum(tf.square(student - tf.stop_gradient(teacher)), axis=1)
+    return tf.reduce_sum(squared) / float(global_batch)
 
 
 MINING_LOSSES: dict[str, TripletLoss] = {

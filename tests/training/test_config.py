@@ -44,6 +44,7 @@ def test_defaults_round_trip_and_native_sizes():
     assert config.size == 112
     assert TrainConfig(data="d", out="o", architecture="inception_resnet_v1").size == 160
     assert str(config.resolved_run_dir()) == "o.run"
+    assert config.distill_weight == 0.0 and TrainConfig(data="d", out="o", init="faceapi-resnet").distill_weight > 0
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,8 @@ def test_defaults_round_trip_and_native_sizes():
         ({"mining": "hardest"}, "mining"),
         ({"lr_schedule": "step"}, "lr-schedule"),
         ({"weight_decay": -1.0}, "weight-decay"),
+        ({"distill_weight": -0.5, "init": "faceapi-resnet"}, "distill-weight must not be negative"),
+        ({"distill_weight": 1.0}, "needs an --init to distil from"),
     ],
 )
 def test_bad_options_say_what_to_fix(changes, message):

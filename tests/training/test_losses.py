@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facesim.training.losses import batch_hard_triplet_loss, pairwise_squared_distances, semi_hard_triplet_loss
+from facesim.training.losses import (
+    batch_hard_triplet_loss,
+    distillation_loss,
+    pairwise_squared_distances,
+    semi_hard_triplet_loss,
+)
 from tests.helpers.triplet_reference import batch_hard_reference, semi_hard_reference
 
 
@@ -74,3 +79,19 @@ def test_pairwise_distances_match_direct_computation():
     points = np.random.default_rng(3).normal(size=(6, 5)).astype(np.float32)
     expected = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
     np.testing.assert_allclose(pairwise_squared_distances(tf.constant(points)).numpy(), expected, atol=1e-5)
+
+
+def test_distillation_is_the_global_batch_mean_of_squared_distances_to_the_teacher():
+    rng = np.random.default_rng(3)
+    student, teacher = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
+    slow = sum(float(np.dot(s - t, s - t)) for s, t in zip(student, teacher)) / 12
+    assert float(distillation_loss(tf.constant(student), tf.constant(teacher), 12)) == pytest.approx(slow, rel=1e-5)
+    assert float(distillation_loss(tf.constant(teacher), tf.constant(teacher), 12)) == 0.0
+
+
+def test_distillation_moves_only_the_student():
+    student, teacher = tf.Variable([[1.0, 0.0]]), tf.Variable([[0.0, 1.0]])
+    with tf.GradientTape() as tape:
+        loss = distillation_loss(student, teacher, 1)
+    to_student, to_teacher = tape.gradient(loss, [student, teacher])
+    assert np.allclose(to_student.numpy(), [[2.0, -2.0]]) and to_teacher is None
