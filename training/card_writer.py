@@ -58,6 +58,7 @@ def write_model_card(
             "seed": config.seed,
             "max_identities": config.max_identities,
             "freeze_stages": config.freeze_stages,
+            "distill_weight": config.distill_weight,
         },
         "notes": dict(config.metadata),
     }

@@ -66,6 +66,7 @@ def test_pretrained_init_two_workers_resumes_after_a_kill_and_exports(lfw_dir, y
     card = json.loads((tmp_path / "model" / "model.json").read_text())
     assert card["training"]["init"]["from"] == "faceapi-resnet" and card["training"]["workers"] == 2
     assert card["training"]["params"]["freeze_stages"] == 3 and card["margin"] == 0.1
+    assert card["training"]["params"]["distill_weight"] == 4.0  # the recipe's pull to the pretrained geometry
     assert (card["architecture"], card["image_size"], card["embedding_dim"]) == ("faceapi_resnet", 150, 128)
     assert card["preprocessing"]["template"] == "dlib-chip-5pt" and card["flip_average"] is True
 
