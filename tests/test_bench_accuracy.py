@@ -24,6 +24,7 @@ def test_bench_accuracy_smoke(
     metrics = dict(parse_metrics(out.splitlines()))
     assert 0.0 <= metrics["tiny_accuracy"] <= 1.0 and 0.0 <= metrics["tiny_auc"] <= 1.0
     assert metrics["tiny_ms_per_face"] > 0
+    assert 0.0 <= metrics["tiny_tar_at_far_1e-3_fold9_threshold"] <= 1.0  # what `facesim evaluate` prints
     assert "| tiny |" in out  # the Markdown table has the model's row
 
 
