@@ -141,15 +141,19 @@ def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Call
     def replica_step(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if config.augment:
             images = augment_batch(images, seed)
+        pull = tf.constant(0.0)
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
             loss = global_triplet_loss(embeddings, labels, loss_fn, config.margin)
             if teacher is not None:
                 taught = teacher(images, training=False)
-                loss += config.distill_weight * distillation_loss(embeddings, taught, config.global_batch)
+                pull = config.distill_weight * distillation_loss(embeddings, taught, config.global_batch)
+                loss += pull
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
+        # Each replica holds only its share of the pull, and train_step averages the replicas'
+        # losses: report the whole pull once.
+        return loss + (tf.distribute.get_replica_context().num_replicas_in_sync - 1) * pull
 
     @tf.function
     def train_step(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
