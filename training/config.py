@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,9 @@ class TrainConfig:
                 f"the global batch ({self.identities_per_batch} x {self.images_per_identity} = "
                 f"{self.global_batch}) must divide evenly among {self.workers} workers"
             )
+        for name in ("margin", "learning_rate", "weight_decay", "distill_weight"):
+            if not math.isfinite(getattr(self, name)):  # nan slips past every comparison below
+                found.append(f"--{name.replace('_', '-')} must be a finite number")
         if self.margin <= 0:
             found.append("--margin must be positive")
         if self.learning_rate <= 0:

@@ -58,6 +58,9 @@ def test_defaults_round_trip_and_native_sizes():
         ({"weight_decay": -1.0}, "weight-decay"),
         ({"distill_weight": -0.5, "init": "faceapi-resnet"}, "distill-weight must not be negative"),
         ({"distill_weight": 1.0}, "needs an --init to distil from"),
+        ({"distill_weight": float("nan"), "init": "faceapi-resnet"}, "distill-weight must be a finite number"),
+        ({"margin": float("nan")}, "margin must be a finite number"),
+        ({"learning_rate": float("inf")}, "learning-rate must be a finite number"),
     ],
 )
 def test_bad_options_say_what_to_fix(changes, message):
