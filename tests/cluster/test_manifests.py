@@ -175,7 +175,8 @@ def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dic
     assert worker["template"]["spec"]["containers"][0]["image"] == "registry.example.com/ml/facesim-trainer:2026.11"
     (isvc,) = kinds["InferenceService"]
     container = isvc["spec"]["predictor"]["containers"][0]
-    assert container["env"][0] == {"name": "STORAGE_URI", "value": "pvc://facesim-models/facenet/3"}
+    model_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/mnt/models")
+    assert model_mount["subPath"] == "facenet/3"
     # The predictor and the UI take the admin token from the one Secret, rendered with an empty token.
     (secret,) = kinds["Secret"]
     assert secret["stringData"] == {"token": ""} and secret["metadata"]["namespace"] == "faces-prod"
