@@ -39,6 +39,8 @@ from facesim.cluster.resources import (
     pvc_volumes,
     to_manifest,
 )
+from facesim.cluster.targets import DEPLOYMENT_MODES, FORMER_MODE_NAMES, Target, add_target_argument, canonical_mode
+from facesim.cluster.targets import target as target_named
 from facesim.contract.api import MODEL_NAME
 
 ISVC_API_VERSION = "serving.kserve.io/v1beta1"
@@ -47,7 +49,6 @@ PREDICTOR_CONTAINER = "kserve-container"  # the name KServe expects for a custom
 PREDICTOR_PORT = 8080
 KSERVE_MODEL_DIR = "/mnt/models"  # where KServe would mount a storageUri
 GALLERY_MOUNT = "/mnt/gallery"
-DEPLOYMENT_MODES = ("Standard", "RawDeployment", "Knative")  # RawDeployment: Standard's former name
 # Knative Serving refuses PVC volumes, writable PVC mounts and a pod securityContext (fsGroup) unless
 # these config-features flags are enabled (knative-serving/config-features); see docs/cluster.md.
 KNATIVE_FEATURE_FLAGS = (
@@ -67,7 +68,8 @@ class InferenceServiceConfig:
     name: str = "facesim"
     model_uri: str = "pvc://facesim-models/facenet/1"
     gallery_uri: str = "pvc://facesim-models/galleries/lfw/1"
-    deployment_mode: str = "Standard"
+    deployment_mode: str = "Standard"  # or Knative (RawDeployment and Serverless: their former names)
+    target: Target = field(default_factory=target_named)  # which KServe: the annotation's mode name
     min_replicas: int = 1
     max_replicas: int = 1  # one writer of the gallery
     resources: Resources = field(
@@ -77,8 +79,7 @@ class InferenceServiceConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
-        if self.deployment_mode not in DEPLOYMENT_MODES:
-            raise ValueError(f"deployment mode must be one of {', '.join(DEPLOYMENT_MODES)}")
+        self.deployment_mode = canonical_mode(self.deployment_mode)
         pvc_uri(self.model_uri)
         pvc_uri(self.gallery_uri)
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
@@ -149,7 +150,7 @@ def inference_service(config: InferenceServiceConfig) -> kserve_models.V1beta1In
         metadata=k8s.V1ObjectMeta(
             name=config.name,
             namespace=config.namespace,
-            annotations={"serving.kserve.io/deploymentMode": config.deployment_mode},
+            annotations={"serving.kserve.io/deploymentMode": config.target.deployment_mode(config.deployment_mode)},
             labels={"app.kubernetes.io/part-of": "facesim", "app.kubernetes.io/name": "facesim-predictor"},
         ),
         spec=kserve_models.V1beta1InferenceServiceSpec(
@@ -249,11 +250,12 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser)
     add(
         "--deployment-mode",
-        choices=DEPLOYMENT_MODES,
+        choices=(*DEPLOYMENT_MODES, *FORMER_MODE_NAMES),
         default=defaults.deployment_mode,
-        help="KServe deployment mode (default: %(default)s; Knative needs the feature flags "
-        f"{', '.join(KNATIVE_FEATURE_FLAGS)})",
+        help="KServe deployment mode, rendered by the name the --target's KServe knows (default: %(default)s; "
+        f"Knative needs the feature flags {', '.join(KNATIVE_FEATURE_FLAGS)})",
     )
+    add_target_argument(parser)
     add("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     add("--timeout", type=int, default=ReadyOptions.timeout, help="seconds to wait for Ready (default: %(default)s)")
     add("--no-wait", action="store_true", help="return once the InferenceService is created")
@@ -301,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             model_uri=args.model,
             gallery_uri=args.gallery,
             deployment_mode=args.deployment_mode,
+            target=target_named(args.target),
             predictor_args=tuple(predictor_args),
             cluster=ClusterConfig(namespace=args.namespace, images=images_from_args(args)),
         )

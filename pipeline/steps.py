@@ -261,15 +261,24 @@ def calibrate_gallery_threshold(gallery: Path) -> None:
         report(f"the gallery keeps the model's threshold: {reason}")
 
 
-def deploy(model_dir: str, model_volume_path: str, gallery_dir: str, backend: str, service_name: str) -> str:
+@dataclass(frozen=True)
+class Deployment:
+    """The InferenceService of a cluster deploy (the target comes from $FACESIM_TARGET, set by compile)."""
+
+    service_name: str = "facesim"
+    deployment_mode: str = "Standard"
+
+
+def deploy(model_dir: str, model_volume_path: str, gallery_dir: str, backend: str, where: Deployment) -> str:
     """Make the model and gallery what the predictor serves: registered in the local registry
     (where `facesim serve` finds the latest), or an InferenceService on the cluster (`facesim serve
     --backend cluster`, the model from its place on the models volume); returns what was deployed."""
     if check_backend(backend) == "cluster":
-        where = ["--model", volume_uri(model_volume_path), "--gallery", volume_uri(gallery_dir)]
-        lines = run_facesim(["serve", "--backend", "cluster", *where, "--name", service_name])
+        paths = ["--model", volume_uri(model_volume_path), "--gallery", volume_uri(gallery_dir)]
+        service = ["--name", where.service_name, "--deployment-mode", where.deployment_mode]
+        lines = run_facesim(["serve", "--backend", "cluster", *paths, *service])
         url = lines[-1].strip()
-        report(f"InferenceService {service_name} is ready at {url}")
+        report(f"InferenceService {where.service_name} is ready at {url}")
         return url
     from facesim.storage.paths import register_gallery, register_model
 

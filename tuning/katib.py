@@ -4,7 +4,9 @@ Trials are TFJobs (training/tfjob.py) running `python -m facesim.training` with 
 of the search space (tuning/space.py). Katib's CRD accepts any body; its admission webhook does the
 validation (the tests re-check its rules: tests/helpers/katib_webhook.py), and a denial reaches the
 user through `explain_api_error`. Katib 0.18 (docs/cluster.md) samples `distribution: logUniform`,
-which the 0.14 models do not know, so parameters are plain dicts.
+which the 0.14 models do not know, so parameters are plain dicts. Katib 0.17 (Kubeflow 1.10) drops
+that field and would sample the learning rate uniformly, so for that target a log-scale parameter
+is a discrete list of log-spaced values (`LOG_POINTS` of them), which every algorithm honours.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from facesim.cluster.resources import (
     sigterm_as_interrupt,
     to_manifest,
 )
+from facesim.cluster.targets import Target
+from facesim.cluster.targets import target as target_named
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
 from facesim.training.tfjob import DEFAULT_DATA, TFJOB_CONTAINER, TFJobConfig, tfjob
 from facesim.tuning.space import (
@@ -45,6 +49,7 @@ FAILURE_CONDITION = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 TRIAL_NAME_PARAMETER = "trialName"
 MASTER_ROLE_LABEL = {"training.kubeflow.org/job-role": "master"}  # worker 0 of a TFJob without Chief
 MAX_FAILED_TRIALS = 3  # failed trials before the Experiment fails (never more than maxTrialCount)
+LOG_POINTS = 9  # values of a log-scale parameter on a Katib without logUniform (4 per decade of 1e-4..1e-2)
 
 
 @dataclass
@@ -67,6 +72,7 @@ class ExperimentConfig:
     train_args: tuple[str, ...] = ("--data", DEFAULT_DATA, "--steps-per-epoch", "100")
     trial_job: TFJobConfig = field(default_factory=lambda: TFJobConfig(workers=1))
     space: tuple[SearchParameter, ...] = SEARCH_SPACE
+    target: Target = field(default_factory=target_named)  # does its Katib sample logUniform?
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -95,12 +101,14 @@ class ExperimentConfig:
 
 def _parameter(parameter: SearchParameter, config: ExperimentConfig) -> dict[str, Any]:
     """One search parameter as Katib takes it: the same grid as the local tuner (a discrete list),
-    else the range, log-uniform where the local tuner samples on a log scale."""
+    else the range, log-uniform where the local tuner samples on a log scale (a discrete list of
+    log-spaced values where the target's Katib ignores `distribution`)."""
     spec: dict[str, Any] = {"name": parameter.name, "parameterType": parameter.kind}
     if parameter.kind == "categorical":
         spec["feasibleSpace"] = {"list": list(parameter.values)}
-    elif config.algorithm == "grid":
-        values = grid_values(parameter, config.grid_points)
+    elif config.algorithm == "grid" or (parameter.log and not config.target.katib_log_uniform):
+        points = config.grid_points if config.algorithm == "grid" else LOG_POINTS
+        values = grid_values(parameter, points)
         spec.update(parameterType="discrete", feasibleSpace={"list": [str(value) for value in values]})
     else:
         spec["feasibleSpace"] = {"min": str(parameter.low), "max": str(parameter.high)}

@@ -113,7 +113,7 @@ def test_the_crd_validator_enforces_list_types(isvc_crd: Path) -> None:
     [
         dict(model_uri="s3://bucket/model"),
         dict(gallery_uri="pvc://only-a-claim"),
-        dict(deployment_mode="Serverless"),
+        dict(deployment_mode="ModelMesh"),
         dict(min_replicas=2, max_replicas=1),
     ],
 )

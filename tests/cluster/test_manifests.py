@@ -256,7 +256,7 @@ def test_every_workload_runs_as_non_root(rendered: dict[str, list[dict]]) -> Non
         (["--workers", "0"], "--workers must be at least 1"),
         (["--workers", "3"], "must divide evenly among 3 workers (--workers 3)"),
         (["--trial-workers", "5"], "must divide evenly among 5 workers (--trial-workers 5)"),
-        (["--deployment-mode", "Serverless"], "deployment mode must be one of"),
+        (["--deployment-mode", "ModelMesh"], "deployment mode must be one of"),
         (["--image-registry", ""], "--image-registry and --image-tag must not be empty"),
         (["--trials", "1"], "parallel trials (2) exceed the trials (1)"),
     ],

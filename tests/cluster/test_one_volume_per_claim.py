@@ -91,8 +91,8 @@ def _rendered(tmp_path: Path, *options: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("direct_mount", [True, False], ids=["direct-pvc-mount", "storage-initializer"])
 @pytest.mark.parametrize(
     "options",
-    [(), ("--gallery-backend", "postgresql"), ("--deployment-mode", "Knative")],
-    ids=["directory", "postgresql", "knative"],
+    [(), ("--gallery-backend", "postgresql"), ("--deployment-mode", "Knative"), ("--target", "kubeflow-1.10")],
+    ids=["directory", "postgresql", "knative", "kubeflow-1.10"],
 )
 def test_no_rendered_pod_has_two_volumes_on_one_claim(tmp_path: Path, options: tuple, direct_mount: bool) -> None:
     documents = _rendered(tmp_path, *options)
