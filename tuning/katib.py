@@ -11,6 +11,7 @@ is a discrete list of log-spaced values (`LOG_POINTS` of them), which every algo
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -201,7 +202,7 @@ class OptimalTrial:
 
     name: str
     parameters: dict[str, str]
-    metrics: dict[str, str]
+    metrics: dict[str, float]  # each metric's value by its strategy (the objective's best); none unavailable
 
 
 @dataclass
@@ -252,16 +253,17 @@ def follow_experiment(katib_client, namespace: str, name: str, options: FollowOp
     last_progress = ""
     while time.monotonic() < deadline:
         try:
-            status = katib_client.get_experiment(name, namespace=namespace).get("status") or {}
+            resource = katib_client.get_experiment(name, namespace=namespace)
         except RuntimeError as error:
             raise explain_api_error(error, "get", "Experiment", namespace, name) from None
-        progress = _progress(status)
+        status, strategies = resource.get("status") or {}, metric_strategies(resource.get("spec") or {})
+        progress = _progress(status, strategies)
         if progress != last_progress:
             print(f"Experiment {name}: {progress}", file=sys.stderr)
             last_progress = progress
         condition = _final_condition(status)
         if condition == "Succeeded":
-            return _optimal_trial(status)
+            return _optimal_trial(status, strategies)
         if condition == "Failed":
             raise ClusterError(
                 f"Experiment {namespace}/{name} failed; see `kubectl -n {namespace} describe experiment {name}`"
@@ -277,25 +279,47 @@ def _final_condition(status: dict[str, Any]) -> str | None:
     return None
 
 
-def _progress(status: dict[str, Any]) -> str:
+def _progress(status: dict[str, Any], strategies: dict[str, str]) -> str:
     counts = {key: status.get(f"trials{key}", 0) for key in ("Succeeded", "Running", "Failed", "EarlyStopped")}
     text = ", ".join(f"{value} {key.lower()}" for key, value in counts.items())
     best = status.get("currentOptimalTrial") or {}
     if best.get("bestTrialName"):
-        text += f"; best so far {best['bestTrialName']} {_metrics(best)}"
+        text += f"; best so far {best['bestTrialName']} {_metrics(best, strategies)}"
     return text
 
 
-def _metrics(trial: dict[str, Any]) -> dict[str, str]:
-    return {m["name"]: m.get("latest", m.get("max", "")) for m in (trial.get("observation") or {}).get("metrics") or []}
+def metric_strategies(spec: dict[str, Any]) -> dict[str, str]:
+    """Which of a metric's observed `min`, `max`, `latest` counts: the Experiment's metricStrategies,
+    the objective's best by its type when they leave it out, `latest` for the rest."""
+    objective = spec.get("objective") or {}
+    strategies = {}
+    if objective.get("objectiveMetricName"):
+        strategies[objective["objectiveMetricName"]] = "min" if objective.get("type") == "minimize" else "max"
+    strategies.update({m["name"]: m["value"] for m in objective.get("metricStrategies") or []})
+    return strategies
 
 
-def _optimal_trial(status: dict[str, Any]) -> OptimalTrial:
+def _metrics(trial: dict[str, Any], strategies: dict[str, str]) -> dict[str, float]:
+    """The trial's metrics as numbers, each by its strategy; those Katib reports `unavailable` (no
+    value collected) or not as a finite number are left out."""
+    values = {}
+    for metric in (trial.get("observation") or {}).get("metrics") or []:
+        text = metric.get(strategies.get(metric["name"], "latest"))
+        try:
+            value = float(text)
+        except (TypeError, ValueError):  # None, "", or "unavailable" (Katib's consts.UnavailableMetricValue)
+            continue
+        if math.isfinite(value):
+            values[metric["name"]] = value
+    return values
+
+
+def _optimal_trial(status: dict[str, Any], strategies: dict[str, str]) -> OptimalTrial:
     best = status.get("currentOptimalTrial") or {}
     if not best.get("bestTrialName"):
         raise ClusterError("the Experiment succeeded without a successful trial: check the trials' logs")
     return OptimalTrial(
         name=best["bestTrialName"],
         parameters={a["name"]: a["value"] for a in best.get("parameterAssignments") or []},
-        metrics=_metrics(best),
+        metrics=_metrics(best, strategies),
     )
