@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -49,6 +50,25 @@ OWNER_POD_ENV = {"FACESIM_POD_NAME": "metadata.name", "FACESIM_POD_UID": "metada
 IMAGE_REGISTRY_ENV = "FACESIM_IMAGE_REGISTRY"
 IMAGE_TAG_ENV = "FACESIM_IMAGE_TAG"
 DEFAULT_IMAGE_REGISTRY = "ghcr.io/facesim"
+
+
+# Names that other names are made from: the Training Operator names each replica's pod and Service
+# `<job>-worker-<index>`, and Katib names each trial (and so its TFJob) `<experiment>-<8 characters>`.
+# A Service name is a DNS label: at most 63 characters.
+DNS_LABEL_MAX = 63
+TFJOB_REPLICA_SUFFIX = len("-worker-999")
+KATIB_TRIAL_SUFFIX = len("-") + 8
+TFJOB_NAME_MAX = DNS_LABEL_MAX - TFJOB_REPLICA_SUFFIX
+EXPERIMENT_NAME_MAX = DNS_LABEL_MAX - KATIB_TRIAL_SUFFIX - TFJOB_REPLICA_SUFFIX
+
+
+def bounded_name(name: str, limit: int) -> str:
+    """`name` when it has at most `limit` characters, else its head and 8 hex digits of its hash:
+    deterministic (a step run twice names the same job) and distinct for names sharing a head."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 NAMESPACE_ENV = "FACESIM_NAMESPACE"

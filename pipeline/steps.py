@@ -213,8 +213,13 @@ def run_slug(run_name: str) -> str:
 
 
 def resource_name(run_name: str, role: str) -> str:
-    """A Kubernetes name (DNS-1123, at most 63 characters) for this run's TFJob or Experiment."""
-    return f"{run_slug(run_name)[: 62 - len(role)].rstrip('-')}-{role}"
+    """A Kubernetes name (DNS-1123) for this run's TFJob (`train`) or Experiment (`tune`), short enough
+    that the names made from it (a worker's Service, a trial's TFJob and its Services) stay within 63
+    characters: a long run name is cut and given a hash of the whole."""
+    from facesim.cluster.resources import EXPERIMENT_NAME_MAX, TFJOB_NAME_MAX, bounded_name
+
+    limit = {"train": TFJOB_NAME_MAX, "tune": EXPERIMENT_NAME_MAX}[role]
+    return f"{bounded_name(run_slug(run_name), limit - len(role) - 1)}-{role}"
 
 
 def evaluate(model_dir: str, crops: str) -> dict[str, float]:

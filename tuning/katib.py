@@ -22,6 +22,7 @@ from kubernetes import client as k8s
 
 from facesim.cluster.client import sdk_client
 from facesim.cluster.resources import (
+    EXPERIMENT_NAME_MAX,
     RUNS_MOUNT,
     ClusterError,
     explain_api_error,
@@ -76,6 +77,11 @@ class ExperimentConfig:
     target: Target = field(default_factory=target_named)  # does its Katib sample logUniform?
 
     def __post_init__(self) -> None:
+        if len(self.name) > EXPERIMENT_NAME_MAX:
+            raise ValueError(
+                f"Experiment name {self.name!r} is longer than {EXPERIMENT_NAME_MAX} characters: its trials' "
+                "worker Services (<name>-<8 characters>-worker-<i>) would exceed Kubernetes' 63"
+            )
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         if self.early_stopping not in EARLY_STOPPING:
