@@ -90,3 +90,13 @@ def test_katib_0_17_gets_the_learning_rate_as_log_spaced_values(algorithm: str) 
 def test_katib_0_18_samples_log_uniform() -> None:
     learning_rate = _parameters(ExperimentConfig(target=TARGETS["standalone"]))["learning_rate"]
     assert learning_rate["parameterType"] == "double" and learning_rate["feasibleSpace"]["distribution"] == "logUniform"
+
+
+def test_the_docs_give_the_nfs_export_that_works_and_the_matrix(docs_cluster: str) -> None:
+    """ "Writable by uid/gid 1000" is not enough: with root_squash the kubelet's fsGroup chown and
+    subPath mkdir fail; all_squash to 1000 works."""
+    assert "rw,sync,no_subtree_check,all_squash,anonuid=1000,anongid=1000" in docs_cluster
+    assert "writable by uid/gid 1000, or with `no_root_squash`" not in docs_cluster
+    matrix = docs_cluster.split("### Versions and targets", 1)[1].split("\n## ", 1)[0]
+    for name in [*TARGETS, "RawDeployment", "Serverless", "pvcNameParameter", "resourceCpuLimit", "logUniform"]:
+        assert name in matrix, name
