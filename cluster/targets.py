@@ -5,7 +5,8 @@
 - `kubeflow-1.10`: a Kubeflow 1.9/1.10 platform install (KServe 0.13-0.15, KFP backend 2.2-2.4,
   Katib 0.17, Training Operator 1.8/1.9). Its KServe knows the deployment modes RawDeployment,
   Serverless and ModelMesh, not Standard/Knative (kserve/kserve v0.14.1 pkg/constants/constants.go,
-  `DeploymentModeType`); its KFP driver parses the compiled pipeline strictly and stops on fields it
+  `DeploymentModeType`), and its InferenceService CRD has no `scaleMetricType` (CPU targets are
+  utilisation there); its KFP driver parses the compiled pipeline strictly and stops on fields it
   does not know (kubeflow/pipelines#12495: `pvcMount[].pvcNameParameter`, and the resource strings
   before 2.4); its Katib ignores `distribution: logUniform` (added in 0.18, kubeflow/katib#2334).
 
@@ -31,6 +32,7 @@ class Target:
     kserve_modes: dict[str, str]  # facesim's mode name -> the annotation value this KServe knows
     kfp_strict_driver: bool  # the KFP driver rejects platform/resource fields it does not know
     katib_log_uniform: bool  # Katib samples `distribution: logUniform`
+    kserve_scale_metric_type: bool  # the InferenceService CRD has spec.predictor.scaleMetricType
 
     def deployment_mode(self, mode: str) -> str:
         """The `serving.kserve.io/deploymentMode` value for `mode` (Standard or Knative, or a former name)."""
@@ -39,13 +41,18 @@ class Target:
 
 TARGETS: dict[str, Target] = {
     "standalone": Target(
-        "standalone", {"Standard": "Standard", "Knative": "Knative"}, kfp_strict_driver=False, katib_log_uniform=True
+        "standalone",
+        {"Standard": "Standard", "Knative": "Knative"},
+        kfp_strict_driver=False,
+        katib_log_uniform=True,
+        kserve_scale_metric_type=True,
     ),
     "kubeflow-1.10": Target(
         "kubeflow-1.10",
         {"Standard": "RawDeployment", "Knative": "Serverless"},
         kfp_strict_driver=True,
         katib_log_uniform=False,
+        kserve_scale_metric_type=False,
     ),
 }
 DEFAULT_TARGET = "standalone"

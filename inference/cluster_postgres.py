@@ -196,8 +196,9 @@ def shared_gallery_inference_service(
     if isvc.deployment_mode == "Knative":
         predictor.scale_metric, predictor.scale_target = "concurrency", scaling.concurrency
     else:
-        predictor.scale_metric, predictor.scale_metric_type = "cpu", "Utilization"
-        predictor.scale_target = scaling.cpu_percent
+        predictor.scale_metric, predictor.scale_target = "cpu", scaling.cpu_percent
+        if isvc.target.kserve_scale_metric_type:  # KServe 0.14's CRD lacks it: a CPU target is utilisation there
+            predictor.scale_metric_type = "Utilization"
         resource.metadata.annotations["serving.kserve.io/autoscalerClass"] = "hpa"
     return resource
 

@@ -24,6 +24,19 @@ KSERVE_0_14_MODES = {"Serverless", "RawDeployment", "ModelMesh"}
 # kserve/kserve v0.20.0 pkg/constants/constants.go: the renamed modes, the former names still accepted.
 KSERVE_0_20_MODES = {"Knative", "Standard", "Serverless", "RawDeployment", "ModelMesh"}
 
+# kserve/kserve v0.14.1 config/crd/full/serving.kserve.io_inferenceservices.yaml: the properties of
+# spec.predictor in v1beta1 (a structural schema: kubectl's strict validation refuses any other).
+KSERVE_0_14_PREDICTOR_FIELDS = set(
+    "activeDeadlineSeconds affinity annotations automountServiceAccountToken batcher canaryTrafficPercent "
+    "containerConcurrency containers deploymentStrategy dnsConfig dnsPolicy enableServiceLinks hostAliases hostIPC "
+    "hostNetwork hostPID hostUsers hostname huggingface imagePullSecrets initContainers labels lightgbm logger "
+    "maxReplicas minReplicas model nodeName nodeSelector onnx os overhead paddle pmml preemptionPolicy priority "
+    "priorityClassName pytorch readinessGates resourceClaims restartPolicy runtimeClassName scaleMetric scaleTarget "
+    "schedulerName schedulingGates securityContext serviceAccount serviceAccountName setHostnameAsFQDN "
+    "shareProcessNamespace sklearn subdomain tensorflow terminationGracePeriodSeconds timeout tolerations "
+    "topologySpreadConstraints triton volumes workerSpec xgboost".split()
+)
+
 
 @pytest.fixture(autouse=True)
 def _no_target_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,6 +57,17 @@ def test_kubeflow_target_renders_a_mode_kserve_0_14_knows(
     assert crd_errors(isvc, crds_dir / "serving.kserve.io_inferenceservices.yaml") == []
     knative = mode == "Knative"
     assert ("fsGroupChangePolicy" in isvc["spec"]["predictor"]["securityContext"]) is not knative
+
+
+@pytest.mark.parametrize("options", [(), ("--gallery-backend", "postgresql"), ("--deployment-mode", "Knative")])
+def test_kubeflow_target_renders_only_predictor_fields_kserve_0_14_knows(tmp_path: Path, options: tuple) -> None:
+    predictor = _isvc(tmp_path, "--target", "kubeflow-1.10", *options)["spec"]["predictor"]
+    assert set(predictor) <= KSERVE_0_14_PREDICTOR_FIELDS
+
+
+def test_the_standalone_autoscaled_predictor_has_a_field_kserve_0_14_lacks(tmp_path: Path) -> None:
+    predictor = _isvc(tmp_path, "--gallery-backend", "postgresql")["spec"]["predictor"]
+    assert set(predictor) - KSERVE_0_14_PREDICTOR_FIELDS == {"scaleMetricType"}
 
 
 def test_the_standalone_default_is_kserve_0_20s_name_which_0_14_does_not_know(tmp_path: Path) -> None:
