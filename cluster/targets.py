@@ -75,11 +75,20 @@ def target(name: str | None = None) -> Target:
     return TARGETS[name]
 
 
+def _target_option(name: str) -> Target:
+    try:
+        return target(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_target_argument(parser: argparse.ArgumentParser) -> None:
-    """--target, the same in every command that renders cluster resources."""
+    """--target, the same in every command that renders cluster resources (its value: a Target; a
+    bad name, given or in $FACESIM_TARGET, is a usage error)."""
     parser.add_argument(
         "--target",
-        choices=tuple(TARGETS),
+        type=_target_option,
+        metavar="{" + ",".join(TARGETS) + "}",
         default=os.environ.get(TARGET_ENV) or DEFAULT_TARGET,
         help="the cluster the resources are for: standalone (the operator versions docs/cluster.md installs) or "
         f"kubeflow-1.10 (a Kubeflow 1.9/1.10 install: KServe 0.14, KFP 2.4, Katib 0.17); default: ${TARGET_ENV}, "

@@ -123,7 +123,6 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
         storage_class,
         to_manifest,
     )
-    from facesim.cluster.targets import target
     from facesim.inference.cluster import KNATIVE_FEATURE_FLAGS, InferenceServiceConfig, inference_service
     from facesim.training.tfjob import TFJobConfig, cluster_run_dir, tfjob
     from facesim.tuning.katib import ExperimentConfig, experiment
@@ -170,13 +169,13 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
             *args.train_options,  # before each trial's parameters, which therefore win
         ),
         trial_job=TFJobConfig(workers=args.trial_workers, cluster=cluster, storage=storage),
-        target=target(args.target),
+        target=args.target,
     )
     predictor = InferenceServiceConfig(
         model_uri=f"pvc://{models_claim}/facenet/{args.model_version}",
         gallery_uri=f"pvc://{models_claim}/{args.gallery_path.strip('/')}",
         deployment_mode=args.deployment_mode,
-        target=target(args.target),
+        target=args.target,
         cluster=cluster,
     )
     ui = UiDeploymentConfig(replicas=args.ui_replicas, service_type=args.ui_service_type, cluster=cluster)

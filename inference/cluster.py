@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             model_uri=args.model,
             gallery_uri=args.gallery,
             deployment_mode=args.deployment_mode,
-            target=target_named(args.target),
+            target=args.target,
             predictor_args=tuple(predictor_args),
             cluster=ClusterConfig(namespace=args.namespace, images=images_from_args(args)),
         )

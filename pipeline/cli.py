@@ -179,11 +179,10 @@ def _compile(args: argparse.Namespace) -> int:
     images = _images(args, "compile")
     if images is None:
         return 2
-    from facesim.cluster.targets import target
-
-    compile_package(images, args.out, target(args.target))
+    compile_package(images, args.out, args.target)
     print(
-        f"pipeline IR written to {args.out} (images {images.image('pipeline')} and its siblings; target {args.target})"
+        f"pipeline IR written to {args.out} (images {images.image('pipeline')} and its siblings; "
+        f"target {args.target.name})"
     )
     return 0
 
@@ -324,9 +323,7 @@ def _submit(args: argparse.Namespace) -> int:
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         package = Path(scratch) / "facesim_pipeline.yaml"
-        from facesim.cluster.targets import target
-
-        compile_package(images, package, target(args.target))
+        compile_package(images, package, args.target)
         return _send(args, package, arguments)
 
 

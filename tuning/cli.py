@@ -165,7 +165,6 @@ def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argpar
     """A Katib Experiment with the same search space, followed to the end; its optimal trial is
     written to OUT/best_params.json when --out is given."""
     from facesim.cluster.resources import ClusterConfig, ClusterError, images_from_args
-    from facesim.cluster.targets import target
     from facesim.training.tfjob import DEFAULT_DATA, TFJobConfig
     from facesim.tuning.best import BestParameters, typed_value, write_best_params
     from facesim.tuning.katib import ExperimentConfig, submit_experiment
@@ -185,7 +184,7 @@ def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argpar
             trial_epochs=args.epochs,
             train_args=shared_args,
             trial_job=TFJobConfig(workers=args.workers, cluster=cluster),
-            target=target(args.target),
+            target=args.target,
         )
     except ValueError as error:
         parser.error(str(error))

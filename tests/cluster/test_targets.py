@@ -124,3 +124,15 @@ def test_the_docs_give_the_nfs_export_that_works_and_the_matrix(docs_cluster: st
     matrix = docs_cluster.split("### Versions and targets", 1)[1].split("\n## ", 1)[0]
     for name in [*TARGETS, "RawDeployment", "Serverless", "pvcNameParameter", "resourceCpuLimit", "logUniform"]:
         assert name in matrix, name
+
+
+def test_an_unknown_target_is_a_usage_error_given_or_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    for argv in (["--target", "kubeflow-1.8"], []):
+        if not argv:
+            monkeypatch.setenv(TARGET_ENV, "kubeflow-1.8")
+        with pytest.raises(SystemExit) as exited:
+            manifests_main(["--out", str(tmp_path), *argv])
+        assert exited.value.code == 2
+        assert "unknown target 'kubeflow-1.8'; choose one of standalone, kubeflow-1.10" in capsys.readouterr().err
