@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -32,8 +33,8 @@ from facesim.contract.auth import ADMIN_TOKEN_ENV
 from facesim.contract.version import __version__
 from facesim.storage.uris import StorageUri, parse_uri
 
-# Where the PVCs are mounted in every facesim pod (the predictor's model comes in through KServe's
-# storageUri instead, which KServe mounts read-only at /mnt/models).
+# Where the PVCs are mounted in every facesim pod (the predictor mounts its model read-only at
+# /mnt/models, where KServe would mount a storageUri: inference/cluster.py).
 DATA_MOUNT = "/mnt/data"
 RUNS_MOUNT = "/mnt/runs"
 MODELS_MOUNT = "/mnt/models"
@@ -49,6 +50,25 @@ OWNER_POD_ENV = {"FACESIM_POD_NAME": "metadata.name", "FACESIM_POD_UID": "metada
 IMAGE_REGISTRY_ENV = "FACESIM_IMAGE_REGISTRY"
 IMAGE_TAG_ENV = "FACESIM_IMAGE_TAG"
 DEFAULT_IMAGE_REGISTRY = "ghcr.io/facesim"
+
+
+# Names that other names are made from: the Training Operator names each replica's pod and Service
+# `<job>-worker-<index>`, and Katib names each trial (and so its TFJob) `<experiment>-<8 characters>`.
+# A Service name is a DNS label: at most 63 characters.
+DNS_LABEL_MAX = 63
+TFJOB_REPLICA_SUFFIX = len("-worker-999")
+KATIB_TRIAL_SUFFIX = len("-") + 8
+TFJOB_NAME_MAX = DNS_LABEL_MAX - TFJOB_REPLICA_SUFFIX
+EXPERIMENT_NAME_MAX = DNS_LABEL_MAX - KATIB_TRIAL_SUFFIX - TFJOB_REPLICA_SUFFIX
+
+
+def bounded_name(name: str, limit: int) -> str:
+    """`name` when it has at most `limit` characters, else its head and 8 hex digits of its hash:
+    deterministic (a step run twice names the same job) and distinct for names sharing a head."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 NAMESPACE_ENV = "FACESIM_NAMESPACE"
@@ -225,6 +245,35 @@ def pvc_uri(uri: str) -> StorageUri:
     if location.scheme != "pvc" or not location.path:
         raise ValueError(f"{uri!r} is not a pvc://CLAIM/PATH URI (e.g. pvc://facesim-models/facenet/1)")
     return location
+
+
+@dataclass(frozen=True)
+class PvcMount:
+    """A `pvc://CLAIM/PATH` location mounted at `mount_path` in a container."""
+
+    uri: str
+    mount_path: str
+    read_only: bool = False
+
+
+def pvc_volumes(mounts: list[PvcMount]) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    """One volume per claim (named after it) and one subPath mount per location. Two volumes on one
+    claim leave a pod in ContainerCreating on kubelets before Kubernetes 1.35 (kubernetes#99453)."""
+    claims = list(dict.fromkeys(pvc_uri(mount.uri).claim for mount in mounts))
+    volumes = [
+        k8s.V1Volume(name=claim, persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim))
+        for claim in claims
+    ]
+    volume_mounts = [
+        k8s.V1VolumeMount(
+            name=pvc_uri(mount.uri).claim,
+            mount_path=mount.mount_path,
+            sub_path=pvc_uri(mount.uri).path,
+            read_only=mount.read_only or None,
+        )
+        for mount in mounts
+    ]
+    return volumes, volume_mounts
 
 
 def predictor_service_url(isvc_name: str, namespace: str) -> str:

@@ -27,6 +27,7 @@ class ManifestFile:
 
 def _parser() -> argparse.ArgumentParser:
     from facesim.cluster.resources import ClusterConfig, StorageConfig, add_image_arguments
+    from facesim.cluster.targets import add_target_argument
 
     cluster, storage = ClusterConfig(), StorageConfig()
     parser = argparse.ArgumentParser(
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--out", type=Path, required=True, help="directory to write the YAML files into")
     add("--namespace", default=cluster.namespace, help="namespace of every namespaced resource")
     add_image_arguments(parser)
+    add_target_argument(parser)
     add("--nfs-server", default=storage.nfs_server, help="NFS server of the csi-driver-nfs StorageClass")
     add("--nfs-share", default=storage.nfs_share, help="exported directory on the NFS server")
     add("--storage-class", default=storage.storage_class, help="StorageClass name")
@@ -61,7 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--trial-workers", type=int, default=1, help="TFJob workers of each trial")
     add("--trial-epochs", type=int, default=5, help="epochs of each trial")
     add("--gallery-path", default="galleries/lfw/1", help="gallery directory on the models PVC")
-    add("--deployment-mode", default="Standard", help="KServe deployment mode: Standard or Knative")
+    add(
+        "--deployment-mode",
+        default="Standard",
+        help="KServe deployment mode: Standard or Knative (RawDeployment, Serverless: their former names), "
+        "rendered by the name the --target's KServe knows",
+    )
     add("--ui-replicas", type=int, default=1, help="UI Deployment replicas")
     add("--ui-service-type", default="ClusterIP", help="UI Service type: ClusterIP, NodePort or LoadBalancer")
     from facesim.inference.cluster_postgres import add_manifest_arguments
@@ -162,17 +169,19 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
             *args.train_options,  # before each trial's parameters, which therefore win
         ),
         trial_job=TFJobConfig(workers=args.trial_workers, cluster=cluster, storage=storage),
+        target=args.target,
     )
     predictor = InferenceServiceConfig(
         model_uri=f"pvc://{models_claim}/facenet/{args.model_version}",
         gallery_uri=f"pvc://{models_claim}/{args.gallery_path.strip('/')}",
         deployment_mode=args.deployment_mode,
+        target=args.target,
         cluster=cluster,
     )
     ui = UiDeploymentConfig(replicas=args.ui_replicas, service_type=args.ui_service_type, cluster=cluster)
     tuning = to_manifest(experiment(search))
     serving = "KServe InferenceService"
-    if args.deployment_mode == "Knative":
+    if predictor.deployment_mode == "Knative":
         serving += f" (Knative: enable {', '.join(KNATIVE_FEATURE_FLAGS)} in knative-serving/config-features)"
     manifest = to_manifest
     service_manifest, gallery_database = manifest(inference_service(predictor)), []

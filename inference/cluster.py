@@ -1,8 +1,15 @@
 """The predictor on a cluster: a KServe InferenceService (custom predictor) and `facesim serve --backend cluster`.
 
-The model comes in through KServe's storage initializer: `STORAGE_URI=pvc://CLAIM/PATH` on the
-`kserve-container` mounts that PVC path read-only at /mnt/models. The gallery is written by the
-enrol endpoint, so it is a read-write mount of its PVC path.
+The pod mounts each claim once, as one volume: the model read-only at /mnt/models (where KServe
+would mount a storageUri) and the gallery read-write at /mnt/gallery (the enrol endpoint writes
+it), both subPaths of the models claim by default. It gives KServe no storageUri (no
+`STORAGE_URI`): for `pvc://CLAIM/PATH` KServe adds its own volume `kserve-pvc-source` on that claim
+(kserve/kserve v0.14.1 pkg/webhook/admission/pod/storage_initializer_injector.go,
+`InjectStorageInitializer`: the `pvcSourceVolume` named `PvcSourceMountName`, mounted at
+/mnt/models with the path as subPath; v0.20.0 pkg/utils/storage.go `AddModelMount` skips it only
+when a volume of that *name* exists), and a pod with two volumes on one claim stays in
+ContainerCreating on kubelets before Kubernetes 1.35 (kubernetes/kubernetes#99453, fixed by
+#122140).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from facesim.cluster.client import sdk_client
 from facesim.cluster.resources import (
     ClusterConfig,
     ClusterError,
+    PvcMount,
     Resources,
     add_image_arguments,
     admin_token_env,
@@ -28,17 +36,19 @@ from facesim.cluster.resources import (
     pod_security_context,
     predictor_service_url,
     pvc_uri,
+    pvc_volumes,
     to_manifest,
 )
+from facesim.cluster.targets import DEPLOYMENT_MODES, FORMER_MODE_NAMES, Target, add_target_argument, canonical_mode
+from facesim.cluster.targets import target as target_named
 from facesim.contract.api import MODEL_NAME
 
 ISVC_API_VERSION = "serving.kserve.io/v1beta1"
 PREDICTOR_CONTAINER = "kserve-container"  # the name KServe expects for a custom predictor
 
 PREDICTOR_PORT = 8080
-KSERVE_MODEL_DIR = "/mnt/models"  # where KServe mounts the storageUri
+KSERVE_MODEL_DIR = "/mnt/models"  # where KServe would mount a storageUri
 GALLERY_MOUNT = "/mnt/gallery"
-DEPLOYMENT_MODES = ("Standard", "RawDeployment", "Knative")  # RawDeployment: Standard's former name
 # Knative Serving refuses PVC volumes, writable PVC mounts and a pod securityContext (fsGroup) unless
 # these config-features flags are enabled (knative-serving/config-features); see docs/cluster.md.
 KNATIVE_FEATURE_FLAGS = (
@@ -58,7 +68,8 @@ class InferenceServiceConfig:
     name: str = "facesim"
     model_uri: str = "pvc://facesim-models/facenet/1"
     gallery_uri: str = "pvc://facesim-models/galleries/lfw/1"
-    deployment_mode: str = "Standard"
+    deployment_mode: str = "Standard"  # or Knative (RawDeployment and Serverless: their former names)
+    target: Target = field(default_factory=target_named)  # which KServe: the annotation's mode name
     min_replicas: int = 1
     max_replicas: int = 1  # one writer of the gallery
     resources: Resources = field(
@@ -68,8 +79,7 @@ class InferenceServiceConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
-        if self.deployment_mode not in DEPLOYMENT_MODES:
-            raise ValueError(f"deployment mode must be one of {', '.join(DEPLOYMENT_MODES)}")
+        self.deployment_mode = canonical_mode(self.deployment_mode)
         pvc_uri(self.model_uri)
         pvc_uri(self.gallery_uri)
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
@@ -89,7 +99,11 @@ def _probe(path: str, period: int, failures: int) -> k8s.V1Probe:
     )
 
 
-def predictor_container(config: InferenceServiceConfig) -> k8s.V1Container:
+def model_mount(config: InferenceServiceConfig) -> PvcMount:
+    return PvcMount(config.model_uri, KSERVE_MODEL_DIR, read_only=True)
+
+
+def predictor_container(config: InferenceServiceConfig, volume_mounts: list[k8s.V1VolumeMount]) -> k8s.V1Container:
     args = [
         "--model_name",
         MODEL_NAME,
@@ -108,15 +122,13 @@ def predictor_container(config: InferenceServiceConfig) -> k8s.V1Container:
         image=config.cluster.image("predictor"),
         command=["python", "-m", "facesim.inference"],
         args=args,
-        env=[k8s.V1EnvVar(name="STORAGE_URI", value=config.model_uri), admin_token_env()],
+        env=[admin_token_env()],
         ports=[k8s.V1ContainerPort(name="http1", container_port=PREDICTOR_PORT, protocol="TCP")],
         startup_probe=_probe("/v2/health/live", period=5, failures=STARTUP_SECONDS // 5),
         readiness_probe=_probe("/v2/health/ready", period=5, failures=3),
         liveness_probe=_probe("/v2/health/live", period=15, failures=4),
         resources=config.resources.requirements(),
-        volume_mounts=[
-            k8s.V1VolumeMount(name="gallery", mount_path=GALLERY_MOUNT, sub_path=pvc_uri(config.gallery_uri).path)
-        ],
+        volume_mounts=volume_mounts,
         security_context=container_security_context(),
     )
 
@@ -131,27 +143,22 @@ def _pod_security_context(deployment_mode: str) -> k8s.V1PodSecurityContext:
 
 def inference_service(config: InferenceServiceConfig) -> kserve_models.V1beta1InferenceService:
     """The InferenceService resource (serving.kserve.io/v1beta1)."""
-    gallery_claim = pvc_uri(config.gallery_uri).claim
+    volumes, volume_mounts = pvc_volumes([model_mount(config), PvcMount(config.gallery_uri, GALLERY_MOUNT)])
     return kserve_models.V1beta1InferenceService(
         api_version=ISVC_API_VERSION,
         kind="InferenceService",
         metadata=k8s.V1ObjectMeta(
             name=config.name,
             namespace=config.namespace,
-            annotations={"serving.kserve.io/deploymentMode": config.deployment_mode},
+            annotations={"serving.kserve.io/deploymentMode": config.target.deployment_mode(config.deployment_mode)},
             labels={"app.kubernetes.io/part-of": "facesim", "app.kubernetes.io/name": "facesim-predictor"},
         ),
         spec=kserve_models.V1beta1InferenceServiceSpec(
             predictor=kserve_models.V1beta1PredictorSpec(
                 min_replicas=config.min_replicas,
                 max_replicas=config.max_replicas,
-                containers=[predictor_container(config)],
-                volumes=[
-                    k8s.V1Volume(
-                        name="gallery",
-                        persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=gallery_claim),
-                    )
-                ],
+                containers=[predictor_container(config, volume_mounts)],
+                volumes=volumes,
                 security_context=_pod_security_context(config.deployment_mode),
             )
         ),
@@ -243,11 +250,12 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser)
     add(
         "--deployment-mode",
-        choices=DEPLOYMENT_MODES,
+        choices=(*DEPLOYMENT_MODES, *FORMER_MODE_NAMES),
         default=defaults.deployment_mode,
-        help="KServe deployment mode (default: %(default)s; Knative needs the feature flags "
-        f"{', '.join(KNATIVE_FEATURE_FLAGS)})",
+        help="KServe deployment mode, rendered by the name the --target's KServe knows (default: %(default)s; "
+        f"Knative needs the feature flags {', '.join(KNATIVE_FEATURE_FLAGS)})",
     )
+    add_target_argument(parser)
     add("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     add("--timeout", type=int, default=ReadyOptions.timeout, help="seconds to wait for Ready (default: %(default)s)")
     add("--no-wait", action="store_true", help="return once the InferenceService is created")
@@ -295,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             model_uri=args.model,
             gallery_uri=args.gallery,
             deployment_mode=args.deployment_mode,
+            target=args.target,
             predictor_args=tuple(predictor_args),
             cluster=ClusterConfig(namespace=args.namespace, images=images_from_args(args)),
         )

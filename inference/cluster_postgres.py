@@ -20,8 +20,16 @@ from urllib.parse import quote
 from kserve import models as kserve_models
 from kubernetes import client as k8s
 
-from facesim.cluster.resources import ClusterConfig, Resources, container_security_context, pvc_uri, to_manifest
-from facesim.inference.cluster import InferenceServiceConfig, inference_service
+from facesim.cluster.resources import (
+    ClusterConfig,
+    PvcMount,
+    Resources,
+    container_security_context,
+    pvc_uri,
+    pvc_volumes,
+    to_manifest,
+)
+from facesim.inference.cluster import InferenceServiceConfig, inference_service, model_mount
 from facesim.inference.gallery import GALLERY_DSN_ENV
 
 POSTGRES_PORT = 5432
@@ -174,29 +182,23 @@ def shared_gallery_inference_service(
     """The InferenceService of `inference_service`, reading the gallery from PostgreSQL and scaling out.
 
     The gallery PVC mount gives way to `$FACESIM_GALLERY_DSN` from the Secret, and the replicas save
-    and load their FAISS index under `gallery-index/<name>` on the models PVC (`--index-dir`)."""
+    and load their FAISS index under `gallery-index/<name>` on the models PVC (`--index-dir`): one
+    more subPath of the model's volume, not a second volume on its claim."""
     resource = copy.deepcopy(inference_service(isvc))
     predictor = resource.spec.predictor
     container = predictor.containers[0]
     at = container.args.index("--gallery")
     container.args = [*container.args[:at], *container.args[at + 2 :], "--index-dir", INDEX_MOUNT]
     container.env = [*(container.env or []), _secret_env(GALLERY_DSN_ENV, database.secret_name, DSN_KEY)]
-    models = pvc_uri(isvc.model_uri).claim
-    container.volume_mounts = [
-        k8s.V1VolumeMount(name="gallery-index", mount_path=INDEX_MOUNT, sub_path=f"gallery-index/{isvc.name}")
-    ]
-    predictor.volumes = [
-        k8s.V1Volume(
-            name="gallery-index",
-            persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=models),
-        )
-    ]
+    index = PvcMount(f"pvc://{pvc_uri(isvc.model_uri).claim}/gallery-index/{isvc.name}", INDEX_MOUNT)
+    predictor.volumes, container.volume_mounts = pvc_volumes([model_mount(isvc), index])
     predictor.min_replicas, predictor.max_replicas = scaling.min_replicas, scaling.max_replicas
     if isvc.deployment_mode == "Knative":
         predictor.scale_metric, predictor.scale_target = "concurrency", scaling.concurrency
     else:
-        predictor.scale_metric, predictor.scale_metric_type = "cpu", "Utilization"
-        predictor.scale_target = scaling.cpu_percent
+        predictor.scale_metric, predictor.scale_target = "cpu", scaling.cpu_percent
+        if isvc.target.kserve_scale_metric_type:  # KServe 0.14's CRD lacks it: a CPU target is utilisation there
+            predictor.scale_metric_type = "Utilization"
         resource.metadata.annotations["serving.kserve.io/autoscalerClass"] = "hpa"
     return resource
 

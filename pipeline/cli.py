@@ -4,6 +4,8 @@ The pipeline's parameters (pipeline/definition.py) become options of `run` and `
 uses defaults sized for one small machine, `submit` sends only the options given (the compiled
 defaults are the cluster's). `compile` and `submit` take the image registry and tag: the steps run
 in that pipeline image and create their TFJobs, trials and InferenceService from the same registry.
+They also take the target cluster (`--target`): the IR holds only fields its KFP backend accepts,
+and the steps render for its operators.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from facesim.cluster.resources import Images
+    from facesim.cluster.targets import Target
 
 PACKAGE_YAML = Path(__file__).with_name("facesim_pipeline.yaml")
 # `facesim pipeline run` defaults: a 2-core machine, roughly 10-20 minutes on LFW (README).
@@ -39,9 +42,10 @@ _TYPES = {"Integer": int, "Float": float, "String": str, "Boolean": bool}
 
 def _pipeline_inputs() -> dict[str, Any]:
     from facesim.cluster.resources import Images
+    from facesim.cluster.targets import target
     from facesim.pipeline.definition import build_pipeline
 
-    return build_pipeline(Images()).component_spec.inputs
+    return build_pipeline(Images(), target()).component_spec.inputs
 
 
 def _add_pipeline_options(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None, skip: set[str]) -> None:
@@ -74,6 +78,7 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     from facesim.cluster.resources import ClusterConfig, add_image_arguments
+    from facesim.cluster.targets import add_target_argument
 
     parser = argparse.ArgumentParser(
         prog="facesim pipeline",
@@ -87,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     compile_.add_argument("--out", type=Path, default=PACKAGE_YAML, help="output file (default: %(default)s)")
     add_image_arguments(compile_)
+    add_target_argument(compile_)
 
     run = commands.add_parser(
         "run",
@@ -103,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the run when the latest registered model and gallery come from a run with the same data and "
         "settings (WORK_ROOT/last-run.json); say why when they do not",
     )
-    _add_pipeline_options(run, LOCAL_DEFAULTS, skip={"backend", "service_name"})
+    _add_pipeline_options(run, LOCAL_DEFAULTS, skip={"backend", "service_name", "deployment_mode"})
 
     submit = commands.add_parser(
         "submit",
@@ -118,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         help="submit this compiled pipeline as it is (default: compile one with the images below)",
     )
     add_image_arguments(submit)
+    add_target_argument(submit)
     submit.add_argument("--experiment", default="facesim", help="experiment name (default: %(default)s)")
     submit.add_argument("--run-name", help="run name (default: the package name and the time)")
     submit.add_argument("--namespace", help="profile namespace (multi-user Kubeflow)")
@@ -142,14 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     return {"compile": _compile, "run": _run, "submit": _submit}[args.action](args)
 
 
-def compile_package(images: Images, out: Path) -> None:
-    """The pipeline IR for `images`, written to `out`."""
+def compile_package(images: Images, out: Path, target: Target) -> None:
+    """The pipeline IR for `images` and `target`, written to `out`."""
+    import yaml
     from kfp import compiler
 
     from facesim.pipeline.definition import build_pipeline
+    from facesim.pipeline.target_ir import for_strict_driver
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(images), str(out))
+    compiler.Compiler().compile(build_pipeline(images, target), str(out))
+    if target.kfp_strict_driver:
+        pipeline_spec, platform_spec = yaml.safe_load_all(out.read_text())
+        for_strict_driver(pipeline_spec, platform_spec)
+        out.write_text(yaml.safe_dump_all([pipeline_spec, platform_spec], sort_keys=True))
 
 
 def _images(args: argparse.Namespace, command: str) -> Images | None:
@@ -166,8 +179,11 @@ def _compile(args: argparse.Namespace) -> int:
     images = _images(args, "compile")
     if images is None:
         return 2
-    compile_package(images, args.out)
-    print(f"pipeline IR written to {args.out} (images {images.image('pipeline')} and its siblings)")
+    compile_package(images, args.out, args.target)
+    print(
+        f"pipeline IR written to {args.out} (images {images.image('pipeline')} and its siblings; "
+        f"target {args.target.name})"
+    )
     return 0
 
 
@@ -307,7 +323,7 @@ def _submit(args: argparse.Namespace) -> int:
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         package = Path(scratch) / "facesim_pipeline.yaml"
-        compile_package(images, package)
+        compile_package(images, package, args.target)
         return _send(args, package, arguments)
 
 

@@ -106,11 +106,14 @@ def build_gallery(
     return steps.build_gallery(model.path, data, layout, identities, images_per_identity)
 
 
-def deploy_predictor(model: dsl.Input[dsl.Model], gallery_dir: str, backend: str, service_name: str) -> str:
+def deploy_predictor(
+    model: dsl.Input[dsl.Model], gallery_dir: str, backend: str, service_name: str, deployment_mode: str
+) -> str:
     """Serve the model and gallery: registered locally, or an InferenceService on the cluster."""
     from facesim.pipeline import steps
 
-    return steps.deploy(model.path, model.metadata["volume_path"], gallery_dir, backend, service_name)
+    where = steps.Deployment(service_name, deployment_mode)
+    return steps.deploy(model.path, model.metadata["volume_path"], gallery_dir, backend, where)
 
 
 STEPS = (

@@ -4,9 +4,10 @@ One definition for both backends: `backend="local"` (kfp.local, `facesim pipelin
 step here; `backend="cluster"` (Kubeflow Pipelines, `facesim pipeline submit`) creates the TFJob,
 Katib Experiment and InferenceService, with the facesim PVCs mounted in every step's pod.
 
-`build_pipeline(images)` makes the pipeline for one image registry and tag: the steps run in its
-pipeline image, and the launchers inside them create TFJobs, trials and the InferenceService from
-the same registry and tag (the FACESIM_IMAGE_* variables every step gets).
+`build_pipeline(images, target)` makes the pipeline for one image registry and tag and one target
+cluster: the steps run in its pipeline image, and the launchers inside them create TFJobs, trials
+and the InferenceService from the same registry and tag, rendered for the same target (the
+FACESIM_IMAGE_* and FACESIM_TARGET variables every step gets).
 """
 
 # No `from __future__ import annotations`: kfp reads the pipeline's parameter types at run time.
@@ -17,6 +18,7 @@ from kfp import dsl, kubernetes
 from kfp.dsl.graph_component import GraphComponent
 
 from facesim.cluster.resources import OWNER_POD_ENV, Images, Resources, StorageConfig
+from facesim.cluster.targets import TARGET_ENV, Target
 from facesim.pipeline.components import components
 from facesim.pipeline.settings import TrainingSettings, TuningSettings, struct
 
@@ -27,7 +29,7 @@ LAUNCHER = Resources(cpu="250m", memory="512Mi", cpu_limit="1", memory_limit="1G
 WORKER = Resources(cpu="1", memory="2Gi", cpu_limit="2", memory_limit="4Gi")
 
 
-def _step(task: dsl.PipelineTask, name: str, images: Images, resources: Resources) -> dsl.PipelineTask:
+def _step(task: dsl.PipelineTask, name: str, images: Images, target: Target, resources: Resources) -> dsl.PipelineTask:
     task.set_display_name(name)
     task.set_caching_options(False)  # steps read and write shared volumes: never skip one
     task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu_limit)
@@ -36,6 +38,7 @@ def _step(task: dsl.PipelineTask, name: str, images: Images, resources: Resource
     task.set_env_variable("TF_NUM_INTRAOP_THREADS", str(math.ceil(resources.cpu_limit_cores())))
     for variable, value in images.env().items():
         task.set_env_variable(variable, value)
+    task.set_env_variable(TARGET_ENV, target.name)
     for env_name, field_path in OWNER_POD_ENV.items():  # child TFJobs/Experiments are owned by this pod
         kubernetes.use_field_path_as_env(task, env_name=env_name, field_path=field_path)
     for claim in StorageConfig().claims:  # every PVC where every facesim pod has it (ignored by kfp.local)
@@ -43,8 +46,8 @@ def _step(task: dsl.PipelineTask, name: str, images: Images, resources: Resource
     return task
 
 
-def build_pipeline(images: Images) -> GraphComponent:
-    """The pipeline whose steps run in `images.image("pipeline")`."""
+def build_pipeline(images: Images, target: Target) -> GraphComponent:
+    """The pipeline whose steps run in `images.image("pipeline")` and render for `target`."""
     steps = components(images.image("pipeline"))
 
     @dsl.pipeline(name=PIPELINE_NAME, description="FaceNet triplet training, tuning, evaluation, gallery and serving")
@@ -72,17 +75,18 @@ def build_pipeline(images: Images) -> GraphComponent:
         gallery_identities: int = 200,
         gallery_images_per_identity: int = 3,
         service_name: str = "facesim",  # the InferenceService the UI Deployment calls (ui/cluster.py)
+        deployment_mode: str = "Standard",
     ) -> None:
-        _graph(steps, images, dict(locals()))
+        _graph(steps, images, target, dict(locals()))
 
     return facesim_pipeline
 
 
-def _graph(steps: SimpleNamespace, images: Images, p: dict) -> None:
+def _graph(steps: SimpleNamespace, images: Images, target: Target, p: dict) -> None:
     """The steps and their order; `p` holds the pipeline's parameters (kfp channels)."""
 
     def step(task: dsl.PipelineTask, name: str, resources: Resources = LAUNCHER) -> dsl.PipelineTask:
-        return _step(task, name, images, resources)
+        return _step(task, name, images, target, resources)
 
     run = {"backend": p["backend"], "work_root": p["work_root"], "run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
     training = struct(TrainingSettings, p)
@@ -125,7 +129,11 @@ def _graph(steps: SimpleNamespace, images: Images, p: dict) -> None:
         WORKER,
     )
     deploy = steps.deploy_predictor(
-        model=model, gallery_dir=gallery.output, backend=run["backend"], service_name=p["service_name"]
+        model=model,
+        gallery_dir=gallery.output,
+        backend=run["backend"],
+        service_name=p["service_name"],
+        deployment_mode=p["deployment_mode"],
     )
     step(deploy, "deploy (InferenceService / local registry)").after(gate)
 
@@ -155,4 +163,6 @@ PARAMETER_HELP: dict[str, str] = {
     "gallery_identities": "identities embedded into the gallery",
     "gallery_images_per_identity": "images per gallery identity",
     "service_name": "InferenceService name (cluster; the UI Deployment calls `facesim`)",
+    "deployment_mode": "KServe deployment mode (cluster): Standard or Knative, by the name the compiled target's "
+    "KServe knows (kubeflow-1.10: RawDeployment / Serverless)",
 }

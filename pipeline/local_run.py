@@ -145,6 +145,7 @@ def run_locally(arguments: dict[str, Any], pipeline_root: Path, log_path: Path, 
     from kfp import local
 
     from facesim.cluster.resources import Images
+    from facesim.cluster.targets import target
     from facesim.pipeline.definition import build_pipeline
 
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -158,7 +159,7 @@ def run_locally(arguments: dict[str, Any], pipeline_root: Path, log_path: Path, 
                 # Expected locally: display names and the step image are for Kubeflow.
                 warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
                 warnings.filterwarnings("ignore", message=".*non-Python base image")
-                build_pipeline(Images())(**{**arguments, "backend": "local"})
+                build_pipeline(Images(), target())(**{**arguments, "backend": "local"})
         except RuntimeError as error:
             progress.flush()
             raise PipelineFailed(_failure_message(error, progress, log_path)) from None

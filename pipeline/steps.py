@@ -213,8 +213,13 @@ def run_slug(run_name: str) -> str:
 
 
 def resource_name(run_name: str, role: str) -> str:
-    """A Kubernetes name (DNS-1123, at most 63 characters) for this run's TFJob or Experiment."""
-    return f"{run_slug(run_name)[: 62 - len(role)].rstrip('-')}-{role}"
+    """A Kubernetes name (DNS-1123) for this run's TFJob (`train`) or Experiment (`tune`), short enough
+    that the names made from it (a worker's Service, a trial's TFJob and its Services) stay within 63
+    characters: a long run name is cut and given a hash of the whole."""
+    from facesim.cluster.resources import EXPERIMENT_NAME_MAX, TFJOB_NAME_MAX, bounded_name
+
+    limit = {"train": TFJOB_NAME_MAX, "tune": EXPERIMENT_NAME_MAX}[role]
+    return f"{bounded_name(run_slug(run_name), limit - len(role) - 1)}-{role}"
 
 
 def evaluate(model_dir: str, crops: str) -> dict[str, float]:
@@ -261,15 +266,24 @@ def calibrate_gallery_threshold(gallery: Path) -> None:
         report(f"the gallery keeps the model's threshold: {reason}")
 
 
-def deploy(model_dir: str, model_volume_path: str, gallery_dir: str, backend: str, service_name: str) -> str:
+@dataclass(frozen=True)
+class Deployment:
+    """The InferenceService of a cluster deploy (the target comes from $FACESIM_TARGET, set by compile)."""
+
+    service_name: str = "facesim"
+    deployment_mode: str = "Standard"
+
+
+def deploy(model_dir: str, model_volume_path: str, gallery_dir: str, backend: str, where: Deployment) -> str:
     """Make the model and gallery what the predictor serves: registered in the local registry
     (where `facesim serve` finds the latest), or an InferenceService on the cluster (`facesim serve
     --backend cluster`, the model from its place on the models volume); returns what was deployed."""
     if check_backend(backend) == "cluster":
-        where = ["--model", volume_uri(model_volume_path), "--gallery", volume_uri(gallery_dir)]
-        lines = run_facesim(["serve", "--backend", "cluster", *where, "--name", service_name])
+        paths = ["--model", volume_uri(model_volume_path), "--gallery", volume_uri(gallery_dir)]
+        service = ["--name", where.service_name, "--deployment-mode", where.deployment_mode]
+        lines = run_facesim(["serve", "--backend", "cluster", *paths, *service])
         url = lines[-1].strip()
-        report(f"InferenceService {service_name} is ready at {url}")
+        report(f"InferenceService {where.service_name} is ready at {url}")
         return url
     from facesim.storage.paths import register_gallery, register_model
 

@@ -77,6 +77,10 @@ def _train_on_cluster(config, job_name: str, images: Images, kubeconfig: str | N
     try:
         cluster = ClusterConfig(images=images)
         job = TFJobConfig(name=job_name, workers=config.workers, train_args=tuple(config.to_args()), cluster=cluster)
+    except ValueError as error:  # e.g. a --job-name too long for its workers' Service names
+        print(f"facesim train: {error}", file=sys.stderr)
+        return 2
+    try:
         submit_tfjob(job, wait=wait, kubeconfig=kubeconfig)
     except ClusterError as error:
         print(f"facesim train: {error}", file=sys.stderr)

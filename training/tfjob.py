@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 from facesim.cluster.client import sdk_client
 from facesim.cluster.resources import (
     NO_ISTIO_SIDECAR,
+    TFJOB_NAME_MAX,
     ClusterConfig,
     ClusterError,
     Resources,
@@ -63,6 +64,11 @@ class TFJobConfig:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError("a TFJob needs at least 1 worker")
+        if len(self.name) > TFJOB_NAME_MAX:
+            raise ValueError(
+                f"TFJob name {self.name!r} is longer than {TFJOB_NAME_MAX} characters: its worker Services "
+                f"(<name>-worker-<i>) would exceed Kubernetes' 63"
+            )
         if self.clean_pod_policy not in ("None", "Running", "All"):
             raise ValueError("clean_pod_policy must be None, Running or All")
 

@@ -19,6 +19,7 @@ from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING
 
 def _parser() -> argparse.ArgumentParser:
     from facesim.cluster.resources import add_image_arguments
+    from facesim.cluster.targets import add_target_argument
 
     parser = argparse.ArgumentParser(
         prog="facesim tune",
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     add_image_arguments(cluster)
+    add_target_argument(cluster)
     return parser
 
 
@@ -182,6 +184,7 @@ def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argpar
             trial_epochs=args.epochs,
             train_args=shared_args,
             trial_job=TFJobConfig(workers=args.workers, cluster=cluster),
+            target=args.target,
         )
     except ValueError as error:
         parser.error(str(error))

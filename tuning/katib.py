@@ -4,11 +4,14 @@ Trials are TFJobs (training/tfjob.py) running `python -m facesim.training` with 
 of the search space (tuning/space.py). Katib's CRD accepts any body; its admission webhook does the
 validation (the tests re-check its rules: tests/helpers/katib_webhook.py), and a denial reaches the
 user through `explain_api_error`. Katib 0.18 (docs/cluster.md) samples `distribution: logUniform`,
-which the 0.14 models do not know, so parameters are plain dicts.
+which the 0.14 models do not know, so parameters are plain dicts. Katib 0.17 (Kubeflow 1.10) drops
+that field and would sample the learning rate uniformly, so for that target a log-scale parameter
+is a discrete list of log-spaced values (`LOG_POINTS` of them), which every algorithm honours.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from kubernetes import client as k8s
 
 from facesim.cluster.client import sdk_client
 from facesim.cluster.resources import (
+    EXPERIMENT_NAME_MAX,
     RUNS_MOUNT,
     ClusterError,
     explain_api_error,
@@ -26,6 +30,8 @@ from facesim.cluster.resources import (
     sigterm_as_interrupt,
     to_manifest,
 )
+from facesim.cluster.targets import Target
+from facesim.cluster.targets import target as target_named
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
 from facesim.training.tfjob import DEFAULT_DATA, TFJOB_CONTAINER, TFJobConfig, tfjob
 from facesim.tuning.space import (
@@ -45,6 +51,7 @@ FAILURE_CONDITION = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 TRIAL_NAME_PARAMETER = "trialName"
 MASTER_ROLE_LABEL = {"training.kubeflow.org/job-role": "master"}  # worker 0 of a TFJob without Chief
 MAX_FAILED_TRIALS = 3  # failed trials before the Experiment fails (never more than maxTrialCount)
+LOG_POINTS = 9  # values of a log-scale parameter on a Katib without logUniform (4 per decade of 1e-4..1e-2)
 
 
 @dataclass
@@ -67,8 +74,14 @@ class ExperimentConfig:
     train_args: tuple[str, ...] = ("--data", DEFAULT_DATA, "--steps-per-epoch", "100")
     trial_job: TFJobConfig = field(default_factory=lambda: TFJobConfig(workers=1))
     space: tuple[SearchParameter, ...] = SEARCH_SPACE
+    target: Target = field(default_factory=target_named)  # does its Katib sample logUniform?
 
     def __post_init__(self) -> None:
+        if len(self.name) > EXPERIMENT_NAME_MAX:
+            raise ValueError(
+                f"Experiment name {self.name!r} is longer than {EXPERIMENT_NAME_MAX} characters: its trials' "
+                "worker Services (<name>-<8 characters>-worker-<i>) would exceed Kubernetes' 63"
+            )
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
         if self.early_stopping not in EARLY_STOPPING:
@@ -95,12 +108,14 @@ class ExperimentConfig:
 
 def _parameter(parameter: SearchParameter, config: ExperimentConfig) -> dict[str, Any]:
     """One search parameter as Katib takes it: the same grid as the local tuner (a discrete list),
-    else the range, log-uniform where the local tuner samples on a log scale."""
+    else the range, log-uniform where the local tuner samples on a log scale (a discrete list of
+    log-spaced values where the target's Katib ignores `distribution`)."""
     spec: dict[str, Any] = {"name": parameter.name, "parameterType": parameter.kind}
     if parameter.kind == "categorical":
         spec["feasibleSpace"] = {"list": list(parameter.values)}
-    elif config.algorithm == "grid":
-        values = grid_values(parameter, config.grid_points)
+    elif config.algorithm == "grid" or (parameter.log and not config.target.katib_log_uniform):
+        points = config.grid_points if config.algorithm == "grid" else LOG_POINTS
+        values = grid_values(parameter, points)
         spec.update(parameterType="discrete", feasibleSpace={"list": [str(value) for value in values]})
     else:
         spec["feasibleSpace"] = {"min": str(parameter.low), "max": str(parameter.high)}
@@ -193,7 +208,7 @@ class OptimalTrial:
 
     name: str
     parameters: dict[str, str]
-    metrics: dict[str, str]
+    metrics: dict[str, float]  # each metric's value by its strategy (the objective's best); none unavailable
 
 
 @dataclass
@@ -244,16 +259,17 @@ def follow_experiment(katib_client, namespace: str, name: str, options: FollowOp
     last_progress = ""
     while time.monotonic() < deadline:
         try:
-            status = katib_client.get_experiment(name, namespace=namespace).get("status") or {}
+            resource = katib_client.get_experiment(name, namespace=namespace)
         except RuntimeError as error:
             raise explain_api_error(error, "get", "Experiment", namespace, name) from None
-        progress = _progress(status)
+        status, strategies = resource.get("status") or {}, metric_strategies(resource.get("spec") or {})
+        progress = _progress(status, strategies)
         if progress != last_progress:
             print(f"Experiment {name}: {progress}", file=sys.stderr)
             last_progress = progress
         condition = _final_condition(status)
         if condition == "Succeeded":
-            return _optimal_trial(status)
+            return _optimal_trial(status, strategies)
         if condition == "Failed":
             raise ClusterError(
                 f"Experiment {namespace}/{name} failed; see `kubectl -n {namespace} describe experiment {name}`"
@@ -269,25 +285,47 @@ def _final_condition(status: dict[str, Any]) -> str | None:
     return None
 
 
-def _progress(status: dict[str, Any]) -> str:
+def _progress(status: dict[str, Any], strategies: dict[str, str]) -> str:
     counts = {key: status.get(f"trials{key}", 0) for key in ("Succeeded", "Running", "Failed", "EarlyStopped")}
     text = ", ".join(f"{value} {key.lower()}" for key, value in counts.items())
     best = status.get("currentOptimalTrial") or {}
     if best.get("bestTrialName"):
-        text += f"; best so far {best['bestTrialName']} {_metrics(best)}"
+        text += f"; best so far {best['bestTrialName']} {_metrics(best, strategies)}"
     return text
 
 
-def _metrics(trial: dict[str, Any]) -> dict[str, str]:
-    return {m["name"]: m.get("latest", m.get("max", "")) for m in (trial.get("observation") or {}).get("metrics") or []}
+def metric_strategies(spec: dict[str, Any]) -> dict[str, str]:
+    """Which of a metric's observed `min`, `max`, `latest` counts: the Experiment's metricStrategies,
+    the objective's best by its type when they leave it out, `latest` for the rest."""
+    objective = spec.get("objective") or {}
+    strategies = {}
+    if objective.get("objectiveMetricName"):
+        strategies[objective["objectiveMetricName"]] = "min" if objective.get("type") == "minimize" else "max"
+    strategies.update({m["name"]: m["value"] for m in objective.get("metricStrategies") or []})
+    return strategies
 
 
-def _optimal_trial(status: dict[str, Any]) -> OptimalTrial:
+def _metrics(trial: dict[str, Any], strategies: dict[str, str]) -> dict[str, float]:
+    """The trial's metrics as numbers, each by its strategy; those Katib reports `unavailable` (no
+    value collected) or not as a finite number are left out."""
+    values = {}
+    for metric in (trial.get("observation") or {}).get("metrics") or []:
+        text = metric.get(strategies.get(metric["name"], "latest"))
+        try:
+            value = float(text)
+        except (TypeError, ValueError):  # None, "", or "unavailable" (Katib's consts.UnavailableMetricValue)
+            continue
+        if math.isfinite(value):
+            values[metric["name"]] = value
+    return values
+
+
+def _optimal_trial(status: dict[str, Any], strategies: dict[str, str]) -> OptimalTrial:
     best = status.get("currentOptimalTrial") or {}
     if not best.get("bestTrialName"):
         raise ClusterError("the Experiment succeeded without a successful trial: check the trials' logs")
     return OptimalTrial(
         name=best["bestTrialName"],
         parameters={a["name"]: a["value"] for a in best.get("parameterAssignments") or []},
-        metrics=_metrics(best),
+        metrics=_metrics(best, strategies),
     )

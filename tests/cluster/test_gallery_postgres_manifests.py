@@ -67,9 +67,11 @@ def test_postgres_inference_service_scales_out_and_reads_its_dsn_from_the_secret
     assert dsn.startswith("postgresql://") and f"@{service['metadata']['name']}.faces.svc.cluster.local:5432/" in dsn
     # The replicas save and load their FAISS index on the models PVC (ready without reading the whole gallery).
     index_dir = container["args"][container["args"].index("--index-dir") + 1]
-    (mount,) = container["volumeMounts"]
-    (volume,) = predictor["volumes"]
-    assert mount["mountPath"] == index_dir and volume["persistentVolumeClaim"]["claimName"] == "facesim-models"
+    model, index = container["volumeMounts"]
+    (volume,) = predictor["volumes"]  # the model and the index: two subPaths of the one models volume
+    assert volume["persistentVolumeClaim"]["claimName"] == "facesim-models"
+    assert model["name"] == index["name"] == volume["name"] and model["readOnly"] is True
+    assert index["mountPath"] == index_dir and index["subPath"] == f"gallery-index/{isvc['metadata']['name']}"
     assert all(resource["metadata"]["namespace"] == "faces" for resource in [isvc, *rendered["gallery-postgres.yaml"]])
 
 

@@ -45,16 +45,28 @@ def test_custom_predictor_container() -> None:
     assert args[-2:] == ["--workers", "2"]
     assert args[args.index("--host") + 1] == "0.0.0.0"  # the pod listens for the Service (the default is loopback)
     token = {"secretKeyRef": {"name": "facesim-admin-token", "key": "token", "optional": True}}
-    assert container["env"] == [
-        {"name": "STORAGE_URI", "value": "pvc://models/facenet/7"},
-        {"name": "FACESIM_ADMIN_TOKEN", "valueFrom": token},  # gallery writes: the Secret's token
-    ]
+    # No STORAGE_URI: KServe would add a second volume on the claim (inference/cluster.py).
+    assert container["env"] == [{"name": "FACESIM_ADMIN_TOKEN", "valueFrom": token}]  # gallery writes
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
-    (mount,) = container["volumeMounts"]
-    assert (mount["mountPath"], mount["subPath"]) == ("/mnt/gallery", "galleries/lfw/1")
-    assert predictor["volumes"][0]["persistentVolumeClaim"] == {"claimName": "facesim-models"}
+    model, gallery = container["volumeMounts"]
+    assert (model["name"], model["mountPath"], model["subPath"], model["readOnly"]) == (
+        "models",
+        "/mnt/models",
+        "facenet/7",
+        True,
+    )
+    assert (gallery["name"], gallery["mountPath"], gallery["subPath"]) == (
+        "facesim-models",
+        "/mnt/gallery",
+        "galleries/lfw/1",
+    )
+    assert "readOnly" not in gallery  # the enrol endpoint writes the gallery
+    assert [v["persistentVolumeClaim"] for v in predictor["volumes"]] == [
+        {"claimName": "models"},
+        {"claimName": "facesim-models"},
+    ]
 
 
 def test_a_startup_probe_covers_loading_before_the_server_listens() -> None:
@@ -86,7 +98,7 @@ def test_the_crd_validator_enforces_list_types(isvc_crd: Path) -> None:
     env = duplicate_env["spec"]["predictor"]["containers"][0]["env"]
     env.append(copy.deepcopy(env[0]))
     assert crd_errors(duplicate_env, isvc_crd) == [
-        "spec.predictor.containers.0.env: duplicate entries for key [name='STORAGE_URI']"
+        "spec.predictor.containers.0.env: duplicate entries for key [name='FACESIM_ADMIN_TOKEN']"
     ]
     duplicate_codes = copy.deepcopy(rendered())
     rule = {"action": "Restart", "exitCodes": {"operator": "In", "values": [42, 42]}}
@@ -101,7 +113,7 @@ def test_the_crd_validator_enforces_list_types(isvc_crd: Path) -> None:
     [
         dict(model_uri="s3://bucket/model"),
         dict(gallery_uri="pvc://only-a-claim"),
-        dict(deployment_mode="Serverless"),
+        dict(deployment_mode="ModelMesh"),
         dict(min_replicas=2, max_replicas=1),
     ],
 )

@@ -18,7 +18,10 @@ from facesim.tuning.algorithms import make_pruner
 from facesim.tuning.katib import (
     ExperimentConfig,
     FollowOptions,
+    _optimal_trial,
+    _progress,
     experiment,
+    metric_strategies,
     submit_experiment,
 )
 from facesim.tuning.space import SEARCH_SPACE, grid_values, median_stop_start, parameter
@@ -238,10 +241,31 @@ def test_submit_creates_and_follows_to_the_optimal_trial(api_server: RunningApiS
     best = submit_experiment(ExperimentConfig(), kubeconfig=kubeconfig, options=FollowOptions(10, 0.05))
     assert best is not None and best.name == "facesim-tune-7xk2"
     assert best.parameters == {"margin": "0.21", "embedding_size": "128", "learning_rate": "0.0012"}
-    assert best.metrics == {"val_accuracy": "0.912"}
+    assert best.metrics == {"val_accuracy": 0.915}  # the objective's best (maximize: max), not the latest
     (create,) = api_server.state.calls("POST")
     assert create.path == EXPERIMENTS and create.body == rendered()
     assert len(api_server.state.calls("GET", path)) == 2
+
+
+def test_metrics_are_each_metrics_best_by_its_strategy_and_unavailable_ones_are_left_out() -> None:
+    """Katib's observation holds min, max and latest; the objective counts by its best, as Katib
+    chose the trial. A metric Katib never collected reads `unavailable`, which is no number."""
+    trial = {
+        "bestTrialName": "t",
+        "observation": {
+            "metrics": [
+                {"name": "val_accuracy", "latest": "0.80", "max": "0.85", "min": "0.5"},
+                {"name": "loss", "latest": "0.4", "max": "0.9", "min": "0.3"},
+                {"name": "val_auc", "latest": "unavailable", "max": "unavailable", "min": "unavailable"},
+            ]
+        },
+    }
+    maximize = metric_strategies(rendered()["spec"])
+    assert maximize["val_accuracy"] == "max" and maximize["loss"] == "min"
+    assert _optimal_trial({"currentOptimalTrial": trial}, maximize).metrics == {"val_accuracy": 0.85, "loss": 0.3}
+    minimize = metric_strategies({"objective": {"type": "minimize", "objectiveMetricName": "loss"}})
+    assert _optimal_trial({"currentOptimalTrial": trial}, minimize).metrics == {"val_accuracy": 0.80, "loss": 0.3}
+    assert "unavailable" not in _progress({"currentOptimalTrial": trial}, maximize)
 
 
 def test_a_failed_experiment_is_a_clear_error(api_server: RunningApiServer, kubeconfig: str) -> None:

@@ -175,7 +175,8 @@ def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dic
     assert worker["template"]["spec"]["containers"][0]["image"] == "registry.example.com/ml/facesim-trainer:2026.11"
     (isvc,) = kinds["InferenceService"]
     container = isvc["spec"]["predictor"]["containers"][0]
-    assert container["env"][0] == {"name": "STORAGE_URI", "value": "pvc://facesim-models/facenet/3"}
+    model_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/mnt/models")
+    assert model_mount["subPath"] == "facenet/3"
     # The predictor and the UI take the admin token from the one Secret, rendered with an empty token.
     (secret,) = kinds["Secret"]
     assert secret["stringData"] == {"token": ""} and secret["metadata"]["namespace"] == "faces-prod"
@@ -255,7 +256,7 @@ def test_every_workload_runs_as_non_root(rendered: dict[str, list[dict]]) -> Non
         (["--workers", "0"], "--workers must be at least 1"),
         (["--workers", "3"], "must divide evenly among 3 workers (--workers 3)"),
         (["--trial-workers", "5"], "must divide evenly among 5 workers (--trial-workers 5)"),
-        (["--deployment-mode", "Serverless"], "deployment mode must be one of"),
+        (["--deployment-mode", "ModelMesh"], "deployment mode must be one of"),
         (["--image-registry", ""], "--image-registry and --image-tag must not be empty"),
         (["--trials", "1"], "parallel trials (2) exceed the trials (1)"),
     ],

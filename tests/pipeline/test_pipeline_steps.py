@@ -25,6 +25,8 @@ from facesim.pipeline.steps import (
     volume_uri,
 )
 from facesim.training.config import parse_config
+from facesim.training.tfjob import TFJobConfig
+from facesim.tuning.katib import ExperimentConfig
 
 
 def test_cluster_files_live_on_the_volumes_and_map_to_pvc_uris() -> None:
@@ -53,6 +55,22 @@ def test_resource_names_are_dns_1123(run_name: str) -> None:
     name = resource_name(run_name, "train")
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
     assert name.endswith("-train")
+
+
+def test_names_made_from_a_long_run_name_stay_within_63_characters() -> None:
+    """Kubeflow's run names are long (`<pipeline> <timestamp>`); the TFJob's worker Services
+    (`<job>-worker-<i>`) and each trial's (`<experiment>-<8 characters>-worker-<i>`) must still be DNS labels."""
+    run = "facesim-pipeline-run-with-a-descriptive-name 2026-12-07 19:48:17.436064"
+    job, search = resource_name(run, "train"), resource_name(run, "tune")
+    assert len(f"{job}-worker-999") <= 63 and len(f"{search}-abcdefgh-worker-999") <= 63
+    assert resource_name(run, "train") == job  # deterministic: a retried step names the same job
+    assert resource_name(run + "x", "train") != job  # runs sharing a long head get different jobs
+    TFJobConfig(name=job)
+    ExperimentConfig(name=search)  # each config's own bound
+    with pytest.raises(ValueError, match="worker Services"):
+        ExperimentConfig(name=f"{search}-more")
+    with pytest.raises(ValueError, match="worker Services"):
+        TFJobConfig(name="t" * 53)
 
 
 def test_metrics_keep_facesim_names_only() -> None:

@@ -15,6 +15,7 @@ from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
 
 EXPERIMENTS = "/apis/kubeflow.org/v1beta1/namespaces/team-a/experiments"
 SUCCEEDED = {
+    "spec": {"objective": {"type": "maximize", "objectiveMetricName": "val_accuracy"}},
     "status": {
         "conditions": [{"type": "Succeeded", "status": "True"}],
         "trialsSucceeded": 3,
@@ -27,7 +28,7 @@ SUCCEEDED = {
             ],
             "observation": {"metrics": [{"name": "val_accuracy", "latest": "0.81", "max": "0.83"}]},
         },
-    }
+    },
 }
 
 
@@ -75,7 +76,7 @@ def test_the_experiment_is_created_followed_and_its_best_trial_written(tmp_path:
     best = json.loads((tmp_path / "out" / "best_params.json").read_text())
     assert best["trial"] == "sweep-7-abc"
     assert best["parameters"] == {"margin": 0.3, "embedding_size": "64", "learning_rate": 0.002}
-    assert best["objective"] == {"name": "val_accuracy", "value": 0.81}
+    assert best["objective"] == {"name": "val_accuracy", "value": 0.83}  # the trial's best, not its latest
 
 
 def test_a_refused_experiment_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
