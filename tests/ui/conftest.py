@@ -5,15 +5,40 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, sync_playwright
 
 from facesim.inference.local_server import local_predictor
 from facesim.ui.app import UiConfig, create_app
 from tests.helpers.admin import TEST_ADMIN_TOKEN
 from tests.helpers.ui_helpers import ARTIFACTS, DoomedPredictor, start_ui, stop
+
+CHROMIUM = "/usr/bin/chromium"
+# These machines cannot download browser builds, nor reach the network: keep Chromium quiet and local.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-tools.sh")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")
@@ -88,4 +113,25 @@ def doomed_predictor(
         predictor_url = predictor.enter_context(_own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path))
         ui_url, ui_process = start_ui(predictor_url)
         yield DoomedPredictor(ui_url, predictor)
+        stop(ui_process)
+
+
+@dataclass(frozen=True)
+class LoggedServers:
+    """A predictor and a UI in front of it, each writing its terminal output to a file."""
+
+    ui_url: str
+    predictor_url: str
+    predictor_log: Path
+    ui_log: Path
+
+
+@pytest.fixture()
+def logged_servers(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path: Path
+) -> Iterator[LoggedServers]:
+    with _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path) as predictor_url:
+        ui_log = tmp_path / "ui.log"
+        ui_url, ui_process = start_ui(predictor_url, log=ui_log)
+        yield LoggedServers(ui_url, predictor_url, tmp_path / "predictor.log", ui_log)
         stop(ui_process)
