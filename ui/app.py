@@ -261,7 +261,7 @@ def sample_identities(listing: dict[str, Any], count: int) -> list[str]:
 def _search_image(predictor: PredictorClient, sample: str | None, upload: FileStorage | None) -> CheckedImage:
     if sample and not (upload and upload.filename):
         try:
-            return check_upload(predictor.thumbnail(sample), f"{sample}.jpg")  # thumbnails are JPEG
+            return check_upload(predictor.thumbnail(sample), f"{display_name(sample)}.jpg")  # thumbnails are JPEG
         except PredictorError as error:
             if not error.rejected:
                 raise
