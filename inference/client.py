@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from facesim.contract.client import PredictorClient, PredictorError, Timeouts
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.model_card:
-        return _print_model_card(args)
+        return _ask(args, PredictorClient.model_card, card_text)
     if args.image is None:
         parser.error("give an IMAGE to look at (or --model-card)")
     try:
@@ -86,28 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"facesim predict: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
+    compare_name = args.compare.name if args.compare else None
+    return _ask(
+        args,
+        lambda client: client.predict(image, compare, args.top_k),
+        lambda answer: format_answer(answer, args.image.name, compare_name),
+    )
+
+
+def _ask(args: argparse.Namespace, request: Callable[[PredictorClient], dict], as_text: Callable[[dict], str]) -> int:
+    """Send one request; print its answer as JSON (--json) or as text; a failure is one line, exit 1."""
     try:
-        client = PredictorClient(args.url, Timeouts(read_s=args.timeout))
-        answer = client.predict(image, compare, args.top_k)
+        answer = request(PredictorClient(args.url, Timeouts(read_s=args.timeout)))
     except PredictorError as error:
         print(f"facesim predict: {error}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(answer, indent=2) if args.pretty else json.dumps(answer, separators=(",", ":")))
     else:
-        print(format_answer(answer, args.image.name, args.compare.name if args.compare else None))
-    return 0
-
-
-def _print_model_card(args: argparse.Namespace) -> int:
-    try:
-        client = PredictorClient(args.url, Timeouts(read_s=args.timeout))
-        card = client.model_card()
-    except PredictorError as error:
-        print(f"facesim predict: {error}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(card, indent=2) if args.pretty else json.dumps(card, separators=(",", ":")))
-    else:
-        print(card_text(card))
+        print(as_text(answer))
     return 0
