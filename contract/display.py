@@ -131,7 +131,7 @@ def card_text(card: dict[str, Any], model_version: str | None = None) -> str:
 def _tree_lines(value: dict[str, Any], indent: str) -> list[str]:
     lines = []
     for key, item in value.items():
-        if item is None or item in ("", []):
+        if item is None or item in ("", [], {}):
             continue
         if isinstance(item, dict):
             lines += [f"{indent}{key}:", *_tree_lines(item, indent + "  ")]

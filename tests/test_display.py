@@ -60,7 +60,7 @@ def test_the_terminal_card_uses_the_same_formatting() -> None:
     card = {
         "threshold": 0.1789,
         "metrics": {"val_auc": 0.9999, "test_auc": 0.99987, "test_impostor_pairs": 307011.0},
-        "training": {"params": {"learning_rate": 2e-05, "epochs": 2}},
+        "training": {"params": {"learning_rate": 2e-05, "epochs": 2}, "notes": {}},
         "preprocessing": {"template_points": [[46.529998779296875, 44.41999816894531]]},
     }
     text = card_text(card, "v1")
@@ -70,3 +70,4 @@ def test_the_terminal_card_uses_the_same_formatting() -> None:
         ["impostor_pairs", MISSING, "307,011"],
     ]
     assert "    learning_rate: 2e-05" in text and "  template_points: (46.5, 44.4)" in text
+    assert "notes" not in text  # nothing to show
