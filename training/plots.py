@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 
 from facesim.training.verification import Roc
 
-
 ZOOM_TAR = (0.9, 1.0)  # where a good face model's curves differ
 
 
