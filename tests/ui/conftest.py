@@ -129,14 +129,15 @@ class LoggedServers:
     ui_log: Path
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def logged_servers(
-    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path: Path
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LoggedServers]:
-    with _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path) as predictor_url:
-        ui_log = tmp_path / "ui.log"
+    work = tmp_path_factory.mktemp("logged")
+    with _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, work) as predictor_url:
+        ui_log = work / "ui.log"
         ui_url, ui_process = start_ui(predictor_url, log=ui_log)
-        yield LoggedServers(ui_url, predictor_url, tmp_path / "predictor.log", ui_log)
+        yield LoggedServers(ui_url, predictor_url, work / "predictor.log", ui_log)
         stop(ui_process)
 
 
