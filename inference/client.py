@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from facesim.contract.client import PredictorClient, PredictorError, Timeouts
+from facesim.contract.display import card_text, display_name
 
 DEFAULT_URL = "http://localhost:8080"
 
@@ -34,7 +36,8 @@ def format_answer(answer: dict, image_name: str, compare_name: str | None = None
         box = ", ".join(f"{v:.0f}" for v in face["box"])
         matches = (
             "; ".join(
-                f"{m['identity']} {m['distance']:.3f} {'SAME' if m['same'] else 'different'}" for m in face["matches"]
+                f"{display_name(m['identity'])} {m['distance']:.3f} {'SAME' if m['same'] else 'different'}"
+                for m in face["matches"]
             )
             or "(empty gallery)"
         )
@@ -58,32 +61,49 @@ def _parser() -> argparse.ArgumentParser:
         description="Ask a running predictor about an image.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("image", type=Path, help="JPEG/PNG image")
+    parser.add_argument("image", type=Path, nargs="?", help="JPEG/PNG image")
     parser.add_argument("--compare", type=Path, default=None, help="second image: is it the same person?")
     parser.add_argument("--url", default=DEFAULT_URL, help="predictor base URL (or its full :predict URL)")
     parser.add_argument("--top-k", type=int, default=3, help="gallery matches per face")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer on one line")
     parser.add_argument("--pretty", action="store_true", help="with --json: indented, one field per line")
+    parser.add_argument(
+        "--model-card", action="store_true", help="print the served model's card (no image needed); --json: raw"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.model_card:
+        return _ask(args, PredictorClient.model_card, card_text)
+    if args.image is None:
+        parser.error("give an IMAGE to look at (or --model-card)")
     try:
         image = args.image.read_bytes()
         compare = args.compare.read_bytes() if args.compare else None
     except OSError as error:
         print(f"facesim predict: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
+    compare_name = args.compare.name if args.compare else None
+    return _ask(
+        args,
+        lambda client: client.predict(image, compare, args.top_k),
+        lambda answer: format_answer(answer, args.image.name, compare_name),
+    )
+
+
+def _ask(args: argparse.Namespace, request: Callable[[PredictorClient], dict], as_text: Callable[[dict], str]) -> int:
+    """Send one request; print its answer as JSON (--json) or as text; a failure is one line, exit 1."""
     try:
-        client = PredictorClient(args.url, Timeouts(read_s=args.timeout))
-        answer = client.predict(image, compare, args.top_k)
+        answer = request(PredictorClient(args.url, Timeouts(read_s=args.timeout)))
     except PredictorError as error:
         print(f"facesim predict: {error}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(answer, indent=2) if args.pretty else json.dumps(answer, separators=(",", ":")))
     else:
-        print(format_answer(answer, args.image.name, args.compare.name if args.compare else None))
+        print(as_text(answer))
     return 0

@@ -38,6 +38,7 @@ from facesim.storage.datasets import IdentityDataset
 from facesim.storage.lfw import LfwLayout
 
 EMBED_BATCH = 64
+FEATURED = 8
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class BuildReport:
 
 
 def identity_folders(data_dirs: list[Path], options: BuildOptions) -> dict[str, list[Path]]:
-    """identity -> image paths over every data root (an LFW root means its images folder)."""
+    """identity -> image paths over every data root (an LFW root means its images folder), the
+    identities with the most images first."""
     found: dict[str, list[Path]] = {}
     for root in data_dirs:
         images_root = LfwLayout.find(root).images if (root / "pairs.txt").is_file() else root
@@ -69,8 +71,14 @@ def identity_folders(data_dirs: list[Path], options: BuildOptions) -> dict[str, 
         raise FileNotFoundError(
             f"identities not found under {', '.join(map(str, data_dirs))}: {', '.join(sorted(missing))}"
         )
-    names = sorted(found)[: options.limit_identities]
-    return {name: found[name][: options.max_images_per_identity] for name in names}
+    chosen = most_photographed(found, options.limit_identities)
+    return {name: found[name][: options.max_images_per_identity] for name in chosen}
+
+
+def most_photographed(found: dict[str, list[Path]], limit: int | None) -> list[str]:
+    """The `limit` identities with the most images (all when None), most first, ties by name. A demo
+    gallery then holds the people a visitor is likeliest to try (LFW: George_W_Bush, Colin_Powell, ...)."""
+    return sorted(found, key=lambda name: (-len(found[name]), name))[:limit]
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ def build_gallery(
     source = {
         "data": [str(d) for d in data_dirs],
         "options": options.__dict__ | {"identities": list(options.identities)},
+        "featured": list(folders)[:FEATURED],  # the most photographed: the UI's sample searches
     }
     gallery_info = GalleryInfo(model_version=info.version, embedding_dim=info.embedding_dim, source=source)
     embed = _Embedding(preprocessor_for(info, yunet_path), Embedder(info))
@@ -213,7 +222,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--min-images", type=int, default=BuildOptions.min_images, help="skip identities with fewer usable face images"
     )
-    build.add_argument("--limit-identities", type=int, default=None, help="keep the first N identities (by name)")
+    build.add_argument(
+        "--limit-identities", type=int, default=None, help="keep the N identities with the most images (ties by name)"
+    )
     build.add_argument("--identity", action="append", default=[], help="only this identity (repeatable)")
     add_yunet_argument(build)
     build.add_argument(

@@ -108,6 +108,7 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
             "model_version": predictor.gallery.info.model_version,
             "size": sum(count for _, count in identities),
             "identities": [{"identity": name, "count": count} for name, count in identities],
+            "featured": featured_identities(predictor.gallery.info.source, identities),
             "index": predictor.index.describe(),
         }
 
@@ -157,6 +158,13 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
         return FileResponse(path, media_type="image/png")
 
     return router
+
+
+def featured_identities(source: dict[str, Any], identities: list[tuple[str, int]]) -> list[str]:
+    """The people the gallery was built around (`facesim gallery build` records its most
+    photographed), those still enrolled, most photographed first."""
+    present = {name for name, _ in identities}
+    return [name for name in source.get("featured") or [] if name in present]
 
 
 def public_card(value: Any) -> Any:

@@ -14,6 +14,8 @@ import kserve
 import orjson
 from fastapi.responses import JSONResponse
 
+from facesim.contract.api import MODEL_NAME
+
 
 class BoundModelServer(kserve.ModelServer):
     """kserve.ModelServer listening on `host` instead of every interface."""
@@ -46,10 +48,33 @@ def use_orjson_without_deprecation() -> None:
     model_server.app.router.default_response_class = OrjsonResponse
 
 
+# What readiness and liveness probes ask (the UI's page loads, Kubernetes' probes every few seconds,
+# scripts waiting for start-up): answered, never logged, so the terminal shows users' requests.
+PROBE_PATHS = frozenset(
+    {"/v2/health/ready", "/v2/health/live", f"/v1/models/{MODEL_NAME}", f"/v2/models/{MODEL_NAME}/ready"}
+)
+
+
+class ProbeFilter(logging.Filter):
+    """Drops uvicorn's access lines of successful probe requests; a failing probe (a 503 while the
+    model loads) is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) != 5:  # uvicorn: client, method, path, version, status
+            return True
+        _, method, path, _, status = args
+        return not (method == "GET" and str(path).split("?")[0] in PROBE_PATHS and status == 200)
+
+
 def quiet_logs(verbose: bool) -> None:
-    """One access line per request: KServe's INFO lines (start-up, two timing lines per request)
-    only with --verbose. Call it after kserve.ModelServer has configured logging."""
+    """One access line per request, probes excepted: KServe's INFO lines (start-up, two timing lines
+    per request) and probe requests only with --verbose. Call it after kserve.ModelServer has
+    configured logging."""
     if verbose:
         return
     for name in ("kserve", "kserve.trace", "uvicorn.error"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, ProbeFilter) for f in access.filters):
+        access.addFilter(ProbeFilter())

@@ -227,7 +227,10 @@ def _reused(arguments: dict[str, Any], work_root: Path) -> bool:
     if reuse.summary is None:
         print(f"facesim pipeline: running: {reuse.reason}")
         return False
-    print(f"facesim pipeline: reusing {reuse.reason} (without --reuse it runs again)")
+    print(
+        f"facesim pipeline: nothing to run: {reuse.reason} "
+        "(to run it anyway: scripts/run-main.sh --retrain, or facesim pipeline run without --reuse)"
+    )
     return True
 
 

@@ -160,7 +160,7 @@ PARAMETER_HELP: dict[str, str] = {
     "tune_epochs": "epochs per tuning trial",
     "tune_steps_per_epoch": "steps per epoch of each tuning trial",
     "min_accuracy": "deploy only when the test accuracy (fold 10) reaches this (0: always deploy)",
-    "gallery_identities": "identities embedded into the gallery",
+    "gallery_identities": "people embedded into the gallery: the N with the most images (ties by name)",
     "gallery_images_per_identity": "images per gallery identity",
     "service_name": "InferenceService name (cluster; the UI Deployment calls `facesim`)",
     "deployment_mode": "KServe deployment mode (cluster): Standard or Knative, by the name the compiled target's "

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from facesim.contract.display import format_number
 from facesim.contract.metrics_lines import latest_metrics
 from facesim.pipeline.settings import TrainingSettings, TuningSettings
 
@@ -227,7 +228,7 @@ def evaluate(model_dir: str, crops: str) -> dict[str, float]:
     pairs = Path(crops) / "pairs.txt"
     lines = run_facesim(["evaluate", "--model", model_dir, "--data", crops, "--pairs", str(pairs), "--fold", "10"])
     metrics = facesim_metrics(lines)
-    report("test figures: " + ", ".join(f"{name}={value:.4g}" for name, value in metrics.items()))
+    report("test figures: " + ", ".join(f"{name}={format_number(value)}" for name, value in metrics.items()))
     return metrics
 
 

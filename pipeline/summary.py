@@ -143,6 +143,6 @@ def reusable(arguments: dict[str, Any], work_root: Path, registered: tuple[Path 
         return Reuse(None, "another model or gallery was registered since the last run")
     return Reuse(
         last,
-        f"model {last.model.version} and gallery {last.gallery.version} from the run of "
-        f"{last.finished}, same data and settings",
+        f"model {last.model.version} and gallery {last.gallery.version}, registered by the run of "
+        f"{last.finished}, came from the same data and settings",
     )

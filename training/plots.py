@@ -9,29 +9,40 @@ import matplotlib
 matplotlib.use("Agg")  # headless: workers and CI have no display
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from facesim.training.verification import Roc
 
+ZOOM_TAR = (0.9, 1.0)  # where a good face model's curves differ
+
 
 def plot_roc(curves: dict[str, Roc], path: Path) -> Path:
-    """ROC curves (log FAR axis, where FaceNet's VAL@FAR lives), one per named pair set."""
-    figure, axes = plt.subplots(figsize=(5, 4.5))
-    for name, roc in curves.items():
-        far = np.clip(roc.false_accept, 1e-4, 1.0)
-        axes.step(far, roc.true_accept, where="post", label=name)
-    axes.axvline(1e-3, color="grey", linestyle=":", label="FAR = 1e-3")
-    axes.set_xscale("log")
-    axes.set_xlim(1e-4, 1.0)
-    axes.set_ylim(0.0, 1.01)
-    axes.set_xlabel("false accept rate (different people called same)")
-    axes.set_ylabel("true accept rate")
-    axes.set_title("LFW verification ROC")
-    axes.legend(loc="lower right")
-    axes.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
+    figure = roc_figure(curves)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def roc_figure(curves: dict[str, Roc]) -> Figure:
+    """ROC curves on a log FAR axis (where FaceNet's VAL@FAR lives), one per named pair set: the
+    whole curve, and beside it the region that matters, TAR 0.9-1.0."""
+    figure, panels = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True)
+    for axes, tar_range, title in zip(panels, ((0.0, 1.01), ZOOM_TAR), ("whole curve", "TAR 0.9-1.0"), strict=True):
+        for name, roc in curves.items():
+            far = np.clip(roc.false_accept, 1e-4, 1.0)
+            axes.step(far, roc.true_accept, where="post", label=name)
+        axes.axvline(1e-3, color="grey", linestyle=":", label="FAR = 1e-3")
+        axes.set_xscale("log")
+        axes.set_xlim(1e-4, 1.0)
+        axes.set_ylim(*tar_range)
+        axes.set_xlabel("false accept rate (different people called same)")
+        axes.set_title(title)
+        axes.grid(True, which="both", alpha=0.3)
+    panels[0].set_ylabel("true accept rate")
+    panels[1].legend(loc="lower right")
+    figure.suptitle("LFW verification ROC")
+    figure.tight_layout()
+    return figure
 
 
 def plot_embedding_map(embeddings: np.ndarray, names: list[str], path: Path) -> Path:

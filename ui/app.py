@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from facesim.contract.api import MAX_IMAGE_BYTES, IdentityNameError, validate_identity
 from facesim.contract.client import PredictorClient, PredictorError, Timeouts
+from facesim.contract.display import card_summary, display_name, format_value, metric_rows
 from facesim.ui.images import ACCEPTED_EXTENSIONS, CheckedImage, UploadError, annotate_faces, check_upload
 from facesim.ui.login import login_required, register_login
 
@@ -81,6 +82,7 @@ def create_app(config: UiConfig | None = None) -> Flask:
     _register_errors(app, config)
     app.after_request(_add_security_headers)
     app.jinja_env.globals.update(accepted=",".join(ACCEPTED_EXTENSIONS), predictor_url=config.predictor_url)
+    app.jinja_env.filters.update(display_name=display_name, card_value=format_value)
     return app
 
 
@@ -186,7 +188,12 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
             model_version = predictor.gallery().get("model_version")
         except PredictorError as error:
             return render_template("model.html", down=str(error)), 503
-        return render_template("model.html", card=card, summary=_card_summary(card, model_version))
+        return render_template(
+            "model.html",
+            card=card,
+            summary=card_summary(card, model_version),
+            metrics=metric_rows(card.get("metrics") or {}),
+        )
 
     @app.get("/model/roc.png")
     def roc_curve() -> Any:
@@ -236,16 +243,25 @@ def _down_message(predictor: PredictorClient) -> str | None:
 def _sample_identities(predictor: PredictorClient) -> list[str]:
     """A few gallery identities whose thumbnails the search page offers as sample images."""
     try:
-        identities = predictor.gallery()["identities"]
+        listing = predictor.gallery()
     except PredictorError:
         return []
-    return [entry["identity"] for entry in identities[:SAMPLE_COUNT]]
+    return sample_identities(listing, SAMPLE_COUNT)
+
+
+def sample_identities(listing: dict[str, Any], count: int) -> list[str]:
+    """People a visitor knows: the gallery's featured (most photographed) ones first, then those
+    with the most images, ties by name."""
+    featured = [name for name in listing.get("featured") or [] if isinstance(name, str)]
+    by_images = sorted(listing["identities"], key=lambda entry: (-entry["count"], entry["identity"]))
+    names = dict.fromkeys([*featured, *(entry["identity"] for entry in by_images)])
+    return list(names)[:count]
 
 
 def _search_image(predictor: PredictorClient, sample: str | None, upload: FileStorage | None) -> CheckedImage:
     if sample and not (upload and upload.filename):
         try:
-            return check_upload(predictor.thumbnail(sample), f"{sample}.jpg")  # thumbnails are JPEG
+            return check_upload(predictor.thumbnail(sample), f"{display_name(sample)}.jpg")  # thumbnails are JPEG
         except PredictorError as error:
             if not error.rejected:
                 raise
@@ -303,7 +319,12 @@ def _crop_uri(face: dict[str, Any] | None) -> str | None:
 def _gallery_page(listing: dict[str, Any], query: str, page_text: str) -> dict[str, Any]:
     identities = listing.get("identities") or []
     if query:
-        identities = [entry for entry in identities if query.casefold() in entry["identity"].casefold()]
+        wanted = query.casefold()
+        identities = [
+            entry
+            for entry in identities
+            if wanted in entry["identity"].casefold() or wanted in display_name(entry["identity"]).casefold()
+        ]
     pages = max(1, math.ceil(len(identities) / GALLERY_PAGE_SIZE))
     page = min(page_number(page_text), pages)
     shown = identities[(page - 1) * GALLERY_PAGE_SIZE : page * GALLERY_PAGE_SIZE]
@@ -344,19 +365,3 @@ def _proxy_picture(fetch: Callable[[], bytes], mime: str) -> Response:
             abort(404)
         abort(503, "The predictor is not reachable, so this picture cannot be shown.")
     return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=60"})
-
-
-def _card_summary(card: dict[str, Any], model_version: str | None) -> list[tuple[str, Any]]:
-    """The model card's headline fields, in reading order, skipping those it does not have."""
-    fields = (
-        ("Model", card.get("name", "facenet")),
-        ("Version", card.get("version") or model_version),
-        ("Created", card.get("created")),
-        ("Code version", card.get("code_version")),
-        ("Architecture", card.get("architecture")),
-        ("Image size", card.get("image_size")),
-        ("Embedding size", card.get("embedding_dim")),
-        ("Triplet margin", card.get("margin")),
-        ("Threshold (squared L2)", card.get("threshold")),
-    )
-    return [(label, value) for label, value in fields if value is not None]

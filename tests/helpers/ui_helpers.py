@@ -11,6 +11,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import requests
 from flask.testing import FlaskClient
@@ -59,10 +60,18 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def start_ui(predictor_url: str, *options: str) -> tuple[str, subprocess.Popen]:
-    """`facesim ui` as a user runs it (waitress), on a free port."""
+def start_ui(predictor_url: str, *options: str, log: Path | None = None) -> tuple[str, subprocess.Popen]:
+    """`facesim ui` as a user runs it (waitress), on a free port; its output goes to `log` if given."""
     port = free_port()
-    process = subprocess.Popen(
+    with open(log or os.devnull, "wb") as output:  # the child keeps its own handle
+        process = _spawn_ui(predictor_url, port, options, output)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/healthz", process)
+    return url, process
+
+
+def _spawn_ui(predictor_url: str, port: int, options: tuple[str, ...], output: IO[bytes]) -> subprocess.Popen:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -74,13 +83,10 @@ def start_ui(predictor_url: str, *options: str) -> tuple[str, subprocess.Popen]:
             str(port),
             *(options or ("--timeout", "10")),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
         env={**os.environ, "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN},
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/healthz", process)
-    return url, process
 
 
 @dataclass

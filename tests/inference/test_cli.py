@@ -39,7 +39,9 @@ def test_gallery_build_options(
         == 0
     )
     limited = GalleryStore(tmp_path / "limited")
-    assert limited.identities() == [("alex_lacamoire", 1), ("biden", 1), ("kit_harington", 1)]
+    # The three with the most photos (alex_lacamoire has one, the others two: ties by name).
+    assert limited.identities() == [("biden", 1), ("kit_harington", 1), ("obama", 1)]
+    assert limited.info.source["featured"] == ["biden", "kit_harington", "obama"]
     assert all(limited.thumbnail(name)[:2] == b"\xff\xd8" for name, _ in limited.identities())
     # alex_lacamoire has one photo: with --min-images 2 he is left out, everyone else has 2.
     assert build(tiny_model_dir, knn_train, tmp_path / "two", yunet_path, "--min-images", "2") == 0

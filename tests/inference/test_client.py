@@ -116,3 +116,24 @@ def test_facesim_predict_against_http_server_is_one_line_and_exit_1(detection_di
     assert result.returncode == 1 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "not a facesim predictor" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_facesim_predict_prints_the_model_card_as_the_ui_shows_it(capsys: pytest.CaptureFixture) -> None:
+    from facesim.inference.client import main as predict_main
+    from tests.helpers.card_predictor import card_predictor
+
+    card = {
+        "threshold": 0.1934,
+        "metrics": {"val_accuracy": 0.99667, "test_accuracy": 0.99333, "test_impostor_pairs": 307011.0},
+        "training": {"params": {"learning_rate": 2e-05}},
+    }
+    with card_predictor(card, b"\x89PNG") as url:
+        assert predict_main(["--model-card", "--url", url]) == 0
+        shown = capsys.readouterr().out
+        assert predict_main(["--model-card", "--json", "--url", url]) == 0
+        assert json.loads(capsys.readouterr().out) == card
+    assert "Threshold (squared L2): 0.1934" in shown and "learning_rate: 2e-05" in shown
+    rows = [line.split() for line in shown.splitlines() if line.startswith(("accuracy", "impostor_pairs"))]
+    assert rows == [["accuracy", "0.9967", "0.9933"], ["impostor_pairs", "—", "307,011"]]
+    with pytest.raises(SystemExit):  # neither an image nor --model-card
+        predict_main(["--url", url])

@@ -119,7 +119,11 @@ def test_reuse_only_when_data_settings_and_registry_all_match(tmp_path: Path) ->
     registered = (Path(summary.model.path), Path(summary.gallery.path))
     assert reusable(arguments, tmp_path, registered).summary is None  # nothing written yet
     write_summary(summary, tmp_path)
-    assert reusable(arguments, tmp_path, registered).summary == summary
+    reuse = reusable(arguments, tmp_path, registered)
+    assert reuse.summary == summary
+    assert reuse.reason == (
+        f"model v2 and gallery v1, registered by the run of {summary.finished}, came from the same data and settings"
+    )
     changed = reusable({**arguments, "epochs": 5}, tmp_path, registered)
     assert changed.summary is None and "epochs 3 -> 5" in changed.reason
     newer = reusable(arguments, tmp_path, (tmp_path / "models" / "v3", registered[1]))

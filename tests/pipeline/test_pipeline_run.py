@@ -112,7 +112,9 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
     assert 0.0 <= summary["metrics"]["evaluate-model"]["accuracy"] <= 1.0
     assert "test accuracy" in run.stdout and "model v1, gallery v1" in run.stdout
     rerun = _facesim([*arguments, "--reuse"], env, timeout=120)
-    assert rerun.returncode == 0 and "reusing model v1 and gallery v1" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0 and "nothing to run: model v1 and gallery v1, registered by" in rerun.stdout, (
+        rerun.stdout + rerun.stderr
+    )
     assert "prepare-data" not in rerun.stdout
 
     home = tmp_path / "home"

@@ -19,6 +19,7 @@ import requests
 from flask.testing import FlaskClient
 from PIL import Image
 
+from facesim.contract.display import display_name
 from facesim.ui.app import UiConfig, create_app
 from tests.helpers.ui_helpers import HOSTILE_NAME, csrf_token, free_port
 
@@ -74,8 +75,21 @@ def test_search_two_people_names_gallery_identities(
     body = {"instances": [{"image": {"b64": base64.b64encode(two_people_jpg.read_bytes()).decode()}, "top_k": 3}]}
     answer = requests.post(f"{predictor_url}/v1/models/facenet:predict", json=body, timeout=60).json()
     expected = [[m["identity"] for m in face["matches"]] for face in answer["predictions"][0]["faces"]]
-    assert shown == expected and all(len(names) == 3 for names in shown)
-    assert set(sum(shown, [])) <= set(_gallery_names(predictor_url))
+    assert shown == [[display_name(name) for name in names] for names in expected]
+    assert all(len(names) == 3 for names in shown)
+    assert set(sum(expected, [])) <= set(_gallery_names(predictor_url))
+
+
+def test_search_page_offers_well_known_people_by_name(ui_client: FlaskClient) -> None:
+    """The tiny gallery's most photographed people (LFW's Colin_Powell, Tony_Blair, Donald_Rumsfeld)
+    come first among the samples, shown by name; the form still sends the stored key."""
+    html = ui_client.get("/").get_data(as_text=True)
+    samples = re.findall(r'name="sample" value="([^"]+)" class="sample" title="([^"]+)"', html)
+    assert samples[:3] == [
+        ("Colin_Powell", "Colin Powell"),
+        ("Tony_Blair", "Tony Blair"),
+        ("Donald_Rumsfeld", "Donald Rumsfeld"),
+    ]
 
 
 @pytest.mark.parametrize(

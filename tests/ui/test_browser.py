@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect
 
-from tests.helpers.ui_helpers import HOSTILE_NAME, DoomedPredictor
+from tests.helpers.card_predictor import card_predictor
+from tests.helpers.ui_helpers import HOSTILE_NAME, DoomedPredictor, start_ui, stop
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 A_NUMBER = re.compile(r"^\d+\.\d+$")
-# These machines cannot download browser builds, nor reach the network: keep Chromium quiet and local.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-tools.sh")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "search.png"
 
 
 class Watched:
@@ -143,6 +124,71 @@ def test_model_card_with_roc_curve(watched: Watched, live_ui: str) -> None:
     roc = page.locator(".roc img")
     expect(roc).to_be_visible()
     assert roc.evaluate("img => img.complete && img.naturalWidth") > 100
+    assert watched.console_errors == []
+
+
+def test_search_page_offers_samples_of_the_most_photographed(watched: Watched, live_ui: str) -> None:
+    page = watched.page
+    page.goto(live_ui)
+    first_sample = page.locator("#samples button.sample").first
+    expect(first_sample).to_have_attribute("title", "Colin Powell")  # the tiny gallery's most photographed
+    first_sample.click()
+    best = page.locator("#results .face").first.locator(".match").first
+    expect(best.locator(".identity")).to_have_text("Colin Powell")
+    expect(page.locator("#results h2")).to_contain_text("Colin Powell.jpg")
+
+
+def test_demo_search_and_the_readme_screenshot(watched: Watched, demo_ui: str, two_people_jpg: Path) -> None:
+    """The README's picture (docs/img/search.png) is this page, so it shows the UI as it is: the
+    pretrained model finds Joe Biden in the gallery, and Barack Obama (not enrolled) nowhere."""
+    page = watched.page
+    page.goto(demo_ui)
+    expect(page.locator("#samples button.sample").first).to_have_attribute("title", "George W Bush")
+    _search(page, two_people_jpg)
+    faces = page.locator("#results .face")
+    expect(faces).to_have_count(2)
+    best = [faces.nth(index).locator(".match").first for index in range(2)]
+    found = sorted((match.locator(".verdict").inner_text(), match.locator(".identity").inner_text()) for match in best)
+    assert found[0][0] == "not the same" and found[1] == ("same person", "Joseph Biden"), found
+    main = page.locator("main").bounding_box()  # not the footer: it names the test's random port
+    assert main is not None
+    size = page.viewport_size or {"width": 1200}
+    bottom = main["y"] + main["height"]
+    page.screenshot(
+        path=README_SCREENSHOT, full_page=True, clip={"x": 0, "y": 0, "width": size["width"], "height": bottom}
+    )
+    assert watched.console_errors == []
+
+
+@pytest.fixture()
+def card_ui(tiny_model_dir: Path) -> Iterator[str]:
+    """The UI in front of a stand-in predictor serving the tiny model's card, with a learning rate of
+    2e-5 and fold 10's 307,011 impostor image pairs written in."""
+    card = json.loads((tiny_model_dir / "model.json").read_text())
+    card["training"]["params"]["learning_rate"] = 2e-05
+    card["metrics"]["test_impostor_pairs"] = 307011.0
+    with card_predictor(card, (tiny_model_dir / "roc.png").read_bytes()) as predictor_url:
+        ui_url, process = start_ui(predictor_url)
+        yield ui_url
+        stop(process)
+
+
+def test_model_card_reads(watched: Watched, card_ui: str) -> None:
+    page = watched.page
+    page.goto(f"{card_ui}/model")
+    expect(page.locator("#metrics")).to_contain_text("307,011")
+    impostors = page.locator("#metrics tr", has_text="impostor_pairs")
+    expect(impostors.locator("td")).to_have_count(2)  # validation and test side by side
+    expect(impostors.locator("td").nth(1)).to_have_text("307,011")
+    learning_rate = page.locator(".tree dt", has_text=re.compile(r"^learning_rate$")).locator(
+        "xpath=following-sibling::dd[1]"
+    )
+    expect(learning_rate).to_have_text(re.compile(r"^\s*2(\.0)?e-05\s*$"))
+    points = page.locator(".tree dt", has_text=re.compile(r"^template_points$")).locator(
+        "xpath=following-sibling::dd[1]"
+    )
+    expect(points).to_have_text(re.compile(r"^\s*\(\d+\.\d, \d+\.\d\)(, \(\d+\.\d, \d+\.\d\)){4}\s*$"))
+    assert page.locator(".roc img").evaluate("img => img.complete && img.naturalWidth") > 100
     assert watched.console_errors == []
 
 
