@@ -27,6 +27,7 @@ from facesim.inference.gallery import (
     GalleryError,
     GalleryInfo,
     GalleryStore,
+    GalleryUnavailable,
     create_gallery,
     gallery_location,
     is_postgres,
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     except (GalleryError, ModelError, FileNotFoundError, ValueError) as error:
         print(f"facesim gallery: {error}", file=sys.stderr)
         return 2
+    except GalleryUnavailable as error:
+        print(f"facesim gallery: {error.detail}", file=sys.stderr)
+        return 3
 
 
 def _build_main(args: argparse.Namespace) -> int:
