@@ -116,7 +116,9 @@ class PostgresGallery:
         self.location = redacted(dsn)
         self._outage = OutageLog(self.location)
         self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue(IDLE_CONNECTIONS)
-        with self._transaction() as db:
+        # Its own connection, not the pool's: a start waiting for the database (wait_for_gallery)
+        # reports that itself, rather than an outage per attempt.
+        with connect(dsn) as db, db.transaction():
             exists = db.execute("SELECT to_regclass('facesim_gallery') IS NOT NULL").fetchone()[0]
             row = db.execute("SELECT info FROM facesim_gallery").fetchone() if exists else None
             if row is not None and db.execute("SELECT to_regclass('facesim_erasure_key') IS NULL").fetchone()[0]:
