@@ -243,6 +243,15 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--register", metavar="NAME", default=None, help="also register it in the local registry")
     show = commands.add_parser("list", help="list a gallery's identities and counts")
     show.add_argument("--gallery", required=True, type=gallery_location, help="gallery directory or PostgreSQL DSN")
+    purge = commands.add_parser(
+        "purge",
+        help="rewrite a gallery's files so that removed identities leave no copy (PostgreSQL: VACUUM FULL)",
+        description="PostgreSQL keeps removed rows' old versions in its table, index and TOAST files until "
+        "they are rewritten: this rewrites the gallery's tables (an exclusive lock while it runs; writes and "
+        "reads wait) and checkpoints. SQLite galleries zero removed rows at once; this compacts the file. "
+        "WAL segments and base backups are not touched (docs/architecture.md, Erasure).",
+    )
+    purge.add_argument("gallery", type=gallery_location, help="gallery directory or PostgreSQL DSN")
     calibrate = commands.add_parser(
         "calibrate",
         help="choose the gallery's own same-person threshold at a target false-accept rate",
@@ -258,7 +267,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        actions = {"build": _build_main, "init": _init_main, "list": _list_main, "calibrate": _calibrate_main}
+        actions = {
+            "build": _build_main,
+            "init": _init_main,
+            "list": _list_main,
+            "calibrate": _calibrate_main,
+            "purge": _purge_main,
+        }
         return actions[args.action](args)
     except (GalleryError, ModelError, FileNotFoundError, ValueError) as error:
         print(f"facesim gallery: {error}", file=sys.stderr)
@@ -329,6 +344,13 @@ def _register(args: argparse.Namespace) -> None:
 
         version = register_gallery(args.out, args.register)
         print(f"registered as gallery {args.register} {version}")
+
+
+def _purge_main(args: argparse.Namespace) -> int:
+    store = open_gallery(args.gallery)
+    seconds = store.purge()
+    print(f"gallery {store.location}: rewritten in {seconds:.2f} s; removed identities leave no copy in its files")
+    return 0
 
 
 def _list_main(args: argparse.Namespace) -> int:
