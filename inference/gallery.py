@@ -217,6 +217,17 @@ class GalleryChanges:
     rows: GalleryRows
 
 
+@dataclass(frozen=True)
+class GallerySnapshot:
+    """Every row of a gallery as of one moment (what backups and restores move)."""
+
+    info: GalleryInfo
+    version: int
+    removals: int
+    identities: list[tuple[str, bytes | None]]  # name, thumbnail
+    embeddings: list[tuple[int, str, bytes, str | None]]  # row id, identity, vector bytes, source
+
+
 class Gallery(Protocol):
     """What the predictor and the index need of a gallery, whichever backend keeps it."""
 
@@ -236,6 +247,7 @@ class Gallery(Protocol):
     def remove(self, identity: str, request: WriteRequest | None = None) -> int: ...
     def erasure_digest(self, identity: str) -> str: ...
     def purge(self) -> float: ...
+    def snapshot(self) -> GallerySnapshot: ...
     def identities(self) -> list[tuple[str, int]]: ...
     def thumbnail(self, identity: str) -> bytes | None: ...
     def counters(self) -> tuple[int, int]: ...
@@ -349,7 +361,7 @@ class GalleryStore:
         if (directory / MANIFEST_NAME).exists():
             raise GalleryError(f"{directory} already holds a gallery; choose another --out")
         directory.mkdir(parents=True, exist_ok=True)
-        with closing(_connect(directory / DATABASE_NAME)) as db:
+        with closing(sqlite_connect(directory / DATABASE_NAME)) as db:
             db.executescript(_SCHEMA)
         # The manifest goes last: a directory with a manifest is a complete gallery.
         _write_manifest(directory, info)
@@ -362,7 +374,7 @@ class GalleryStore:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._reachable(), closing(_connect(self.directory / DATABASE_NAME)) as db:
+        with self._reachable(), closing(sqlite_connect(self.directory / DATABASE_NAME)) as db:
             yield db
 
     @contextmanager
@@ -378,7 +390,7 @@ class GalleryStore:
     def _write(self, request: WriteRequest | None = None) -> Iterator[IdempotentWrite]:
         """One write transaction, taken up front so concurrent writers queue instead of failing. A
         retried request (same idempotency key) finds its first answer in `replay` and changes nothing."""
-        with self._reachable(), closing(_connect(self.directory / DATABASE_NAME)) as db:
+        with self._reachable(), closing(sqlite_connect(self.directory / DATABASE_NAME)) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _WRITE_TABLES.split(";")[:-1]:
@@ -458,7 +470,7 @@ class GalleryStore:
             digest = erasure_digest(_erasure_key(db), identity)
             db.execute("INSERT INTO removal_log VALUES (?, ?)", (_meta(db, "version") + 1, digest))
             write.answer = {"removed": removed}
-        with self._reachable(), closing(_connect(self.directory / DATABASE_NAME)) as db:
+        with self._reachable(), closing(sqlite_connect(self.directory / DATABASE_NAME)) as db:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a WAL (if one is used) keeps no copy either
         return removed
 
@@ -466,7 +478,7 @@ class GalleryStore:
         """Rewrite the database file without free pages (VACUUM; removed rows are zeroed already by
         secure_delete); returns the seconds it took."""
         started = time.perf_counter()
-        with self._reachable(), closing(_connect(self.directory / DATABASE_NAME)) as db:
+        with self._reachable(), closing(sqlite_connect(self.directory / DATABASE_NAME)) as db:
             db.execute("VACUUM")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return time.perf_counter() - started
@@ -521,6 +533,19 @@ class GalleryStore:
             return GalleryChanges(removed=None, rows=self.rows())
         return GalleryChanges(removed=removed, rows=rows)
 
+    def snapshot(self) -> GallerySnapshot:
+        with self._read() as db:
+            db.execute("BEGIN")  # one read transaction
+            snapshot = GallerySnapshot(
+                self.info,
+                _meta(db, "version"),
+                _meta(db, "removals"),
+                db.execute("SELECT name, thumbnail FROM identities ORDER BY name").fetchall(),
+                db.execute("SELECT id, identity, vector, source FROM embeddings ORDER BY id").fetchall(),
+            )
+            db.execute("COMMIT")
+        return snapshot
+
     def _rows(self, db: sqlite3.Connection, after_id: int) -> GalleryRows:
         version, removals = _meta(db, "version"), _meta(db, "removals")
         count = db.execute("SELECT COUNT(*) FROM embeddings WHERE id > ?", (after_id,)).fetchone()[0]
@@ -538,7 +563,7 @@ def read_rows(cursor: Iterator[tuple], count: int, dim: int, version: int, remov
     return GalleryRows(version=version, removals=removals, ids=ids, identities=identities, vectors=vectors)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def sqlite_connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE / COMMIT above).
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     db.execute("PRAGMA foreign_keys = ON")

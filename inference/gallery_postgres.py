@@ -20,7 +20,7 @@ import json
 import os
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING
@@ -35,6 +35,7 @@ from facesim.inference.gallery import (
     GalleryError,
     GalleryInfo,
     GalleryRows,
+    GallerySnapshot,
     GalleryUnavailable,
     IdempotentWrite,
     OutageLog,
@@ -312,6 +313,21 @@ class PostgresGallery:
             return GalleryChanges(removed=None, rows=self.rows())
         return GalleryChanges(removed=removed, rows=rows)
 
+    def snapshot(self) -> GallerySnapshot:
+        with self._transaction(read_only=True) as db:
+            version, removals = db.execute("SELECT version, removals FROM facesim_gallery").fetchone()
+            identities = db.execute("SELECT name, thumbnail FROM facesim_identities ORDER BY name").fetchall()
+            embeddings = db.execute(
+                "SELECT id, identity, vector, source FROM facesim_embeddings ORDER BY id", binary=True
+            ).fetchall()
+        return GallerySnapshot(
+            self.info,
+            int(version),
+            int(removals),
+            [(name, None if thumbnail is None else bytes(thumbnail)) for name, thumbnail in identities],
+            [(int(i), name, bytes(vector), source) for i, name, vector, source in embeddings],
+        )
+
     def _rows(self, db: psycopg.Connection, after_id: int) -> GalleryRows:
         version, removals = db.execute("SELECT version, removals FROM facesim_gallery").fetchone()
         count = db.execute("SELECT COUNT(*) FROM facesim_embeddings WHERE id > %s", (after_id,)).fetchone()[0]
@@ -322,6 +338,37 @@ class PostgresGallery:
 
     def listen(self) -> ChangeListener:
         return ChangeListener(self.dsn)
+
+
+def restore_into(dsn: str, snapshot: GallerySnapshot, other_model: Callable[[str], str]) -> None:
+    """Fill a database with a snapshot's rows: a new gallery, or one of the same model whose rows are
+    replaced in one transaction (its replicas then read it again: the counters move past theirs, with
+    no removal log reaching back). `other_model(theirs)` words the refusal of another model's gallery."""
+    with connect(dsn) as db, db.transaction():
+        _upgrade(db)
+        row = db.execute("SELECT info, version, removals FROM facesim_gallery FOR UPDATE").fetchone()
+        if row is None:
+            version, removals = snapshot.version, snapshot.removals
+            db.execute("INSERT INTO facesim_gallery(info) VALUES (%s)", (json.dumps(asdict(snapshot.info)),))
+        elif row[0]["model_version"] != snapshot.info.model_version:
+            raise GalleryError(other_model(f"the gallery at {redacted(dsn)} ({row[0]['model_version']})"))
+        else:
+            version, removals = max(row[1], snapshot.version) + 1, max(row[2], snapshot.removals) + 1
+            db.execute("DELETE FROM facesim_identities")  # the embeddings go with them (ON DELETE CASCADE)
+            db.execute("DELETE FROM facesim_removal_log")
+            db.execute("UPDATE facesim_gallery SET info = %s", (json.dumps(asdict(snapshot.info)),))
+        with db.cursor() as cursor:
+            cursor.executemany("INSERT INTO facesim_identities(name, thumbnail) VALUES (%s, %s)", snapshot.identities)
+            cursor.executemany(
+                "INSERT INTO facesim_embeddings(id, identity, vector, source) VALUES (%s, %s, %s, %s)",
+                snapshot.embeddings,
+            )
+        db.execute(
+            "SELECT setval(pg_get_serial_sequence('facesim_embeddings', 'id'), GREATEST(MAX(id), 1)) "
+            "FROM facesim_embeddings"
+        )
+        db.execute("UPDATE facesim_gallery SET version = %s, removals = %s", (version, removals))
+        db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(version)))
 
 
 class ChangeListener:

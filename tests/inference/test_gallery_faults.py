@@ -21,9 +21,9 @@ from facesim.inference.gallery import (
     IdempotencyConflict,
     UnknownIdentity,
     WriteRequest,
-    _connect,
     create_gallery,
     open_gallery,
+    sqlite_connect,
     wait_for_gallery,
 )
 from facesim.inference.search import IndexState, LiveGalleryIndex
@@ -93,7 +93,7 @@ def test_sqlite_keys_live_at_least_a_day_and_erasure_is_set_by_facesim(tmp_path:
     gallery.add("c", unit_rows(2, 1))  # every write prunes expired keys
     with sqlite3.connect(database) as db:
         assert [key for (key,) in db.execute("SELECT key FROM idempotency_keys")] == ["recent"]
-    assert _connect(database).execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert sqlite_connect(database).execute("PRAGMA secure_delete").fetchone()[0] == 1
 
 
 def test_an_unreachable_database_is_unavailable_naming_nothing(tmp_path: Path) -> None:
