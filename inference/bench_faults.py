@@ -157,7 +157,7 @@ class Load:
             number += 1
             self._stop.wait(every_s)
 
-    def enrol(self, session: requests.Session, name: str) -> float | None:
+    def enrol(self, session: requests.Session, name: str, attempts: int = 1_000_000) -> float | None:
         """Enrol `name` until acknowledged (retrying with one key, next replica each time); the time it was acked."""
         body = json.dumps({"identity": name, "images": [{"b64": self.photo_b64}]}).encode()
         headers = {
@@ -165,25 +165,30 @@ class Load:
             "Authorization": f"Bearer {self.token}",
             IDEMPOTENCY_HEADER: str(uuid.uuid4()),
         }
-        deadline, turn = time.monotonic() + WRITE_DEADLINE_S, 0
-        while time.monotonic() < deadline:
-            url = self.replicas.pick(turn)
-            turn += 1
-            status, retry_after = None, 0.2
-            sent_in_outage = self.in_outage.is_set()
-            if url is not None:
-                try:
-                    answer = session.post(url + GALLERY_PATH, data=body, headers=headers, timeout=60)
-                    status, retry_after = answer.status_code, float(answer.headers.get("Retry-After", 0.2))
-                except requests.RequestException:
-                    pass
-            self._record(name, status, sent_in_outage and self.in_outage.is_set())
+        deadline = time.monotonic() + WRITE_DEADLINE_S
+        for turn in range(attempts):
+            status, retry_after = self._attempt(session, self.replicas.pick(turn), name, body, headers)
             if status == 200:
                 return time.monotonic()
-            if status is not None and 400 <= status < 500:
+            if status is not None and 400 <= status < 500 or time.monotonic() > deadline:
                 return None
             time.sleep(min(retry_after, 5.0))
         return None
+
+    def _attempt(
+        self, session: requests.Session, url: str | None, name: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int | None, float]:
+        """One try: (HTTP status, or None without an answer; seconds to wait before the next)."""
+        status, retry_after = None, 0.2
+        sent_in_outage = self.in_outage.is_set()
+        if url is not None:
+            try:
+                answer = session.post(url + GALLERY_PATH, data=body, headers=headers, timeout=60)
+                status, retry_after = answer.status_code, float(answer.headers.get("Retry-After", 0.2))
+            except requests.RequestException:
+                pass
+        self._record(name, status, sent_in_outage and self.in_outage.is_set())
+        return status, retry_after
 
     def _record(self, name: str, status: int | None, in_outage: bool) -> None:
         """`in_outage`: sent and answered while the database was down."""
@@ -249,7 +254,9 @@ def _postgres_scenarios(config: FaultsConfig, tally: Tally, token: str, outcome:
                 time.sleep(config.settle_s)
                 database.stop("immediate")
                 load.in_outage.set()
-                time.sleep(config.outage_s)
+                outage_ends = time.monotonic() + config.outage_s
+                load.enrol(requests.Session(), "probe during the outage", attempts=1)  # at least one answer seen
+                time.sleep(max(0.0, outage_ends - time.monotonic()))
                 load.in_outage.clear()
                 database.start()
                 up = time.monotonic()
