@@ -3,7 +3,8 @@
 With `--postgres`: two predictor replicas share a throwaway PostgreSQL gallery; `--predict-clients`
 clients send predicts to them in turn and one writer enrols a new person every `--enrol-every-s`.
 1. Database outage: PostgreSQL is stopped (`pg_ctl -m immediate`, as a crash) for `--outage-s`,
-   then started; a probe enrols every 0.1 s to time how long writes take to succeed again.
+   then started. One probe enrolment is sent while it is down (so its status is always seen), and
+   one after, every 0.1 s until acknowledged, to time how long writes take to succeed again.
 2. Replica kill: one replica gets SIGKILL mid-load; clients carry on with the other.
 Always: 3. SQLite kill: a predictor on a directory gallery gets SIGKILL `--kills` times while two
 writers enrol back to back, and is restarted each time.

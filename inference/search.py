@@ -460,10 +460,10 @@ class LiveGalleryIndex:
         if changes.removed is None:  # every row (first start, or the removal log does not reach back)
             self._index = EmbeddingIndex(self._index.dim, self.approximate_threshold)
             self._state = IndexState()
-        if changes.removed:  # the log holds keyed hashes of the names, not names
+        if changes.removed:  # the log holds keyed hashes of the names (names in galleries' older entries)
             by_digest = {self.store.erasure_digest(name): name for name in self._index.live_names()}
-            for digest in changes.removed:
-                self._index.remove_identity(by_digest.get(digest, ""))
+            for entry in changes.removed:
+                self._index.remove_identity(by_digest.get(entry, entry))
         rows = changes.rows
         self._index.add(rows.vectors, rows.identities, rows.ids)
         last_id = int(rows.ids[-1]) if len(rows.ids) else self._state.last_id

@@ -11,7 +11,7 @@ import pytest
 
 from facesim.contract.client import PredictorClient
 from facesim.inference.gallery import GalleryError, GalleryInfo, create_gallery, open_gallery
-from facesim.inference.gallery_backup import restore_gallery
+from facesim.inference.gallery_backup import backup_gallery, restore_gallery
 from facesim.inference.gallery_cli import main as gallery_main
 from facesim.inference.local_server import local_predictor
 from facesim.inference.search import LiveGalleryIndex
@@ -97,3 +97,22 @@ def test_postgres_backup_restore_keeps_removed_people_out_and_refuses_another_mo
     directory = tmp_path / "as-directory"
     assert gallery_main(["restore", str(backup), "--out", str(directory)]) == 0
     assert open_gallery(directory).snapshot().embeddings == original.embeddings
+
+
+def test_sqlite_backup_after_a_removal_holds_no_copy_and_is_refused_for_another_model(tmp_path: Path) -> None:
+    gallery = create_gallery(tmp_path / "gallery", GalleryInfo(model_version="model-a", embedding_dim=DIM))
+    gallery.add("person", unit_rows(1, 2))
+    gallery.add("Removed Canary", unit_rows(99, 2), thumbnail=b"canary thumbnail bytes")
+    gallery.remove("Removed Canary")
+    summary = backup_gallery(tmp_path / "gallery", tmp_path / "backup")
+    assert (summary.identities, summary.embeddings, summary.model_version) == (1, 2, "model-a")
+    for path in (tmp_path / "backup").rglob("*"):
+        data = path.read_bytes()
+        assert (
+            b"Removed Canary" not in data and b"canary thumbnail" not in data and unit_rows(99, 2).tobytes() not in data
+        )
+    create_gallery(tmp_path / "other", GalleryInfo(model_version="model-b", embedding_dim=DIM))
+    with pytest.raises(GalleryError, match="model model-a, not of the gallery at .*model-b"):
+        restore_gallery(tmp_path / "backup", tmp_path / "other")
+    with pytest.raises(GalleryError, match="not of the model given"):
+        restore_gallery(tmp_path / "backup", tmp_path / "new", model_version="model-b")
