@@ -61,6 +61,10 @@ def test_database_outage_is_a_503_and_retries_never_duplicate(
             assert first.status_code == again.status_code == 200 and again.json() == first.json()
             other = requests.post(url + GALLERY, json={**body, "identity": "Bea"}, headers=key, timeout=60)
             assert other.status_code == 422 and "Idempotency-Key" in other.json()["error"]
+            bad_key = requests.post(
+                url + GALLERY, json=body, headers={**AUTH, "Idempotency-Key": "k" * 256}, timeout=60
+            )
+            assert bad_key.status_code == 400 and "Idempotency-Key" in bad_key.json()["error"]
 
             database.stop("immediate")
             _wait_for(lambda: not _writable(url), 10, "gallery_writable false")
@@ -93,6 +97,7 @@ def test_database_outage_is_a_503_and_retries_never_duplicate(
                 item["identity"]: item["count"] for item in requests.get(url + GALLERY, timeout=10).json()["identities"]
             }
             assert listing == {"Alex": 1, "Bea": 1}
+            _wait_for(lambda: _writable(url), 10, "gallery_writable true again")
             assert log.read_text().count(OUTAGE_LOG_LINE) == 1  # once per outage, not per request
         finally:
             replica.stop()
