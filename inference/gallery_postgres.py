@@ -164,7 +164,7 @@ class PostgresGallery:
                 if read_only:
                     db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 yield db
-        except psycopg.OperationalError as error:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:  # (InterfaceError: a lost connection)
             db.close()  # a broken connection is not pooled again, nor are the idle ones (as broken)
             self.close()
             raise self._outage.failed(str(error).strip()) from None
