@@ -4,6 +4,8 @@ refused; a PostgreSQL gallery goes to a directory and back."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,30 @@ def test_sqlite_backup_after_a_removal_holds_no_copy_and_is_refused_for_another_
         restore_gallery(tmp_path / "backup", tmp_path / "other")
     with pytest.raises(GalleryError, match="not of the model given"):
         restore_gallery(tmp_path / "backup", tmp_path / "new", model_version="model-b")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_backup_taken_during_writes_is_one_snapshot(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    location = tmp_path / "gallery" if backend == "sqlite" else request.getfixturevalue("postgres_dsn")
+    gallery = create_gallery(location, GalleryInfo(model_version="model-a", embedding_dim=DIM))
+    stop = threading.Event()
+
+    def write() -> None:  # every change adds one row: a consistent copy has as many rows as changes
+        for i in range(100_000):
+            if stop.is_set():
+                return
+            gallery.add(f"writer {i}", unit_rows(i, 1))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while gallery.counters()[0] < 20:
+            time.sleep(0.01)
+        summaries = [backup_gallery(location, tmp_path / f"backup{i}") for i in range(3)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(summary.version == summary.embeddings >= 20 for summary in summaries)
+    assert gallery.counters()[0] > summaries[0].version  # the writer went on while the backups ran
