@@ -14,6 +14,11 @@ MODEL_NAME = "facenet"  # KServe model name: /v1/models/facenet:predict, /v2/mod
 MAX_IDENTITY_LENGTH = 128
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one image, as sent (the predictor's default; configurable)
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # one request body
+# What a 503 from a gallery endpoint says while the gallery's database cannot be reached, and what
+# facesim's clients show: it names nothing of the server's internals.
+GALLERY_UNAVAILABLE = "the gallery is unavailable, retry later"
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # gallery writes (IETF draft "The Idempotency-Key HTTP Header Field")
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
 class IdentityNameError(ValueError):

@@ -3,19 +3,23 @@
 Every answer is checked against the API (docs/architecture.md, "Predictor HTTP API") before a
 caller reads it: a server that is not a facesim predictor (an HTML page, `[]`, wrong types), a
 timeout or a refusal all become one `PredictorError` whose message is a single line for a user.
+Gallery writes carry an `Idempotency-Key` and are retried on a lost connection and on 503 (the
+gallery's database unavailable): a retry of a write the server already did returns its first answer.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
-from facesim.contract.api import MODEL_NAME
+from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MODEL_NAME
 
 READY_PATH = "/v2/health/ready"
 GALLERY_PATH = f"/v1/models/{MODEL_NAME}/gallery"
@@ -25,21 +29,42 @@ MAX_MESSAGE_CHARS = 200
 
 class PredictorError(Exception):
     """One line saying what went wrong. `status` is the HTTP status of a refusal (4xx: the request
-    was wrong); None when the predictor was unreachable, timed out, failed or broke the API."""
+    was wrong) or of an unavailable gallery (503); None when the predictor was unreachable, timed
+    out, failed or broke the API. `retry_after_s`: how long a 503 asked the client to wait."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(" ".join(message.split()))
         self.status = status
+        self.retry_after_s = retry_after_s
 
     @property
     def rejected(self) -> bool:
         return self.status is not None and 400 <= self.status < 500
+
+    @property
+    def unavailable(self) -> bool:
+        """The gallery cannot be used now (503); a retry later may succeed."""
+        return self.status == 503
+
+    @property
+    def retryable(self) -> bool:
+        """Worth sending a write again (with the same idempotency key): unavailable, or not refused."""
+        return self.status is None or self.unavailable
 
 
 @dataclass(frozen=True)
 class Timeouts:
     connect_s: float = 3.0
     read_s: float = 60.0  # one request's analysis; a gallery listing or card answers far sooner
+
+
+@dataclass(frozen=True)
+class WriteRetries:
+    """Gallery writes: how often and how long to retry on a lost connection or a 503 (same key each time)."""
+
+    attempts: int = 6
+    first_wait_s: float = 0.5  # doubling per attempt, or the server's Retry-After when it gives one
+    max_wait_s: float = 10.0
 
 
 def predict_url(base_url: str) -> str:
@@ -74,6 +99,7 @@ class PredictorClient:
     timeouts: Timeouts = Timeouts()
     admin_token: str | None = field(default=None, repr=False)
     session: requests.Session | None = field(default=None, repr=False)  # one per thread when given
+    retries: WriteRetries = WriteRetries()
 
     def __post_init__(self) -> None:
         self.base_url = base_url_of(self.base_url)
@@ -113,24 +139,41 @@ class PredictorClient:
 
     # --- writes (need the admin token) --------------------------------------------------------
 
-    def enrol(self, identity: str, images: list[bytes]) -> dict:
+    def enrol(self, identity: str, images: list[bytes], idempotency_key: str | None = None) -> dict:
+        """Enrol (retried with one idempotency key, a new one unless given: never enrolled twice)."""
         body = json.dumps({"identity": identity, "images": [b64_image(image) for image in images]}).encode()
-        answer = self._json("POST", GALLERY_PATH, data=body, headers=self._write_headers(json_body=True))
+        headers = self._write_headers(idempotency_key, json_body=True)
+        answer = self._write(lambda: self._json("POST", GALLERY_PATH, data=body, headers=headers))
         return self._checked(
             answer, lambda: _fields(answer, {"identity": str, "added": int, "count": int, "edits": int})
         )
 
-    def remove(self, identity: str) -> dict:
-        answer = self._json("DELETE", GALLERY_PATH, params={"identity": identity}, headers=self._write_headers())
+    def remove(self, identity: str, idempotency_key: str | None = None) -> dict:
+        headers = self._write_headers(idempotency_key)
+        answer = self._write(lambda: self._json("DELETE", GALLERY_PATH, params={"identity": identity}, headers=headers))
         return self._checked(answer, lambda: _fields(answer, {"identity": str, "removed": int}))
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _write_headers(self, json_body: bool = False) -> dict[str, str]:
+    def _write_headers(self, idempotency_key: str | None, json_body: bool = False) -> dict[str, str]:
         headers = {"Content-Type": "application/json"} if json_body else {}
+        headers[IDEMPOTENCY_HEADER] = idempotency_key or str(uuid.uuid4())
         if self.admin_token:
             headers["Authorization"] = f"Bearer {self.admin_token}"
         return headers
+
+    def _write(self, send: Callable[[], Any]) -> Any:
+        """Send a write until it is answered, refused (4xx) or out of attempts."""
+        wait_s = self.retries.first_wait_s
+        for attempt in range(1, self.retries.attempts + 1):
+            try:
+                return send()
+            except PredictorError as error:
+                if not error.retryable or attempt == self.retries.attempts:
+                    raise
+                time.sleep(min(error.retry_after_s or wait_s, self.retries.max_wait_s))
+                wait_s = min(2 * wait_s, self.retries.max_wait_s)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(self, method: str, path: str, read_s: float | None = None, **kwargs: Any) -> requests.Response:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
@@ -143,6 +186,8 @@ class PredictorClient:
             raise PredictorError(
                 f"cannot reach the predictor at {self.base_url} ({type(error).__name__}): check that `facesim serve` runs there"
             ) from None
+        if response.status_code == 503 and _error_text(response) == GALLERY_UNAVAILABLE:
+            raise PredictorError(GALLERY_UNAVAILABLE, 503, _retry_after_s(response))
         if response.status_code >= 400:
             raise PredictorError(self._refusal(response), response.status_code if response.status_code < 500 else None)
         return response
@@ -179,6 +224,21 @@ class PredictorClient:
             status = "refused the request" if response.status_code < 500 else "failed"
             return f"the predictor {status} (HTTP {response.status_code}): {body['error'][:MAX_MESSAGE_CHARS]}"
         return self._not_api(f"HTTP {response.status_code} with a {_kind(response)} page")
+
+
+def _error_text(response: requests.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
+
+
+def _retry_after_s(response: requests.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None  # absent, or an HTTP date: the client's own backoff applies
 
 
 class AnswerError(ValueError):

@@ -1,4 +1,4 @@
-"""`facesim bench train|serve|gallery|accuracy|soak`: the benchmarks (each lives with its component)."""
+"""`facesim bench train|serve|gallery|accuracy|soak|faults`: the benchmarks (each lives with its component)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ BENCHMARKS = {
         "predictor latency/throughput at several concurrencies, and gallery search time",
     ),
     "soak": ("facesim.inference.soak", "a long run of real photos at concurrency C: errors and predictor memory"),
+    "faults": (
+        "facesim.inference.bench_faults",
+        "database outage, replica kill -9 and SQLite kill -9 under load: lost, duplicated, 5xx, recovery",
+    ),
 }
 
 

@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="PostgreSQL galleries: poll only, without LISTEN/NOTIFY (e.g. behind a transaction-mode pooler)",
     )
+    parser.add_argument(
+        "--gallery-wait-s",
+        type=float,
+        default=120.0,
+        help="PostgreSQL galleries: how long a start waits for the database, retrying with backoff, "
+        "before it gives up saying why",
+    )
     parser.add_argument("--port", type=int, default=None, help="HTTP port (same as --http_port)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface, as in a container)"
@@ -138,7 +145,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, before it loads
     from facesim.inference.embedder import ModelError
-    from facesim.inference.gallery import GalleryError
+    from facesim.inference.gallery import GalleryError, GalleryUnavailable
 
     try:
         model_dir, gallery_dir = _resolve_artifacts(args.model, args.gallery)
@@ -146,6 +153,9 @@ def serve_main(argv: list[str] | None = None) -> int:
     except (ModelError, GalleryError, FileNotFoundError, TokenError) as error:
         print(f"facesim serve: {error}", file=sys.stderr)
         return 2
+    except GalleryUnavailable as error:  # e.g. the database went away after the start's wait
+        print(f"facesim serve: {error.detail}", file=sys.stderr)
+        return 3
 
 
 def _resolve_artifacts(model: Path | None, gallery: str | None) -> tuple[Path, Path | str]:
@@ -181,6 +191,7 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path | str) -
         index_dir=args.index_dir,
         poll_s=args.gallery_poll_s,
         listen=args.gallery_listen,
+        gallery_wait_s=args.gallery_wait_s,
         verbose=args.verbose,
     )
     predictor = FaceNetPredictor(config)

@@ -8,18 +8,30 @@ without our own locking: every change is one transaction (a kill -9 mid-write lo
 already committed), concurrent writers from threads or server workers are serialised, and the
 change counter `version` lets every reader notice a change by reading one row.
 Identity names are only ever stored as text values, never used as file names.
+
+Faults outside the process: a database that cannot be reached raises `GalleryUnavailable` (HTTP
+503, a public message; the details go to the log once per outage). A write may carry an
+idempotency key (`WriteRequest`): the key and the write's answer are stored in the write's own
+transaction, so a retry of an acknowledged write returns the first answer and changes nothing.
+Removal erases: SQLite runs with `secure_delete` (freed pages are zeroed) and the removal log
+records a keyed hash of the name, never the name (docs/architecture.md "Erasure").
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -27,7 +39,7 @@ import numpy as np
 if TYPE_CHECKING:
     from facesim.inference.search import IndexState
 
-from facesim.contract.api import IdentityNameError
+from facesim.contract.api import GALLERY_UNAVAILABLE, IdentityNameError
 from facesim.contract.api import validate_identity as contract_identity
 from facesim.storage.faults import pause_point
 
@@ -36,6 +48,12 @@ MANIFEST_NAME = "gallery.json"
 DATABASE_NAME = "gallery.sqlite"
 # Writers wait this long for another writer's transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
+# Idempotency keys are kept at least this long (a client retrying later than that gets a new write).
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+# A replica starting while its database is down retries this often at most (so it is ready soon after).
+MAX_OPEN_BACKOFF_S = 2.0
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -53,10 +71,20 @@ CREATE INDEX IF NOT EXISTS embeddings_identity ON embeddings(identity);
 %s
 INSERT OR IGNORE INTO meta VALUES ('version', 0), ('removals', 0);
 """
-# Which identity each removal took (by the version it made): an index saved at an older version
-# catches up by removing those, without reading the whole gallery again.
+# Which identity each removal took (by the version it made), as a keyed hash of its name
+# (`erasure_digest`): an index saved at an older version catches up by removing those, without
+# reading the whole gallery again, and the log keeps no name of a removed person.
 _REMOVAL_LOG = "CREATE TABLE IF NOT EXISTS removal_log (version INTEGER PRIMARY KEY, identity TEXT NOT NULL);"
-_SCHEMA = _SCHEMA % _REMOVAL_LOG
+# Added after the first galleries: created by every writer too (IF NOT EXISTS), so old galleries get them.
+_WRITE_TABLES = """
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, answer TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys(created);
+CREATE TABLE IF NOT EXISTS erasure_key (id INTEGER PRIMARY KEY CHECK (id = 1), key BLOB NOT NULL);
+INSERT OR IGNORE INTO erasure_key VALUES (1, randomblob(32));
+"""
+_SCHEMA = _SCHEMA % (_REMOVAL_LOG + _WRITE_TABLES)
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # `facesim serve`'s default gallery when set: the InferenceService takes it from a Secret
 # (`facesim manifests --gallery-backend postgresql`), so no password sits in its arguments.
@@ -69,6 +97,84 @@ class GalleryError(ValueError):
 
 class UnknownIdentity(GalleryError):
     pass
+
+
+class IdempotencyConflict(GalleryError):
+    """An idempotency key already used for another request (HTTP 422, as the IETF draft advises)."""
+
+
+class GalleryUnavailable(Exception):
+    """The gallery's database cannot be reached now; a retry later may succeed (HTTP 503).
+
+    `str()` is the public message; `detail` (location without password, driver text) is for the
+    log and for operators' command lines."""
+
+    def __init__(self, detail: str):
+        super().__init__(GALLERY_UNAVAILABLE)
+        self.detail = detail
+
+
+class OutageLog:
+    """Whether the gallery's database answered its last call; logs an outage once when it starts
+    (with the details) and once when it ends, however many requests fail meanwhile."""
+
+    def __init__(self, location: str):
+        self.location = location
+        self.writable = True
+        self._lock = threading.Lock()
+
+    def failed(self, detail: str) -> GalleryUnavailable:
+        with self._lock:
+            if self.writable:
+                log.warning(
+                    "gallery database %s unreachable (answering 503 until it is back): %s", self.location, detail
+                )
+            self.writable = False
+        return GalleryUnavailable(f"gallery database {self.location}: {detail}")
+
+    def succeeded(self) -> None:
+        if self.writable:
+            return
+        with self._lock:
+            if not self.writable:
+                log.warning("gallery database %s reachable again", self.location)
+            self.writable = True
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """A write's idempotency key and its request's fingerprint (a hash of what was asked)."""
+
+    key: str
+    fingerprint: str
+
+
+def replayed_answer(request: WriteRequest | None, stored: tuple[str, str] | None) -> dict | None:
+    """The first answer to a retried write (stored: fingerprint, answer JSON); None for a new key."""
+    if request is None or stored is None:
+        return None
+    fingerprint, answer = stored
+    if fingerprint != request.fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used for a different request: send a new key for a new request"
+        )
+    return json.loads(answer)
+
+
+@dataclass
+class IdempotentWrite:
+    """A write transaction in progress: `replay` is the first answer when the request is a retry (then
+    nothing is written); otherwise the writer sets `answer`, stored with the key. Answers hold no
+    names (the caller has them from the request): a removed person's name stays in no table."""
+
+    db: Any
+    replay: dict | None
+    answer: dict = field(default_factory=dict)
+
+
+def erasure_digest(key: bytes, identity: str) -> str:
+    """The removal log's record of an identity: a keyed hash (the key stays in the gallery), not its name."""
+    return hmac.new(key, identity.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -111,16 +217,37 @@ class GalleryChanges:
     rows: GalleryRows
 
 
+@dataclass(frozen=True)
+class GallerySnapshot:
+    """Every row of a gallery as of one moment (what backups and restores move)."""
+
+    info: GalleryInfo
+    version: int
+    removals: int
+    identities: list[tuple[str, bytes | None]]  # name, thumbnail
+    embeddings: list[tuple[int, str, bytes, str | None]]  # row id, identity, vector bytes, source
+
+
 class Gallery(Protocol):
     """What the predictor and the index need of a gallery, whichever backend keeps it."""
 
     info: GalleryInfo
     location: str  # for messages: a directory, or a DSN without its password
 
+    @property
+    def writable(self) -> bool: ...  # the database answered its last call
     def add(
-        self, identity: str, vectors: np.ndarray, thumbnail: bytes | None = None, sources: list[str] | None = None
+        self,
+        identity: str,
+        vectors: np.ndarray,
+        thumbnail: bytes | None = None,
+        sources: list[str] | None = None,
+        request: WriteRequest | None = None,
     ) -> EnrolResult: ...
-    def remove(self, identity: str) -> int: ...
+    def remove(self, identity: str, request: WriteRequest | None = None) -> int: ...
+    def erasure_digest(self, identity: str) -> str: ...
+    def purge(self) -> float: ...
+    def snapshot(self) -> GallerySnapshot: ...
     def identities(self) -> list[tuple[str, int]]: ...
     def thumbnail(self, identity: str) -> bytes | None: ...
     def counters(self) -> tuple[int, int]: ...
@@ -180,6 +307,26 @@ def open_gallery(location: str | Path) -> Gallery:
     return GalleryStore(location)
 
 
+def wait_for_gallery(location: str | Path, wait_s: float) -> Gallery:
+    """Open a gallery whose database may still be starting: retry with backoff (doubling from 0.25 s
+    to MAX_OPEN_BACKOFF_S) for up to `wait_s` seconds, then give up saying why."""
+    deadline, delay, logged = time.monotonic() + wait_s, 0.25, False
+    while True:
+        try:
+            return open_gallery(location)
+        except GalleryUnavailable as error:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GalleryError(
+                    f"gave up after waiting {wait_s:g} s for the gallery database (--gallery-wait-s): {error.detail}"
+                ) from None
+            if not logged:
+                log.warning("waiting up to %g s for the gallery database: %s", wait_s, error.detail)
+                logged = True
+            time.sleep(min(delay, left))
+            delay = min(2 * delay, MAX_OPEN_BACKOFF_S)
+
+
 def create_gallery(location: str | Path, info: GalleryInfo) -> Gallery:
     if is_postgres(location):
         from facesim.inference.gallery_postgres import PostgresGallery
@@ -201,6 +348,12 @@ class GalleryStore:
             )
         self.info = GalleryInfo(**json.loads(manifest.read_text()))
         self.location = str(self.directory)
+        self._outage = OutageLog(self.location)
+        self._erasure_key: bytes | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self._outage.writable
 
     @classmethod
     def create(cls, directory: Path | str, info: GalleryInfo) -> GalleryStore:
@@ -208,7 +361,7 @@ class GalleryStore:
         if (directory / MANIFEST_NAME).exists():
             raise GalleryError(f"{directory} already holds a gallery; choose another --out")
         directory.mkdir(parents=True, exist_ok=True)
-        with closing(_connect(directory / DATABASE_NAME)) as db:
+        with closing(sqlite_connect(directory / DATABASE_NAME)) as db:
             db.executescript(_SCHEMA)
         # The manifest goes last: a directory with a manifest is a complete gallery.
         _write_manifest(directory, info)
@@ -221,21 +374,51 @@ class GalleryStore:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with closing(_connect(self.directory / DATABASE_NAME)) as db:
+        with self._reachable(), closing(sqlite_connect(self.directory / DATABASE_NAME)) as db:
             yield db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken up front so concurrent writers queue instead of failing."""
-        with closing(_connect(self.directory / DATABASE_NAME)) as db:
+    def _reachable(self) -> Iterator[None]:
+        """SQLite's own failures (locked past the busy timeout, disk full or read-only) as GalleryUnavailable."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            raise self._outage.failed(str(error)) from None
+        self._outage.succeeded()
+
+    @contextmanager
+    def _write(self, request: WriteRequest | None = None) -> Iterator[IdempotentWrite]:
+        """One write transaction, taken up front so concurrent writers queue instead of failing. A
+        retried request (same idempotency key) finds its first answer in `replay` and changes nothing."""
+        with self._reachable(), closing(sqlite_connect(self.directory / DATABASE_NAME)) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
+                for statement in _WRITE_TABLES.split(";")[:-1]:
+                    db.execute(statement)
+                stored = (
+                    None
+                    if request is None
+                    else db.execute(
+                        "SELECT fingerprint, answer FROM idempotency_keys WHERE key = ?", (request.key,)
+                    ).fetchone()
+                )
+                write = IdempotentWrite(db, replayed_answer(request, stored))
+                yield write
+                if write.replay is not None:
+                    db.execute("ROLLBACK")
+                    return
                 db.execute("UPDATE meta SET value = value + 1 WHERE key = 'version'")
+                db.execute("DELETE FROM idempotency_keys WHERE created < ?", (time.time() - IDEMPOTENCY_TTL_S,))
+                if request is not None:
+                    db.execute(
+                        "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                        (request.key, request.fingerprint, json.dumps(write.answer), time.time()),
+                    )
                 pause_point("gallery-commit")  # test hook (storage/faults.py): crash tests kill a writer here
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def counters(self) -> tuple[int, int]:
@@ -250,10 +433,14 @@ class GalleryStore:
         vectors: np.ndarray,
         thumbnail: bytes | None = None,
         sources: list[str] | None = None,
+        request: WriteRequest | None = None,
     ) -> EnrolResult:
         """Add embeddings (N, D) to an identity, creating it (with its thumbnail) if new."""
         identity, vectors, sources = checked_rows(self.info, identity, vectors, sources)
-        with self._write() as db:
+        with self._write(request) as write:
+            if write.replay is not None:
+                return EnrolResult(identity=identity, **write.replay)
+            db = write.db
             db.execute("INSERT OR IGNORE INTO identities(name, thumbnail) VALUES (?, ?)", (identity, thumbnail))
             if thumbnail is not None:
                 db.execute(
@@ -265,19 +452,42 @@ class GalleryStore:
                 [(identity, row.tobytes(), src) for row, src in zip(vectors, sources)],
             )
             count = db.execute("SELECT COUNT(*) FROM embeddings WHERE identity = ?", (identity,)).fetchone()[0]
-            version = _meta(db, "version") + 1
-        return EnrolResult(identity=identity, added=len(vectors), count=count, version=version)
+            write.answer = {"added": len(vectors), "count": count, "version": _meta(db, "version") + 1}
+        return EnrolResult(identity=identity, **write.answer)
 
-    def remove(self, identity: str) -> int:
-        """Remove an identity and all its embeddings; returns how many embeddings went."""
-        with self._write() as db:
+    def remove(self, identity: str, request: WriteRequest | None = None) -> int:
+        """Remove an identity and all its embeddings; returns how many embeddings went. Freed pages
+        are zeroed (secure_delete) and the journal checkpointed: no copy stays in the files."""
+        with self._write(request) as write:
+            if write.replay is not None:
+                return int(write.replay["removed"])
+            db = write.db
             removed = db.execute("DELETE FROM embeddings WHERE identity = ?", (identity,)).rowcount
             if db.execute("DELETE FROM identities WHERE name = ?", (identity,)).rowcount == 0:
                 raise UnknownIdentity(f"no identity {identity!r} in the gallery")
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'removals'")
             db.execute(_REMOVAL_LOG)  # galleries made before the log existed get it now
-            db.execute("INSERT INTO removal_log VALUES (?, ?)", (_meta(db, "version") + 1, identity))
+            digest = erasure_digest(_erasure_key(db), identity)
+            db.execute("INSERT INTO removal_log VALUES (?, ?)", (_meta(db, "version") + 1, digest))
+            write.answer = {"removed": removed}
+        with self._reachable(), closing(sqlite_connect(self.directory / DATABASE_NAME)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a WAL (if one is used) keeps no copy either
         return removed
+
+    def purge(self) -> float:
+        """Rewrite the database file without free pages (VACUUM; removed rows are zeroed already by
+        secure_delete); returns the seconds it took."""
+        started = time.perf_counter()
+        with self._reachable(), closing(sqlite_connect(self.directory / DATABASE_NAME)) as db:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return time.perf_counter() - started
+
+    def erasure_digest(self, identity: str) -> str:
+        if not self._erasure_key:  # (a gallery never written since the key arrived has none yet)
+            with self._read() as db:
+                self._erasure_key = _erasure_key(db)
+        return erasure_digest(self._erasure_key, identity)
 
     def identities(self) -> list[tuple[str, int]]:
         with self._read() as db:
@@ -306,7 +516,7 @@ class GalleryStore:
             return GalleryChanges(removed=None, rows=self.rows())
         with self._read() as db:
             db.execute("BEGIN")  # one read transaction: the log, the counters and the rows agree
-            has_log = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'removal_log'").fetchone()
+            has_log = _has_table(db, "removal_log")
             removed = (
                 [
                     name
@@ -322,6 +532,19 @@ class GalleryStore:
         if not log_covers(removed, rows.removals, since.removals):
             return GalleryChanges(removed=None, rows=self.rows())
         return GalleryChanges(removed=removed, rows=rows)
+
+    def snapshot(self) -> GallerySnapshot:
+        with self._read() as db:
+            db.execute("BEGIN")  # one read transaction
+            snapshot = GallerySnapshot(
+                self.info,
+                _meta(db, "version"),
+                _meta(db, "removals"),
+                db.execute("SELECT name, thumbnail FROM identities ORDER BY name").fetchall(),
+                db.execute("SELECT id, identity, vector, source FROM embeddings ORDER BY id").fetchall(),
+            )
+            db.execute("COMMIT")
+        return snapshot
 
     def _rows(self, db: sqlite3.Connection, after_id: int) -> GalleryRows:
         version, removals = _meta(db, "version"), _meta(db, "removals")
@@ -340,11 +563,24 @@ def read_rows(cursor: Iterator[tuple], count: int, dim: int, version: int, remov
     return GalleryRows(version=version, removals=removals, ids=ids, identities=identities, vectors=vectors)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def sqlite_connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE / COMMIT above).
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     db.execute("PRAGMA foreign_keys = ON")
+    # Deleted rows are overwritten with zeros, whatever the library's compile-time default.
+    db.execute("PRAGMA secure_delete = ON")
     return db
+
+
+def _erasure_key(db: sqlite3.Connection) -> bytes:
+    row = db.execute("SELECT key FROM erasure_key WHERE id = 1").fetchone() if _has_table(db, "erasure_key") else None
+    if row is None:  # a gallery made before the key existed, never written since: nothing is logged under it
+        return b""
+    return bytes(row[0])
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
 
 def _meta(db: sqlite3.Connection, key: str) -> int:

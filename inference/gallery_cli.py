@@ -1,4 +1,5 @@
-"""`facesim gallery build|list`: embed identity folders into a gallery artifact, or show one."""
+"""`facesim gallery build|init|list|calibrate|purge|backup|restore`: embed identity folders into a
+gallery artifact, show one, erase removed rows for good, copy one and restore it."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from facesim.inference.gallery import (
     GalleryError,
     GalleryInfo,
     GalleryStore,
+    GalleryUnavailable,
     create_gallery,
     gallery_location,
     is_postgres,
@@ -253,6 +255,34 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--register", metavar="NAME", default=None, help="also register it in the local registry")
     show = commands.add_parser("list", help="list a gallery's identities and counts")
     show.add_argument("--gallery", required=True, type=gallery_location, help="gallery directory or PostgreSQL DSN")
+    purge = commands.add_parser(
+        "purge",
+        help="rewrite a gallery's files so that removed identities leave no copy (PostgreSQL: VACUUM FULL)",
+        description="PostgreSQL keeps removed rows' old versions in its table, index and TOAST files until "
+        "they are rewritten: this rewrites the gallery's tables (an exclusive lock while it runs; writes and "
+        "reads wait) and checkpoints. SQLite galleries zero removed rows at once; this compacts the file. "
+        "WAL segments and base backups are not touched (docs/architecture.md, Erasure).",
+    )
+    purge.add_argument("gallery", type=gallery_location, help="gallery directory or PostgreSQL DSN")
+    backup = commands.add_parser(
+        "backup",
+        help="a consistent copy of a gallery, also while it is served",
+        description="Copy a gallery (directory or PostgreSQL DSN) into the new directory OUT: a gallery "
+        "directory (SQLite, with the model fingerprint and calibration in gallery.json) and backup.json. "
+        "Writers go on meanwhile; the copy is one snapshot.",
+    )
+    backup.add_argument("gallery", type=gallery_location, help="gallery directory or PostgreSQL DSN")
+    backup.add_argument("out", type=Path, help="new directory for the backup")
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup into a new directory or a PostgreSQL database",
+        description="Restore a `facesim gallery backup` into a new directory, an empty PostgreSQL database, "
+        "or the PostgreSQL gallery of the same model (its rows are replaced in one transaction; serving "
+        "replicas read it again). A gallery of another model is refused.",
+    )
+    restore.add_argument("backup", type=Path, help="backup directory (from `facesim gallery backup`)")
+    restore.add_argument("--out", required=True, type=gallery_location, help="new directory or PostgreSQL DSN")
+    restore.add_argument("--model", type=Path, default=None, help="refuse unless the backup is this model's")
     calibrate = commands.add_parser(
         "calibrate",
         help="choose the gallery's own same-person threshold at a target false-accept rate",
@@ -268,11 +298,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        actions = {"build": _build_main, "init": _init_main, "list": _list_main, "calibrate": _calibrate_main}
+        actions = {
+            "build": _build_main,
+            "init": _init_main,
+            "list": _list_main,
+            "calibrate": _calibrate_main,
+            "purge": _purge_main,
+            "backup": _backup_main,
+            "restore": _restore_main,
+        }
         return actions[args.action](args)
     except (GalleryError, ModelError, FileNotFoundError, ValueError) as error:
         print(f"facesim gallery: {error}", file=sys.stderr)
         return 2
+    except GalleryUnavailable as error:
+        print(f"facesim gallery: {error.detail}", file=sys.stderr)
+        return 3
 
 
 def _build_main(args: argparse.Namespace) -> int:
@@ -336,6 +377,36 @@ def _register(args: argparse.Namespace) -> None:
 
         version = register_gallery(args.out, args.register)
         print(f"registered as gallery {args.register} {version}")
+
+
+def _purge_main(args: argparse.Namespace) -> int:
+    store = open_gallery(args.gallery)
+    seconds = store.purge()
+    print(f"gallery {store.location}: rewritten in {seconds:.2f} s; removed identities leave no copy in its files")
+    return 0
+
+
+def _backup_main(args: argparse.Namespace) -> int:
+    from facesim.inference.gallery_backup import backup_gallery
+
+    summary = backup_gallery(args.gallery, args.out)
+    print(
+        f"backup {args.out}: {summary.identities} identities, {summary.embeddings} embeddings of gallery "
+        f"{summary.source} at version {summary.version} (model {summary.model_version})"
+    )
+    return 0
+
+
+def _restore_main(args: argparse.Namespace) -> int:
+    from facesim.inference.gallery_backup import restore_gallery
+
+    model_version = read_model_info(args.model).version if args.model else None
+    summary = restore_gallery(args.backup, args.out, model_version)
+    print(
+        f"gallery {redacted(args.out)}: restored {summary.identities} identities, {summary.embeddings} "
+        f"embeddings (model {summary.model_version}) from {args.backup}"
+    )
+    return 0
 
 
 def _list_main(args: argparse.Namespace) -> int:

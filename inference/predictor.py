@@ -35,7 +35,15 @@ from facesim.inference.embedder import (
     read_model_info,
     thumbnail_jpeg,
 )
-from facesim.inference.gallery import EnrolResult, Gallery, GalleryError, GalleryStore, open_gallery
+from facesim.inference.gallery import (
+    EnrolResult,
+    Gallery,
+    GalleryError,
+    GalleryStore,
+    GalleryUnavailable,
+    WriteRequest,
+    wait_for_gallery,
+)
 from facesim.inference.payload import Instance, RequestLimits, parse_v1, parse_v2
 from facesim.inference.search import (
     DEFAULT_APPROXIMATE_THRESHOLD,
@@ -88,6 +96,7 @@ class ServingConfig:
     index_dir: Path | None = None
     poll_s: float = DEFAULT_POLL_S  # shared galleries: read the version at least this often
     listen: bool = True  # shared galleries: LISTEN for commits (polling alone when off)
+    gallery_wait_s: float = 120.0  # shared galleries: how long a start waits for the database
     yunet_path: str | None = None
     # One intra-op thread: a single face embeds in 6 ms instead of 13.6 ms with 2 threads on the
     # 2-core dev box (MobileFaceNet), and the other cores decode/detect concurrent requests.
@@ -136,22 +145,23 @@ class FaceNetPredictor(kserve.Model):
 
     def load(self) -> bool:
         self.model_info = read_model_info(self.config.model_dir)
-        self.gallery = open_gallery(self.config.gallery_dir)
-        self.gallery_version = registered_version(self.config.gallery_dir)  # v1, v2, ... or None
-        check_gallery_matches(self.gallery, self.model_info)  # before the slow part: fail fast
-        calibrated = gallery_threshold(self.gallery, self.model_info.version)
-        # The gallery's own calibration (its photos) beats the model's (LFW) when there is one.
-        self.threshold = calibrated if calibrated is not None else self.model_info.threshold
-        self.threshold_source = "gallery" if calibrated is not None else "model"
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         detector = self.preprocessor.detector  # created now, not on the first request
         self.embedder = Embedder(self.model_info, self.config.tf_threads)
         self.batcher = EmbeddingBatcher(self.embedder.embed)
+        self.embedder.embed(np.zeros((1, self.model_info.image_size, self.model_info.image_size, 3), np.uint8))
+        # The model first: a replica started before its database is ready soon after it is.
+        self.gallery = wait_for_gallery(self.config.gallery_dir, self.config.gallery_wait_s)
+        self.gallery_version = registered_version(self.config.gallery_dir)  # v1, v2, ... or None
+        check_gallery_matches(self.gallery, self.model_info)
+        calibrated = gallery_threshold(self.gallery, self.model_info.version)
+        # The gallery's own calibration (its photos) beats the model's (LFW) when there is one.
+        self.threshold = calibrated if calibrated is not None else self.model_info.threshold
+        self.threshold_source = "gallery" if calibrated is not None else "model"
         self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold, self._index_dir())
         self.index.refresh()  # load it now
         self.index.save()  # after a full build, the next start loads it instead
         self.follower = self._follow()
-        self.embedder.embed(np.zeros((1, self.model_info.image_size, self.model_info.image_size, 3), np.uint8))
         logger.info(
             "facenet ready: model %s, detector %s, gallery %s (index from %s)",
             self.model_info.version,
@@ -237,7 +247,12 @@ class FaceNetPredictor(kserve.Model):
             instances=instances, images=images, compares=compares, protocol=protocol, request_id=request_id
         )
 
-    def enrol(self, identity: str, images: list[bytes]) -> EnrolResult:
+    @property
+    def gallery_writable(self) -> bool:
+        """Whether the gallery's database answered its last call (a shared one is polled every poll_s)."""
+        return self.ready and self.gallery.writable
+
+    def enrol(self, identity: str, images: list[bytes], request: WriteRequest | None = None) -> EnrolResult:
         """Embed the largest face of each image and add them to the gallery in one transaction."""
         self.check_pixel_budget(images)
         analysed = [self.analyse(data, f"images[{i}]", thumbnail=i == 0) for i, data in enumerate(images)]
@@ -246,15 +261,22 @@ class FaceNetPredictor(kserve.Model):
             raise InvalidInput(f"no face found in images[{', '.join(faceless)}]: use photos showing the face")
         vectors = self.embedder.embed(np.stack([image.faces[0].crop for image in analysed]))
         result = self.gallery.add(
-            identity, vectors, thumbnail=analysed[0].thumbnail, sources=["enrolment"] * len(vectors)
+            identity, vectors, thumbnail=analysed[0].thumbnail, sources=["enrolment"] * len(vectors), request=request
         )
-        self.index.refresh()  # searchable here at once (other replicas follow within their poll interval)
+        self._refresh_after_write()  # searchable here at once (other replicas follow within their poll interval)
         return result
 
-    def remove(self, identity: str) -> int:
-        removed = self.gallery.remove(identity)
-        self.index.refresh()
+    def remove(self, identity: str, request: WriteRequest | None = None) -> int:
+        removed = self.gallery.remove(identity, request)
+        self._refresh_after_write()
+        self.index.save()  # a saved index holding the removed identity is rewritten (erasure)
         return removed
+
+    def _refresh_after_write(self) -> None:
+        try:
+            self.index.refresh()
+        except GalleryUnavailable:
+            pass  # committed, but the database went away since: the follower catches up when it is back
 
     # --- answers --------------------------------------------------------------------------------
 

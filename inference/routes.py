@@ -8,6 +8,7 @@ Errors are `{"error": ...}` with a 4xx, as on the inference endpoints.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,16 @@ from kserve.errors import InferenceError, InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
 from facesim.contract.auth import authorization_problem
-from facesim.inference.gallery import GalleryError, UnknownIdentity, validate_identity
+from facesim.inference.gallery import (
+    GalleryError,
+    GalleryUnavailable,
+    IdempotencyConflict,
+    UnknownIdentity,
+    WriteRequest,
+    validate_identity,
+)
 from facesim.inference.http_guard import GuardLimits, RequestGuard
 from facesim.inference.payload import decode_b64, load_json
 
@@ -29,10 +38,32 @@ if TYPE_CHECKING:
 
 MAX_ENROL_IMAGES = 32
 V2_BINARY_HEADER = "inference-header-content-length"
+# While the gallery's database is down: when a client should try again (a database restart takes seconds).
+RETRY_AFTER_S = 2
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
+
+
+def _unavailable() -> JSONResponse:
+    """The gallery's database cannot be reached: 503, naming nothing of it (the log has the details)."""
+    return JSONResponse(
+        status_code=503, content={"error": GALLERY_UNAVAILABLE}, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+def write_request(request: Request, *parts: bytes) -> WriteRequest | None:
+    """The write's Idempotency-Key (None without one) and a fingerprint of what the request asks."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+        raise InvalidInput(
+            f"{IDEMPOTENCY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable characters (e.g. a UUID)"
+        )
+    fingerprint = hashlib.sha256(b"\n".join([request.method.encode(), *parts])).hexdigest()
+    return WriteRequest(key, fingerprint)
 
 
 async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -77,6 +108,13 @@ def readiness_router(predictor: FaceNetPredictor) -> APIRouter:
             return _error(503, "the model is still loading")
         return JSONResponse({"ready": True})
 
+    @router.get(f"/v1/models/{predictor.name}")
+    async def model_metadata() -> Response:
+        """KServe's V1 model metadata, plus whether gallery writes can succeed now (predicts go on either way)."""
+        return JSONResponse(
+            {"name": predictor.name, "ready": predictor.ready, "gallery_writable": predictor.gallery_writable}
+        )
+
     return router
 
 
@@ -99,18 +137,23 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
     router = APIRouter(prefix=f"/v1/models/{predictor.name}", dependencies=[Depends(require_ready)])
 
     @router.get("/gallery")
-    async def list_gallery() -> dict[str, Any]:
-        identities = await asyncio.to_thread(predictor.gallery.identities)
-        version, _ = await asyncio.to_thread(predictor.gallery.counters)
-        return {
-            "version": predictor.gallery_version,
-            "edits": version,
-            "model_version": predictor.gallery.info.model_version,
-            "size": sum(count for _, count in identities),
-            "identities": [{"identity": name, "count": count} for name, count in identities],
-            "featured": featured_identities(predictor.gallery.info.source, identities),
-            "index": predictor.index.describe(),
-        }
+    async def list_gallery() -> Response:
+        try:
+            identities = await asyncio.to_thread(predictor.gallery.identities)
+            version, _ = await asyncio.to_thread(predictor.gallery.counters)
+        except GalleryUnavailable:
+            return _unavailable()
+        return JSONResponse(
+            {
+                "version": predictor.gallery_version,
+                "edits": version,
+                "model_version": predictor.gallery.info.model_version,
+                "size": sum(count for _, count in identities),
+                "identities": [{"identity": name, "count": count} for name, count in identities],
+                "featured": featured_identities(predictor.gallery.info.source, identities),
+                "index": predictor.index.describe(),
+            }
+        )
 
     @router.get("/gallery/thumbnail")
     async def thumbnail(identity: str = "") -> Response:
@@ -120,6 +163,8 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
             return _error(404, str(error))
         except GalleryError as error:
             return _error(400, str(error))
+        except GalleryUnavailable:
+            return _unavailable()
         if jpeg is None:
             return _error(404, "this identity has no thumbnail")
         return Response(content=jpeg, media_type="image/jpeg")
@@ -127,23 +172,34 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
     @router.post("/gallery", dependencies=[Depends(require_admin)])
     async def enrol(request: Request) -> Response:
         try:
-            identity, images = _parse_enrolment(await request.body(), predictor)
-            result = await asyncio.to_thread(predictor.enrol, identity, images)
+            body = await request.body()
+            write = write_request(request, body)
+            identity, images = _parse_enrolment(body, predictor)
+            result = await asyncio.to_thread(predictor.enrol, identity, images, write)
+        except IdempotencyConflict as error:
+            return _error(422, str(error))
         except (InvalidInput, GalleryError) as error:
             return _error(400, str(error))
+        except GalleryUnavailable:
+            return _unavailable()
         return JSONResponse(
             {"identity": result.identity, "added": result.added, "count": result.count, "edits": result.version}
         )
 
     @router.delete("/gallery", dependencies=[Depends(require_admin)])
-    async def remove(identity: str = "") -> Response:
+    async def remove(request: Request, identity: str = "") -> Response:
         try:
             identity = validate_identity(identity)
-            removed = await asyncio.to_thread(predictor.remove, identity)
+            write = write_request(request, identity.encode())
+            removed = await asyncio.to_thread(predictor.remove, identity, write)
         except UnknownIdentity as error:
             return _error(404, str(error))
-        except GalleryError as error:
+        except IdempotencyConflict as error:
+            return _error(422, str(error))
+        except (InvalidInput, GalleryError) as error:
             return _error(400, str(error))
+        except GalleryUnavailable:
+            return _unavailable()
         return JSONResponse({"identity": identity, "removed": removed})
 
     @router.get("/card")

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 
+from facesim.inference.gallery import GalleryUnavailable
+
 if TYPE_CHECKING:
     from facesim.inference.gallery import Gallery
 
@@ -145,7 +147,13 @@ class EmbeddingIndex:
             for rows in (self._ids, self._labels, self._vectors):
                 rows.keep(~mine)
         removed, self._rows_per_label[label] = int(self._rows_per_label[label]), 0
+        # The name goes too: a saved index must not keep a removed person's name (the label stays unused).
+        self.names[label] = ""
+        del self._name_ids[name]
         return removed
+
+    def live_names(self) -> list[str]:
+        return [name for name, rows in zip(self.names, self._rows_per_label) if rows > 0]
 
     def _label(self, name: str) -> int:
         if name not in self._name_ids:
@@ -412,7 +420,10 @@ class LiveGalleryIndex:
     def search(self, queries: np.ndarray, k: int, refresh: bool = True) -> tuple[list[list[Match]], int]:
         """The k nearest identities of each query, and the gallery version searched."""
         if refresh:
-            self.refresh()
+            try:
+                self.refresh()
+            except GalleryUnavailable:
+                pass  # answered from the index as it is (the gallery logged the outage)
         with self._lock:
             return self._index.search(queries, k), self._state.version
 
@@ -449,8 +460,10 @@ class LiveGalleryIndex:
         if changes.removed is None:  # every row (first start, or the removal log does not reach back)
             self._index = EmbeddingIndex(self._index.dim, self.approximate_threshold)
             self._state = IndexState()
-        for name in changes.removed or ():
-            self._index.remove_identity(name)
+        if changes.removed:  # the log holds keyed hashes of the names (names in galleries' older entries)
+            by_digest = {self.store.erasure_digest(name): name for name in self._index.live_names()}
+            for entry in changes.removed:
+                self._index.remove_identity(by_digest.get(entry, entry))
         rows = changes.rows
         self._index.add(rows.vectors, rows.identities, rows.ids)
         last_id = int(rows.ids[-1]) if len(rows.ids) else self._state.last_id
@@ -517,7 +530,9 @@ class GalleryFollower:
             self._wait()
             try:
                 self.index.refresh()
-            except Exception as error:  # noqa: BLE001 - the database may be down for a while: keep following
+            except GalleryUnavailable:
+                pass  # the gallery logged the outage once; searches go on from the index
+            except Exception as error:  # noqa: BLE001 - keep following whatever happens
                 log.warning("could not refresh the gallery index: %s", error)
 
     def _wait(self) -> None:
@@ -526,6 +541,8 @@ class GalleryFollower:
             return
         try:
             self._wait_for_change(self.poll_s)
+        except GalleryUnavailable:  # the database is down: the refresh logs that once
+            self._stop.wait(self.poll_s)
         except Exception as error:  # noqa: BLE001 - no notifications for now: polling carries on
             log.warning("gallery notifications unavailable (%s): polling every %.1f s", error, self.poll_s)
             self._stop.wait(self.poll_s)

@@ -4,6 +4,8 @@ Off unless the environment sets `FACESIM_TEST_PAUSE=POINT:N:MARKER`: then the N-
 process reaches `pause_point(POINT)`, it writes its pid to the file MARKER and sleeps until killed.
 The points:
 - `gallery-commit`: a gallery write transaction has run its statements; COMMIT has not run.
+- `gallery-postgres-commit`: the same in a PostgreSQL gallery (its statements, the idempotency key
+  and the NOTIFY have run; COMMIT has not).
 - `checkpoint-save`: a training checkpoint's files are written; the `checkpoint` index file does
   not name it yet.
 """

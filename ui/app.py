@@ -143,7 +143,7 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
         try:
             listing = predictor.gallery()
         except PredictorError as error:
-            return render_template("gallery.html", down=str(error), query=query), 503
+            return _gallery_down(error, query=query)
         return render_template("gallery.html", **_gallery_page(listing, query, request.args.get("page", "1")))
 
     @app.post("/gallery/enrol")
@@ -158,7 +158,7 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
         except PredictorError as error:
             if error.rejected:
                 return _gallery_error(predictor, f"The predictor refused to enrol: {error}", 400)
-            return render_template("gallery.html", down=str(error)), 503
+            return _gallery_down(error)
         added = answer.get("added", len(images))
         flash(f"Enrolled {identity}: {added} image(s) added, {answer.get('count', added)} in the gallery.", "ok")
         return redirect(url_for("gallery", q=identity), code=303)
@@ -173,7 +173,7 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
             if error.rejected:
                 status = 404 if error.status == 404 else 400
                 return _gallery_error(predictor, f"Could not remove {identity}: {error}", status)
-            return render_template("gallery.html", down=str(error)), 503
+            return _gallery_down(error)
         flash(f"Removed {identity} ({answer.get('removed', 0)} image(s)).", "ok")
         return redirect(url_for("gallery"), code=303)
 
@@ -347,6 +347,13 @@ def page_number(text: str) -> int:
 def first_prediction(answer: dict[str, Any]) -> dict[str, Any]:
     """The one prediction of a one-image request, with the model's threshold its `same` verdicts use."""
     return {"threshold": answer["threshold"]} | answer["predictions"][0]
+
+
+def _gallery_down(error: PredictorError, **page: Any) -> tuple[str, int]:
+    """503: the gallery's database is unavailable (predictions still work), or the predictor is."""
+    if error.unavailable:
+        return render_template("gallery.html", error=f"{str(error)[:1].upper()}{str(error)[1:]}.", **page), 503
+    return render_template("gallery.html", down=str(error), **page), 503
 
 
 def _gallery_error(predictor: PredictorClient, message: str, status: int) -> tuple[str, int]:

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facesim.contract.api import GALLERY_UNAVAILABLE
 from facesim.inference.gallery import (
     GalleryError,
     GalleryInfo,
+    GalleryUnavailable,
     UnknownIdentity,
     create_gallery,
     open_gallery,
@@ -68,8 +70,9 @@ def test_postgres_errors_say_what_to_do(postgres_dsn: str, gallery: PostgresGall
     empty = postgres_dsn.rsplit("/", 1)[0] + "/postgres"
     with pytest.raises(GalleryError, match="facesim gallery init"):
         open_gallery(empty)
-    with pytest.raises(GalleryError, match="cannot reach"):
+    with pytest.raises(GalleryUnavailable, match=GALLERY_UNAVAILABLE) as unreachable:
         open_gallery("postgresql://nobody:secret@127.0.0.1:1/none")
+    assert "Connection refused" in unreachable.value.detail and "secret" not in unreachable.value.detail
     assert redacted("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
 
 
