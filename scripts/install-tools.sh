@@ -3,10 +3,11 @@
 # tests (these machines cannot download browser builds, so Playwright drives the system Chromium
 # through executable_path), shellcheck for the shell scripts' lint test, the PostgreSQL server
 # that the shared-gallery tests start in a temporary directory, and podman + runc + debootstrap
-# for the container tests (the images are built here: scripts/base-image.sh, `facesim images build`).
+# (+ iptables: the emulated Services' port mapping) for the container tests (the images are built here:
+# scripts/base-image.sh, `facesim images build`).
 set -euo pipefail
 missing=()
-for tool in chromium shellcheck podman runc debootstrap; do # each command comes in the Debian package of the same name
+for tool in chromium shellcheck podman runc debootstrap iptables; do # each command comes in the Debian package of the same name
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql-15)
