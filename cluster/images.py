@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="wheelhouse podman builds install from (default: %(default)s); docker builds use the package index",
     )
+    build.add_argument("--no-cache", action="store_true", help="build every layer anew (a cold build)")
     return parser
 
 
@@ -80,6 +81,7 @@ class BuildSettings:
     base: str | None  # None: the Dockerfile's own default
     wheels: Path | None  # None: pip uses the package index
     yunet: Path | None  # weights the trainer, predictor and pipeline images bake in
+    no_cache: bool = False
 
 
 def _runtime_output(runtime: str, *args: str) -> str:
@@ -135,6 +137,8 @@ def build_command(name: str, settings: BuildSettings) -> list[str]:
     command = [settings.runtime, "build", "--file", str(dockerfile), "--tag", settings.images.image(name)]
     if settings.runtime == "podman":  # docker reads <Dockerfile>.dockerignore itself (BuildKit)
         command += ["--layers", "--ignorefile", f"{dockerfile}.dockerignore"]
+    if settings.no_cache:
+        command += ["--no-cache"]
     if settings.base:
         command += ["--build-arg", f"PYTHON_IMAGE={settings.base}"]
     if settings.wheels is not None:
@@ -171,7 +175,7 @@ def settings_from_args(args: argparse.Namespace, echo) -> BuildSettings:
         wheels = args.wheels.resolve()
         fill_wheelhouse(wheels, echo)
     yunet = find_yunet_weights(allow_download=False) if args.runtime == "podman" else None
-    return BuildSettings(args.runtime, Images(args.registry, args.tag), base, wheels, yunet)
+    return BuildSettings(args.runtime, Images(args.registry, args.tag), base, wheels, yunet, args.no_cache)
 
 
 def main(argv: list[str] | None = None) -> int:

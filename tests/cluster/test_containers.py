@@ -109,7 +109,10 @@ def _probe_job(volumes: Path, command: str, memory: str = "256Mi") -> Path:
         ],
         "resources": {"limits": {"cpu": "500m", "memory": memory}},
         "securityContext": {"runAsUser": POD_UID, "runAsGroup": POD_UID, "allowPrivilegeEscalation": False},
-        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}, {"name": "locked", "mountPath": "/mnt/locked"}],
+        "volumeMounts": [
+            {"name": "scratch", "mountPath": "/mnt/scratch"},
+            {"name": "locked", "mountPath": "/mnt/locked"},
+        ],
     }
     pod = {
         "securityContext": {"fsGroup": 2000},
@@ -139,7 +142,9 @@ def test_pods_run_as_their_user_with_env_from_secrets_and_fail_on_a_volume_they_
     tmp_path: Path, images: Images
 ) -> None:
     volumes = tmp_path / "v"
-    command = 'echo "id=$(id -u):$(id -g) groups=$(id -G) $TOKEN $LEVEL $POD"; touch /scratch/ok; touch /mnt/locked/no'
+    command = (
+        'echo "id=$(id -u):$(id -g) groups=$(id -G) $TOKEN $LEVEL $POD"; touch /mnt/scratch/ok; touch /mnt/locked/no'
+    )
     result = _emulate(_probe_job(volumes, command), volumes=volumes, logs=tmp_path / "logs", timeout=120)
     assert result.returncode == 1
     probe = next(line for line in result.stderr.splitlines() if line.startswith("[probe-worker-0] id="))
