@@ -100,8 +100,7 @@ class PodmanPod:
         if code is not None and not self.finished:
             self.finished = True
             self.reader.join(timeout=5)
-            state = _podman("inspect", "--format", "{{.State.OOMKilled}}", self.container, check=False)
-            if state == "true":
+            if oom_killed(self.container, code):
                 self.echo(f"pod {self.spec.name}: container {self.container} OOMKilled (over its memory limit)")
             _podman("rm", "--force", self.container, check=False)
         return code
@@ -184,6 +183,18 @@ class PodmanRuntime:
         for pod in pods:
             pod.stop()
         _podman("network", "rm", "--force", self.network, check=False)
+
+
+def oom_killed(container: str, code: int) -> bool:
+    """Podman's State.OOMKilled, or the kernel's own report: on cgroup v1 (this sandbox) conmon does
+    not see the OOM kill, and the kernel log names the container's memory cgroup."""
+    state = _podman("inspect", "--format", "{{.State.OOMKilled}} {{.Id}}", container, check=False).split()
+    if not state or state[0] == "true":
+        return bool(state)
+    if code != 137:  # SIGKILL
+        return False
+    kernel_log = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+    return any("oom-kill:" in line and "oom_memcg=" in line and state[1] in line for line in kernel_log.splitlines())
 
 
 def _image_exists(image: str) -> bool:

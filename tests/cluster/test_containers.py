@@ -142,15 +142,18 @@ def test_pods_run_as_their_user_with_env_from_secrets_and_fail_on_a_volume_they_
     tmp_path: Path, images: Images
 ) -> None:
     volumes = tmp_path / "v"
-    command = (
-        'echo "id=$(id -u):$(id -g) groups=$(id -G) $TOKEN $LEVEL $POD"; touch /mnt/scratch/ok; touch /mnt/locked/no'
-    )
+    command = 'echo "id=$(id -u):$(id -g)"; echo "groups=$(id -G)"; echo "env=$TOKEN $LEVEL $POD"; '
+    command += "touch /mnt/scratch/ok; touch /mnt/locked/no"
     result = _emulate(_probe_job(volumes, command), volumes=volumes, logs=tmp_path / "logs", timeout=120)
     assert result.returncode == 1
-    probe = next(line for line in result.stderr.splitlines() if line.startswith("[probe-worker-0] id="))
-    identity, groups, *env = probe.removeprefix("[probe-worker-0] ").split()
-    assert identity == "id=1000:1000" and "2000" in groups.split("=")[1]  # fsGroup is a supplementary group
-    assert env == ["from-a-secret", "from-a-configmap", "probe-worker-0"]
+    said = dict(
+        line.removeprefix("[probe-worker-0] ").split("=", 1)
+        for line in result.stderr.splitlines()
+        if line.startswith("[probe-worker-0] ") and "=" in line
+    )
+    assert said["id"] == "1000:1000"
+    assert "2000" in said["groups"].split()  # fsGroup is a supplementary group
+    assert said["env"] == "from-a-secret from-a-configmap probe-worker-0"
     assert "touch: cannot touch '/mnt/locked/no': Permission denied" in result.stderr
     assert "probe-worker-0 failed with exit code 1 (restartPolicy Never)" in result.stderr
     assert not [name for name in _podman_names("facesim-") if name.endswith("-probe-worker-0")]  # removed
@@ -245,7 +248,9 @@ def test_katib_trial_runs_in_a_trainer_container_and_its_metrics_are_collected(
     volumes = _volumes(tmp_path / "v", lfw_dir, tmp_path)
     result = _emulate(manifests / "experiment.yaml", volumes=volumes, logs=tmp_path / "logs")
     assert result.returncode == 0, result.stderr[-4000:]
-    containers = [line for line in result.stderr.splitlines() if line.startswith("pod facesim-tune-")]
+    containers = [
+        line for line in result.stderr.splitlines() if line.startswith("pod facesim-tune-") and ": container " in line
+    ]
     assert containers and all(line.endswith(f"of image {images.image('trainer')} (podman)") for line in containers)
     finished = next(line for line in result.stderr.splitlines() if line.startswith("trial ") and " Succeeded: " in line)
     assert 0.0 <= float(finished.split("val_accuracy latest=")[1].split()[0]) <= 1.0
