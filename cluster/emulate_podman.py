@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from facesim.cluster.emulate_pods import EmulationError, PodSpec
+from facesim.cluster.emulate_pods import EmulationError, PodSpec, follow_output
 
 STOP_GRACE_S = 5
 STARTED_S = 60.0
@@ -66,21 +66,11 @@ class PodmanPod:
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        self.reader = threading.Thread(target=self._pump, args=(echo,), daemon=True)
-        self.reader.start()
+        self.reader = follow_output(self.process, log, lambda line: echo(f"[{spec.name}] {line}"))
         self.echo = echo
         self.finished = False
         if spec.service_ports:
             self._redirect_service_ports()
-
-    def _pump(self, echo: Callable[[str], None]) -> None:
-        assert self.process.stdout is not None
-        with self.log.open("w", encoding="utf-8", errors="replace") as log:
-            for raw in self.process.stdout:
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                log.write(line + "\n")
-                log.flush()
-                echo(f"[{self.spec.name}] {line}")
 
     def _redirect_service_ports(self) -> None:
         """The Service's port to the container's, inside the pod's network namespace (kube-proxy's DNAT)."""

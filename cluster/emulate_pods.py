@@ -461,6 +461,23 @@ def _write_init(spec: PodSpec, workdir: Path) -> Path:
     return init
 
 
+def follow_output(process: subprocess.Popen, log: Path, echo: Callable[[str], None]) -> threading.Thread:
+    """A thread copying a pod's output, line by line, to its log file and to `echo`."""
+
+    def pump() -> None:
+        assert process.stdout is not None
+        with log.open("w", encoding="utf-8", errors="replace") as stream:
+            for raw in process.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                stream.write(line + "\n")
+                stream.flush()
+                echo(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return reader
+
+
 class PodProcess:
     """One run (attempt) of a pod's container; its output goes to `log` and to `echo`, line by line."""
 
@@ -479,17 +496,7 @@ class PodProcess:
             start_new_session=True,  # its own process group: stopped as a whole
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         )
-        self.reader = threading.Thread(target=self._pump, args=(echo,), daemon=True)
-        self.reader.start()
-
-    def _pump(self, echo: Callable[[str], None]) -> None:
-        assert self.process.stdout is not None
-        with self.log.open("w", encoding="utf-8", errors="replace") as log:
-            for raw in self.process.stdout:
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                log.write(line + "\n")
-                log.flush()
-                echo(f"[{self.spec.name}] {line}")
+        self.reader = follow_output(self.process, log, lambda line: echo(f"[{spec.name}] {line}"))
 
     def poll(self) -> int | None:
         code = self.process.poll()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 SELF = re.compile(r"facesim\[([^\]]*)\]\s*$")
 
