@@ -610,6 +610,12 @@ class ProcessRuntime:
         return self.by_pod[spec.name]
 
     def start(self, spec: PodSpec, log: Path, echo: Callable[[str], None]) -> PodProcess:
+        for mount in spec.mounts:  # the host's tree is the pod's: a mount point must exist, or be under the empty /mnt
+            if not mount.target.startswith("/mnt/") and not Path(mount.target).is_dir():
+                raise EmulationError(
+                    f"{spec.name}: mountPath {mount.target} must be under /mnt or an existing folder here "
+                    "(--runtime process; podman mounts anywhere)"
+                )
         return self.sandboxes.track(PodProcess(spec, self._sandbox(spec), self.workdir, log, echo))
 
     def connect(self, spec: PodSpec, port: int) -> socket.socket:
