@@ -63,8 +63,11 @@ class PodmanPod:
         self.container = f"{runtime.network}-{spec.name}"
         command = runtime.run_command(self.container, spec)
         echo(f"pod {spec.name}: container {self.container} of image {spec.image} (podman)")
+        # conmon's working folder: where podman 4.3's conmon leaves its `oom` marker on cgroup v1.
+        self.run_dir = log.with_suffix(".conmon")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.run_dir
         )
         self.reader = follow_output(self.process, log, lambda line: echo(f"[{spec.name}] {line}"))
         self.echo = echo
@@ -90,9 +93,10 @@ class PodmanPod:
         if code is not None and not self.finished:
             self.finished = True
             self.reader.join(timeout=5)
-            if oom_killed(self.container, code):
+            if oom_killed(self.container, self.run_dir):
                 self.echo(f"pod {self.spec.name}: container {self.container} OOMKilled (over its memory limit)")
             _podman("rm", "--force", self.container, check=False)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
         return code
 
     def stop(self) -> None:
@@ -175,16 +179,11 @@ class PodmanRuntime:
         _podman("network", "rm", "--force", self.network, check=False)
 
 
-def oom_killed(container: str, code: int) -> bool:
-    """Podman's State.OOMKilled, or the kernel's own report: on cgroup v1 (this sandbox) conmon does
-    not see the OOM kill, and the kernel log names the container's memory cgroup."""
-    state = _podman("inspect", "--format", "{{.State.OOMKilled}} {{.Id}}", container, check=False).split()
-    if not state or state[0] == "true":
-        return bool(state)
-    if code != 137:  # SIGKILL
-        return False
-    kernel_log = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
-    return any("oom-kill:" in line and "oom_memcg=" in line and state[1] in line for line in kernel_log.splitlines())
+def oom_killed(container: str, run_dir: Path) -> bool:
+    """Podman's State.OOMKilled, or conmon's `oom` marker: on cgroup v1 (this sandbox) podman 4.3's
+    conmon sees the OOM kill but writes its marker into its working folder, not where podman reads it."""
+    state = _podman("inspect", "--format", "{{.State.OOMKilled}}", container, check=False)
+    return state == "true" or (run_dir / "oom").exists()
 
 
 def _image_exists(image: str) -> bool:
