@@ -1,25 +1,30 @@
-"""Pods on this machine, for `facesim emulate`: each pod a process tree with its own network,
-UTS and mount namespaces (as root; util-linux `unshare`/`nsenter`, iproute2 `ip`).
+"""Pods on this machine, for `facesim emulate`: the pod model both runtimes share (PodSpec: the
+container's command, env, volumes, securityContext and limits, and the Service names it
+resolves), env as the kubelet resolves it, and the process runtime (ProcessRuntime): each pod a
+process tree with its own network, UTS and mount namespaces (as root; util-linux
+`unshare`/`nsenter`, iproute2 `ip`). The podman runtime is emulate_podman.
 
 - Network: one bridge in a namespace of its own is the emulated cluster network. Each pod joins
   it with a veth and gets its own loopback-range address 127.0.0.N (`route_localnet` lets
   127/8 travel between namespaces), so every pod can bind the same port (TensorFlow's gRPC
   server binds 0.0.0.0:2222) and reach the others by address, as pods do.
-- Names: a per-pod /etc/hosts (bind-mounted) resolves the Service DNS names of the resource.
+- Names: a per-pod /etc/hosts (bind-mounted) resolves the Service DNS names of the emulation.
 - Files: an empty tmpfs on /tmp, /home (HOME) and /mnt; each volume bound at its mountPath.
 - The image is this machine's Python environment: `python`/`python3` is the interpreter running
   `facesim emulate` (its venv's bin/ leads PATH) and `facesim` is `python -m facesim`; the Python
   installation, the environment and facesim's source stay visible even under /tmp or /home.
 - Processes run as root (no runAsUser), share the host's PID namespace, and have no
-  CPU/memory limits.
+  CPU/memory limits (the podman runtime honours both).
 """
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,9 +32,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from facesim.faces.detect import find_yunet_weights
 
@@ -203,17 +210,47 @@ class Mount:
     read_only: bool = False
 
 
+@dataclass(frozen=True)
+class Security:
+    """The securityContext a container runs with (the container's fields over the pod's)."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    fs_group: int | None = None
+    supplemental_groups: tuple[int, ...] = ()
+    no_new_privileges: bool = False
+    drop_all_capabilities: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """resources.limits as cgroup limits (None: unlimited)."""
+
+    memory_bytes: int | None = None
+    cpus: float | None = None
+
+
 @dataclass
 class PodSpec:
-    """One container of one pod, as it will run here."""
+    """One container of one pod, as it will run here: `command` and `args` as the pod gives them
+    (command replaces the image's entrypoint, args its CMD), `env` the container's own variables."""
 
     name: str
-    argv: list[str]
+    command: list[str]
+    args: list[str]
     env: dict[str, str]
     mounts: list[Mount]
     hosts: dict[str, str]  # DNS name -> address
     address: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    image: str = ""
+    security: Security = field(default_factory=Security)
+    limits: Limits = field(default_factory=Limits)
+    service_ports: dict[int, int] = field(default_factory=dict)  # a Service's port -> the container's
+
+    @property
+    def argv(self) -> list[str]:
+        return [*self.command, *self.args]
 
 
 def pod_argv(command: list[str]) -> list[str]:
@@ -228,17 +265,115 @@ def pod_argv(command: list[str]) -> list[str]:
     return list(command)
 
 
-def container_env(container: dict) -> dict[str, str]:
-    """The container's env as the kubelet sets it: plain values, and resource fields (such as
-    `limits.cpu` in whole cores, rounded up) from the container's own resources. References to
-    Secrets and ConfigMaps are left unset: the emulator has no API server to read them from."""
+@dataclass
+class EnvSources:
+    """What env references read, as the kubelet reads them from the API server: the Secrets and
+    ConfigMaps given to the emulation, by (namespace, name)."""
+
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_resources(cls, resources: list[dict]) -> EnvSources:
+        sources = cls()
+        for resource in resources:
+            meta = resource.get("metadata") or {}
+            key = (meta.get("namespace", "default"), meta.get("name", ""))
+            if resource["kind"] == "Secret":
+                data = {k: base64.b64decode(v).decode() for k, v in (resource.get("data") or {}).items()}
+                sources.secrets[key] = {**data, **{k: str(v) for k, v in (resource.get("stringData") or {}).items()}}
+            elif resource["kind"] == "ConfigMap":
+                sources.config_maps[key] = {k: str(v) for k, v in (resource.get("data") or {}).items()}
+        return sources
+
+
+@dataclass(frozen=True)
+class PodFields:
+    """The pod's own fields that the downward API (`fieldRef`) gives its containers."""
+
+    name: str
+    namespace: str = "default"
+    address: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+
+    @property
+    def uid(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pod/{self.namespace}/{self.name}"))
+
+    def value_of(self, path: str) -> str:
+        if found := re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path):
+            return (self.labels if found.group(1) == "labels" else self.annotations).get(found.group(2), "")
+        values = {
+            "metadata.name": self.name,
+            "metadata.namespace": self.namespace,
+            "metadata.uid": self.uid,
+            "spec.nodeName": socket.gethostname(),
+            "spec.serviceAccountName": self.service_account,
+            "status.podIP": self.address,
+            "status.podIPs": self.address,
+            "status.hostIP": self.address,
+        }
+        if path not in values:
+            raise EmulationError(f"pod {self.name}: fieldRef {path!r} is not one the downward API gives")
+        return values[path]
+
+
+def container_env(container: dict, sources: EnvSources | None = None, pod: PodFields | None = None) -> dict[str, str]:
+    """The container's env as the kubelet sets it: envFrom, then env (later names win), with
+    plain values, Secret and ConfigMap keys (from `sources`), the pod's fields (fieldRef) and the
+    container's own resources (resourceFieldRef, such as `limits.cpu` in whole cores, rounded up).
+    A missing Secret, ConfigMap or key that is not `optional` stops the pod, as the kubelet's
+    CreateContainerConfigError does."""
+    sources = sources or EnvSources()
+    namespace = pod.namespace if pod else "default"
     env: dict[str, str] = {}
+    for item in container.get("envFrom") or []:
+        kind, ref = ("Secret", item["secretRef"]) if "secretRef" in item else ("ConfigMap", item["configMapRef"])
+        store = sources.secrets if kind == "Secret" else sources.config_maps
+        data = store.get((namespace, ref["name"]))
+        if data is None and not ref.get("optional"):
+            raise EmulationError(f'CreateContainerConfigError: {kind.lower()} "{ref["name"]}" not found')
+        env.update({item.get("prefix", "") + k: v for k, v in (data or {}).items()})
     for item in container.get("env") or []:
         if "value" in item:
             env[item["name"]] = str(item["value"])
-        elif field_ref := (item.get("valueFrom") or {}).get("resourceFieldRef"):
+            continue
+        value_from = item.get("valueFrom") or {}
+        if field_ref := value_from.get("resourceFieldRef"):
             env[item["name"]] = _resource_field(container, field_ref)
+        elif field_ref := value_from.get("fieldRef"):
+            if pod is None:
+                raise EmulationError(f"env {item['name']}: a fieldRef needs the pod's fields")
+            env[item["name"]] = pod.value_of(field_ref["fieldPath"])
+        elif "secretKeyRef" in value_from or "configMapKeyRef" in value_from:
+            value = _key_ref(value_from, sources, namespace)
+            if value is not None:
+                env[item["name"]] = value
+        else:
+            env[item["name"]] = ""  # `value` left out: the empty string
     return env
+
+
+def _key_ref(value_from: dict, sources: EnvSources, namespace: str) -> str | None:
+    kind, ref = (
+        ("secret", value_from["secretKeyRef"])
+        if "secretKeyRef" in value_from
+        else ("configmap", value_from["configMapKeyRef"])
+    )
+    store = sources.secrets if kind == "secret" else sources.config_maps
+    data = store.get((namespace, ref["name"]))
+    if data is not None and ref["key"] in data:
+        return data[ref["key"]]
+    if ref.get("optional"):
+        return None
+    missing = (
+        f'{kind} "{ref["name"]}" not found'
+        if data is None
+        else f"couldn't find key {ref['key']} in {kind.capitalize()} {namespace}/{ref['name']}"
+    )
+    raise EmulationError(f"CreateContainerConfigError: {missing}")
 
 
 def _resource_field(container: dict, field_ref: dict) -> str:
@@ -246,9 +381,52 @@ def _resource_field(container: dict, field_ref: dict) -> str:
     quantity = ((container.get("resources") or {}).get(kind) or {}).get(resource)
     if quantity is None:
         return str(os.cpu_count() or 1) if resource == "cpu" else "0"
+    return str(math.ceil(cpu_cores(quantity) / float(field_ref.get("divisor", "1"))))
+
+
+def cpu_cores(quantity: object) -> float:
+    """A CPU quantity in cores: "500m" is 0.5."""
     text = str(quantity)
-    value = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-    return str(math.ceil(value / float(field_ref.get("divisor", "1"))))
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+DECIMAL_SUFFIXES = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18, "m": 10**-3}
+
+
+def memory_bytes(quantity: object) -> int:
+    """A memory quantity in bytes: "4Gi", "512M", "1e9", "1048576"."""
+    text = str(quantity)
+    for suffixes in (BINARY_SUFFIXES, DECIMAL_SUFFIXES):
+        for suffix, factor in suffixes.items():
+            if text.endswith(suffix):
+                return math.ceil(float(text[: -len(suffix)]) * factor)
+    return math.ceil(float(text))
+
+
+def pod_security(pod: dict, container: dict) -> Security:
+    """The container's securityContext over the pod's (as the kubelet merges them)."""
+    pod_context, own = pod.get("securityContext") or {}, container.get("securityContext") or {}
+
+    def pick(key: str):
+        return own.get(key, pod_context.get(key))
+
+    return Security(
+        run_as_user=pick("runAsUser"),
+        run_as_group=pick("runAsGroup"),
+        fs_group=pod_context.get("fsGroup"),
+        supplemental_groups=tuple(pod_context.get("supplementalGroups") or ()),
+        no_new_privileges=own.get("allowPrivilegeEscalation") is False,
+        drop_all_capabilities="ALL" in ((own.get("capabilities") or {}).get("drop") or []),
+    )
+
+
+def container_limits(container: dict) -> Limits:
+    limits = (container.get("resources") or {}).get("limits") or {}
+    return Limits(
+        memory_bytes=memory_bytes(limits["memory"]) if "memory" in limits else None,
+        cpus=cpu_cores(limits["cpu"]) if "cpu" in limits else None,
+    )
 
 
 def pod_env(container_env: dict[str, str], hostname: str) -> dict[str, str]:
@@ -270,8 +448,8 @@ def _write_init(spec: PodSpec, workdir: Path) -> Path:
     yunet = find_yunet_weights(allow_download=False)
     init = workdir / f"{spec.name}.init.json"
     settings = {
-        "argv": spec.argv,
-        "env": spec.env,
+        "argv": pod_argv(spec.argv),
+        "env": pod_env(spec.env, spec.name),
         "hosts": str(hosts),
         "mounts": [asdict(m) for m in spec.mounts],
         "home": IMAGE_HOME,
@@ -281,6 +459,23 @@ def _write_init(spec: PodSpec, workdir: Path) -> Path:
     }
     init.write_text(json.dumps(settings))
     return init
+
+
+def follow_output(process: subprocess.Popen, log: Path, echo: Callable[[str], None]) -> threading.Thread:
+    """A thread copying a pod's output, line by line, to its log file and to `echo`."""
+
+    def pump() -> None:
+        assert process.stdout is not None
+        with log.open("w", encoding="utf-8", errors="replace") as stream:
+            for raw in process.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                stream.write(line + "\n")
+                stream.flush()
+                echo(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return reader
 
 
 class PodProcess:
@@ -301,17 +496,7 @@ class PodProcess:
             start_new_session=True,  # its own process group: stopped as a whole
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         )
-        self.reader = threading.Thread(target=self._pump, args=(echo,), daemon=True)
-        self.reader.start()
-
-    def _pump(self, echo: Callable[[str], None]) -> None:
-        assert self.process.stdout is not None
-        with self.log.open("w", encoding="utf-8", errors="replace") as log:
-            for raw in self.process.stdout:
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                log.write(line + "\n")
-                log.flush()
-                echo(f"[{self.spec.name}] {line}")
+        self.reader = follow_output(self.process, log, lambda line: echo(f"[{spec.name}] {line}"))
 
     def poll(self) -> int | None:
         code = self.process.poll()
@@ -371,13 +556,86 @@ class Sandboxes:
             _end(holder)
 
 
+class RunningPod(Protocol):
+    """One run (attempt) of a pod's container, in either runtime."""
+
+    def poll(self) -> int | None: ...
+
+    def stop(self) -> None: ...
+
+
+class PodRuntime(Protocol):
+    """What runs the pods of an emulation: host processes in namespaces (ProcessRuntime) or
+    containers of the built images (emulate_podman.PodmanRuntime)."""
+
+    name: str
+
+    def allocate(self) -> str:
+        """A new pod's address on the emulated cluster network."""
+
+    def start(self, spec: PodSpec, log: Path, echo: Callable[[str], None]) -> RunningPod:
+        """Start one attempt of the pod; its output goes to `log` and, line by line, to `echo`."""
+
+    def connect(self, spec: PodSpec, port: int) -> socket.socket:
+        """A TCP connection from this machine to the pod's port."""
+
+    def close(self) -> None:
+        """Stop every pod this runtime started and remove what it made."""
+
+
+class ProcessRuntime:
+    """Pods as host processes of this Python environment, each in its own network, UTS and mount
+    namespaces (the module docstring says what that gives and what it leaves out)."""
+
+    name = "process"
+
+    def __init__(self, workdir: Path) -> None:
+        check_host()
+        self.workdir = workdir
+        self.network = Network()
+        self.sandboxes = Sandboxes(self.network)
+        self.by_pod: dict[str, subprocess.Popen] = {}  # a pod's sandbox outlives its restarts
+
+    def allocate(self) -> str:
+        return self.network.allocate()
+
+    def _sandbox(self, spec: PodSpec) -> subprocess.Popen:
+        if spec.name not in self.by_pod:
+            holder = self.sandboxes.create(spec.name, spec.address)
+            for port, target in spec.service_ports.items():  # kube-proxy's DNAT, inside the pod
+                rule = ["-p", "tcp", "--dport", str(port), "-j", "REDIRECT", "--to-ports", str(target)]
+                _run(*_in(holder, "iptables", "-t", "nat", "-A", "PREROUTING", *rule))
+                _run(*_in(holder, "iptables", "-t", "nat", "-A", "OUTPUT", "-o", "lo", *rule))
+            self.by_pod[spec.name] = holder
+        return self.by_pod[spec.name]
+
+    def start(self, spec: PodSpec, log: Path, echo: Callable[[str], None]) -> PodProcess:
+        for mount in spec.mounts:  # the host's tree is the pod's: a mount point must exist, or be under the empty /mnt
+            if not mount.target.startswith("/mnt/") and not Path(mount.target).is_dir():
+                raise EmulationError(
+                    f"{spec.name}: mountPath {mount.target} must be under /mnt or an existing folder here "
+                    "(--runtime process; podman mounts anywhere)"
+                )
+        return self.sandboxes.track(PodProcess(spec, self._sandbox(spec), self.workdir, log, echo))
+
+    def connect(self, spec: PodSpec, port: int) -> socket.socket:
+        return connect_inside(self._sandbox(spec), (spec.address, port))
+
+    def close(self) -> None:
+        self.sandboxes.close()
+        self.network.close()
+
+
 @dataclass
 class Cluster:
-    """What every emulated resource shares: the PVC folders, the pods' sandboxes, the folder of pod
-    logs, the progress output, and `cancel` (set: stop every pod, e.g. on Ctrl-C)."""
+    """What every emulated resource shares: the PVC folders, the runtime that runs the pods, the
+    folder of pod logs, the progress output, `cancel` (set: stop every pod, e.g. on Ctrl-C), the
+    Service names every pod resolves (name -> pod address) and the Secrets and ConfigMaps."""
 
     volumes: Path
-    sandboxes: Sandboxes
+    runtime: PodRuntime
     workdir: Path
     echo: Callable[[str], None]
     cancel: threading.Event = field(default_factory=threading.Event)
+    dns: dict[str, str] = field(default_factory=dict)
+    env_sources: EnvSources = field(default_factory=EnvSources)

@@ -1,10 +1,14 @@
-"""A KServe (v1beta1) InferenceService with a custom predictor container, run here.
+"""Serving pods run here until the emulation ends: a KServe (v1beta1) InferenceService with a
+custom predictor container, and a Deployment (the UI) with the Services that select it.
 
-As KServe does for `STORAGE_URI=pvc://NAME/PATH`, the folder VOLUMES/NAME/PATH is mounted
-read-only at /mnt/models; the pod's own volumes are mounted as for any pod. The pod answers at
-`<name>-predictor.<namespace>.svc` inside the emulated network, and a relay on this machine's
-127.0.0.1 (the printed URL) forwards to it. Approximated: one replica (minReplicas is ignored),
-no restarts, and readiness is the container's readinessProbe httpGet (or a TCP connect).
+As KServe's webhook does for `STORAGE_URI=pvc://NAME/PATH`, the predictor gets a volume
+`kserve-pvc-source` on claim NAME (unless it has a volume of that name already: KServe
+de-duplicates by name only) mounted read-only at /mnt/models with PATH as subPath; a pod with
+two volumes on one claim is refused as the kubelet refuses it. The predictor answers at
+`<name>-predictor.<namespace>.svc` port 80 (and its container port) inside the emulated network,
+a Deployment's pod at each selecting Service's name and port; a relay on this machine's 127.0.0.1
+(the printed URL) forwards to the pod. Approximated: one replica (minReplicas and replicas are
+ignored), no restarts, and readiness is the container's readinessProbe httpGet (or a TCP connect).
 """
 
 from __future__ import annotations
@@ -13,39 +17,44 @@ import http.client
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from facesim.cluster.emulate_pods import (
-    Cluster,
-    EmulationError,
-    Mount,
-    PodProcess,
-    PodSpec,
-    connect_inside,
-    container_env,
-    pod_argv,
-    pod_env,
-)
-from facesim.cluster.emulate_volumes import claim_folder, container_mounts
+from facesim.cluster.emulate_pods import Cluster, EmulationError, PodSpec
+from facesim.cluster.emulate_template import pod_spec_of, single_container
+from facesim.cluster.emulate_volumes import claim_folder
 
 PREDICTOR_CONTAINER = "kserve-container"
 KSERVE_MODEL_MOUNT = "/mnt/models"
+KSERVE_PVC_VOLUME = "kserve-pvc-source"
 DEFAULT_PORT = 8080
+SERVICE_PORT = 80  # KServe's predictor Service
 POLL_S = 0.5
 
 
-def _storage_mount(storage_uri: str, volumes: Path) -> Mount:
+def with_storage_volume(predictor: dict[str, Any], container: dict[str, Any], cluster: Cluster) -> tuple[dict, dict]:
+    """The predictor pod and container as KServe's webhook leaves them for STORAGE_URI=pvc://NAME/PATH."""
+    env = {e["name"]: e.get("value") for e in container.get("env") or []}
+    storage_uri = env.get("STORAGE_URI")
+    if not storage_uri:
+        return predictor, container
     if not storage_uri.startswith("pvc://"):
         raise EmulationError(f"STORAGE_URI {storage_uri!r}: only pvc://NAME/PATH is emulated")
     claim, _, path = storage_uri[len("pvc://") :].partition("/")
-    folder = claim_folder(volumes, claim, path)
+    folder = claim_folder(cluster.volumes, claim, path)
     if not folder.exists():
         raise EmulationError(
             f"STORAGE_URI {storage_uri}: {folder} does not exist (train or copy the model there first)"
         )
-    return Mount(str(folder), KSERVE_MODEL_MOUNT, read_only=True)
+    volumes = list(predictor.get("volumes") or [])
+    if not any(v["name"] == KSERVE_PVC_VOLUME for v in volumes):
+        volumes.append({"name": KSERVE_PVC_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    mount = {"name": KSERVE_PVC_VOLUME, "mountPath": KSERVE_MODEL_MOUNT, "subPath": path, "readOnly": True}
+    return {**predictor, "volumes": volumes}, {
+        **container,
+        "volumeMounts": [*(container.get("volumeMounts") or []), mount],
+    }
 
 
 def _predictor_container(predictor: dict[str, Any], name: str) -> dict[str, Any]:
@@ -57,16 +66,29 @@ def _predictor_container(predictor: dict[str, Any], name: str) -> dict[str, Any]
     return next((c for c in containers if c.get("name") == PREDICTOR_CONTAINER), containers[0])
 
 
-def _port(container: dict[str, Any]) -> int:
+def _port(container: dict[str, Any], port: int | str | None = None) -> int:
+    """The container port a Service's targetPort names (a number or a port name), else its first port."""
     ports = container.get("ports") or []
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return int(port)
+    if port is not None:
+        named = [p["containerPort"] for p in ports if p.get("name") == port]
+        if not named:
+            raise EmulationError(f"container {container.get('name')}: no port named {port!r}")
+        return int(named[0])
     return int(ports[0]["containerPort"]) if ports else DEFAULT_PORT
 
 
-class Relay:
-    """127.0.0.1:PORT on this machine, forwarded to ADDRESS:PORT inside a pod's network namespace."""
+def service_names(service: str, namespace: str) -> list[str]:
+    """How a pod in the namespace reaches a Service: short, namespaced and fully qualified names."""
+    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
 
-    def __init__(self, sandbox, target: tuple[str, int]) -> None:
-        self.sandbox, self.target = sandbox, target
+
+class Relay:
+    """127.0.0.1:PORT on this machine, forwarded to a pod through `connect`."""
+
+    def __init__(self, connect: Callable[[], socket.socket]) -> None:
+        self.connect = connect
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -78,7 +100,7 @@ class Relay:
             except OSError:  # closed
                 return
             try:
-                upstream = connect_inside(self.sandbox, self.target)
+                upstream = self.connect()
             except OSError:
                 client.close()
                 continue
@@ -105,31 +127,15 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 
 @dataclass
-class InferenceServiceEmulation:
-    service: dict[str, Any]
-    cluster: Cluster
+class ServingPod:
+    """One long-running pod: started, probed for readiness, reachable from this machine by a relay."""
 
-    def __post_init__(self) -> None:
-        self.name = self.service["metadata"]["name"]
-        self.namespace = self.service["metadata"].get("namespace", "default")
-        predictor = (self.service.get("spec") or {}).get("predictor") or {}
-        self.container = _predictor_container(predictor, self.name)
-        self.pod_name = f"{self.name}-predictor-0"
-        self.address = self.cluster.sandboxes.network.allocate()
-        env = container_env(self.container)
-        mounts = container_mounts(predictor, self.container, self.cluster.volumes, self.pod_name)
-        if env.get("STORAGE_URI"):
-            mounts.append(_storage_mount(env["STORAGE_URI"], self.cluster.volumes))
-        service = f"{self.name}-predictor.{self.namespace}.svc"
-        self.spec = PodSpec(
-            name=self.pod_name,
-            argv=pod_argv([*(self.container.get("command") or []), *(self.container.get("args") or [])]),
-            env=pod_env(env, self.pod_name),
-            mounts=mounts,
-            address=self.address,
-            hosts={service: self.address, f"{service}.cluster.local": self.address},
-        )
-        self.port = _port(self.container)
+    cluster: Cluster
+    title: str  # e.g. "InferenceService facesim/facesim"
+    spec: PodSpec
+    container: dict[str, Any]
+    in_cluster_url: str
+    port: int
 
     def _ready(self, relay: Relay) -> bool:
         probe = (self.container.get("readinessProbe") or {}).get("httpGet")
@@ -145,33 +151,98 @@ class InferenceServiceEmulation:
 
     def run(self, deadline: float) -> bool:
         """Serve until the deadline or `cancel`; True when it became ready and never died."""
-        sandbox = self.cluster.sandboxes.create(self.pod_name, self.address)
-        log = self.cluster.workdir / f"{self.pod_name}.1.log"
-        process = self.cluster.sandboxes.track(
-            PodProcess(self.spec, sandbox, self.cluster.workdir, log, self.cluster.echo)
-        )
-        relay = Relay(sandbox, (self.address, self.port))
+        log = self.cluster.workdir / f"{self.spec.name}.1.log"
+        process = self.cluster.runtime.start(self.spec, log, self.cluster.echo)
+        relay = Relay(lambda: self.cluster.runtime.connect(self.spec, self.port))
         ready = False
         try:
             while not self.cluster.cancel.is_set() and time.monotonic() < deadline:
                 code = process.poll()
                 if code is not None:
-                    self.cluster.echo(
-                        f"InferenceService {self.namespace}/{self.name}: predictor exited with code {code}"
-                    )
+                    self.cluster.echo(f"{self.title}: pod {self.spec.name} exited with code {code}")
                     return False
                 if not ready and self._ready(relay):
                     ready = True
                     print(f"http://127.0.0.1:{relay.port}", flush=True)  # stdout: the URL alone, for scripts
                     self.cluster.echo(
-                        f"InferenceService {self.namespace}/{self.name} ready: http://127.0.0.1:{relay.port} "
-                        f"(in the emulated cluster http://{self.name}-predictor.{self.namespace}.svc.cluster.local:{self.port}); "
-                        "Ctrl-C stops it"
+                        f"{self.title} ready: http://127.0.0.1:{relay.port} (in the emulated cluster "
+                        f"{self.in_cluster_url}; {self.cluster.runtime.name} runtime); Ctrl-C stops it"
                     )
                 time.sleep(POLL_S)
             if not ready:
-                self.cluster.echo(f"InferenceService {self.namespace}/{self.name} never became ready")
+                self.cluster.echo(f"{self.title} never became ready")
             return ready
         finally:
             relay.close()
             process.stop()
+
+
+@dataclass
+class InferenceServiceEmulation:
+    service: dict[str, Any]
+    cluster: Cluster
+
+    def __post_init__(self) -> None:
+        name = self.service["metadata"]["name"]
+        namespace = self.service["metadata"].get("namespace", "default")
+        predictor = (self.service.get("spec") or {}).get("predictor") or {}
+        container = _predictor_container(predictor, name)
+        predictor, container = with_storage_volume(predictor, container, self.cluster)
+        pod_name = f"{name}-predictor-0"
+        address = self.cluster.runtime.allocate()
+        service = f"{name}-predictor"
+        for dns_name in service_names(service, namespace):
+            self.cluster.dns[dns_name] = address
+        labels = {"serving.kserve.io/inferenceservice": name, "component": "predictor"}
+        spec = pod_spec_of(self.cluster, pod_name, namespace, predictor, container, address, labels)
+        port = _port(container)
+        spec.service_ports = {SERVICE_PORT: port} if port != SERVICE_PORT else {}
+        url = f"http://{service}.{namespace}.svc.cluster.local (port {SERVICE_PORT}, the container's {port})"
+        self.pod = ServingPod(self.cluster, f"InferenceService {namespace}/{name}", spec, container, url, port)
+
+    def run(self, deadline: float) -> bool:
+        return self.pod.run(deadline)
+
+
+@dataclass
+class DeploymentEmulation:
+    """One pod of a Deployment, at the names of the Services (given in `services`) that select it."""
+
+    deployment: dict[str, Any]
+    cluster: Cluster
+    services: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        name = self.deployment["metadata"]["name"]
+        namespace = self.deployment["metadata"].get("namespace", "default")
+        template = (self.deployment.get("spec") or {}).get("template") or {}
+        pod = template.get("spec") or {}
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        pod_name = f"{name}-0"
+        container = single_container(pod_name, pod)
+        address = self.cluster.runtime.allocate()
+        service_ports: dict[int, int] = {}
+        urls = []
+        for service in self.services:
+            meta, spec = service["metadata"], service.get("spec") or {}
+            selector = spec.get("selector") or {}
+            if meta.get("namespace", "default") != namespace or not selector:
+                continue
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            for dns_name in service_names(meta["name"], namespace):
+                self.cluster.dns[dns_name] = address
+            for port in spec.get("ports") or []:
+                target = _port(container, port.get("targetPort", port["port"]))
+                if int(port["port"]) != target:
+                    service_ports[int(port["port"])] = target
+                urls.append(f"http://{meta['name']}.{namespace}.svc.cluster.local:{port['port']}")
+        annotations = (template.get("metadata") or {}).get("annotations")
+        spec = pod_spec_of(self.cluster, pod_name, namespace, pod, container, address, labels, annotations)
+        spec.service_ports = service_ports
+        port = _port(container)
+        url = ", ".join(urls) or f"{address}:{port} (no Service selects it)"
+        self.pod = ServingPod(self.cluster, f"Deployment {namespace}/{name}", spec, container, url, port)
+
+    def run(self, deadline: float) -> bool:
+        return self.pod.run(deadline)

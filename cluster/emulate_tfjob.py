@@ -25,16 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesim.cluster.emulate_pods import (
-    Cluster,
-    EmulationError,
-    PodProcess,
-    PodSpec,
-    container_env,
-    pod_argv,
-    pod_env,
-)
-from facesim.cluster.emulate_volumes import container_mounts
+from facesim.cluster.emulate_pods import Cluster, EmulationError, PodSpec, RunningPod
+from facesim.cluster.emulate_template import pod_spec_of, single_container
 
 TF_CONTAINER = "tensorflow"
 TF_PORT_NAME = "tfjob-port"
@@ -139,8 +131,7 @@ class TFJobEmulation:
         self.namespace = self.job["metadata"].get("namespace", "default")
         self.replicas = replicas_of(self.job)
         self.backoff_limit = ((self.job.get("spec") or {}).get("runPolicy") or {}).get("backoffLimit")
-        self.addresses = {r.name: self.cluster.sandboxes.network.allocate() for r in self.replicas}
-        self.hosts = {}
+        self.addresses = {r.name: self.cluster.runtime.allocate() for r in self.replicas}
         for replica in self.replicas:
             address = self.addresses[replica.name]
             for name in (
@@ -148,31 +139,20 @@ class TFJobEmulation:
                 service_name(replica, self.namespace),
                 f"{service_name(replica, self.namespace)}.cluster.local",
             ):
-                self.hosts[name] = address
+                self.cluster.dns[name] = address
 
     def pod_spec(self, replica: Replica) -> PodSpec:
         pod = replica.template["spec"]
-        containers = pod["containers"]
-        if len(containers) != 1:
-            raise EmulationError(
-                f"{replica.name}: the emulator runs pods of one container; this one has {len(containers)}"
-            )
         labels = _labels(self.replicas, replica)
-        container = copy.deepcopy(containers[0])
+        container = copy.deepcopy(single_container(replica.name, pod))
         if self.container_hook is not None:
             container = self.container_hook(labels, container)
-        env = container_env(container)
+        annotations = (replica.template.get("metadata") or {}).get("annotations")
+        address = self.addresses[replica.name]
+        spec = pod_spec_of(self.cluster, replica.name, self.namespace, pod, container, address, labels, annotations)
         if container["name"] == TF_CONTAINER and len(self.replicas) > 1:
-            env["TF_CONFIG"] = tf_config(self.replicas, replica, self.namespace)
-        return PodSpec(
-            name=replica.name,
-            argv=pod_argv([*(container.get("command") or []), *(container.get("args") or [])]),
-            env=pod_env(env, replica.name),
-            mounts=container_mounts(pod, container, self.cluster.volumes, replica.name),
-            hosts=self.hosts,
-            address=self.addresses[replica.name],
-            labels=labels,
-        )
+            spec.env["TF_CONFIG"] = tf_config(self.replicas, replica, self.namespace)
+        return spec
 
     def run(self, deadline: float) -> JobOutcome:
         specs = {r.name: self.pod_spec(r) for r in self.replicas}  # every error before anything starts
@@ -180,17 +160,15 @@ class TFJobEmulation:
             f"TFJob {self.namespace}/{self.name}: {len(self.replicas)} pods "
             + ", ".join(f"{n} ({s.address})" for n, s in specs.items())
         )
-        sandboxes = {r.name: self.cluster.sandboxes.create(r.name, self.addresses[r.name]) for r in self.replicas}
         attempts = {r.name: 0 for r in self.replicas}
-        running: dict[str, PodProcess] = {}
+        running: dict[str, RunningPod] = {}
         outcome = JobOutcome(False, "", labels={n: s.labels for n, s in specs.items()})
 
         def start(replica: Replica) -> None:
             attempts[replica.name] += 1
             log = self.cluster.workdir / f"{replica.name}.{attempts[replica.name]}.log"
             outcome.logs[replica.name] = log
-            pod = PodProcess(specs[replica.name], sandboxes[replica.name], self.cluster.workdir, log, self.cluster.echo)
-            running[replica.name] = self.cluster.sandboxes.track(pod)
+            running[replica.name] = self.cluster.runtime.start(specs[replica.name], log, self.cluster.echo)
 
         for replica in self.replicas:
             start(replica)
@@ -204,7 +182,7 @@ class TFJobEmulation:
         return outcome
 
     def _watch(
-        self, running: dict[str, PodProcess], start: Callable[[Replica], None], deadline: float
+        self, running: dict[str, RunningPod], start: Callable[[Replica], None], deadline: float
     ) -> tuple[bool, str]:
         restarts = 0
         by_name = {r.name: r for r in self.replicas}

@@ -48,7 +48,4 @@ def container_mounts(pod: dict[str, Any], container: dict[str, Any], volumes: Pa
             raise EmulationError(
                 f"{pod_name}: volume {mount['name']!r} is a {kind}; the emulator knows PVCs and emptyDirs"
             )
-    for mount in mounts:
-        if not mount.target.startswith("/mnt/") and not Path(mount.target).is_dir():
-            raise EmulationError(f"{pod_name}: mountPath {mount.target} must be under /mnt or an existing folder here")
     return mounts

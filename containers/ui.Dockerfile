@@ -18,7 +18,16 @@ RUN groupadd --gid 1000 facesim \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/facesim --shell /bin/sh facesim
 
 WORKDIR /opt/facesim
-COPY pyproject.toml constraints.txt README.md ./
+# Where pip finds packages: the package index, or the wheelhouse `facesim images build` prepares on
+# the host and mounts (PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels: no network in the build).
+ARG PIP_NO_INDEX
+ARG PIP_FIND_LINKS
+# Only this component's extra, at the versions tested together (constraints.txt). The dependencies
+# come first, in a layer of their own: a change to facesim's sources reinstalls facesim alone.
+COPY pyproject.toml constraints.txt containers/requirements.py ./
+RUN python requirements.py ui > requirements.txt \
+    && pip install --constraint constraints.txt --requirement requirements.txt
+COPY README.md ./
 COPY facesim ./facesim
 COPY contract ./contract
 COPY faces ./faces
@@ -29,10 +38,11 @@ COPY tuning ./tuning
 COPY inference ./inference
 COPY ui ./ui
 COPY pipeline ./pipeline
-# Only this component's extra, at the versions tested together (constraints.txt).
-RUN pip install --constraint constraints.txt ".[ui]"
+RUN pip install --no-deps .
 
 USER 1000:1000
+# Not the source folder: there `import facesim` would find the sources, not the installed package.
+WORKDIR /home/facesim
 EXPOSE 5000
 ENTRYPOINT ["python", "-m", "facesim.ui"]
 # Every interface: the port is published or routed to (outside a container the default is 127.0.0.1).

@@ -32,6 +32,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("pipeline", "facesim.pipeline.cli:main", "compile, run locally, or submit the kfp pipeline"),
     Subcommand("manifests", "facesim.manifests:main", "render every cluster resource as YAML"),
     Subcommand("emulate", "facesim.cluster.emulate:main", "run rendered cluster jobs and services here as pods"),
+    Subcommand("images", "facesim.cluster.images:main", "build the container images of containers/ (podman or docker)"),
     Subcommand("bench", "facesim.bench:main", "benchmarks: training throughput, serving latency"),
 )
 

@@ -51,8 +51,12 @@ def test_image_is_pinned_non_root_and_installs_only_its_extra(image: str, extra:
     assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim(-\w+)?|PYTHON_IMAGE=python@sha256:[0-9a-f]{64}", base)
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    installs = [args for op, args in steps if op == "RUN" and "pip install" in args]
-    assert installs == [f'pip install --constraint constraints.txt ".[{extra}]"']
+    installs = [" ".join(args.split()) for op, args in steps if op == "RUN" and "pip install" in args]
+    assert installs == [  # the dependencies, then facesim alone (a source change leaves the first layer cached)
+        f"python requirements.py {extra} > requirements.txt "
+        "&& pip install --constraint constraints.txt --requirement requirements.txt",
+        "pip install --no-deps .",
+    ]
     assert extra in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     # The user switch comes after installing (root installs) and before anything runs.
     ops = [op for op, _ in steps]
@@ -79,3 +83,35 @@ def test_servers_in_images_listen_on_every_interface_explicitly(image: str) -> N
     steps = instructions(REPO / "containers" / f"{image}.Dockerfile")
     (command,) = [json.loads(args) for op, args in steps if op == "CMD"]
     assert command[command.index("--host") + 1] == "0.0.0.0"
+
+
+def test_requirements_script_lists_core_and_the_extras_with_their_references_expanded() -> None:
+    import subprocess
+    import sys
+
+    script = REPO / "containers" / "requirements.py"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    listed = subprocess.run(
+        [sys.executable, str(script), "--pyproject", str(REPO / "pyproject.toml"), "tuning"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    extras = project["optional-dependencies"]
+    expected = [
+        *project["dependencies"],
+        *extras["training"],
+        *[r for r in extras["tuning"] if not r.startswith("facesim")],
+    ]
+    assert listed == list(dict.fromkeys(expected))  # core, training (tuning's reference), then tuning's own
+    assert not any(r.startswith("facesim") for r in listed)
+    unknown = subprocess.run([sys.executable, str(script), "nope"], capture_output=True, text=True, cwd=REPO)
+    assert unknown.returncode != 0 and "no extra 'nope'" in unknown.stderr
+
+
+def test_no_image_leaves_the_source_folder_as_its_working_directory() -> None:
+    """There `python -c "import facesim..."` imports the sources (without the component packages), not the install."""
+    for image in IMAGES:
+        steps = instructions(REPO / "containers" / f"{image}.Dockerfile")
+        workdirs = [args for op, args in steps if op == "WORKDIR"]
+        assert workdirs[-1] == "/home/facesim"

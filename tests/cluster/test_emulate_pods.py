@@ -69,6 +69,8 @@ def _emulate(tmp_path: Path, job: dict) -> subprocess.CompletedProcess:
         "-m",
         "facesim",
         "emulate",
+        "--runtime",
+        "process",
         str(tmp_path / "job.yaml"),
         "--volumes",
         str(tmp_path / "v"),

@@ -81,7 +81,7 @@ def test_tfjob_pods_share_crop_caches_and_keep_runs_on_the_runs_volume(rendered:
 
 def test_env_resolves_resource_fields_as_the_kubelet_does() -> None:
     cpu = {"resourceFieldRef": {"containerName": "tensorflow", "resource": "limits.cpu", "divisor": "1"}}
-    secret = {"secretKeyRef": {"name": "facesim-admin", "key": "token"}}
+    secret = {"secretKeyRef": {"name": "facesim-admin", "key": "token", "optional": True}}
     container = {
         "resources": {"limits": {"cpu": "1500m"}},
         "env": [
@@ -90,7 +90,7 @@ def test_env_resolves_resource_fields_as_the_kubelet_does() -> None:
             {"name": "TOKEN", "valueFrom": secret},
         ],
     }
-    assert container_env(container) == {"PLAIN": "7", "THREADS": "2"}  # rounded up; no API server for Secrets
+    assert container_env(container) == {"PLAIN": "7", "THREADS": "2"}  # rounded up; an optional Secret may be absent
 
 
 def test_pvcs_bind_folders_and_missing_ones_say_what_to_do(rendered: Path, tmp_path: Path) -> None:
@@ -204,5 +204,5 @@ def test_cli_refuses_files_with_nothing_to_run(rendered: Path, tmp_path: Path) -
         timeout=60,
     )
     assert result.returncode == 2
-    assert "no TFJob, Experiment or InferenceService" in result.stderr
+    assert "no TFJob, Experiment, InferenceService or Deployment" in result.stderr
     assert "Traceback" not in result.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.lfw_sliver import make_lfw_sliver
+from tests.helpers.one_claim_isvc import one_volume_per_claim
 
 pytestmark = pytest.mark.slow
 SMOKE = ("--", "--architecture", "tiny", "--max-identities", "20", "--val-pairs", "40", "--test-pairs", "40")
@@ -67,6 +68,8 @@ def _emulate(
         "-m",
         "facesim",
         "emulate",
+        "--runtime",
+        "process",
         *map(str, files),
         "--volumes",
         str(volumes),
@@ -147,7 +150,9 @@ def test_inference_service_serves_the_model_from_its_storage_uri(
         "-m",
         "facesim",
         "emulate",
-        str(manifests / "inferenceservice.yaml"),
+        "--runtime",
+        "process",
+        str(one_volume_per_claim(manifests / "inferenceservice.yaml")),
         "--volumes",
         str(volumes),
         "--timeout",
