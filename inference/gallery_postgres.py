@@ -35,6 +35,7 @@ from facesim.inference.gallery import (
     read_rows,
     redacted,
 )
+from facesim.storage.faults import pause_point
 
 if TYPE_CHECKING:
     from facesim.inference.search import IndexState
@@ -162,6 +163,7 @@ class PostgresGallery:
                     [(identity, row.tobytes(), src) for row, src in zip(vectors, sources)],
                 )
             count = db.execute("SELECT COUNT(*) FROM facesim_embeddings WHERE identity = %s", (identity,)).fetchone()[0]
+            pause_point("gallery-postgres-commit")  # test hook (storage/faults.py): crash tests kill a writer here
         return EnrolResult(identity=identity, added=len(vectors), count=int(count), version=version)
 
     def remove(self, identity: str) -> int:

@@ -4,6 +4,7 @@ Off unless the environment sets `FACESIM_TEST_PAUSE=POINT:N:MARKER`: then the N-
 process reaches `pause_point(POINT)`, it writes its pid to the file MARKER and sleeps until killed.
 The points:
 - `gallery-commit`: a gallery write transaction has run its statements; COMMIT has not run.
+- `gallery-postgres-commit`: a PostgreSQL enrolment has written its identity and rows; COMMIT has not run.
 - `checkpoint-save`: a training checkpoint's files are written; the `checkpoint` index file does
   not name it yet.
 """
