@@ -27,8 +27,8 @@ declare -A TESTS=(
   [align]="tests/faces/test_align.py tests/faces/test_dlib_chip.py"
   [verification]=tests/training/test_evaluation.py
   [calibrate]=tests/inference/test_calibrate_units.py
-  [gallery]=tests/inference/test_gallery.py
-  [gallery_postgres]=tests/inference/test_gallery_postgres.py
+  [gallery]="tests/inference/test_gallery.py tests/inference/test_gallery_changes.py"
+  [gallery_postgres]="tests/inference/test_gallery_postgres.py tests/inference/test_gallery_changes.py"
   [losses]=tests/training/test_losses.py
 )
 modules=("$@")
