@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from itertools import combinations
 from pathlib import Path
 
@@ -48,11 +49,11 @@ def test_pair_distances_are_every_pair_once() -> None:
 def test_impostor_pairs_beyond_the_cap_are_a_seeded_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     identities, vectors = people(np.random.default_rng(2), [2, 2, 3, 1, 2])
     expected_genuine, expected_impostor = reference_pairs(identities, vectors)
-    monkeypatch.setattr(calibrate, "MAX_IMPOSTOR_PAIRS", 12)
+    monkeypatch.setattr(calibrate, "MAX_IMPOSTOR_PAIRS", 30)  # of 39: drawn with replacement, some would repeat
     genuine, impostor = pair_distances(identities, vectors)
-    assert len(genuine) == len(expected_genuine) and len(impostor) == 12  # genuine pairs are never sampled
+    assert len(genuine) == len(expected_genuine) and len(impostor) == 30  # genuine pairs are never sampled
     drawn = [int(np.argmin(np.abs(np.array(expected_impostor) - d))) for d in impostor]
-    assert len(set(drawn)) == 12  # without replacement
+    assert len(set(drawn)) == 30  # without replacement
     np.testing.assert_allclose(impostor, np.array(expected_impostor)[drawn], rtol=1e-6)
     np.testing.assert_array_equal(pair_distances(identities, vectors)[1], impostor)  # the same seed, the same pairs
     assert not np.array_equal(pair_distances(identities, vectors, seed=1)[1], impostor)
@@ -101,6 +102,7 @@ def test_calibrating_a_gallery_records_its_threshold(tmp_path: Path) -> None:
     assert (calibration.far, calibration.tar) == pytest.approx(expected[1:])
     assert (calibration.genuine_pairs, calibration.impostor_pairs) == (len(genuine), len(impostor))
     assert (calibration.target_far, calibration.model_version) == (0.02, "m1")
+    assert datetime.fromisoformat(calibration.created).utcoffset() == timedelta(0)
     reopened = GalleryStore(store.directory)
     assert reopened.info.calibration == asdict(calibration)
     assert gallery_threshold(reopened, "m1") == calibration.threshold
@@ -108,7 +110,8 @@ def test_calibrating_a_gallery_records_its_threshold(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("target_far", "message"), [(0.0, "between 0 and 1"), (1.0, "between 0 and 1"), (5e-7, "give --far 1e-06")]
+    ("target_far", "message"),
+    [(0.0, "between 0 and 1"), (1.0, "between 0 and 1"), (5e-7, "give --far 1e-06"), (1e-6, "too few pairs")],
 )
 def test_a_target_far_it_cannot_measure_is_refused(tmp_path: Path, target_far: float, message: str) -> None:
     store = GalleryStore.create(tmp_path / "gallery", GalleryInfo(model_version="m1", embedding_dim=DIM))
