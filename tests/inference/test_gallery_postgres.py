@@ -3,7 +3,6 @@ gallery's guarantees, and replicas that each keep their own index following comm
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +22,7 @@ from facesim.inference.gallery import (
 )
 from facesim.inference.gallery_postgres import PostgresGallery
 from facesim.inference.search import GalleryFollower, LiveGalleryIndex
-from tests.helpers.crash import kill_9, wait_for_pause
+from tests.helpers.crash import kill_9_while_paused
 from tests.helpers.kill_mid_enrolment import ROWS_PER_ENROLMENT, start_writer_pausing_in_enrolment
 
 DIM = 16
@@ -165,15 +164,12 @@ def test_postgres_kill_9_mid_enrolment_loses_nothing_committed(
     """The writer stops in its 6th enrolment, identity and rows written but not committed, and is SIGKILLed there."""
     marker = tmp_path / "paused"
     writer = start_writer_pausing_in_enrolment(postgres_dsn, DIM, "gallery-postgres-commit", 6, marker)
-    try:
-        assert wait_for_pause(marker, writer) == writer.pid
+
+    def while_paused() -> None:
         assert open_write_transactions(postgres_dsn) == 1, "the kill must land inside a write transaction"
         assert "person 5" not in dict(gallery.identities())  # its rows are written, but not visible
-        kill_9(writer.pid, writer)
-    finally:
-        writer.kill()
-    assert writer.returncode == -signal.SIGKILL
-    assert writer.stdout.read().split() == ["0", "1", "2", "3", "4"]  # the acknowledged enrolments
+
+    assert kill_9_while_paused(writer, marker, while_paused) == ["0", "1", "2", "3", "4"]  # the acknowledged
     assert gallery.identities() == [(f"person {i}", ROWS_PER_ENROLMENT) for i in range(5)]  # each complete, no more
     assert gallery.counters() == (5, 0)
     gallery.add("after the crash", np.ones((1, DIM), np.float32))  # still writable: no lock left behind
