@@ -65,7 +65,7 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, target_far: floa
     # Midway between the first impostor distance that would be one false accept too many and the
     # largest distance under it: the same pairs accepted, with room for float32 rounding when serving.
     limit = ordered[allowed]
-    below = np.concatenate([ordered[:allowed], genuine[genuine < limit], [0.0]]).max()
+    below = np.concatenate([ordered[ordered < limit], genuine[genuine < limit], [0.0]]).max()  # ties stay out
     threshold = float((below + limit) / 2)
     return threshold, float(np.mean(impostor <= threshold)), float(np.mean(genuine <= threshold))
 

@@ -34,6 +34,17 @@ pip_quietly() {
 echo "setup: installing facesim and its dependencies into .venv/ (the first time: ~5 minutes, 2.5 GB; log: $LOG)"
 pip_quietly install --upgrade pip
 pip_quietly install -c constraints.txt -e ".[all,dev]"
-pip_quietly check
+# face_recognition (dlib): the side-by-side baseline of `facesim bench accuracy` and the reference of
+# the dlib-chip tests. Prebuilt wheels, no compiling (~30 s): dlib-bin provides the `dlib` module;
+# face_recognition's metadata names the `dlib` source package, hence --no-deps, and pip check must
+# be clean but for that one requirement. setuptools<81 still has pkg_resources, which it imports.
+pip_quietly install -c constraints.txt dlib-bin face_recognition_models 'setuptools<81'
+pip_quietly install -c constraints.txt --no-deps face_recognition
+if ! problems=$(.venv/bin/python -m pip check 2>&1); then
+  if grep -v '^face-recognition [0-9.]* requires dlib, which is not installed\.$' <<<"$problems"; then
+    echo "setup: 'pip check' failed (above)" >&2
+    exit 1
+  fi
+fi
 echo "$wanted" >"$STAMP"
 echo "setup: facesim is installed in .venv/ (activate: source .venv/bin/activate)"

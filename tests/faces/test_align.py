@@ -112,3 +112,17 @@ def test_describe_round_trips_into_the_same_config(preprocessor: FacePreprocesso
 def test_bad_config_is_refused(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PreprocessConfig(**options)
+
+
+def test_templates_scale_with_the_crop_size() -> None:
+    from facesim.faces.align import ARCFACE_TEMPLATE_112, DLIB_TEMPLATE_150
+
+    np.testing.assert_allclose(template(224), 2 * ARCFACE_TEMPLATE_112)
+    np.testing.assert_allclose(template(75, "dlib-chip-5pt"), DLIB_TEMPLATE_150 / 2)
+
+
+def test_centre_landmarks_sit_in_the_central_square_of_a_wide_or_tall_image() -> None:
+    from facesim.faces.align import LFW_TYPICAL_LANDMARKS, center_landmarks
+
+    np.testing.assert_allclose(center_landmarks((100, 300, 3)), LFW_TYPICAL_LANDMARKS * 100 + [100, 0], rtol=1e-6)
+    np.testing.assert_allclose(center_landmarks((300, 100, 3)), LFW_TYPICAL_LANDMARKS * 100 + [0, 100], rtol=1e-6)

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from facesim.storage.faults import PAUSE_VARIABLE
@@ -31,6 +32,19 @@ def wait_for_pause(marker: Path, process: subprocess.Popen, timeout_s: float = 1
 def kill_9(pid: int, process: subprocess.Popen) -> None:
     os.kill(pid, signal.SIGKILL)
     process.wait(timeout=60)
+
+
+def kill_9_while_paused(writer: subprocess.Popen, marker: Path, while_paused: Callable[[], None]) -> list[str]:
+    """Wait for `writer` (its stdout a pipe) to pause, run `while_paused` (the checks of what the
+    open transaction shows others), SIGKILL it there; returns what it printed (its acknowledgements)."""
+    try:
+        assert wait_for_pause(marker, writer) == writer.pid
+        while_paused()
+        kill_9(writer.pid, writer)
+    finally:
+        writer.kill()
+    assert writer.returncode == -signal.SIGKILL
+    return writer.stdout.read().split()
 
 
 def write_transaction_open(database: Path) -> bool:

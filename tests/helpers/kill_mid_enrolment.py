@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from subprocess import PIPE, Popen
 
 import requests
 
 from facesim.inference.local_server import RunningPredictor
 from tests.helpers.admin import AUTH
+from tests.helpers.crash import pause_env
 
-ROWS_PER_ENROLMENT = 50  # big enough that the kill lands mid-write
+ROWS_PER_ENROLMENT = 50
 ENROL_FOREVER = textwrap.dedent(
     """
     import sys, numpy as np
@@ -31,18 +33,12 @@ ENROL_FOREVER = textwrap.dedent(
 )
 
 
-def kill_writer_mid_enrolment(location: str, dim: int, at_least: int = 30) -> list[int]:
-    """Run a process enrolling `person i` (ROWS_PER_ENROLMENT rows each) into a gallery; SIGKILL it
-    after `at_least` acknowledged commits. Returns the acknowledged i."""
+def start_writer_pausing_in_enrolment(location: str, dim: int, point: str, enrolment: int, marker: Path) -> Popen:
+    """A process enrolling `person 0`, `person 1`, ... (ROWS_PER_ENROLMENT rows each) that stops at the
+    pause point `point` (storage/faults.py) in its `enrolment`-th enrolment (counting from 1) and waits
+    there to be killed. It prints each i once committed."""
     command = [sys.executable, "-c", ENROL_FOREVER, location, str(dim), str(ROWS_PER_ENROLMENT)]
-    writer = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    acknowledged = []
-    deadline = time.monotonic() + 60
-    while len(acknowledged) < at_least and time.monotonic() < deadline:
-        acknowledged.append(int(writer.stdout.readline()))
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait()
-    return acknowledged
+    return Popen(command, stdout=PIPE, text=True, env={**os.environ, **pause_env(point, enrolment, marker)})
 
 
 def kill_predictor_mid_enrolment(server: RunningPredictor, photo_b64: str, clients: int, at_least: int) -> list[str]:

@@ -17,8 +17,9 @@ def _pair_line(pair: Pair) -> str:
     return f"{pair.name1}\t{pair.n1}\t{pair.name2}\t{pair.n2}"
 
 
-def make_lfw_sliver(lfw_dir: Path, out: Path) -> Path:
-    """Protocol files cut from the real ones, and links to exactly the images they name."""
+def make_lfw_sliver(lfw_dir: Path, out: Path, pairs_per_fold: int = PAIRS_PER_FOLD) -> Path:
+    """Protocol files cut from the real ones (`pairs_per_fold` same + as many different pairs per
+    fold), and links to exactly the images they name."""
     layout = LfwLayout.find(lfw_dir)
     people_sets = read_people(layout.protocol_file("people.txt"))
     folds = read_pairs(layout.protocol_file("pairs.txt"))
@@ -27,7 +28,7 @@ def make_lfw_sliver(lfw_dir: Path, out: Path) -> Path:
         for people in people_sets[:8]
     ]
     kept_folds = [
-        [p for p in fold if p.same][:PAIRS_PER_FOLD] + [p for p in fold if not p.same][:PAIRS_PER_FOLD]
+        [p for p in fold if p.same][:pairs_per_fold] + [p for p in fold if not p.same][:pairs_per_fold]
         for fold in folds
     ]
     eval_sets = [
@@ -48,6 +49,11 @@ def make_lfw_sliver(lfw_dir: Path, out: Path) -> Path:
         line for people in sets for line in [str(len(people)), *(f"{k}\t{v}" for k, v in people.items())]
     ]
     (out / "people.txt").write_text("\n".join(people_lines) + "\n")
-    pair_lines = [f"{len(kept_folds)}\t{PAIRS_PER_FOLD}"] + [_pair_line(p) for fold in kept_folds for p in fold]
-    (out / "pairs.txt").write_text("\n".join(pair_lines) + "\n")
+    write_pairs(out / "pairs.txt", kept_folds)
     return out
+
+
+def write_pairs(path: Path, folds: list[list[Pair]]) -> None:
+    """pairs.txt: "folds count", then each fold's count same and count different pairs."""
+    pair_lines = [f"{len(folds)}\t{len(folds[0]) // 2}"] + [_pair_line(p) for fold in folds for p in fold]
+    path.write_text("\n".join(pair_lines) + "\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -25,10 +24,9 @@ from facesim.inference.gallery import (
 from facesim.inference.search import EmbeddingIndex, LiveGalleryIndex
 from tests.helpers.crash import (
     integrity_check,
-    kill_9,
+    kill_9_while_paused,
     orphan_embeddings,
     pause_env,
-    wait_for_pause,
     write_transaction_open,
 )
 
@@ -175,15 +173,12 @@ def test_kill_9_between_insert_and_commit_loses_nothing_committed(store: Gallery
         text=True,
         env={**os.environ, **pause_env("gallery-commit", 6, marker)},
     )
-    try:
-        assert wait_for_pause(marker, writer) == writer.pid
+
+    def while_paused() -> None:
         assert write_transaction_open(database), "the kill must land inside a write transaction"
         assert "person 5" not in dict(store.identities())  # its rows are written, but not visible
-        kill_9(writer.pid, writer)
-    finally:
-        writer.kill()
-    assert writer.returncode == -signal.SIGKILL
-    assert writer.stdout.read().split() == ["0", "1", "2", "3", "4"]  # the acknowledged enrolments
+
+    assert kill_9_while_paused(writer, marker, while_paused) == ["0", "1", "2", "3", "4"]  # the acknowledged
     assert integrity_check(database) == "ok"
     assert store.identities() == [(f"person {i}", 50) for i in range(5)]  # each once, complete; nothing else
     assert orphan_embeddings(database) == 0 and store.counters() == (5, 0)

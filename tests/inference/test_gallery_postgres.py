@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from facesim.contract.api import GALLERY_UNAVAILABLE
@@ -23,7 +24,8 @@ from facesim.inference.gallery import (
 )
 from facesim.inference.gallery_postgres import PostgresGallery
 from facesim.inference.search import GalleryFollower, LiveGalleryIndex
-from tests.helpers.kill_mid_enrolment import ROWS_PER_ENROLMENT, kill_writer_mid_enrolment
+from tests.helpers.crash import kill_9_while_paused
+from tests.helpers.kill_mid_enrolment import ROWS_PER_ENROLMENT, start_writer_pausing_in_enrolment
 
 DIM = 16
 POLL_S = 0.5
@@ -149,11 +151,30 @@ def test_postgres_concurrent_enrolments_from_processes_lose_nothing(
     assert list(rows.ids) == sorted(rows.ids) and len(rows.ids) == 2 * workers * each
 
 
-def test_postgres_kill_9_mid_enrolment_loses_nothing_committed(gallery: PostgresGallery, postgres_dsn: str) -> None:
-    acknowledged = kill_writer_mid_enrolment(postgres_dsn, DIM)
-    names = dict(gallery.identities())
-    assert all(names.get(f"person {i}") == ROWS_PER_ENROLMENT for i in acknowledged)  # every one, complete
-    assert all(count == ROWS_PER_ENROLMENT for count in names.values())  # and no half-written identity
+def open_write_transactions(dsn: str) -> int:
+    """Sessions of this database inside a transaction that has written something (holds an xid)."""
+    with psycopg.connect(dsn, autocommit=True) as db:
+        query = (
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'idle in transaction' AND backend_xid IS NOT NULL"
+        )
+        return db.execute(query).fetchone()[0]
+
+
+def test_postgres_kill_9_mid_enrolment_loses_nothing_committed(
+    gallery: PostgresGallery, postgres_dsn: str, tmp_path: Path
+) -> None:
+    """The writer stops in its 6th enrolment, identity and rows written but not committed, and is SIGKILLed there."""
+    marker = tmp_path / "paused"
+    writer = start_writer_pausing_in_enrolment(postgres_dsn, DIM, "gallery-postgres-commit", 6, marker)
+
+    def while_paused() -> None:
+        assert open_write_transactions(postgres_dsn) == 1, "the kill must land inside a write transaction"
+        assert "person 5" not in dict(gallery.identities())  # its rows are written, but not visible
+
+    assert kill_9_while_paused(writer, marker, while_paused) == ["0", "1", "2", "3", "4"]  # the acknowledged
+    assert gallery.identities() == [(f"person {i}", ROWS_PER_ENROLMENT) for i in range(5)]  # each complete, no more
+    assert gallery.counters() == (5, 0)
     gallery.add("after the crash", np.ones((1, DIM), np.float32))  # still writable: no lock left behind
 
 

@@ -45,7 +45,10 @@ def test_bench_train_runs_two_workers_and_writes_figures(tmp_path):
     report = json.loads(out.read_text())
     (run,) = report["runs"]
     assert run["workers"] == 2 and report["global_batch"] == 8
-    assert run["images_per_s"] == pytest.approx(2 * run["images_per_s_per_worker"])
+    # Independent of how the code combines its workers' figures: the global batch of 8 images passes
+    # once per measured step, and training costs ~3 forward passes (forward, then backward ~2x).
+    assert run["images_per_s"] == pytest.approx(report["global_batch"] / run["step_s"], rel=1e-6)
+    assert run["achieved_gflops"] == pytest.approx(run["images_per_s"] * 3 * report["forward_gflops_per_image"])
     assert 0 < run["fraction_of_peak"] < 1 and report["matmul_peak_gflops"] > 0
     printed = dict(parse_metrics(result.stdout.splitlines()))
     assert printed["workers_2_images_per_s"] == pytest.approx(run["images_per_s"], rel=1e-3)

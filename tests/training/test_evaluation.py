@@ -117,3 +117,20 @@ def test_thresholds_from_one_set_of_images_apply_unchanged_to_another():
     threshold = calibrated.thresholds()["1e-3"]
     assert applied.points["1e-3"].far == pytest.approx(np.mean(np.array(impostor) <= threshold))
     assert applied.points["1e-3"].tar == pytest.approx(np.mean(np.array(genuine) <= threshold))
+
+
+def test_best_threshold_at_the_edges_accepts_nothing_or_everything_by_a_hair():
+    distances = np.array([0.3, 0.5, 0.9])
+    nothing = best_threshold(distances, np.array([False, False, False]))
+    assert 0.3 - 1e-5 < nothing < 0.3  # every pair different: accept none, just below the closest
+    everything = best_threshold(distances, np.array([True, True, True]))
+    assert 0.9 <= everything < 0.9 + 1e-5
+    assert best_threshold(np.full(4, 0.4), np.array([True] * 4)) >= 0.4  # one distinct distance
+    with pytest.raises(ValueError, match="no pairs to calibrate a threshold on"):
+        best_threshold(np.array([]), np.array([], dtype=bool))
+
+
+def test_far_threshold_of_a_rate_of_one_accepts_every_impostor():
+    impostor = np.array([0.7, 0.2, 1.3])
+    assert far_threshold(impostor, 1.0) == 1.3
+    assert np.isnan(far_threshold(np.array([]), 0.1))

@@ -112,7 +112,7 @@ def test_forward_pass_matches_dlib_descriptors(weights_dir: Path, lfw_dir: Path)
     ours = raw.predict(chips, verbose=0)
     dlib = np.array([item["descriptor"] for item in reference])
     cosine = np.sum(ours * dlib, axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(dlib, axis=1)
-    assert cosine.min() >= 0.999, cosine
+    assert cosine.min() >= 0.9995, cosine  # the rebuilt network: 0.99954-0.99965; a preprocessing slip falls below
     normalised = model.predict(chips, verbose=0)
     np.testing.assert_allclose(np.linalg.norm(normalised, axis=1), 1.0, atol=1e-5)
     # Different people stay apart, as in dlib (its "same" is Euclidean < 0.6 on raw descriptors).
