@@ -50,11 +50,13 @@ def test_both_servers_bind_loopback_by_default_and_log_one_line_per_request(
         assert f"http://127.0.0.1:{ui_port}/" in ui_log.read_text()
 
         for _ in range(5):
-            assert requests.get(f"{predictor.url}/v1/models/facenet", timeout=10).ok
+            assert requests.get(f"{predictor.url}/v1/models/facenet/gallery", timeout=10).ok
+            assert requests.get(f"{predictor.url}/v1/models/facenet", timeout=10).ok  # a probe: no line
         time.sleep(1)  # let the access lines reach the log
         shown = log.read_text(errors="replace")
         assert f"facenet on http://127.0.0.1:{predictor_port}" in shown
-        assert shown.count('"GET /v1/models/facenet HTTP') == 5  # one access line each
+        assert shown.count('"GET /v1/models/facenet/gallery HTTP') == 5  # one access line each
+        assert '"GET /v1/models/facenet HTTP' not in shown
         assert "kserve.trace" not in shown and "Deprecat" not in shown
     finally:
         ui.terminate()
