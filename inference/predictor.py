@@ -89,9 +89,10 @@ class ServingConfig:
     poll_s: float = DEFAULT_POLL_S  # shared galleries: read the version at least this often
     listen: bool = True  # shared galleries: LISTEN for commits (polling alone when off)
     yunet_path: str | None = None
+    runtime: str = "onnx"  # onnx (model.onnx, ONNX Runtime) | tensorflow (the SavedModel)
     # One intra-op thread: a single face embeds in 6 ms instead of 13.6 ms with 2 threads on the
     # 2-core dev box (MobileFaceNet), and the other cores decode/detect concurrent requests.
-    tf_threads: int = 1
+    threads: int = 1
     # Images are decoded at no more than about twice this (detection runs at <= 960 px anyway).
     decode_max_side: int = 1920
     admin_token: str | None = field(default=None, repr=False)  # gallery writes; None: refused
@@ -145,7 +146,7 @@ class FaceNetPredictor(kserve.Model):
         self.threshold_source = "gallery" if calibrated is not None else "model"
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         detector = self.preprocessor.detector  # created now, not on the first request
-        self.embedder = Embedder(self.model_info, self.config.tf_threads)
+        self.embedder = Embedder(self.model_info, self.config.threads, self.config.runtime)
         self.batcher = EmbeddingBatcher(self.embedder.embed)
         self.index = LiveGalleryIndex(self.gallery, self.config.approximate_threshold, self._index_dir())
         self.index.refresh()  # load it now
