@@ -69,7 +69,9 @@ def export_onnx(embed: Callable, out_dir: Path, image_size: int) -> dict:
 def export_model(model: keras.Model, out_dir: Path, image_size: int) -> dict:
     """SavedModel and model.onnx of one Keras model; returns the `onnx` record for model.json."""
     export_saved_model(model, out_dir, image_size)
-    return export_onnx(lambda images: {"embeddings": model(tf.cast(images, tf.float32), training=False)}, out_dir, image_size)
+    return export_onnx(
+        lambda images: {"embeddings": model(tf.cast(images, tf.float32), training=False)}, out_dir, image_size
+    )
 
 
 def export_onnx_of_saved_model(model_dir: Path) -> dict:
