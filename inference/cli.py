@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from facesim.faces.detect import add_yunet_argument
-from facesim.inference.embedder import DEFAULT_RUNTIME, RUNTIMES
 from facesim.inference.gallery import GALLERY_DSN_ENV
 from facesim.inference.payload import RequestLimits
 from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
+from facesim.storage.model_runtime import DEFAULT_RUNTIME, RUNTIMES
 
 # `facesim serve` flag -> help; each sets the RequestLimits field of the same name.
 LIMIT_FLAGS = {

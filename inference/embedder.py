@@ -3,7 +3,7 @@ under TensorFlow) plus the face preprocessing it was trained with.
 
 model.json's `preprocessing` rebuilds the exact preprocessor used for training, so serving
 feeds the network the same aligned uint8 crops. Used by the predictor and the gallery builder.
-The ONNX runtime never imports TensorFlow (the predictor image does not install it).
+The runtimes themselves: storage.model_runtime.
 """
 
 from __future__ import annotations
@@ -20,17 +20,11 @@ from PIL import Image
 from facesim.faces.detect import Face
 from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
 from facesim.storage.model_card import ModelCard, load_model_card
+from facesim.storage.model_runtime import DEFAULT_RUNTIME, ModelError, load_runner
 
-SIGNATURE = "serving_default"
-RUNTIMES = ("onnx", "tensorflow")
-DEFAULT_RUNTIME = "onnx"
 THUMBNAIL_SIZE = 128
 # A thumbnail shows the face box grown by this fraction on each side (hair, chin).
 THUMBNAIL_MARGIN = 0.25
-
-
-class ModelError(ValueError):
-    """The model directory is missing or not a facesim model artifact."""
 
 
 @dataclass(frozen=True)
@@ -112,61 +106,14 @@ class Embedder:
 
     def __init__(self, info: ModelInfo, threads: int | None = None, runtime: str = DEFAULT_RUNTIME):
         """`threads`: intra-op threads of the runtime (None or 0: the runtime's default, all cores)."""
-        if runtime not in RUNTIMES:
-            raise ModelError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
         self.info = info
         self.runtime = runtime
-        self._run = _onnx_runner(info, threads) if runtime == "onnx" else _tensorflow_runner(info, threads)
+        self._run = load_runner(info.directory, info.card, runtime, threads)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros((0, self.info.embedding_dim), dtype=np.float32)
         return self._run(np.ascontiguousarray(crops, dtype=np.uint8))
-
-
-def _onnx_runner(info: ModelInfo, threads: int | None):
-    import onnxruntime
-
-    record = info.card.extra.get("onnx")
-    path = info.directory / str((record or {}).get("file", "model.onnx"))
-    if not record or not path.is_file():
-        raise ModelError(
-            f"{info.directory} has no model.onnx (exported before ONNX serving): convert it with "
-            f"`facesim model export-onnx {info.directory}`, or serve it with --runtime tensorflow"
-        )
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != record.get("sha256"):
-        raise ModelError(
-            f"{path} does not match the sha256 in model.json: it was changed or damaged; "
-            f"write it again with `facesim model export-onnx {info.directory}`"
-        )
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or 0
-    options.inter_op_num_threads = 1  # a chain of convolutions: nothing to run side by side
-    session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
-    return lambda crops: session.run([output_name], {input_name: crops})[0].astype(np.float32, copy=False)
-
-
-def _tensorflow_runner(info: ModelInfo, threads: int | None):
-    import tensorflow as tf  # imported here: the CLI's --help and the ONNX runtime must not pay for TensorFlow
-
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-        except RuntimeError:  # TensorFlow already ran in this process: its setting stays
-            pass
-    loaded = tf.saved_model.load(str(info.directory))
-    if SIGNATURE not in loaded.signatures:
-        raise ModelError(f"{info.directory} has no {SIGNATURE!r} signature; re-export the model")
-    signature = loaded.signatures[SIGNATURE]
-    output = next(iter(signature.structured_outputs))
-
-    def run(crops: np.ndarray) -> np.ndarray:
-        _ = loaded  # keeps the variables alive as long as the runner
-        return signature(images=tf.constant(crops))[output].numpy().astype(np.float32)
-
-    return run
 
 
 def thumbnail_jpeg(rgb: np.ndarray, face: Face, size: int = THUMBNAIL_SIZE) -> bytes:
