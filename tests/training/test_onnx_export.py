@@ -83,3 +83,13 @@ def test_older_artifact_is_refused_then_converted_keeping_its_fingerprint(
         Embedder(after)
     assert model_main(["export-onnx", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith("facesim model export-onnx: ")
+
+
+def test_flop_count_of_the_onnx_graph_matches_a_count_by_hand(tmp_path: Path) -> None:
+    from facesim.inference.bench_inprocess import onnx_flops
+
+    export_model(build_embedding_model("tiny", 32, 8), tmp_path, 32)
+    # tiny: three 3x3 stride-2 convolutions (3->16, 16->32, 32->64 channels; 16, 8, 4 px out), dense 64->8.
+    multiply_adds = 16 * 16 * 16 * 9 * 3 + 8 * 8 * 32 * 9 * 16 + 4 * 4 * 64 * 9 * 32 + 64 * 8
+    assert onnx_flops(tmp_path / ONNX_FILE) == 2 * multiply_adds
+    assert onnx_flops(tmp_path / ONNX_FILE, batch=3) == 3 * 2 * multiply_adds
