@@ -146,6 +146,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         "scored at the threshold best on the other nine (fold<k>_accuracy=, lfw_10fold_accuracy=, "
         "lfw_10fold_std=) (default: %(default)s)",
     )
+    parser.add_argument(
+        "--compare-runtimes",
+        action="store_true",
+        help="also embed the pairs on the other runtime: runtime_decisions_differing= (same/different at the "
+        "model's threshold) and runtime_max_distance_difference=",
+    )
     args = parser.parse_args(argv)
     from facesim.storage.model_runtime import ModelError
     from facesim.training.evaluate import EvaluateRequest, evaluate_model

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesim.contract.api import same_person
 from facesim.faces.preprocess import PreprocessConfig
 from facesim.storage.lfw import LfwLayout, Pair, read_pairs
 from facesim.storage.model_card import ModelCard, load_model_card
@@ -41,6 +42,7 @@ class EvaluateRequest:
     prepare_workers: int = 2
     runtime: str = "tensorflow"  # or onnx (model.onnx)
     protocol: str = "pairs"  # or lfw-10fold
+    compare_runtimes: bool = False  # also score the pairs on the other runtime, decision by decision
 
 
 def evaluate_model(request: EvaluateRequest) -> Scores | list[float]:
@@ -78,7 +80,21 @@ def evaluate_model(request: EvaluateRequest) -> Scores | list[float]:
         print_metric(name, value)
     print_metric("best_threshold", best.threshold)
     print_metric("best_accuracy", best.accuracy)
+    if request.compare_runtimes:
+        _compare_runtimes(request, card, scored, embeddings)
     return result
+
+
+def _compare_runtimes(request: EvaluateRequest, card: ModelCard, scored, embeddings: np.ndarray) -> None:
+    """The same pairs through the other runtime: how many same/different decisions change, and by how much
+    the distances move (`facesim evaluate --compare-runtimes`)."""
+    other = replace(request, runtime="tensorflow" if request.runtime == "onnx" else "onnx")
+    theirs = _embedder(other, card)(scored.images)
+    ours_d = squared_distances(embeddings[scored.first], embeddings[scored.second])
+    theirs_d = squared_distances(theirs[scored.first], theirs[scored.second])
+    changed = same_person(ours_d, card.threshold) != same_person(theirs_d, card.threshold)
+    print_metric("runtime_decisions_differing", int(np.sum(changed)))
+    print_metric("runtime_max_distance_difference", float(np.abs(ours_d - theirs_d).max()))
 
 
 def ten_fold_accuracies(request: EvaluateRequest, card: ModelCard, folds: list[list[Pair]]) -> list[float]:
