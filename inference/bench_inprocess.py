@@ -185,7 +185,7 @@ def onnx_flops(model_path: Path, batch: int = 1) -> float:
 
 def measured_peak_gflops(seconds: float = 1.0, size: int = 1024) -> float:
     """The float32 FLOP rate of ONNX Runtime's own matrix product (MLAS, AVX2 + FMA here) on one thread:
-    the practical peak of this core, measured by the same runtime that runs the network."""
+    the practical peak of this core, measured by the same runtime that runs the network (its fastest call)."""
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
@@ -202,11 +202,12 @@ def measured_peak_gflops(seconds: float = 1.0, size: int = 1024) -> float:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     session.run(None, {"a": matrix})
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    fastest, start = float("inf"), time.perf_counter()
+    while time.perf_counter() - start < seconds:  # the fastest call: the others lost time to other processes
+        call = time.perf_counter()
         session.run(None, {"a": matrix})
-        count += 1
-    return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
+        fastest = min(fastest, time.perf_counter() - call)
+    return 2 * size**3 / fastest / 1e9
 
 
 def startup_seconds(model_dir: Path, gallery: Path, yunet_path: str | None, runtime: str, port: int) -> float:
@@ -237,8 +238,15 @@ def startup_seconds(model_dir: Path, gallery: Path, yunet_path: str | None, runt
 
 
 def report(
-    timings: list[PhotoTiming], runtime: str, cpu: int, flops: float, passes: int, pass_ms: float, peak: float
+    timings: list[PhotoTiming],
+    runtime: str,
+    cpu: int,
+    flops: float,
+    passes: int,
+    pass_ms: tuple[float, float],
+    peak: float,
 ) -> list[str]:
+    """`pass_ms`: the embedding call's p50 and fastest; its share of the peak compares fastest with fastest."""
     lines = [
         f"in-process, one core (CPU {cpu}), runtime {runtime}; p50 per request, interleaved with face_recognition",
         "",
@@ -252,13 +260,13 @@ def report(
         lines.append(
             f"| {t.image} | {t.pixels} | {t.faces} | {t.facesim_p50_ms:.1f} | {theirs} | {ratio} | {' | '.join(stage)} |"
         )
-    rate = flops / (pass_ms / 1000) / 1e9
+    rate = flops / (pass_ms[1] / 1000) / 1e9
     lines += [
         "",
         f"embedding one face ({passes} network pass{'es' if passes > 1 else ''}: the crop"
         f"{' and its mirror as one batch' if passes > 1 else ''}): {flops / 1e9:.3f} GFLOP (Conv + MatMul, counted "
-        f"from model.onnx; {flops / 2e9 / passes:.3f} G multiply-adds per pass), {pass_ms:.2f} ms p50 = "
-        f"{rate:.1f} GFLOP/s; this core's measured float32 peak (ONNX Runtime MatMul 1024^2, one thread) "
+        f"from model.onnx; {flops / 2e9 / passes:.3f} G multiply-adds per pass), {pass_ms[0]:.2f} ms p50, "
+        f"fastest {pass_ms[1]:.2f} ms = {rate:.1f} GFLOP/s; this core's measured float32 peak (ONNX Runtime MatMul 1024^2, one thread, fastest call) "
         f"{peak:.1f} GFLOP/s: {100 * rate / peak:.0f}% of it",
     ]
     return lines
