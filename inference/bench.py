@@ -3,6 +3,9 @@
 Serving: a real predictor process (or `--url`), C concurrent clients sending V1 requests back to
 back; p50/p99 latency and images/s per image and concurrency. Search: `facesim bench gallery` at
 each gallery size (face-like synthetic embeddings, no model needed): exact against the FAISS index.
+`--in-process`: the request path without HTTP, on one core, beside face_recognition, with each
+stage's cost and the network's FLOPs (inference.bench_inprocess). `--startup N`: seconds from
+starting `facesim serve` to ready, N times.
 """
 
 from __future__ import annotations
@@ -95,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
         help="also time face_recognition's detect + encode of each --image (one core, in this process), "
         "for a side-by-side ratio (needs the optional face_recognition install)",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time the request path of each --image in this process on one core (no HTTP), interleaved with "
+        "face_recognition when --face-recognition, with each stage's cost; needs --model and --gallery",
+    )
+    parser.add_argument("--runtime", choices=("onnx", "tensorflow"), default="onnx", help="the predictor's runtime")
+    parser.add_argument("--startup", type=int, default=0, help="also time N starts of `facesim serve` to ready")
     return parser
 
 
@@ -106,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facesim bench serve: no such image: {', '.join(missing)}", file=sys.stderr)
         return 2
     load_before = os.getloadavg()
+    if args.in_process or args.startup:
+        lines = _in_process(args)
+        print("\n".join([f"command: facesim bench serve {shlex.join(argv)}", *lines]))
+        print(f"load average (1/5/15 min) before {_load(load_before)}, after {_load(os.getloadavg())}")
+        return 0
     latency: list[LatencyResult] = []
     if args.image:
         try:
@@ -152,6 +168,37 @@ def _versus_face_recognition(images: list[Path], latency: list[LatencyResult], t
         theirs = face_recognition_p50_ms(image, total)
         ratio = f": facesim V1 p50 {ours:.1f} ms at concurrency 1, {theirs / ours:.1f}x faster" if ours else ""
         lines.append(f"face_recognition detect+encode {image.name}: p50 {theirs:.1f} ms{ratio}")
+    return lines
+
+
+def _in_process(args: argparse.Namespace) -> list[str]:
+    from facesim.inference import bench_inprocess as bench
+
+    if args.model is None or args.gallery is None:
+        raise SystemExit("facesim bench serve: --in-process and --startup need --model and --gallery")
+    lines = []
+    if args.startup:
+        from facesim.inference.local_server import free_port
+
+        times = [
+            bench.startup_seconds(args.model, args.gallery, args.yunet_path, args.runtime, free_port())
+            for _ in range(args.startup)
+        ]
+        lines.append(
+            f"facesim serve --runtime {args.runtime} ready after {', '.join(f'{t:.2f}' for t in times)} s "
+            f"(median {np.median(times):.2f} s) from process start"
+        )
+    if args.in_process:
+        cpu = bench.pin_to_one_core()
+        predictor = bench.load_predictor(args.model, args.gallery, args.yunet_path, args.runtime)
+        timings = bench.measure_photos(predictor, args.image, args.requests, args.face_recognition)
+        size = predictor.model_info.image_size
+        crop = np.zeros((1, size, size, 3), np.uint8)
+        pass_times = [bench.p50_ms(lambda: predictor.embedder.embed(crop), 1) for _ in range(args.requests)]
+        pass_ms = (float(np.median(pass_times)), min(pass_times))
+        passes = 2 if predictor.model_info.card.extra.get("flip_average") else 1
+        flops = bench.onnx_flops(args.model / "model.onnx")
+        lines += bench.report(timings, args.runtime, cpu, flops, passes, pass_ms, bench.measured_peak_gflops())
     return lines
 
 

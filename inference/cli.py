@@ -17,6 +17,7 @@ from facesim.faces.detect import add_yunet_argument
 from facesim.inference.gallery import GALLERY_DSN_ENV
 from facesim.inference.payload import RequestLimits
 from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
+from facesim.storage.model_runtime import DEFAULT_RUNTIME, RUNTIMES
 
 # `facesim serve` flag -> help; each sets the RequestLimits field of the same name.
 LIMIT_FLAGS = {
@@ -118,11 +119,20 @@ def _parser() -> argparse.ArgumentParser:
         help="gallery size (embeddings) from which search uses the FAISS IVF index",
     )
     parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=DEFAULT_RUNTIME,
+        help="what runs the embedding network: onnx (model.onnx under ONNX Runtime; no TensorFlow needed) "
+        "or tensorflow (the SavedModel) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
         "--tf-threads",
+        dest="threads",
         type=int,
         default=1,
-        help="TensorFlow intra-op threads for the embedding network (0: all cores); one is "
-        "fastest for single faces, more help large batches on many cores",
+        help="intra-op threads of the runtime for the embedding network (0: all cores); one is "
+        "fastest for single faces, more help large batches on many cores (default: %(default)s)",
     )
     # The predictor answers REST; gRPC (port 8081) is opt-in so several servers can share a host.
     parser.set_defaults(enable_grpc=False)
@@ -186,7 +196,8 @@ def _serve(args: argparse.Namespace, model_dir: Path, gallery_dir: Path | str) -
         limits=limits,
         approximate_threshold=args.approximate_threshold,
         yunet_path=args.yunet_path,
-        tf_threads=args.tf_threads,
+        runtime=args.runtime,
+        threads=args.threads,
         admin_token=load_admin_token(args.admin_token_file),
         index_dir=args.index_dir,
         poll_s=args.gallery_poll_s,

@@ -1,13 +1,16 @@
-"""The served model: the SavedModel's embedding signature plus the face preprocessing it was trained with.
+"""The served model: the embedding network (model.onnx under ONNX Runtime, or the SavedModel's signature
+under TensorFlow) plus the face preprocessing it was trained with.
 
 model.json's `preprocessing` rebuilds the exact preprocessor used for training, so serving
 feeds the network the same aligned uint8 crops. Used by the predictor and the gallery builder.
+The runtimes themselves: storage.model_runtime.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +20,11 @@ from PIL import Image
 from facesim.faces.detect import Face
 from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
 from facesim.storage.model_card import ModelCard, load_model_card
+from facesim.storage.model_runtime import DEFAULT_RUNTIME, ModelError, load_runner
 
-SIGNATURE = "serving_default"
 THUMBNAIL_SIZE = 128
 # A thumbnail shows the face box grown by this fraction on each side (hair, chin).
 THUMBNAIL_MARGIN = 0.25
-
-
-class ModelError(ValueError):
-    """The model directory is missing or not a facesim model artifact."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,25 @@ def read_model_info(model_dir: Path | str) -> ModelInfo:
 def _fingerprint(directory: Path) -> str:
     # variables.index holds a checksum of every weight tensor; model.json the calibration.
     digest = hashlib.sha256()
-    for name in ("variables/variables.index", "saved_model.pb", "model.json"):
+    for name in ("variables/variables.index", "saved_model.pb"):
         path = directory / name
         if path.is_file():
             digest.update(path.read_bytes())
+    digest.update(_card_bytes_without_onnx(directory / "model.json"))
     return digest.hexdigest()[:16]
+
+
+def _card_bytes_without_onnx(path: Path) -> bytes:
+    """model.json as it was before its `onnx` record was added (`facesim model export-onnx` adds one to an
+    older artifact): converting a model keeps its fingerprint, and so its galleries."""
+    if not path.is_file():
+        return b""
+    raw = path.read_bytes()
+    card = json.loads(raw)
+    if not isinstance(card, dict) or "onnx" not in card:
+        return raw
+    card.pop("onnx")
+    return (json.dumps(card, indent=2) + "\n").encode()  # as storage.model_card.save_model_card writes it
 
 
 def preprocessor_for(info: ModelInfo, yunet_path: str | None = None) -> FacePreprocessor:
@@ -88,31 +101,19 @@ def preprocessor_for(info: ModelInfo, yunet_path: str | None = None) -> FacePrep
 
 
 class Embedder:
-    """Batched calls of the SavedModel's serving signature: uint8 crops (N, S, S, 3) -> (N, D) unit vectors."""
+    """Batched embeddings: uint8 crops (N, S, S, 3) -> (N, D) unit vectors, by ONNX Runtime (model.onnx,
+    the default) or TensorFlow (the SavedModel's signature)."""
 
-    def __init__(self, info: ModelInfo, threads: int | None = None):
-        """`threads`: TensorFlow intra-op threads (None: TensorFlow's default, all cores)."""
-        import tensorflow as tf  # imported here: the CLI's --help must not pay for TensorFlow
-
-        if threads:
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-            except RuntimeError:  # TensorFlow already ran in this process: its setting stays
-                pass
-        self._tf = tf
+    def __init__(self, info: ModelInfo, threads: int | None = None, runtime: str = DEFAULT_RUNTIME):
+        """`threads`: intra-op threads of the runtime (None or 0: the runtime's default, all cores)."""
         self.info = info
-        loaded = tf.saved_model.load(str(info.directory))
-        if SIGNATURE not in loaded.signatures:
-            raise ModelError(f"{info.directory} has no {SIGNATURE!r} signature; re-export the model")
-        self._loaded = loaded  # keeps the variables alive
-        self._signature = loaded.signatures[SIGNATURE]
-        self._output = next(iter(self._signature.structured_outputs))
+        self.runtime = runtime
+        self._run = load_runner(info.directory, info.card, runtime, threads)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros((0, self.info.embedding_dim), dtype=np.float32)
-        images = self._tf.constant(np.ascontiguousarray(crops, dtype=np.uint8))
-        return self._signature(images=images)[self._output].numpy().astype(np.float32)
+        return self._run(np.ascontiguousarray(crops, dtype=np.uint8))
 
 
 def thumbnail_jpeg(rgb: np.ndarray, face: Face, size: int = THUMBNAIL_SIZE) -> bytes:

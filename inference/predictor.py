@@ -98,9 +98,10 @@ class ServingConfig:
     listen: bool = True  # shared galleries: LISTEN for commits (polling alone when off)
     gallery_wait_s: float = 120.0  # shared galleries: how long a start waits for the database
     yunet_path: str | None = None
+    runtime: str = "onnx"  # onnx (model.onnx, ONNX Runtime) | tensorflow (the SavedModel)
     # One intra-op thread: a single face embeds in 6 ms instead of 13.6 ms with 2 threads on the
     # 2-core dev box (MobileFaceNet), and the other cores decode/detect concurrent requests.
-    tf_threads: int = 1
+    threads: int = 1
     # Images are decoded at no more than about twice this (detection runs at <= 960 px anyway).
     decode_max_side: int = 1920
     admin_token: str | None = field(default=None, repr=False)  # gallery writes; None: refused
@@ -147,7 +148,7 @@ class FaceNetPredictor(kserve.Model):
         self.model_info = read_model_info(self.config.model_dir)
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         detector = self.preprocessor.detector  # created now, not on the first request
-        self.embedder = Embedder(self.model_info, self.config.tf_threads)
+        self.embedder = Embedder(self.model_info, self.config.threads, self.config.runtime)
         self.batcher = EmbeddingBatcher(self.embedder.embed)
         self.embedder.embed(np.zeros((1, self.model_info.image_size, self.model_info.image_size, 3), np.uint8))
         # The model first: a replica started before its database is ready soon after it is.

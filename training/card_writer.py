@@ -30,8 +30,15 @@ def code_version() -> str:
 
 
 def write_model_card(
-    out: Path, config: TrainConfig, data: RunData, threshold: float, metrics: dict[str, float], workers: int
+    out: Path,
+    config: TrainConfig,
+    data: RunData,
+    threshold: float,
+    metrics: dict[str, float],
+    workers: int,
+    onnx: dict,
 ) -> Path:
+    """model.json; `onnx`: the record of model.onnx (training.export.export_onnx)."""
     training = {
         "data": str(data.source),
         "crops": str(data.cache_dir),
@@ -72,7 +79,7 @@ def write_model_card(
         training=training,
         metrics={name: float(value) for name, value in metrics.items()},
         code_version=code_version(),
-        extra={"flip_average": config.flips},
+        extra={"flip_average": config.flips, "onnx": onnx},
     )
     return save_model_card(out, card)
 

@@ -135,12 +135,34 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
     add_yunet_argument(parser)
     parser.add_argument("--prepare-workers", type=int, default=2, help="processes preparing crops")
+    parser.add_argument(
+        "--runtime",
+        choices=("tensorflow", "onnx"),
+        default="tensorflow",
+        help="what runs the network: the SavedModel under TensorFlow, or model.onnx under ONNX Runtime "
+        "(what `facesim serve` runs by default) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("pairs", "lfw-10fold"),
+        default="pairs",
+        help="pairs: the figures above; lfw-10fold: LFW View 2's standard figure, each of the 10 folds "
+        "scored at the threshold best on the other nine (fold<k>_accuracy=, lfw_10fold_accuracy=, "
+        "lfw_10fold_std=) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--compare-runtimes",
+        action="store_true",
+        help="also embed the pairs on the other runtime: runtime_decisions_differing= (same/different at the "
+        "model's threshold) and runtime_max_distance_difference=",
+    )
     args = parser.parse_args(argv)
+    from facesim.storage.model_runtime import ModelError
     from facesim.training.evaluate import EvaluateRequest, evaluate_model
 
     try:
         evaluate_model(EvaluateRequest(**vars(args)))
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ModelError) as error:
         print(f"facesim evaluate: {error}", file=sys.stderr)
         return 2
     return 0

@@ -2,7 +2,9 @@
 
 Pair figures (accuracy, AUC, TAR at zero false accepts) at the model's own threshold; TAR at FAR
 1e-3 / 1e-4 over every pair of the fold's images, at thresholds set on the calibration fold's
-images (fold 9, the protocol's validation fold, unless told otherwise).
+images (fold 9, the protocol's validation fold, unless told otherwise). `--protocol lfw-10fold`: LFW's
+standard View 2 figure, each fold scored at the threshold best on the other nine (published figures
+such as dlib's 99.38% are this one). `--runtime` picks what runs the network (storage.model_runtime).
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
+from facesim.contract.api import same_person
 from facesim.faces.preprocess import PreprocessConfig
 from facesim.storage.lfw import LfwLayout, Pair, read_pairs
-from facesim.storage.model_card import load_model_card
+from facesim.storage.model_card import ModelCard, load_model_card
+from facesim.storage.model_runtime import Runner, load_runner
 from facesim.training.data import CropReader, crop_source, limit_pairs, pair_set
-from facesim.training.export import EmbeddingModel
 from facesim.training.loop import print_metric
-from facesim.training.verification import Scores
+from facesim.training.verification import Scores, squared_distances, ten_fold
 
 VALIDATION_FOLD = 9
+PROTOCOLS = ("pairs", "lfw-10fold")
+BATCH = 64
 
 
 @dataclass
@@ -33,14 +40,19 @@ class EvaluateRequest:
     cache_dir: str | None = None
     yunet_path: str | None = None
     prepare_workers: int = 2
+    runtime: str = "tensorflow"  # or onnx (model.onnx)
+    protocol: str = "pairs"  # or lfw-10fold
+    compare_runtimes: bool = False  # also score the pairs on the other runtime, decision by decision
 
 
-def evaluate_model(request: EvaluateRequest) -> Scores:
+def evaluate_model(request: EvaluateRequest) -> Scores | list[float]:
     card = load_model_card(request.model)
     pairs_file = request.pairs or request.data / "pairs.txt"
     if not pairs_file.is_file():
         raise FileNotFoundError(f"{pairs_file} does not exist: give a pairs file such as LFW's pairs.txt (--pairs)")
     folds = read_pairs(pairs_file)
+    if request.protocol == "lfw-10fold":
+        return ten_fold_accuracies(request, card, folds)
     calibration_fold = request.calibration_fold or VALIDATION_FOLD
     for option, fold in (("--fold", request.fold), ("--calibration-fold", calibration_fold)):
         if fold is not None and not 1 <= fold <= len(folds):
@@ -52,19 +64,15 @@ def evaluate_model(request: EvaluateRequest) -> Scores:
         print(f"note: fold {request.fold} sets its own FAR thresholds (--calibration-fold)", file=sys.stderr)
 
     crops = _crop_reader(request, card.preprocessing, card.image_size, pairs + calibration)
-    model = EmbeddingModel(request.model)
-    if model.image_size != card.image_size:
-        raise ValueError(
-            f"{request.model}: the SavedModel takes {model.image_size} px but model.json says {card.image_size}"
-        )
+    embed = _embedder(request, card)
     scored = pair_set(crops, pairs)
-    embeddings = model.embed(scored.images)
+    embeddings = embed(scored.images)
     if request.fold is None:  # every fold's ~7,700 images: 30 M image pairs would not fit in memory
         print("note: TAR at FAR over all image pairs needs --fold", file=sys.stderr)
         result = scored.score(embeddings, card.threshold, image_pairs=False)
     else:
         calibrating = pair_set(crops, calibration)
-        thresholds = calibrating.score(model.embed(calibrating.images)).images.thresholds()
+        thresholds = calibrating.score(embed(calibrating.images)).images.thresholds()
         result = scored.score(embeddings, card.threshold, thresholds)
     best = scored.score(embeddings, image_pairs=False).pairs
     calibrated = {"calibration_fold": calibration_fold} if result.images else {}
@@ -72,7 +80,52 @@ def evaluate_model(request: EvaluateRequest) -> Scores:
         print_metric(name, value)
     print_metric("best_threshold", best.threshold)
     print_metric("best_accuracy", best.accuracy)
+    if request.compare_runtimes:
+        _compare_runtimes(request, card, scored, embeddings)
     return result
+
+
+def _compare_runtimes(request: EvaluateRequest, card: ModelCard, scored, embeddings: np.ndarray) -> None:
+    """The same pairs through the other runtime: how many same/different decisions change, and by how much
+    the distances move (`facesim evaluate --compare-runtimes`)."""
+    other = replace(request, runtime="tensorflow" if request.runtime == "onnx" else "onnx")
+    theirs = _embedder(other, card)(scored.images)
+    ours_d = squared_distances(embeddings[scored.first], embeddings[scored.second])
+    theirs_d = squared_distances(theirs[scored.first], theirs[scored.second])
+    changed = same_person(ours_d, card.threshold) != same_person(theirs_d, card.threshold)
+    print_metric("runtime_decisions_differing", int(np.sum(changed)))
+    print_metric("runtime_max_distance_difference", float(np.abs(ours_d - theirs_d).max()))
+
+
+def ten_fold_accuracies(request: EvaluateRequest, card: ModelCard, folds: list[list[Pair]]) -> list[float]:
+    """LFW View 2's figure: each fold's accuracy at the threshold with the best accuracy on the other folds."""
+    if request.fold is not None or request.limit_pairs:
+        raise ValueError("--protocol lfw-10fold scores every pair of every fold: drop --fold and --limit-pairs")
+    pairs = [pair for fold in folds for pair in fold]
+    fold_of = np.repeat(np.arange(len(folds)), [len(fold) for fold in folds])
+    scored = pair_set(_crop_reader(request, card.preprocessing, card.image_size, pairs), pairs)
+    embeddings = _embedder(request, card)(scored.images)
+    distances = squared_distances(embeddings[scored.first], embeddings[scored.second])
+    accuracies = []
+    for k, (fold_accuracy, threshold) in enumerate(ten_fold(distances, scored.same, fold_of)):
+        print_metric(f"fold{k + 1}_accuracy", fold_accuracy)
+        print_metric(f"fold{k + 1}_threshold", threshold)
+        accuracies.append(fold_accuracy)
+    print_metric("pairs", len(pairs))
+    print_metric("lfw_10fold_accuracy", float(np.mean(accuracies)))
+    print_metric("lfw_10fold_std", float(np.std(accuracies)))
+    return accuracies
+
+
+def _embedder(request: EvaluateRequest, card: ModelCard) -> Runner:
+    """The model's network on the chosen runtime, fed in batches."""
+    run = load_runner(request.model, card, request.runtime)
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        parts = [run(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0, card.embedding_dim), np.float32)
+
+    return embed
 
 
 def _crop_reader(request: EvaluateRequest, preprocessing: dict, image_size: int, pairs: list[Pair]) -> CropReader:

@@ -1,13 +1,17 @@
-"""The model artifact (docs/protocol.md): a SavedModel at DIR's root plus model.json, and loading it back.
+"""The model artifact (docs/protocol.md): a SavedModel at DIR's root, the same network as `model.onnx`
+beside it, plus model.json, and loading it back.
 
 Signature `serving_default`: `images` uint8 [None, S, S, 3] -> `embeddings` float32 [None, D],
-unit norm; pixel normalisation is inside the network, so callers feed raw aligned crops.
+unit norm; pixel normalisation is inside the network, so callers feed raw aligned crops. The ONNX
+graph has the same input and output names (converted by tf2onnx; served by ONNX Runtime).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -15,6 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 SIGNATURE = "serving_default"
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 17
 
 
 def export_saved_model(model: keras.Model, out_dir: Path, image_size: int) -> Path:
@@ -39,6 +45,44 @@ def export_saved_model(model: keras.Model, out_dir: Path, image_size: int) -> Pa
             if (Path(staging) / name).exists():
                 shutil.move(str(Path(staging) / name), target)
     return out_dir
+
+
+def export_onnx(embed: Callable, out_dir: Path, image_size: int) -> dict:
+    """Write `out_dir/model.onnx` from `embed` (uint8 `images` -> {"embeddings": ...}, a Keras model's call
+    or a SavedModel's signature); returns model.json's `onnx` record (file, sha256, opset, converter)."""
+    import tf2onnx
+
+    spec = (tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name="images"),)
+    proto, _ = tf2onnx.convert.from_function(tf.function(embed), input_signature=spec, opset=ONNX_OPSET)
+    data = proto.SerializeToString()
+    partial = out_dir / f".{ONNX_FILE}.partial"
+    partial.write_bytes(data)
+    partial.replace(out_dir / ONNX_FILE)
+    return {
+        "file": ONNX_FILE,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "opset": ONNX_OPSET,
+        "converter": f"tf2onnx {tf2onnx.__version__}",
+    }
+
+
+def export_model(model: keras.Model, out_dir: Path, image_size: int) -> dict:
+    """SavedModel and model.onnx of one Keras model; returns the `onnx` record for model.json."""
+    export_saved_model(model, out_dir, image_size)
+    return export_onnx(
+        lambda images: {"embeddings": model(tf.cast(images, tf.float32), training=False)}, out_dir, image_size
+    )
+
+
+def export_onnx_of_saved_model(model_dir: Path) -> dict:
+    """model.onnx for an artifact exported before ONNX: converted from its SavedModel's signature."""
+    loaded = tf.saved_model.load(str(model_dir))  # held until converted: the signature needs its variables
+    signature = loaded.signatures[SIGNATURE]
+    image_size = int(signature.structured_input_signature[1]["images"].shape[1])
+    output = next(iter(signature.structured_outputs))
+    record = export_onnx(lambda images: {"embeddings": signature(images=images)[output]}, model_dir, image_size)
+    del loaded
+    return record
 
 
 class EmbeddingModel:

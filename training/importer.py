@@ -1,4 +1,5 @@
 """`facesim model import faceapi-resnet`: dlib's pretrained face ResNet as an ordinary model artifact.
+`facesim model export-onnx DIR`: model.onnx for an artifact exported before ONNX serving.
 
 The network is rebuilt in Keras (`faceapi_resnet`), loaded with the checksummed face-api weights
 (training.pretrained) and exported like a trained model: SavedModel + model.json, with crops aligned
@@ -44,7 +45,7 @@ def import_faceapi(request: ImportRequest) -> Path:
     from facesim.storage.model_card import ModelCard, save_model_card
     from facesim.training.card_writer import code_version
     from facesim.training.config import PRETRAINED_INIT
-    from facesim.training.export import export_saved_model
+    from facesim.training.export import export_model
     from facesim.training.model import with_flip_average
     from facesim.training.pretrained import (
         FACEAPI_IMAGE_SIZE,
@@ -78,7 +79,7 @@ def import_faceapi(request: ImportRequest) -> Path:
     else:
         threshold, metrics, preprocessing = DEFAULT_THRESHOLD, {}, resolve_config(wanted)[1]
         training["threshold_source"] = "default: the fold-9 threshold measured on LFW (docs/results.md)"
-    export_saved_model(serving, request.out, FACEAPI_IMAGE_SIZE)
+    onnx = export_model(serving, request.out, FACEAPI_IMAGE_SIZE)
     card = ModelCard(
         image_size=FACEAPI_IMAGE_SIZE,
         embedding_dim=int(model.output_shape[-1]),
@@ -89,7 +90,7 @@ def import_faceapi(request: ImportRequest) -> Path:
         training=training,
         metrics=metrics,
         code_version=code_version(),
-        extra={"flip_average": request.flip_average},
+        extra={"flip_average": request.flip_average, "onnx": onnx},
     )
     save_model_card(request.out, card)
     print(f"model imported to {request.out}", flush=True)
@@ -122,6 +123,20 @@ def calibrate_on_lfw(serving, wanted: PreprocessConfig, request: ImportRequest) 
     return validation.threshold, {k: float(v) for k, v in metrics.items()}, preprocessing
 
 
+def export_onnx_beside(model_dir: Path) -> dict:
+    """Write model.onnx into an existing artifact from its SavedModel and record it in model.json."""
+    from facesim.storage.model_card import load_model_card, save_model_card
+    from facesim.training.export import export_onnx_of_saved_model
+
+    card = load_model_card(model_dir)  # first: refuses a directory that is no artifact
+    if not (model_dir / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"{model_dir} holds no SavedModel (saved_model.pb): pass a model directory")
+    card.extra["onnx"] = export_onnx_of_saved_model(model_dir)
+    save_model_card(model_dir, card)
+    print(f"{model_dir}/model.onnx written (sha256 {card.extra['onnx']['sha256'][:16]}...)", flush=True)
+    return card.extra["onnx"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="facesim model",
@@ -151,14 +166,25 @@ def main(argv: list[str] | None = None) -> int:
         help="embed each crop and its mirror image and average (default: on)",
     )
     add("--offline", action="store_true", help="never fetch the weights with npm")
+    export = commands.add_parser(
+        "export-onnx",
+        help="write model.onnx beside an older artifact's SavedModel",
+        description="Convert the artifact's SavedModel to model.onnx (what `facesim serve --runtime onnx` loads) "
+        "and record its sha256 and opset in model.json. The model's fingerprint, and so its galleries, stay valid.",
+    )
+    export.add_argument("model_dir", type=Path, metavar="DIR", help="model directory (saved_model.pb + model.json)")
     args = vars(parser.parse_args(argv))
-    args.pop("command"), args.pop("source")
+    command = args.pop("command")
     from facesim.training.pretrained import WeightsError
 
     try:
-        import_faceapi(ImportRequest(**args))
+        if command == "export-onnx":
+            export_onnx_beside(args["model_dir"])
+        else:
+            args.pop("source")
+            import_faceapi(ImportRequest(**args))
     except (WeightsError, FileNotFoundError, ValueError) as error:
-        print(f"facesim model import: {error}", file=sys.stderr)
+        print(f"facesim model {command}: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -228,18 +228,34 @@ def _faceapi_resnet(x, embedding_dim: int):
 
 
 @keras.saving.register_keras_serializable(package="facesim")
-class MirrorImages(layers.Layer):
-    """Left-right mirror of a batch of images [B, H, W, C]."""
+class WithMirrors(layers.Layer):
+    """A batch of images [B, H, W, C] followed by their mirror images: [2B, H, W, C]."""
 
     def call(self, x):
-        return keras.ops.flip(x, axis=2)
+        return keras.ops.concatenate([x, keras.ops.flip(x, axis=2)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (None, *input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package="facesim")
+class SumHalves(layers.Layer):
+    """[2B, D] -> [B, D]: each row of the first half plus its row in the second."""
+
+    def call(self, x):
+        half = keras.ops.shape(x)[0] // 2
+        return x[:half] + x[half:]
+
+    def compute_output_shape(self, input_shape):
+        return (None, *input_shape[1:])
 
 
 def with_flip_average(model: keras.Model) -> keras.Model:
     """The embedding of a crop and of its mirror image, summed and L2-normalised: the same weights, a
-    steadier embedding (+0.5 point on LFW fold 10 for faceapi_resnet, docs/results.md) at twice the cost."""
+    steadier embedding (+0.5 point on LFW fold 10 for faceapi_resnet, docs/results.md) at twice the cost.
+    Crops and mirrors go through the network as one batch of 2B (faster than two passes of B)."""
     pixels = keras.Input(model.input_shape[1:], name="images")
-    both = layers.Add(name="flip_sum")([model(pixels), model(MirrorImages(name="mirror")(pixels))])
+    both = SumHalves(name="flip_sum")(model(WithMirrors(name="mirror")(pixels)))
     return keras.Model(pixels, layers.UnitNormalization(axis=-1, name="embeddings")(both), name=f"{model.name}_flip")
 
 

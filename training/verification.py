@@ -140,6 +140,18 @@ def accuracy(distances: np.ndarray, same: np.ndarray, threshold: float) -> float
     return float(np.mean(same_person(distances, threshold) == np.asarray(same, dtype=bool)))
 
 
+def ten_fold(distances: np.ndarray, same: np.ndarray, fold_of: np.ndarray) -> list[tuple[float, float]]:
+    """LFW View 2's standard figure: for each fold, (accuracy, threshold) at the threshold with the best
+    accuracy on the other folds' pairs."""
+    same = np.asarray(same, dtype=bool)
+    results = []
+    for fold in np.unique(fold_of):
+        held_out = fold_of == fold
+        threshold = best_threshold(distances[~held_out], same[~held_out])
+        results.append((accuracy(distances[held_out], same[held_out], threshold), threshold))
+    return results
+
+
 def verify(distances: np.ndarray, same: np.ndarray, threshold: float | None = None) -> Verification:
     """Metrics at `threshold`, or at the best threshold for these pairs when it is None (calibration)."""
     same = np.asarray(same, dtype=bool)

@@ -15,7 +15,7 @@ from facesim.training.card_writer import write_model_card
 from facesim.training.config import TrainConfig
 from facesim.training.data import PairSet, RunData, load_run_data, plan_run, prepare_run
 from facesim.training.distributed import WorkerInfo, barrier, configure_threads, make_strategy, worker_info
-from facesim.training.export import embed_with, export_saved_model
+from facesim.training.export import embed_with, export_model
 from facesim.training.loop import EpochReport, TrainingState, create_state, print_metric, run_training
 from facesim.training.plots import plot_embedding_map, plot_roc
 from facesim.training.verification import Scores
@@ -97,7 +97,7 @@ def run_worker(config: TrainConfig) -> Path | None:
 
 
 def finish(config: TrainConfig, info: WorkerInfo, state: TrainingState, data: RunData, reporter: ChiefReporter) -> Path:
-    """Chief only: test figures at the validation threshold, pictures, SavedModel and model.json."""
+    """Chief only: test figures at the validation threshold, pictures, SavedModel, model.onnx and model.json."""
     validation = reporter.last_validation
     if validation is None:  # resumed after the last epoch: nothing validated in this process yet
         validation = evaluate_pairs(state.serving, data.val)
@@ -106,12 +106,12 @@ def finish(config: TrainConfig, info: WorkerInfo, state: TrainingState, data: Ru
     test_metrics = {k: v for k, v in test.metrics("test").items() if not k.startswith("test_threshold")}
     reporter.report(test_metrics, step=config.epochs)
     out = Path(config.out)
-    export_saved_model(state.serving, out, config.size)
+    onnx = export_model(state.serving, out, config.size)
     plot_roc({"validation (fold 9)": validation.pairs.roc, "test (fold 10)": test.pairs.roc}, out / "roc.png")
     plot_embedding_map(embed_with(state.serving, data.map_images), data.map_names, out / "embedding_map.png")
     metrics = {**validation.metrics("val"), **test_metrics}
     if reporter.history:
         metrics["loss"] = reporter.history[-1]["loss"]
-    write_model_card(out, config, data, validation.threshold, metrics, workers=info.workers)
+    write_model_card(out, config, data, validation.threshold, metrics, workers=info.workers, onnx=onnx)
     print(f"model exported to {out}", flush=True)
     return out

@@ -57,3 +57,23 @@ def test_bench_serve_explains_a_missing_image(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "facesim", "bench", "serve", "--image", str(tmp_path / "nope.jpg")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no such image" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_serve_in_process_and_startup(
+    tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, detection_dir: Path, tmp_path: Path
+) -> None:
+    photo = detection_dir / "face_recognition" / "examples" / "two_people.jpg"
+    command = [sys.executable, "-m", "facesim", "bench", "serve", "--model", str(tiny_model_dir)]
+    command += ["--gallery", str(tiny_gallery_dir), "--yunet", str(yunet_path), "--image", str(photo)]
+    command += ["--in-process", "--startup", "1", "--requests", "3"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FACESIM_HOME": str(tmp_path / "home")}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "facesim serve --runtime onnx ready after" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| two_people.jpg |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:3] == ["1126x661", "2"]  # pixels, faces found
+    total, stages = float(cells[3]), [float(cell) for cell in cells[6:] if cell != "-"]
+    assert len(stages) == 6 and 0 < sum(stages) < 3 * total  # every stage timed, alone
+    assert "GFLOP (Conv + MatMul, counted from model.onnx" in result.stdout and "% of it" in result.stdout
+    assert "load average (1/5/15 min) before" in result.stdout

@@ -12,6 +12,7 @@ from facesim.training.verification import (
     image_pair_figures,
     roc_auc,
     roc_curve,
+    ten_fold,
     verify,
 )
 
@@ -134,3 +135,22 @@ def test_far_threshold_of_a_rate_of_one_accepts_every_impostor():
     impostor = np.array([0.7, 0.2, 1.3])
     assert far_threshold(impostor, 1.0) == 1.3
     assert np.isnan(far_threshold(np.array([]), 0.1))
+
+
+def test_ten_fold_scores_each_fold_at_the_threshold_best_on_the_other_nine():
+    rng = np.random.default_rng(7)
+    same = rng.random(200) < 0.5
+    distances = np.where(same, rng.normal(0.8, 0.3, 200), rng.normal(1.6, 0.3, 200))
+    fold_of = np.repeat(np.arange(10), 20)
+    results = ten_fold(distances, same, fold_of)
+    assert len(results) == 10
+    for fold, (accuracy, threshold) in enumerate(results):
+        rest, held = fold_of != fold, fold_of == fold
+        # Slow and obvious: every candidate threshold on the other nine folds, the first best one.
+        candidates = np.sort(distances[rest])
+        correct = [np.mean((distances[rest] <= t) == same[rest]) for t in candidates]
+        best = candidates[int(np.argmax(correct))]
+        assert np.mean((distances[rest] <= threshold) == same[rest]) == max(correct)
+        assert accuracy == np.mean((distances[held] <= threshold) == same[held])
+        assert abs(threshold - best) < 0.2  # the midpoint beside the best candidate
+    assert 0.85 < np.mean([a for a, _ in results]) < 1.0  # the folds differ: not one threshold's accuracy

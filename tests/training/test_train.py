@@ -121,6 +121,18 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
     for name in ("tar_at_far_1e-3", "tar_at_far_1e-4", "far_achieved_1e-3", "tar_at_zero_false_accepts"):
         assert scores[name] == pytest.approx(trained[f"test_{name}"], abs=1e-6), name
 
+    # The same pairs on ONNX Runtime (model.onnx, what the predictor runs): the same decision for every pair.
+    on_onnx = _run(
+        [sys.executable, "-m", "facesim", "evaluate", "--model", str(model_dir), "--data", str(lfw_dir)]
+        + ["--fold", "10", "--limit-pairs", "16", "--cache-dir", str(tmp_path / "crops")]
+        + ["--runtime", "onnx", "--compare-runtimes"],
+        tmp_path,
+    )
+    assert on_onnx.returncode == 0, on_onnx.stderr[-3000:]
+    onnx_scores = dict(parse_metrics(on_onnx.stdout.splitlines()))
+    assert onnx_scores["runtime_decisions_differing"] == 0 and onnx_scores["runtime_max_distance_difference"] < 1e-5
+    assert onnx_scores["accuracy"] == scores["accuracy"]
+
 
 @pytest.mark.slow
 def test_overfitting_a_handful_of_identities_drives_the_loss_down(lfw_dir, yunet_path, tmp_path):
