@@ -25,6 +25,8 @@ from facesim.faces.detect import find_yunet_weights
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_NAMES = ("trainer", "predictor", "ui", "pipeline")
+# Images built only when named: another image's Dockerfile with other build arguments.
+VARIANTS = {"predictor-tensorflow": ("predictor", {"FACESIM_EXTRA": "inference-tensorflow"})}
 # What scripts/base-image.sh makes here; the official python:3.11-slim-bookworm where it is absent.
 LOCAL_BASE = "localhost/facesim-base:3.11-bookworm"
 BUILD_PYTHON = (3, 11)  # the images' Python: the wheelhouse's wheels are built for it
@@ -53,7 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         "named as `facesim manifests` renders them (REGISTRY/facesim-NAME:TAG), and print each one's size.",
     )
     build.add_argument(
-        "images", nargs="*", metavar="IMAGE", help=f"any of {', '.join(IMAGE_NAMES)} (default: all four)"
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help=f"any of {', '.join([*IMAGE_NAMES, *VARIANTS])} (default: the first four; predictor-tensorflow is "
+        "the predictor with TensorFlow beside ONNX Runtime, for --runtime tensorflow and size comparisons)",
     )
     build.add_argument("--runtime", choices=("podman", "docker"), default="podman", help="default: %(default)s")
     build.add_argument("--registry", default=images.registry, help="image name prefix (default: %(default)s)")
@@ -133,8 +139,11 @@ def fill_wheelhouse(wheels: Path, echo) -> None:
 
 
 def build_command(name: str, settings: BuildSettings) -> list[str]:
-    dockerfile = REPO / "containers" / f"{name}.Dockerfile"
+    source, variant_args = VARIANTS.get(name, (name, {}))
+    dockerfile = REPO / "containers" / f"{source}.Dockerfile"
     command = [settings.runtime, "build", "--file", str(dockerfile), "--tag", settings.images.image(name)]
+    for key, value in variant_args.items():
+        command += ["--build-arg", f"{key}={value}"]
     if settings.runtime == "podman":  # docker reads <Dockerfile>.dockerignore itself (BuildKit)
         command += ["--layers", "--ignorefile", f"{dockerfile}.dockerignore"]
     if settings.no_cache:
@@ -181,9 +190,10 @@ def settings_from_args(args: argparse.Namespace, echo) -> BuildSettings:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.images) - set(IMAGE_NAMES))
+    known = [*IMAGE_NAMES, *VARIANTS]
+    unknown = sorted(set(args.images) - set(known))
     if unknown:
-        parser.error(f"unknown images {', '.join(unknown)}: choose from {', '.join(IMAGE_NAMES)}")
+        parser.error(f"unknown images {', '.join(unknown)}: choose from {', '.join(known)}")
 
     def echo(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

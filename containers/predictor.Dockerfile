@@ -25,7 +25,10 @@ ARG PIP_FIND_LINKS
 # Only this component's extra, at the versions tested together (constraints.txt). The dependencies
 # come first, in a layer of their own: a change to facesim's sources reinstalls facesim alone.
 COPY pyproject.toml constraints.txt containers/requirements.py ./
-RUN python requirements.py inference > requirements.txt \
+# `inference` serves model.onnx with ONNX Runtime and installs no TensorFlow; `facesim images build
+# predictor-tensorflow` builds the variant with `inference-tensorflow` (for `--runtime tensorflow`).
+ARG FACESIM_EXTRA=inference
+RUN python requirements.py ${FACESIM_EXTRA} > requirements.txt \
     && pip install --constraint constraints.txt --requirement requirements.txt
 COPY README.md ./
 COPY facesim ./facesim

@@ -51,7 +51,12 @@ def test_image_is_pinned_non_root_and_installs_only_its_extra(image: str, extra:
     assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim(-\w+)?|PYTHON_IMAGE=python@sha256:[0-9a-f]{64}", base)
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    installs = [" ".join(args.split()) for op, args in steps if op == "RUN" and "pip install" in args]
+    defaults = dict(args.split("=", 1) for op, args in steps if op == "ARG" and "=" in args)
+    installs = [  # build arguments at their defaults (the predictor's extra is one)
+        re.sub(r"\$\{(\w+)\}", lambda name: defaults[name.group(1)], " ".join(args.split()))
+        for op, args in steps
+        if op == "RUN" and "pip install" in args
+    ]
     assert installs == [  # the dependencies, then facesim alone (a source change leaves the first layer cached)
         f"python requirements.py {extra} > requirements.txt "
         "&& pip install --constraint constraints.txt --requirement requirements.txt",

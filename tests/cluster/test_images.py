@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from facesim.cluster.images import REPO, BuildSettings, build_command, main
 from facesim.cluster.resources import Images
@@ -36,6 +37,17 @@ def test_docker_builds_use_the_dockerfiles_defaults_and_the_package_index() -> N
     assert command[:2] == ["docker", "build"] and "--no-cache" in command
     assert not any(part.startswith(("PYTHON_IMAGE=", "PIP_")) for part in command)
     assert "--volume" not in command and "--ignorefile" not in command  # docker reads <Dockerfile>.dockerignore
+
+
+def test_the_tensorflow_predictor_is_the_predictor_dockerfile_with_tensorflow_added() -> None:
+    command = build_command("predictor-tensorflow", BuildSettings("podman", Images("r", "t"), None, None, None))
+    joined = " ".join(command)
+    assert f"--file {REPO}/containers/predictor.Dockerfile --tag r/facesim-predictor-tensorflow:t" in joined
+    assert "--build-arg FACESIM_EXTRA=inference-tensorflow" in joined
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "facesim[inference]" in extras["inference-tensorflow"]
+    assert any(need.startswith("tensorflow") for need in extras["inference-tensorflow"])
+    assert not any(need.startswith("tensorflow") for need in extras["inference"])  # the default image has none
 
 
 def test_an_unknown_image_name_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
