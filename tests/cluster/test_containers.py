@@ -23,7 +23,6 @@ import yaml
 
 from facesim.cluster.resources import Images
 from tests.helpers.lfw_sliver import make_lfw_sliver
-from tests.helpers.one_claim_isvc import one_volume_per_claim
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 CLAIMS = ("facesim-data", "facesim-runs", "facesim-models")
@@ -207,7 +206,7 @@ def test_inference_service_answers_kserves_v2_client_and_the_ui_reaches_it_by_se
     shutil.copytree(tiny_gallery_dir, volumes / "facesim-models" / "galleries" / "lfw" / "1")
     _own(volumes)
     files = [
-        one_volume_per_claim(manifests / "inferenceservice.yaml"),
+        manifests / "inferenceservice.yaml",  # as rendered: one volume per claim
         manifests / "ui.yaml",
         manifests / "secret.yaml",
     ]
