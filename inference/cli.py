@@ -9,6 +9,7 @@ line per request unless `--verbose` (KServe's start-up and per-request timing li
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,22 @@ LIMIT_FLAGS = {
     "--max-request-pixels": "most pixels (width x height) of all images and compare images of one request together",
     "--max-header-bytes": "largest request header line (431 above)",
 }
+
+
+def _number_at_least(kind: type, low: float, exclusive: bool = False):
+    """An argparse type: a finite number of `kind` at or above `low` (above it when `exclusive`).
+    nan and inf pass every comparison argparse would make, so they are refused by name."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value < low or (exclusive and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a finite number {'>' if exclusive else '>='} {low:g}")
+        return value
+
+    return parse
 
 
 def _field(flag: str) -> str:
@@ -69,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--gallery-poll-s",
-        type=float,
+        type=_number_at_least(float, 0, exclusive=True),
         default=DEFAULT_POLL_S,
         help="PostgreSQL galleries: read the gallery version at least this often (the fallback when a "
         "commit's notification is missed); a commit is searchable on every replica within this plus the read",
@@ -82,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--gallery-wait-s",
-        type=float,
+        type=_number_at_least(float, 0),
         default=120.0,
         help="PostgreSQL galleries: how long a start waits for the database, retrying with backoff, "
         "before it gives up saying why",
@@ -104,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     add_yunet_argument(parser)
     defaults = RequestLimits()
     for flag, text in LIMIT_FLAGS.items():
-        parser.add_argument(flag, type=int, default=getattr(defaults, _field(flag)), help=text)
+        parser.add_argument(flag, type=_number_at_least(int, 1), default=getattr(defaults, _field(flag)), help=text)
     parser.add_argument(
         "--admin-token-file",
         type=Path,
@@ -114,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--approximate-threshold",
-        type=int,
+        type=_number_at_least(int, 0),
         default=DEFAULT_APPROXIMATE_THRESHOLD,
         help="gallery size (embeddings) from which search uses the FAISS IVF index",
     )
@@ -129,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         "--tf-threads",
         dest="threads",
-        type=int,
+        type=_number_at_least(int, 0),
         default=1,
         help="intra-op threads of the runtime for the embedding network (0: all cores); one is "
         "fastest for single faces, more help large batches on many cores (default: %(default)s)",

@@ -93,3 +93,25 @@ def test_serve_defaults_to_the_latest_registered_model_and_gallery(
     assert (model / "model.json").read_text() == (tiny_model_dir / "model.json").read_text()
     assert GalleryStore(gallery).info.model_version == "v"
     assert _resolve_artifacts(tiny_model_dir, None) == (tiny_model_dir, gallery)
+
+
+@pytest.mark.parametrize(
+    "option, value, wanted",
+    [
+        ("--threads", "-3", ">= 0"),
+        ("--gallery-wait-s", "nan", ">= 0"),
+        ("--gallery-wait-s", "-1", ">= 0"),
+        ("--gallery-poll-s", "0", "> 0"),
+        ("--gallery-poll-s", "inf", "> 0"),
+        ("--max-image-bytes", "-1", ">= 1"),
+        ("--approximate-threshold", "abc", "not a number"),
+    ],
+)
+def test_serve_refuses_numbers_it_cannot_use_before_loading_anything(
+    option: str, value: str, wanted: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit:  # the model and gallery do not exist: parsing stops first
+        serve_main(["--model", str(tmp_path / "m"), "--gallery", str(tmp_path / "g"), option, value])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {option}" in error and wanted in error and "Traceback" not in error
