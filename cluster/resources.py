@@ -34,7 +34,7 @@ from facesim.contract.version import __version__
 from facesim.storage.uris import StorageUri, parse_uri
 
 # Where the PVCs are mounted in every facesim pod (the predictor mounts its model read-only at
-# /mnt/models, where KServe would mount a storageUri: inference/cluster.py).
+# /mnt/models, where KServe would mount a storageUri: cluster/inference_service.py).
 DATA_MOUNT = "/mnt/data"
 RUNS_MOUNT = "/mnt/runs"
 MODELS_MOUNT = "/mnt/models"

@@ -33,6 +33,9 @@ COPY contract ./contract
 COPY faces ./faces
 COPY storage ./storage
 COPY cluster ./cluster
+COPY emulator ./emulator
+COPY gallery ./gallery
+COPY benchmarks ./benchmarks
 COPY training ./training
 COPY tuning ./tuning
 COPY inference ./inference

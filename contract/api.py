@@ -19,6 +19,9 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024  # one request body
 GALLERY_UNAVAILABLE = "the gallery is unavailable, retry later"
 IDEMPOTENCY_HEADER = "Idempotency-Key"  # gallery writes (IETF draft "The Idempotency-Key HTTP Header Field")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# `facesim serve`'s default gallery when set: the InferenceService takes it from a Secret
+# (`facesim manifests --gallery-backend postgresql`), so no password sits in its arguments.
+GALLERY_DSN_ENV = "FACESIM_GALLERY_DSN"
 
 
 class IdentityNameError(ValueError):

@@ -25,15 +25,15 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("model", "facesim.training.importer:main", "import pretrained weights as a model (faceapi-resnet)"),
     Subcommand("evaluate", "facesim.training.cli:evaluate_main", "score a model on LFW verification pairs"),
     Subcommand("tune", "facesim.tuning.cli:main", "tune margin / embedding size / learning rate (optuna or Katib)"),
-    Subcommand("gallery", "facesim.inference.gallery_cli:main", "build and inspect identity galleries"),
+    Subcommand("gallery", "facesim.gallery.cli:main", "build and inspect identity galleries"),
     Subcommand("serve", "facesim.inference.cli:serve_main", "run the KServe predictor (local or InferenceService)"),
-    Subcommand("predict", "facesim.inference.client:main", "query a predictor with an image"),
+    Subcommand("predict", "facesim.ui.predict:main", "query a predictor with an image"),
     Subcommand("ui", "facesim.ui.cli:main", "run the Flask web front end"),
     Subcommand("pipeline", "facesim.pipeline.cli:main", "compile, run locally, or submit the kfp pipeline"),
     Subcommand("manifests", "facesim.manifests:main", "render every cluster resource as YAML"),
-    Subcommand("emulate", "facesim.cluster.emulate:main", "run rendered cluster jobs and services here as pods"),
+    Subcommand("emulate", "facesim.emulator.cli:main", "run rendered cluster jobs and services here as pods"),
     Subcommand("images", "facesim.cluster.images:main", "build the container images of containers/ (podman or docker)"),
-    Subcommand("bench", "facesim.bench:main", "benchmarks: training throughput, serving latency"),
+    Subcommand("bench", "facesim.benchmarks.cli:main", "benchmarks: training throughput, serving latency"),
 )
 
 

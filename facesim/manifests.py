@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--ui-replicas", type=int, default=1, help="UI Deployment replicas")
     add("--ui-service-type", default="ClusterIP", help="UI Service type: ClusterIP, NodePort or LoadBalancer")
-    from facesim.inference.cluster_postgres import add_manifest_arguments
+    from facesim.cluster.postgres import add_manifest_arguments
 
     add_manifest_arguments(parser)
     return parser
@@ -110,6 +110,7 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
     """Every resource, grouped into the files `--out` receives."""
     from dataclasses import replace
 
+    from facesim.cluster.inference_service import KNATIVE_FEATURE_FLAGS, InferenceServiceConfig, inference_service
     from facesim.cluster.resources import (
         DATA_MOUNT,
         MODELS_MOUNT,
@@ -123,7 +124,6 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
         storage_class,
         to_manifest,
     )
-    from facesim.inference.cluster import KNATIVE_FEATURE_FLAGS, InferenceServiceConfig, inference_service
     from facesim.training.tfjob import TFJobConfig, cluster_run_dir, tfjob
     from facesim.tuning.katib import ExperimentConfig, experiment
     from facesim.ui.cluster import UiDeploymentConfig, ui_deployment, ui_service
@@ -186,7 +186,7 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
     manifest = to_manifest
     service_manifest, gallery_database = manifest(inference_service(predictor)), []
     if args.gallery_backend == "postgresql":
-        from facesim.inference.cluster_postgres import shared_gallery_manifests
+        from facesim.cluster.postgres import shared_gallery_manifests
 
         service_manifest, database = shared_gallery_manifests(args, predictor)
         summary = "PostgreSQL gallery: Secret (password, DSN), headless Service, StatefulSet with its PVC"

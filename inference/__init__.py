@@ -1,1 +1,2 @@
-"""The facenet KServe predictor, the gallery and the predict client."""
+"""Serving: the facenet KServe predictor (decode, detect, align, embed, search the gallery), the V1/V2
+protocol, its routes and HTTP guard, and running it as a local process."""

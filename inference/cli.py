@@ -14,10 +14,10 @@ import os
 import sys
 from pathlib import Path
 
+from facesim.contract.api import GALLERY_DSN_ENV
 from facesim.faces.detect import add_yunet_argument
-from facesim.inference.gallery import GALLERY_DSN_ENV
+from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
 from facesim.inference.payload import RequestLimits
-from facesim.inference.search import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
 from facesim.storage.model_runtime import DEFAULT_RUNTIME, RUNTIMES
 
 # `facesim serve` flag -> help; each sets the RequestLimits field of the same name.
@@ -161,7 +161,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", choices=("local", "cluster"), default="local")
     if backend.parse_known_args(argv)[0].backend == "cluster":
-        from facesim.inference.cluster import (
+        from facesim.cluster.inference_service import (
             main as cluster_main,  # its own options (namespace, image, ...)
         )
 
@@ -171,8 +171,8 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, before it loads
-    from facesim.inference.embedder import ModelError
-    from facesim.inference.gallery import GalleryError, GalleryUnavailable
+    from facesim.gallery.store import GalleryError, GalleryUnavailable
+    from facesim.storage.embedder import ModelError
 
     try:
         model_dir, gallery_dir = _resolve_artifacts(args.model, args.gallery)
@@ -195,7 +195,7 @@ def _resolve_artifacts(model: Path | None, gallery: str | None) -> tuple[Path, P
         raise FileNotFoundError("no --model given and no model registered: train one with `facesim train`")
     if gallery is None:
         raise FileNotFoundError("no --gallery given and none registered: build one with `facesim gallery build`")
-    from facesim.inference.gallery import gallery_location
+    from facesim.gallery.store import gallery_location
 
     return model, gallery_location(str(gallery))
 

@@ -25,17 +25,15 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from facesim.contract.api import MODEL_NAME, same_person
 from facesim.faces.image import ImageError, declared_pixels, decode_reduced
 from facesim.faces.preprocess import AlignedFace
-from facesim.inference.batching import EmbeddingBatcher
-from facesim.inference.calibrate import gallery_threshold
-from facesim.inference.embedder import (
-    Embedder,
-    ModelInfo,
-    png_bytes,
-    preprocessor_for,
-    read_model_info,
-    thumbnail_jpeg,
+from facesim.gallery.calibrate import gallery_threshold
+from facesim.gallery.index import (
+    DEFAULT_APPROXIMATE_THRESHOLD,
+    DEFAULT_POLL_S,
+    GalleryFollower,
+    LiveGalleryIndex,
+    Match,
 )
-from facesim.inference.gallery import (
+from facesim.gallery.store import (
     EnrolResult,
     Gallery,
     GalleryError,
@@ -44,13 +42,15 @@ from facesim.inference.gallery import (
     WriteRequest,
     wait_for_gallery,
 )
+from facesim.inference.batching import EmbeddingBatcher
 from facesim.inference.payload import Instance, RequestLimits, parse_v1, parse_v2
-from facesim.inference.search import (
-    DEFAULT_APPROXIMATE_THRESHOLD,
-    DEFAULT_POLL_S,
-    GalleryFollower,
-    LiveGalleryIndex,
-    Match,
+from facesim.storage.embedder import (
+    Embedder,
+    ModelInfo,
+    png_bytes,
+    preprocessor_for,
+    read_model_info,
+    thumbnail_jpeg,
 )
 from facesim.storage.paths import registered_version
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
 from facesim.contract.auth import authorization_problem
-from facesim.inference.gallery import (
+from facesim.gallery.store import (
     GalleryError,
     GalleryUnavailable,
     IdempotencyConflict,

@@ -18,9 +18,9 @@ export FACESIM_SHARED=${FACESIM_SHARED:-$REPO/../shared}
 declare -A SOURCE=(
   [align]=faces/align.py
   [verification]=training/verification.py
-  [calibrate]=inference/calibrate.py
-  [gallery]=inference/gallery.py
-  [gallery_postgres]=inference/gallery_postgres.py
+  [calibrate]=gallery/calibrate.py
+  [gallery]=gallery/store.py
+  [gallery_postgres]=gallery/postgres.py
   [losses]=training/losses.py
 )
 declare -A TESTS=(

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.postgres_server import PostgresServer, postgres_server
 
 # A shell without job control starts background jobs with SIGINT ignored, and Python then keeps it
 # ignored: give the Ctrl-C tests the handler a user's terminal gives, however pytest was started.
@@ -124,7 +127,7 @@ def tiny_gallery_dir(
     tiny_model_dir: Path, detection_dir: Path, lfw_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """A gallery built by the real builder: the face_recognition kNN people + a few LFW people."""
-    from facesim.inference.gallery_cli import main as gallery_main
+    from facesim.gallery.cli import main as gallery_main
 
     out = tmp_path_factory.mktemp("tiny-gallery") / "gallery"
     knn_train = detection_dir / "face_recognition" / "examples" / "knn_examples" / "train"
@@ -192,3 +195,17 @@ def lfw_sliver(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.helpers.lfw_sliver import make_lfw_sliver
 
     return make_lfw_sliver(lfw_dir, tmp_path_factory.mktemp("lfw-sliver"))
+
+
+# A real PostgreSQL server for the shared-gallery tests (started here, never skipped).
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway server for the whole session (initdb in a temporary directory, torn down after)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn(postgres: PostgresServer) -> str:
+    """A new, empty database for one test."""
+    return postgres.create_database(f"gallery_{uuid.uuid4().hex[:12]}")

@@ -14,11 +14,14 @@ ALLOWED: dict[str, set[str]] = {
     "faces": {"contract"},
     "storage": {"contract", "faces"},
     "cluster": {"contract", "faces", "storage"},
+    "emulator": {"contract", "faces", "storage", "cluster"},
+    "gallery": {"contract", "faces", "storage"},
     "training": {"contract", "faces", "storage", "cluster"},
     "tuning": {"contract", "faces", "storage", "cluster", "training"},
-    "inference": {"contract", "faces", "storage", "cluster"},
+    "inference": {"contract", "faces", "storage", "cluster", "gallery"},
     "ui": {"contract", "cluster"},
-    "pipeline": {"contract", "faces", "storage", "cluster", "training", "tuning", "inference"},
+    "pipeline": {"contract", "faces", "storage", "cluster", "gallery", "training", "tuning", "inference"},
+    "benchmarks": {"contract", "faces", "storage", "cluster", "gallery", "training", "tuning", "inference"},
 }
 
 

@@ -69,8 +69,8 @@ def test_image_is_pinned_non_root_and_installs_only_its_extra(image: str, extra:
 
 
 def test_images_match_what_the_resources_run() -> None:
+    from facesim.cluster.inference_service import PREDICTOR_PORT
     from facesim.cluster.resources import NON_ROOT_UID
-    from facesim.inference.cluster import PREDICTOR_PORT
     from facesim.training.tfjob import TFJOB_PORT
     from facesim.ui.cluster import UI_PORT
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facesim.cluster.resources import ClusterError, to_manifest
-from facesim.inference.cluster import (
+from facesim.cluster.inference_service import (
     InferenceServiceConfig,
     ReadyOptions,
     deploy_inference_service,
     inference_service,
     main,
 )
+from facesim.cluster.resources import ClusterError, to_manifest
 from tests.helpers.crd_validation import crd_errors
 from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
 
@@ -45,7 +45,7 @@ def test_custom_predictor_container() -> None:
     assert args[-2:] == ["--workers", "2"]
     assert args[args.index("--host") + 1] == "0.0.0.0"  # the pod listens for the Service (the default is loopback)
     token = {"secretKeyRef": {"name": "facesim-admin-token", "key": "token", "optional": True}}
-    # No STORAGE_URI: KServe would add a second volume on the claim (inference/cluster.py).
+    # No STORAGE_URI: KServe would add a second volume on the claim (cluster/inference_service.py).
     assert container["env"] == [{"name": "FACESIM_ADMIN_TOKEN", "valueFrom": token}]  # gallery writes
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert container["securityContext"]["runAsNonRoot"] is True

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from facesim.cli import main as facesim_main
-from facesim.inference.cluster import KNATIVE_FEATURE_FLAGS
+from facesim.cluster.inference_service import KNATIVE_FEATURE_FLAGS
 from facesim.training.config import parse_config
 from tests.helpers.crd_validation import crd_errors
 from tests.helpers.katib_webhook import experiment_problems

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
+from facesim.cluster.inference_service import main as serve_cluster
 from facesim.cluster.resources import to_manifest
 from facesim.cluster.targets import TARGET_ENV, TARGETS
-from facesim.inference.cluster import main as serve_cluster
 from facesim.manifests import main as manifests_main
 from facesim.tuning.katib import LOG_POINTS, ExperimentConfig, experiment
 from facesim.tuning.space import parameter

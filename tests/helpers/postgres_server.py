@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for tests (facesim.inference.postgres_local: initdb in a temporary
+"""A throwaway PostgreSQL server for tests (facesim.benchmarks.postgres_local: initdb in a temporary
 directory, a free port, stopped after)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from facesim.inference.postgres_local import LocalPostgres, local_postgres
+from facesim.benchmarks.postgres_local import LocalPostgres, local_postgres
 
 PostgresServer = LocalPostgres
 

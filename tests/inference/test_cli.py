@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from facesim.gallery.cli import main as gallery_main
+from facesim.gallery.store import GalleryInfo, GalleryStore
 from facesim.inference.cli import _resolve_artifacts, serve_main
-from facesim.inference.gallery import GalleryInfo, GalleryStore
-from facesim.inference.gallery_cli import main as gallery_main
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import requests
 from PIL import Image
 
 from facesim.contract.client import PredictorClient
-from facesim.inference.gallery import DATABASE_NAME, GalleryStore
+from facesim.gallery.store import DATABASE_NAME, GalleryStore
 from facesim.inference.local_server import free_port, local_predictor, start_predictor
 from tests.helpers import crash
 from tests.helpers.admin import AUTH, TEST_ADMIN_TOKEN

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import requests
 
+from facesim.benchmarks.postgres_local import local_postgres
 from facesim.contract.api import GALLERY_UNAVAILABLE
 from facesim.contract.client import PredictorClient, PredictorError
-from facesim.inference.gallery_cli import main as gallery_main
-from facesim.inference.postgres_local import local_postgres
+from facesim.gallery.cli import main as gallery_main
 from tests.helpers.admin import AUTH, TEST_ADMIN_TOKEN
 from tests.inference.test_server_postgres import GALLERY, start_replica
 

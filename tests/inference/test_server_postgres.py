@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from facesim.contract.client import PredictorClient
-from facesim.inference.gallery_cli import main as gallery_main
+from facesim.gallery.cli import main as gallery_main
 from facesim.inference.local_server import RunningPredictor, start_predictor
 from tests.helpers.admin import AUTH, TEST_ADMIN_TOKEN
 from tests.helpers.kill_mid_enrolment import kill_predictor_mid_enrolment

@@ -207,7 +207,7 @@ def test_a_batch_that_does_not_divide_among_the_workers_is_refused_before_any_st
 def test_the_gallery_step_calibrates_the_gallery_or_says_why_not(
     tiny_gallery_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from facesim.inference.gallery import GalleryStore
+    from facesim.gallery.store import GalleryStore
     from facesim.pipeline import steps
 
     gallery = tmp_path / "gallery"

@@ -59,7 +59,7 @@ def _older_artifact(out: Path) -> Path:
 def test_older_artifact_is_refused_then_converted_keeping_its_fingerprint(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from facesim.inference.embedder import Embedder, ModelError, read_model_info
+    from facesim.storage.embedder import Embedder, ModelError, read_model_info
     from facesim.training.importer import main as model_main
 
     model_dir = _older_artifact(tmp_path / "m")
@@ -86,7 +86,7 @@ def test_older_artifact_is_refused_then_converted_keeping_its_fingerprint(
 
 
 def test_flop_count_of_the_onnx_graph_matches_a_count_by_hand(tmp_path: Path) -> None:
-    from facesim.inference.bench_inprocess import onnx_flops
+    from facesim.benchmarks.serve_inprocess import onnx_flops
 
     export_model(build_embedding_model("tiny", 32, 8), tmp_path, 32)
     # tiny: three 3x3 stride-2 convolutions (3->16, 16->32, 32->64 channels; 16, 8, 4 px out), dense 64->8.

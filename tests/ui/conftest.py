@@ -151,7 +151,7 @@ def demo_ui(
     shared_dir: Path, lfw_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The UI over the pretrained model and a gallery of DEMO_PEOPLE (~40 s to set up)."""
-    from facesim.inference.gallery_cli import main as gallery_main
+    from facesim.gallery.cli import main as gallery_main
 
     work = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FACESIM_HOME": str(work / "home")}

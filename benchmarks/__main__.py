@@ -1,0 +1,5 @@
+import sys
+
+from facesim.benchmarks.cli import main
+
+sys.exit(main())

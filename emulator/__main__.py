@@ -1,0 +1,5 @@
+import sys
+
+from facesim.emulator.cli import main
+
+sys.exit(main())

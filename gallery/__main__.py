@@ -1,0 +1,5 @@
+import sys
+
+from facesim.gallery.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""A same-person threshold for the user's own photos: chosen at a target false-accept rate from the
+gallery's genuine pairs (two embeddings of one identity) and impostor pairs (of two identities).
+
+A threshold calibrated on LFW transfers poorly to other photos, so a gallery may carry its own:
+`facesim gallery calibrate` records it in gallery.json and the predictor then decides with it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+
+import numpy as np
+
+from facesim.gallery.store import GalleryError, GalleryStore
+
+MIN_GENUINE_PAIRS = 10
+# Impostor pairs beyond this are drawn at random (a fixed seed): 1e6 pairs resolve a FAR of 1e-5.
+MAX_IMPOSTOR_PAIRS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float  # squared L2: at or under it, the same person
+    target_far: float
+    far: float  # measured on the impostor pairs at the threshold
+    tar: float  # measured on the genuine pairs at the threshold
+    genuine_pairs: int
+    impostor_pairs: int
+    model_version: str
+    created: str
+
+
+def pair_distances(identities: list[str], vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) squared distances: every pair within an identity; every pair across
+    identities, or MAX_IMPOSTOR_PAIRS of them drawn at random when there are more."""
+    labels = np.unique(np.asarray(identities), return_inverse=True)[1]
+    first, second = np.triu_indices(len(labels), k=1)
+    same = labels[first] == labels[second]
+    genuine = _distances(vectors, first[same], second[same])
+    impostor_first, impostor_second = first[~same], second[~same]
+    if len(impostor_first) > MAX_IMPOSTOR_PAIRS:
+        chosen = np.random.default_rng(seed).choice(len(impostor_first), MAX_IMPOSTOR_PAIRS, replace=False)
+        impostor_first, impostor_second = impostor_first[chosen], impostor_second[chosen]
+    return genuine, _distances(vectors, impostor_first, impostor_second)
+
+
+def _distances(vectors: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return np.sum((vectors[first].astype(np.float64) - vectors[second]) ** 2, axis=1)
+
+
+def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> tuple[float, float, float]:
+    """(threshold, FAR, TAR): the largest threshold that accepts at most target_far of the impostors.
+    Refuses (GalleryError) when the pairs are too few for that FAR to mean anything."""
+    needed_impostors = math.ceil(1 / target_far)
+    if len(genuine) < MIN_GENUINE_PAIRS or len(impostor) < needed_impostors:
+        raise GalleryError(
+            f"too few pairs to calibrate at FAR {target_far:g}: {len(genuine)} genuine pairs (need "
+            f"{MIN_GENUINE_PAIRS}: enrol 2+ photos of more identities) and {len(impostor)} impostor pairs "
+            f"(need {needed_impostors}: enrol more identities, or ask for a larger --far)"
+        )
+    ordered = np.sort(impostor)
+    allowed = int(math.floor(target_far * len(ordered)))  # false accepts within the target
+    # Midway between the first impostor distance that would be one false accept too many and the
+    # largest distance under it: the same pairs accepted, with room for float32 rounding when serving.
+    limit = ordered[allowed]
+    below = np.concatenate([ordered[ordered < limit], genuine[genuine < limit], [0.0]]).max()  # ties stay out
+    threshold = float((below + limit) / 2)
+    return threshold, float(np.mean(impostor <= threshold)), float(np.mean(genuine <= threshold))
+
+
+def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibration:
+    """Compute the gallery's threshold and record it in gallery.json."""
+    if not 0 < target_far < 1:
+        raise GalleryError(f"--far must be between 0 and 1, got {target_far}")
+    if target_far < 1 / MAX_IMPOSTOR_PAIRS:
+        raise GalleryError(
+            f"--far {target_far:g} is below what {MAX_IMPOSTOR_PAIRS:,} impostor pairs (the most calibration "
+            f"draws) can measure: give --far {1 / MAX_IMPOSTOR_PAIRS:g} or more"
+        )
+    rows = store.rows()
+    genuine, impostor = pair_distances(rows.identities, rows.vectors)
+    threshold, far, tar = threshold_at_far(genuine, impostor, target_far)
+    calibration = Calibration(
+        threshold=threshold,
+        target_far=target_far,
+        far=far,
+        tar=tar,
+        genuine_pairs=len(genuine),
+        impostor_pairs=len(impostor),
+        model_version=store.info.model_version,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    store.set_info(replace(store.info, calibration=asdict(calibration)))
+    return calibration
+
+
+def gallery_threshold(store: GalleryStore, model_version: str) -> float | None:
+    """The gallery's calibrated threshold, when it has one made with this model."""
+    calibration = store.info.calibration
+    if not calibration or calibration.get("model_version") != model_version:
+        return None
+    return float(calibration["threshold"])
