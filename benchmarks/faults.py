@@ -171,7 +171,7 @@ class Load:
             status, retry_after = self._attempt(session, self.replicas.pick(turn), name, body, headers)
             if status == 200:
                 return time.monotonic()
-            if status is not None and 400 <= status < 500 or time.monotonic() > deadline:
+            if (status is not None and 400 <= status < 500) or time.monotonic() > deadline:
                 return None
             time.sleep(min(retry_after, 5.0))
         return None

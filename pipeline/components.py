@@ -28,7 +28,7 @@ def tune_hyperparameters(
     training: dict,
     tuning: dict,
     tuning_metrics: dsl.Output[dsl.Metrics],
-) -> NamedTuple("HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float):  # noqa: F821
+) -> NamedTuple("HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float):
     """Search margin, embedding size and learning rate: local optuna trials or a Katib Experiment."""
     from facesim.pipeline import settings, steps
 
@@ -43,7 +43,7 @@ def tune_hyperparameters(
 
 def given_hyperparameters(margin: float, embedding_dim: int, learning_rate: float) -> NamedTuple(
     "HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float
-):  # noqa: F821
+):
     """The pipeline's own hyper-parameters, when tuning is off."""
     return (margin, embedding_dim, learning_rate)
 

@@ -15,13 +15,13 @@ from facesim.faces.home import facesim_home
 
 __all__ = [
     "facesim_home",
-    "registry_dir",
-    "register_model",
+    "latest_gallery",
     "latest_model",
     "register_gallery",
-    "latest_gallery",
-    "versions",
+    "register_model",
     "registered_version",
+    "registry_dir",
+    "versions",
 ]
 
 KINDS = ("models", "galleries")

@@ -25,7 +25,7 @@ def card_predictor(card: dict[str, Any], roc_png: bytes) -> Iterator[str]:
     }
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             kind, body = answers.get(self.path.split("?")[0], ("application/json", b'{"error": "not here"}'))
             self.send_response(200 if self.path.split("?")[0] in answers else 404)
             self.send_header("Content-Type", kind)
