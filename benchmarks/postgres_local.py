@@ -70,14 +70,14 @@ class LocalPostgres:
             f"-p {self.port} -k {self.root / 'sockets'} -c listen_addresses={self.host} -c fsync=off "
             "-c max_connections=200"
         )
-        _run(self._pg_ctl() + ["-l", str(self.root / "server.log"), "-o", options, "start"])
+        _run([*self._pg_ctl(), "-l", str(self.root / "server.log"), "-o", options, "start"])
 
     def stop(self, mode: str = "fast") -> None:
         """`immediate`: as a crash (no checkpoint; the next start recovers from the WAL)."""
-        _run(self._pg_ctl() + ["-m", mode, "stop"])
+        _run([*self._pg_ctl(), "-m", mode, "stop"])
 
     def _pg_ctl(self) -> list[str]:
-        return self._as_owner() + [str(server_binaries() / "pg_ctl"), "-D", str(self.data_dir), "-w"]
+        return [*self._as_owner(), str(server_binaries() / "pg_ctl"), "-D", str(self.data_dir), "-w"]
 
     @staticmethod
     def _as_owner() -> list[str]:

@@ -13,6 +13,7 @@ ignored), no restarts, and readiness is the container's readinessProbe httpGet (
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
@@ -120,10 +121,8 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
         pass
     finally:
         for end in (source, sink):
-            try:
+            with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @dataclass

@@ -81,7 +81,7 @@ class ProgressLog(io.TextIOBase):
         return {task: facesim_metrics(lines) for task, lines in self.metric_lines.items()}
 
     def _line(self, line: str) -> None:
-        self.tail = (self.tail + [line])[-60:]
+        self.tail = [*self.tail, line][-60:]
         if self._task and _METRIC_LINE.match(line.strip()):
             self.metric_lines.setdefault(self._task, []).append(line)
         if self.verbose:

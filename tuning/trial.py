@@ -95,7 +95,7 @@ def run_trial(
         try:
             for line in process.stdout:
                 log.write(line)
-                tail = (tail + [line.rstrip()])[-40:]
+                tail = [*tail, line.rstrip()][-40:]
                 value = stream.feed(line)
                 if value is not None and not stopped_early and on_objective(len(stream.history) - 1, value):
                     stopped_early = True
@@ -109,10 +109,8 @@ def run_trial(
 def stop_all(running: set[int]) -> None:
     """SIGTERM every running trial's process group."""
     for group in list(running):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 @contextlib.contextmanager

@@ -31,14 +31,26 @@ def accuracy_slivers(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     different = [p for p in folds[9] if not p.same]
     repaired = [Pair(a.name1, a.n1, b.name2, b.n2) for a, b in zip(different, different[1:] + different[:1])]
     assert all(p.name1 != p.name2 for p in repaired) and set(repaired) != set(different)
-    write_pairs(second / "pairs.txt", folds[:9] + [same + repaired])
+    write_pairs(second / "pairs.txt", [*folds[:9], same + repaired])
     return first, second
 
 
 def bench_accuracy(data: Path, model_dir: Path, yunet_path: Path, out: Path) -> dict:
     code = main(
-        ["bench", "accuracy", "--data", str(data), "--model", f"tiny={model_dir}", "--face-recognition", "on"]
-        + ["--yunet", str(yunet_path), "--json", str(out)]
+        [
+            "bench",
+            "accuracy",
+            "--data",
+            str(data),
+            "--model",
+            f"tiny={model_dir}",
+            "--face-recognition",
+            "on",
+            "--yunet",
+            str(yunet_path),
+            "--json",
+            str(out),
+        ]
     )
     assert code == 0
     return {score["name"]: score for score in json.loads(out.read_text())["lfw"]}

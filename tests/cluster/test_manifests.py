@@ -88,7 +88,12 @@ def test_custom_resources_pass_the_official_crds(rendered: dict[str, list[dict]]
 
 
 def test_core_kinds_pass_kubernetes_schemas(rendered: dict[str, list[dict]]) -> None:
-    core = [d for d in sum(rendered.values(), []) if d["kind"] not in ("TFJob", "InferenceService", "Experiment")]
+    core = [
+        d
+        for documents in rendered.values()
+        for d in documents
+        if d["kind"] not in ("TFJob", "InferenceService", "Experiment")
+    ]
     assert {d["kind"] for d in core} == {
         "Namespace",
         "StorageClass",
@@ -194,7 +199,9 @@ def test_components_agree_on_names_paths_and_images(rendered: dict[str, list[dic
     assert ui_command[ui_command.index("--host") + 1] == "0.0.0.0"  # the pod listens for the Service
     (namespace,) = kinds["Namespace"]
     assert namespace["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
-    namespaced = [d for d in sum(rendered.values(), []) if d["kind"] not in ("Namespace", "StorageClass")]
+    namespaced = [
+        d for documents in rendered.values() for d in documents if d["kind"] not in ("Namespace", "StorageClass")
+    ]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"faces-prod"}
 
 

@@ -71,7 +71,7 @@ def test_saved_index_is_loaded_then_catches_up_without_a_rebuild(gallery, tmp_pa
 
 
 def test_removal_deletes_ids_in_place(gallery, monkeypatch) -> None:
-    store, rows, owners, _ = gallery
+    _store, rows, owners, _ = gallery
     index = EmbeddingIndex(DIM, THRESHOLD)
     index.add(rows, owners)
     no_rebuilds(monkeypatch)

@@ -108,7 +108,7 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
     # The run's summary, and a rerun with the same data and settings that reuses what it registered.
     summary = json.loads((tmp_path / "home" / "pipeline" / "last-run.json").read_text())
     assert summary["model"]["version"] == "v1" and summary["gallery"]["version"] == "v1"
-    assert [step["name"] for step in summary["steps"]][0] == "prepare-data"
+    assert summary["steps"][0]["name"] == "prepare-data"
     assert 0.0 <= summary["metrics"]["evaluate-model"]["accuracy"] <= 1.0
     assert "test accuracy" in run.stdout and "model v1, gallery v1" in run.stdout
     rerun = _facesim([*arguments, "--reuse"], env, timeout=120)

@@ -54,7 +54,7 @@ def test_auc_equals_the_probability_a_positive_is_closer_than_a_negative():
 
 
 def test_tar_at_zero_false_accepts_counts_positives_closer_than_the_closest_negative():
-    distances = np.array([0.2, 0.5, 0.99, 1.0005, 1.5] + list(np.linspace(1.0, 2.0, 300)))
+    distances = np.array([0.2, 0.5, 0.99, 1.0005, 1.5, *np.linspace(1.0, 2.0, 300)])
     same = np.arange(len(distances)) < 5
     result = verify(distances, same)
     assert result.tar_at_zero_false_accepts == pytest.approx(3 / 5) and result.negative_pairs == 300

@@ -123,9 +123,25 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
 
     # The same pairs on ONNX Runtime (model.onnx, what the predictor runs): the same decision for every pair.
     on_onnx = _run(
-        [sys.executable, "-m", "facesim", "evaluate", "--model", str(model_dir), "--data", str(lfw_dir)]
-        + ["--fold", "10", "--limit-pairs", "16", "--cache-dir", str(tmp_path / "crops")]
-        + ["--runtime", "onnx", "--compare-runtimes"],
+        [
+            sys.executable,
+            "-m",
+            "facesim",
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(lfw_dir),
+            "--fold",
+            "10",
+            "--limit-pairs",
+            "16",
+            "--cache-dir",
+            str(tmp_path / "crops"),
+            "--runtime",
+            "onnx",
+            "--compare-runtimes",
+        ],
         tmp_path,
     )
     assert on_onnx.returncode == 0, on_onnx.stderr[-3000:]

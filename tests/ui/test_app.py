@@ -77,7 +77,7 @@ def test_search_two_people_names_gallery_identities(
     expected = [[m["identity"] for m in face["matches"]] for face in answer["predictions"][0]["faces"]]
     assert shown == [[display_name(name) for name in names] for names in expected]
     assert all(len(names) == 3 for names in shown)
-    assert set(sum(expected, [])) <= set(_gallery_names(predictor_url))
+    assert {name for names in expected for name in names} <= set(_gallery_names(predictor_url))
 
 
 def test_search_page_offers_well_known_people_by_name(ui_client: FlaskClient) -> None:
