@@ -9,6 +9,7 @@ private to root).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -92,10 +93,8 @@ def local_postgres() -> Iterator[LocalPostgres]:
     try:
         yield server
     finally:
-        try:
+        with contextlib.suppress(RuntimeError):  # stopped already (a test or bench stopped it and left it so)
             server.stop("immediate")
-        except RuntimeError:
-            pass  # stopped already (a test or bench stopped it and left it so)
         shutil.rmtree(server.root, ignore_errors=True)
 
 

@@ -135,7 +135,7 @@ def _grid_values(parameter: dict[str, Any]) -> list[str]:
         return [str(v) for v in space["list"]]
     low, high = float(space["min"]), float(space["max"])
     step = float(space.get("step") or 1)
-    count = int(round((high - low) / step)) + 1
+    count = round((high - low) / step) + 1
     values = [low + i * step for i in range(count) if low + i * step <= high + 1e-12]
     return [str(int(v)) if kind == "int" else repr(round(v, 12)) for v in values]
 
@@ -326,7 +326,7 @@ class ExperimentEmulation:
     def _guarded(self, trial: Trial, deadline: float, errors: list[BaseException]) -> None:
         try:
             self._run_trial(trial, deadline)
-        except BaseException as error:  # reported by the main loop
+        except BaseException as error:  # noqa: BLE001 - any failure, reported by the main loop
             trial.status, trial.reason = "Failed", str(error)
             errors.append(error)
 

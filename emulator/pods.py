@@ -20,6 +20,7 @@ process tree with its own network, UTS and mount namespaces (as root; util-linux
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import json
 import math
@@ -505,10 +506,8 @@ class PodProcess:
         return code
 
     def signal(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)  # its own process group: children too
-        except ProcessLookupError:
-            pass
 
     def stop(self) -> None:
         stop_pods([self])

@@ -52,9 +52,11 @@ def backup_gallery(location: Path | str, out: Path) -> BackupSummary:
     gallery = open_gallery(location)
     with _staging(out) as staging:
         if isinstance(gallery, GalleryStore):
-            with closing(sqlite_connect(gallery.directory / DATABASE_NAME)) as source:
-                with closing(sqlite_connect(staging / DATABASE_NAME)) as copy:
-                    source.backup(copy)  # the online backup API: one consistent snapshot
+            with (
+                closing(sqlite_connect(gallery.directory / DATABASE_NAME)) as source,
+                closing(sqlite_connect(staging / DATABASE_NAME)) as copy,
+            ):
+                source.backup(copy)  # the online backup API: one consistent snapshot
             shutil.copy2(gallery.directory / "gallery.json", staging / "gallery.json")
         else:
             snapshot = gallery.snapshot()
@@ -84,9 +86,11 @@ def restore_gallery(backup: Path, out: Path | str, model_version: str | None = N
                 raise GalleryError(_other_model(backup, source.info.model_version, f"the gallery at {out} ({theirs})"))
             raise GalleryError(f"{out} already holds a gallery: restore into a new directory")
         with _staging(out) as staging:
-            with closing(sqlite_connect(source.directory / DATABASE_NAME)) as origin:
-                with closing(sqlite_connect(staging / DATABASE_NAME)) as copy:
-                    origin.backup(copy)
+            with (
+                closing(sqlite_connect(source.directory / DATABASE_NAME)) as origin,
+                closing(sqlite_connect(staging / DATABASE_NAME)) as copy,
+            ):
+                origin.backup(copy)
             shutil.copy2(source.directory / "gallery.json", staging / "gallery.json")
     return _summary(source, str(backup))
 

@@ -61,7 +61,7 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, target_far: floa
             f"(need {needed_impostors}: enrol more identities, or ask for a larger --far)"
         )
     ordered = np.sort(impostor)
-    allowed = int(math.floor(target_far * len(ordered)))  # false accepts within the target
+    allowed = math.floor(target_far * len(ordered))  # false accepts within the target
     # Midway between the first impostor distance that would be one false accept too many and the
     # largest distance under it: the same pairs accepted, with room for float32 rounding when serving.
     limit = ordered[allowed]

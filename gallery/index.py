@@ -16,6 +16,7 @@ up on the changes committed since.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -420,10 +421,9 @@ class LiveGalleryIndex:
     def search(self, queries: np.ndarray, k: int, refresh: bool = True) -> tuple[list[list[Match]], int]:
         """The k nearest identities of each query, and the gallery version searched."""
         if refresh:
-            try:
+            # Answered from the index as it is when the database is away (the gallery logged the outage).
+            with contextlib.suppress(GalleryUnavailable):
                 self.refresh()
-            except GalleryUnavailable:
-                pass  # answered from the index as it is (the gallery logged the outage)
         with self._lock:
             return self._index.search(queries, k), self._state.version
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import threading
@@ -274,10 +275,9 @@ class FaceNetPredictor(kserve.Model):
         return removed
 
     def _refresh_after_write(self) -> None:
-        try:
+        # Committed, but the database may have gone away since: the follower catches up when it is back.
+        with contextlib.suppress(GalleryUnavailable):
             self.index.refresh()
-        except GalleryUnavailable:
-            pass  # committed, but the database went away since: the follower catches up when it is back
 
     # --- answers --------------------------------------------------------------------------------
 

@@ -346,7 +346,7 @@ def _send(args: argparse.Namespace, package: Path, arguments: dict[str, Any]) ->
     )
     try:
         submitted = submit(submission)
-    except Exception as error:  # the kfp client raises urllib3/ApiException/ValueError: all are the user's to fix
+    except Exception as error:  # noqa: BLE001 - the kfp client raises urllib3/ApiException/ValueError: all are the user's to fix
         print(f"facesim pipeline submit: {args.host}: {describe_error(error)}", file=sys.stderr)
         return 1
     if submitted.pipeline_id:

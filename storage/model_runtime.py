@@ -5,6 +5,7 @@ and `facesim evaluate --runtime`."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -58,10 +59,8 @@ def _tensorflow_runner(directory: Path, threads: int | None) -> Runner:
     import tensorflow as tf  # imported here: the CLI's --help and the ONNX runtime must not pay for TensorFlow
 
     if threads:
-        try:
+        with contextlib.suppress(RuntimeError):  # TensorFlow already ran in this process: its setting stays
             tf.config.threading.set_intra_op_parallelism_threads(threads)
-        except RuntimeError:  # TensorFlow already ran in this process: its setting stays
-            pass
     loaded = tf.saved_model.load(str(directory))
     if SIGNATURE not in loaded.signatures:
         raise ModelError(f"{directory} has no {SIGNATURE!r} signature; re-export the model")

@@ -43,7 +43,7 @@ class PKSampler:
                 "(raise --max-identities or check --data)"
             )
         singleton_share = len(self.singletons) / max(len(self.labels), 1)
-        self.singleton_groups = min(int(round(self.p * singleton_share)), self.p - 2, len(self.singletons) // self.k)
+        self.singleton_groups = min(round(self.p * singleton_share), self.p - 2, len(self.singletons) // self.k)
 
     def batch(self, step: int) -> Batch:
         rng = np.random.default_rng([self.seed, step])

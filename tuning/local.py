@@ -148,9 +148,11 @@ class LocalTuner:
             f"{config.trials} trials, {parallel} at a time, early stopping {config.early_stopping}; "
             f"trial logs under {config.out}"
         )
-        with tqdm(total=config.trials, desc="trials", unit="trial") as self._progress:
-            with trials_stop_with_the_tuner(self._running):
-                study.optimize(self._objective, n_trials=config.trials, n_jobs=parallel, catch=(_TrialFailed,))
+        with (
+            tqdm(total=config.trials, desc="trials", unit="trial") as self._progress,
+            trials_stop_with_the_tuner(self._running),
+        ):
+            study.optimize(self._objective, n_trials=config.trials, n_jobs=parallel, catch=(_TrialFailed,))
         return self._result()
 
     def _objective(self, trial: optuna.Trial) -> float:

@@ -88,5 +88,5 @@ def grid_values(parameter: SearchParameter, points: int) -> list[float | int | s
     spread = np.geomspace if parameter.log else np.linspace
     values = spread(parameter.low, parameter.high, points)
     if parameter.kind == "int":
-        return sorted({int(round(v)) for v in values})
+        return sorted({round(float(v)) for v in values})  # float(): numpy 1.x rounds to a float
     return [float(f"{v:.6g}") for v in values]
