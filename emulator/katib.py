@@ -191,7 +191,7 @@ def trial_job(template: dict[str, Any], trial: Trial, namespace: str) -> dict[st
             if not found or found.group(1) not in meta:
                 raise EmulationError(f"trialParameter {parameter['name']}: reference {reference!r} is not emulated")
             value = meta[found.group(1)]
-        text = text.replace("${trialParameters.%s}" % parameter["name"], value)
+        text = text.replace("${trialParameters." + parameter["name"] + "}", value)
     left = re.findall(r"\$\{trialParameters\.[^}]*\}", text)
     if left:
         raise EmulationError(f"trialSpec uses undefined trial parameters: {', '.join(sorted(set(left)))}")

@@ -23,7 +23,9 @@ def bench(*args: str) -> re.Match:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 1 and (match := LINE.match(lines[0])), result.stdout
+    assert len(lines) == 1, result.stdout
+    match = LINE.match(lines[0])
+    assert match, result.stdout
     return match
 
 

@@ -292,7 +292,7 @@ def test_a_webhook_denial_is_reported_as_such(api_server: RunningApiServer, kube
     """Katib's webhook answers 403: the message must name the webhook, not RBAC."""
     denial = 'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: spec.objective ...'
     api_server.state.answer("POST", EXPERIMENTS, Answer(403, status_body(403, "Forbidden", denial)))
-    with pytest.raises(ClusterError, match="admission webhook rejected it: .*denied the request") as raised:
+    with pytest.raises(ClusterError, match=r"admission webhook rejected it: .*denied the request") as raised:
         submit_experiment(ExperimentConfig(), wait=False, kubeconfig=kubeconfig)
     assert "RBAC" not in str(raised.value)
 

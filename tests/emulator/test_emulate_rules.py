@@ -192,7 +192,7 @@ def test_image_commands_map_to_this_environment() -> None:
 
 def test_not_root_is_one_line_saying_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(emulate_pods.os, "geteuid", lambda: 1000)
-    with pytest.raises(EmulationError, match="needs root .*run it as root or with sudo"):
+    with pytest.raises(EmulationError, match=r"needs root .*run it as root or with sudo"):
         emulate_pods.check_host()
 
 

@@ -93,7 +93,7 @@ def test_postgres_backup_restore_keeps_removed_people_out_and_refuses_another_mo
 
     foreign = postgres.create_database("model_b")
     create_gallery(foreign, GalleryInfo(model_version="model-b", embedding_dim=DIM))
-    with pytest.raises(GalleryError, match="model model-a, not of the gallery at .*model-b"):
+    with pytest.raises(GalleryError, match=r"model model-a, not of the gallery at .*model-b"):
         restore_gallery(backup, foreign)
     assert gallery_main(["restore", str(backup), "--out", foreign]) == 2
     directory = tmp_path / "as-directory"
@@ -114,7 +114,7 @@ def test_sqlite_backup_after_a_removal_holds_no_copy_and_is_refused_for_another_
             b"Removed Canary" not in data and b"canary thumbnail" not in data and unit_rows(99, 2).tobytes() not in data
         )
     create_gallery(tmp_path / "other", GalleryInfo(model_version="model-b", embedding_dim=DIM))
-    with pytest.raises(GalleryError, match="model model-a, not of the gallery at .*model-b"):
+    with pytest.raises(GalleryError, match=r"model model-a, not of the gallery at .*model-b"):
         restore_gallery(tmp_path / "backup", tmp_path / "other")
     with pytest.raises(GalleryError, match="not of the model given"):
         restore_gallery(tmp_path / "backup", tmp_path / "new", model_version="model-b")

@@ -98,7 +98,7 @@ def test_sqlite_keys_live_at_least_a_day_and_erasure_is_set_by_facesim(tmp_path:
 
 def test_an_unreachable_database_is_unavailable_naming_nothing(tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(GalleryError, match="gave up after waiting 0.6 s") as gave_up:
+    with pytest.raises(GalleryError, match=r"gave up after waiting 0\.6 s") as gave_up:
         wait_for_gallery(UNREACHABLE, 0.6)
     assert 0.6 <= time.monotonic() - started < 5
     assert "Connection refused" in str(gave_up.value) and "secret" not in str(gave_up.value)

@@ -179,7 +179,7 @@ def test_the_accuracy_gate() -> None:
     check_accuracy(0.91, 0.9)
     check_accuracy(0.5, 0.0)  # the default gate lets everything through
     for accuracy in (0.89, float("nan")):
-        with pytest.raises(StepFailed, match="below min_accuracy 0.9000: not deploying"):
+        with pytest.raises(StepFailed, match=r"below min_accuracy 0\.9000: not deploying"):
             check_accuracy(accuracy, 0.9)
 
 

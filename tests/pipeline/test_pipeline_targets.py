@@ -52,7 +52,9 @@ def test_kubeflow_ir_keeps_what_the_steps_need(kubeflow_ir: tuple[dict, dict]) -
     kubernetes = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for name, executor in kubernetes.items():
         mounts = {m["constant"]: m["mountPath"] for m in executor["pvcMount"]}
-        assert mounts == {"facesim-data": "/mnt/data", "facesim-runs": "/mnt/runs", "facesim-models": "/mnt/models"}
+        assert mounts == {"facesim-data": "/mnt/data", "facesim-runs": "/mnt/runs", "facesim-models": "/mnt/models"}, (
+            name
+        )
 
 
 def test_submit_compiles_for_the_target(capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,7 +49,7 @@ def test_every_test_pair_resolves_to_an_image(lfw_dir: Path) -> None:
 def test_find_explains_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         LfwLayout.find(tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="no pairs.txt"):
+    with pytest.raises(FileNotFoundError, match=r"no pairs\.txt"):
         LfwLayout.find(tmp_path)
     (tmp_path / "pairs.txt").write_text("1\t1\n")
     with pytest.raises(FileNotFoundError, match="no image folder"):

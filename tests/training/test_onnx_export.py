@@ -79,7 +79,7 @@ def test_older_artifact_is_refused_then_converted_keeping_its_fingerprint(
     assert (onnx * tensorflow).sum(axis=1).min() > 0.99999
 
     (model_dir / ONNX_FILE).write_bytes((model_dir / ONNX_FILE).read_bytes()[:-10])
-    with pytest.raises(ModelError, match="does not match the sha256 in model.json"):
+    with pytest.raises(ModelError, match=r"does not match the sha256 in model\.json"):
         Embedder(after)
     assert model_main(["export-onnx", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith("facesim model export-onnx: ")

@@ -75,7 +75,7 @@ def test_routes_explicit_env_cache_and_none(weights_dir: Path, tmp_path: Path, m
     with pytest.raises(WeightsError, match="no faceapi-resnet weights found: give --weights DIR"):
         locate_weights(None, allow_npm=False)
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "nowhere"))
-    with pytest.raises(WeightsError, match="nowhere/face_recognition_model-weights_manifest.json does not exist"):
+    with pytest.raises(WeightsError, match=r"nowhere/face_recognition_model-weights_manifest\.json does not exist"):
         locate_weights(None, allow_npm=False)
     monkeypatch.setenv(WEIGHTS_ENV, str(weights_dir))
     assert locate_weights(None, allow_npm=False) == weights_dir

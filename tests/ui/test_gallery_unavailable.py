@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -21,7 +22,7 @@ UNAVAILABLE_BEFORE_SUCCESS = 2
 class GalleryDown(BaseHTTPRequestHandler):
     """Ready, but every gallery call is a 503 (an enrolment succeeds on its third attempt)."""
 
-    keys: list[str] = []
+    keys: ClassVar[list[str]] = []  # every request's Idempotency-Key, across the handler's instances
 
     def log_message(self, *_: object) -> None:
         pass
