@@ -110,7 +110,7 @@ def facesim_embeddings(model_dir: Path, layout, keys: list[Key], args: argparse.
     run(crops[:8])  # the first call pays the runtime's set-up
     started = time.perf_counter()
     vectors = np.concatenate([run(crops[i : i + 64]) for i in range(0, len(crops), 64)])
-    return dict(zip(keys, vectors)), 1000 * (time.perf_counter() - started) / len(keys)
+    return dict(zip(keys, vectors, strict=True)), 1000 * (time.perf_counter() - started) / len(keys)
 
 
 def face_recognition_embeddings(layout, keys: list[Key]) -> tuple[dict, float]:

@@ -123,7 +123,7 @@ def measure(size: int, queries: int, cache: Path | None, dim: int = 128, seed: i
     finally:
         if cache is None:
             shutil.rmtree(directory, ignore_errors=True)
-    recall = float(np.mean([a == e for a, e in zip(index_top, exact_top)]))
+    recall = float(np.mean([a == e for a, e in zip(index_top, exact_top, strict=True)]))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return GalleryBenchResult(size, queries, exact_ms, index_ms, recall, build_s, load_s, index_mb, rss_mb)
 

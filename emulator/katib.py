@@ -154,7 +154,7 @@ def suggestions(spec: dict[str, Any], rng: random.Random) -> Iterator[dict[str, 
     parameters = spec["parameters"]
     if spec["algorithm"]["algorithmName"] == "grid":
         for values in itertools.product(*(_grid_values(p) for p in parameters)):
-            yield {p["name"]: v for p, v in zip(parameters, values)}
+            yield {p["name"]: v for p, v in zip(parameters, values, strict=True)}
         return
     while True:
         yield {p["name"]: _random_value(p, rng) for p in parameters}

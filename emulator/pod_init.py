@@ -36,10 +36,10 @@ def _cover(root: str, mode: str, keep: list[str]) -> None:
     bound back in place through a parking spot under /mnt."""
     kept = [path for path in keep if path.startswith(root.rstrip("/") + "/")]
     parked = [f"/mnt/.keep{i}" for i in range(len(kept))]
-    for path, spot in zip(kept, parked):
+    for path, spot in zip(kept, parked, strict=True):
         _bind(path, spot, read_only=False)
     _mount("-t", "tmpfs", "-o", f"mode={mode}", "tmpfs", root)
-    for path, spot in zip(kept, parked):
+    for path, spot in zip(kept, parked, strict=True):
         _bind(spot, path, read_only=False)
         subprocess.run(["umount", spot], check=True)
         Path(spot).rmdir()

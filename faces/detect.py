@@ -164,7 +164,7 @@ class HaarDetector:
             gray, 1.1, self.min_neighbors, minSize=(min_size, min_size), outputRejectLevels=True
         )
         faces = []
-        for (x, y, w, h), weight in zip(np.reshape(boxes, (-1, 4)), np.ravel(weights)):
+        for (x, y, w, h), weight in zip(np.reshape(boxes, (-1, 4)), np.ravel(weights), strict=True):
             box = np.array([x, y, w, h], np.float32) / scale
             points = box[:2] + HAAR_LANDMARKS_IN_BOX * box[2:]
             faces.append(Face(tuple(float(v) for v in box), float(weight), points.astype(np.float32)))

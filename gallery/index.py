@@ -154,7 +154,7 @@ class EmbeddingIndex:
         return removed
 
     def live_names(self) -> list[str]:
-        return [name for name, rows in zip(self.names, self._rows_per_label) if rows > 0]
+        return [name for name, rows in zip(self.names, self._rows_per_label, strict=True) if rows > 0]
 
     def _label(self, name: str) -> int:
         if name not in self._name_ids:
@@ -230,12 +230,12 @@ class EmbeddingIndex:
         else:
             rows, similarities = _exact_nearest(queries, self._vectors.view, rows_needed)
             labels = self._labels.view[rows]
-        return [self._group(row_labels, sims, k) for row_labels, sims in zip(labels, similarities)]
+        return [self._group(row_labels, sims, k) for row_labels, sims in zip(labels, similarities, strict=True)]
 
     def _group(self, labels: np.ndarray, similarities: np.ndarray, k: int) -> list[Match]:
         matches: list[Match] = []
         seen: set[int] = set()
-        for label, similarity in zip(labels, similarities):
+        for label, similarity in zip(labels, similarities, strict=True):
             label = int(label)
             if label < 0:  # FAISS pads with -1 when it finds fewer rows
                 break

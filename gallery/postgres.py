@@ -235,7 +235,7 @@ class PostgresGallery:
             with db.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO facesim_embeddings(identity, vector, source) VALUES (%s, %s, %s)",
-                    [(identity, row.tobytes(), src) for row, src in zip(vectors, sources)],
+                    [(identity, row.tobytes(), src) for row, src in zip(vectors, sources, strict=True)],
                 )
             count = db.execute("SELECT COUNT(*) FROM facesim_embeddings WHERE identity = %s", (identity,)).fetchone()[0]
             write.answer = {"added": len(vectors), "count": int(count), "version": version}

@@ -446,7 +446,7 @@ class GalleryStore:
                 )
             db.executemany(
                 "INSERT INTO embeddings(identity, vector, source) VALUES (?, ?, ?)",
-                [(identity, row.tobytes(), src) for row, src in zip(vectors, sources)],
+                [(identity, row.tobytes(), src) for row, src in zip(vectors, sources, strict=True)],
             )
             count = db.execute("SELECT COUNT(*) FROM embeddings WHERE identity = ?", (identity,)).fetchone()[0]
             write.answer = {"added": len(vectors), "count": count, "version": _meta(db, "version") + 1}

@@ -286,13 +286,13 @@ class FaceNetPredictor(kserve.Model):
         starts = np.cumsum([0] + [len(image.faces) for image in batch.images])
         compare_row = int(starts[-1])
         predictions = []
-        for i, (instance, image, compare) in enumerate(zip(batch.instances, batch.images, batch.compares)):
+        for i, (instance, image, compare) in enumerate(zip(batch.instances, batch.images, batch.compares, strict=True)):
             rows = range(int(starts[i]), int(starts[i + 1]))
             faces = [
                 self._face_json(
                     face, batch.embeddings[row], batch.image_matches[row][: instance.top_k], instance.return_crops
                 )
-                for face, row in zip(image.faces, rows)
+                for face, row in zip(image.faces, rows, strict=True)
             ]
             prediction: dict[str, Any] = {"faces": faces}
             if compare is not None:
@@ -355,7 +355,7 @@ class FaceNetPredictor(kserve.Model):
         scores = np.array([face.face.score for _, face in faces], np.float32).reshape(count)
         matches = [
             json.dumps([self._match_json(m) for m in found[: batch.instances[i].top_k]])
-            for (i, _), found in zip(faces, batch.image_matches)
+            for (i, _), found in zip(faces, batch.image_matches, strict=True)
         ]
         outputs = [
             _output("boxes", boxes, "FP32"),

@@ -105,7 +105,7 @@ def launch_workers(command: list[str], count: int, poll_s: float = 0.2) -> int:
 def _wait(workers: list[Worker], poll_s: float) -> int:
     while True:
         codes = [w.process.poll() for w in workers]
-        failed = [(w, c) for w, c in zip(workers, codes) if c not in (None, 0)]
+        failed = [(w, c) for w, c in zip(workers, codes, strict=True) if c not in (None, 0)]
         if failed:
             worker, code = failed[0]
             worker.relay.join(timeout=5)

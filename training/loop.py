@@ -130,7 +130,7 @@ def initialise_weights(model: keras.Model, config: TrainConfig) -> None:
         shapes = [tuple(v.shape) for v in saved]
         if shapes != [tuple(v.shape) for v in model.variables]:
             raise ValueError(f"--init {config.init}: its variables do not fit a {config.architecture} network")
-        for target, source in zip(model.variables, saved):
+        for target, source in zip(model.variables, saved, strict=True):
             target.assign(source)
 
 
@@ -150,7 +150,7 @@ def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Call
                 pull = config.distill_weight * distillation_loss(embeddings, taught, config.global_batch)
                 loss += pull
         gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         # Each replica holds only its share of the pull, and train_step averages the replicas'
         # losses: report the whole pull once.
         return loss + (tf.distribute.get_replica_context().num_replicas_in_sync - 1) * pull

@@ -264,7 +264,7 @@ def results_table(result: TuneResult, space: tuple[SearchParameter, ...] = SEARC
         objective = "" if r.objective is None else f"{r.objective:.4f}"
         rows.append([f"{r.number}{mark}", r.state, *values, objective, str(r.epochs), f"{r.seconds:.0f}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def _cell(value: float | int | str | None) -> str:

@@ -29,7 +29,9 @@ def accuracy_slivers(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     folds = read_pairs(first / "pairs.txt")
     same = [p for p in folds[9] if p.same]
     different = [p for p in folds[9] if not p.same]
-    repaired = [Pair(a.name1, a.n1, b.name2, b.n2) for a, b in zip(different, different[1:] + different[:1])]
+    repaired = [
+        Pair(a.name1, a.n1, b.name2, b.n2) for a, b in zip(different, different[1:] + different[:1], strict=True)
+    ]
     assert all(p.name1 != p.name2 for p in repaired) and set(repaired) != set(different)
     write_pairs(second / "pairs.txt", [*folds[:9], same + repaired])
     return first, second

@@ -47,7 +47,7 @@ def test_face_like_gallery_is_clustered_by_identity() -> None:
     assert np.allclose(np.linalg.norm(gallery.rows, axis=1), 1, atol=1e-5)
     owners = np.array(gallery.owners)
     same, other = [], []
-    for probe, owner in zip(gallery.probes, gallery.probe_owners):
+    for probe, owner in zip(gallery.probes, gallery.probe_owners, strict=True):
         distances = np.sum((gallery.rows - probe) ** 2, axis=1)
         same.append(distances[owners == owner].min())
         other.append(distances[owners != owner].min())

@@ -47,7 +47,7 @@ def test_large_image_is_detected_on_a_downscaled_copy(yunet: YuNetDetector, exam
     big = cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)  # 3378 x 1983
     small_faces, big_faces = yunet.detect(rgb), yunet.detect(big)
     assert len(big_faces) == 2
-    for small, large in zip(small_faces, big_faces):
+    for small, large in zip(small_faces, big_faces, strict=True):
         assert np.abs((large.landmarks + 0.5) / 3 - 0.5 - small.landmarks).max() < 4.0
 
 
@@ -78,7 +78,7 @@ def test_haar_finds_both_faces_with_estimated_landmarks(
     haar_faces = sorted(haar.detect(rgb), key=lambda face: face.box[0])
     yunet_faces = sorted(yunet.detect(rgb), key=lambda face: face.box[0])
     assert haar.name == "haar" and len(haar_faces) == 2
-    for estimated, found in zip(haar_faces, yunet_faces):
+    for estimated, found in zip(haar_faces, yunet_faces, strict=True):
         # Estimated landmarks land within a fifth of the face width of YuNet's.
         assert np.abs(estimated.landmarks - found.landmarks).max() < 0.2 * found.box[2]
 

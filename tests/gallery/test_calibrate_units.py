@@ -23,7 +23,7 @@ DIM = 8
 def reference_pairs(identities: list[str], vectors: np.ndarray) -> tuple[list[float], list[float]]:
     genuine, impostor = [], []
     for i, j in combinations(range(len(identities)), 2):
-        distance = float(sum((float(a) - float(b)) ** 2 for a, b in zip(vectors[i], vectors[j])))
+        distance = float(sum((float(a) - float(b)) ** 2 for a, b in zip(vectors[i], vectors[j], strict=True)))
         (genuine if identities[i] == identities[j] else impostor).append(distance)
     return genuine, impostor
 

@@ -96,7 +96,7 @@ def brute_force(queries: np.ndarray, rows: np.ndarray, owners: list[str], k: int
     answers = []
     for query in queries:
         best: dict[str, float] = {}
-        for row, owner in zip(rows, owners):
+        for row, owner in zip(rows, owners, strict=True):
             best[owner] = min(best.get(owner, np.inf), float(np.sum((query - row) ** 2)))
         answers.append(sorted(best, key=best.get)[:k])
     return answers
@@ -131,8 +131,8 @@ def test_approximate_search_recall_against_exact() -> None:
     k = 5
     exact_top = [[m.identity for m in ms] for ms in exact.search(gallery.probes, k)]
     approx_top = [[m.identity for m in ms] for ms in approximate.search(gallery.probes, k)]
-    recall_at_1 = np.mean([a[0] == e[0] for a, e in zip(approx_top, exact_top)])
-    recall_at_k = np.mean([len(set(a) & set(e)) / k for a, e in zip(approx_top, exact_top)])
+    recall_at_1 = np.mean([a[0] == e[0] for a, e in zip(approx_top, exact_top, strict=True)])
+    recall_at_k = np.mean([len(set(a) & set(e)) / k for a, e in zip(approx_top, exact_top, strict=True)])
     assert recall_at_1 >= 0.99 and recall_at_k >= 0.9, f"IVF recall@1 {recall_at_1:.3f}, @{k} {recall_at_k:.3f}"
 
 

@@ -58,7 +58,7 @@ def _list_type(validator, list_type: str, instance: Any, schema: dict) -> Iterat
             continue  # the items schema reports the wrong type
         key = tuple(item.get(name, defaults.get(name)) for name in keys) if keys else json.dumps(item, sort_keys=True)
         if key in seen:
-            shown = ", ".join(f"{name}={value!r}" for name, value in zip(keys, key)) if keys else key
+            shown = ", ".join(f"{name}={value!r}" for name, value in zip(keys, key, strict=True)) if keys else key
             yield jsonschema.ValidationError(f"duplicate entries for key [{shown}]")
         seen.add(key)
 

@@ -99,5 +99,5 @@ def test_reduced_decoding_keeps_boxes_in_original_pixels(predictor_url: str, fac
 
     small = first_box(face)
     large = first_box(face.resize((face.width * 4, face.height * 4)))  # decoded at half this size
-    for at_small, at_large in zip(small, large):
+    for at_small, at_large in zip(small, large, strict=True):
         assert at_large / 4 == pytest.approx(at_small, abs=0.04 * face.width)

@@ -21,7 +21,7 @@ def test_augmentation_is_seeded_bounded_and_varied():
     assert first.min() >= 0.0 and first.max() <= 255.0
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
-    assert all(not np.allclose(a, b) for a, b in zip(first, images.numpy()))
+    assert all(not np.allclose(a, b) for a, b in zip(first, images.numpy(), strict=True))
 
 
 def test_flip_happens_to_about_half_the_batch():

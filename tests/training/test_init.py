@@ -108,7 +108,7 @@ def test_init_from_a_model_dir_starts_from_its_weights(lfw_dir, yunet_path, tiny
 
     ours, theirs = (tf.saved_model.load(str(d)).trainable_variables for d in (tmp_path / "model", tiny_model_dir))
     assert [v.shape for v in ours] == [v.shape for v in theirs] and len(ours) > 4
-    for mine, source in zip(ours, theirs):
+    for mine, source in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(mine.numpy(), source.numpy(), atol=1e-6)
 
 

@@ -84,7 +84,7 @@ def test_pairwise_distances_match_direct_computation():
 def test_distillation_is_the_global_batch_mean_of_squared_distances_to_the_teacher():
     rng = np.random.default_rng(3)
     student, teacher = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
-    slow = sum(float(np.dot(s - t, s - t)) for s, t in zip(student, teacher)) / 12
+    slow = sum(float(np.dot(s - t, s - t)) for s, t in zip(student, teacher, strict=True)) / 12
     assert float(distillation_loss(tf.constant(student), tf.constant(teacher), 12)) == pytest.approx(slow, rel=1e-5)
     assert float(distillation_loss(tf.constant(teacher), tf.constant(teacher), 12)) == 0.0
 

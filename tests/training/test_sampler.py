@@ -32,11 +32,11 @@ def test_singletons_only_serve_as_negatives():
     for step in range(30):
         batch = sampler.batch(step)
         labels, counts_in_batch = np.unique(batch.labels, return_counts=True)
-        for label, count in zip(labels, counts_in_batch):
+        for label, count in zip(labels, counts_in_batch, strict=True):
             if label in singleton_labels:
                 assert count == 1, "a single-image person cannot have a positive"
                 seen_singletons += 1
-        anchors = [label for label, count in zip(labels, counts_in_batch) if count >= 2]
+        anchors = [label for label, count in zip(labels, counts_in_batch, strict=True) if count >= 2]
         assert len(anchors) >= 2
     assert seen_singletons > 0, "single-image people are used as negatives"
 
