@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -94,6 +95,8 @@ class Replicas:
     def kill(self, number: int) -> None:
         with self._lock:
             replica, self.running[number] = self.running[number], None
+        if replica is None:
+            raise RuntimeError(f"replica {number + 1} was killed already")
         os.kill(replica.process.pid, signal.SIGKILL)
         replica.process.wait()
 
@@ -119,8 +122,8 @@ class Load:
         self._threads: list[threading.Thread] = []
 
     def start(self, writers: int, every_s: float, prefix: str, predict_clients: int) -> Load:
-        targets: list[Callable[[], None]] = [lambda i=i: self._predict_loop(i) for i in range(predict_clients)]
-        targets += [lambda w=w: self._write_loop(f"{prefix} w{w}", every_s) for w in range(writers)]
+        targets: list[Callable[[], None]] = [partial(self._predict_loop, i) for i in range(predict_clients)]
+        targets += [partial(self._write_loop, f"{prefix} w{w}", every_s) for w in range(writers)]
         self._threads = [threading.Thread(target=target, daemon=True) for target in targets]
         for thread in self._threads:
             thread.start()
@@ -270,6 +273,8 @@ def _postgres_scenarios(config: FaultsConfig, tally: Tally, token: str, outcome:
             finally:
                 load.stop()
             survivor = replicas.pick(0)
+            if survivor is None:
+                raise RuntimeError("no replica left running to list the gallery")
             listing = requests.get(survivor + GALLERY_PATH, timeout=30).json()["identities"]
         check_gallery(dsn, list(tally.acked), outcome, {item["identity"]: item["count"] for item in listing})
 

@@ -195,9 +195,9 @@ def _security_options(spec: PodSpec) -> list[str]:
     if security.run_as_user is not None:
         group = f":{security.run_as_group}" if security.run_as_group is not None else ""
         options += ["--user", f"{security.run_as_user}{group}"]
-    for group in dict.fromkeys([security.fs_group, *security.supplemental_groups]):
-        if group is not None:
-            options += ["--group-add", str(group)]
+    for gid in dict.fromkeys([security.fs_group, *security.supplemental_groups]):
+        if gid is not None:
+            options += ["--group-add", str(gid)]
     if security.no_new_privileges:
         options += ["--security-opt", "no-new-privileges"]
     if security.drop_all_capabilities:

@@ -186,6 +186,8 @@ class TFJobEmulation:
     ) -> tuple[bool, str]:
         restarts = 0
         by_name = {r.name: r for r in self.replicas}
+        cancel = self.cancel
+        assert cancel is not None  # __post_init__ took the cluster's when none was given
         while True:
             for name, process in list(running.items()):
                 code = process.poll()
@@ -211,7 +213,7 @@ class TFJobEmulation:
                 start(replica)
             if time.monotonic() > deadline:
                 return False, "the emulation's --timeout passed"
-            if self.cancel.wait(POLL_S):
+            if cancel.wait(POLL_S):
                 return False, "stopped"
 
     @staticmethod

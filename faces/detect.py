@@ -10,11 +10,13 @@ import argparse
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import cv2
+import cv2.data  # the Haar cascades' folder; cv2's stubs do not declare it otherwise
 import numpy as np
 
 from facesim.faces.download import DownloadError, download
@@ -34,6 +36,11 @@ _REPO = Path(__file__).resolve().parents[1]
 DEVELOPMENT_MODELS = _REPO.parent / "shared" / "models" if (_REPO / "pyproject.toml").is_file() else None
 
 
+def _box(values: Iterable[float]) -> tuple[float, float, float, float]:
+    x, y, w, h = (float(v) for v in values)
+    return x, y, w, h
+
+
 @dataclass(frozen=True)
 class Face:
     box: tuple[float, float, float, float]  # x, y, w, h in pixels
@@ -46,7 +53,7 @@ class Face:
 
     def scaled(self, factor: float) -> Face:
         """The same face in an image `factor` times larger (results on a reduced decode, mapped back)."""
-        return Face(tuple(v * factor for v in self.box), self.score, (self.landmarks * factor).astype(np.float32))
+        return Face(_box(v * factor for v in self.box), self.score, (self.landmarks * factor).astype(np.float32))
 
     def to_dict(self) -> dict:
         return {
@@ -132,7 +139,7 @@ class YuNetDetector:
             box = (row[0] * factor_x, row[1] * factor_y, row[2] * factor_x, row[3] * factor_y)
             points = row[4:14].reshape(5, 2).astype(np.float32)
             points = (points + 0.5) * np.array([factor_x, factor_y], np.float32) - 0.5
-            faces.append(Face(tuple(float(v) for v in box), float(row[14]), points))
+            faces.append(Face(_box(box), float(row[14]), points))
         return sorted(faces, key=lambda face: face.area, reverse=True)
 
 
@@ -167,7 +174,7 @@ class HaarDetector:
         for (x, y, w, h), weight in zip(np.reshape(boxes, (-1, 4)), np.ravel(weights), strict=True):
             box = np.array([x, y, w, h], np.float32) / scale
             points = box[:2] + HAAR_LANDMARKS_IN_BOX * box[2:]
-            faces.append(Face(tuple(float(v) for v in box), float(weight), points.astype(np.float32)))
+            faces.append(Face(_box(box), float(weight), points.astype(np.float32)))
         return sorted(faces, key=lambda face: face.area, reverse=True)
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from facesim.gallery.store import GalleryError, GalleryStore
+from facesim.gallery.store import Gallery, GalleryError, GalleryStore
 
 MIN_GENUINE_PAIRS = 10
 # Impostor pairs beyond this are drawn at random (a fixed seed): 1e6 pairs resolve a FAR of 1e-5.
@@ -96,7 +96,7 @@ def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibrat
     return calibration
 
 
-def gallery_threshold(store: GalleryStore, model_version: str) -> float | None:
+def gallery_threshold(store: Gallery, model_version: str) -> float | None:
     """The gallery's calibrated threshold, when it has one made with this model."""
     calibration = store.info.calibration
     if not calibration or calibration.get("model_version") != model_version:

@@ -178,7 +178,7 @@ class EmbeddingIndex:
         for mine, theirs in ((self._ids, copy._ids), (self._labels, copy._labels), (self._vectors, copy._vectors)):
             theirs.append(mine.view)
         copy._rows_per_label = self._rows_per_label.copy()
-        copy._ivf = None if self._ivf is None else faiss.clone_index(self._ivf)
+        copy._ivf = None if self._ivf is None else ivf_index(faiss.clone_index(self._ivf))
         return copy
 
     def write(self, faiss_path: Path, rows_path: Path) -> None:
@@ -199,7 +199,7 @@ class EmbeddingIndex:
 
     @classmethod
     def read(cls, faiss_path: Path, rows_path: Path, approximate_threshold: int) -> EmbeddingIndex:
-        ivf = faiss.read_index(str(faiss_path))
+        ivf = ivf_index(faiss.read_index(str(faiss_path)))
         with np.load(rows_path) as rows:
             ids, labels, names = rows["ids"], rows["labels"], rows["names"].tobytes().decode()
             trained_size = int(rows["trained_size"])
@@ -223,7 +223,10 @@ class EmbeddingIndex:
         rows_needed = min(size, k * int(self._rows_per_label.max()))
         if self._ivf is not None:
             similarities, ids = self._ivf.search(
-                queries, rows_needed, params=faiss.SearchParametersIVF(nprobe=IVF_NPROBE)
+                queries,
+                rows_needed,
+                # faiss's stub omits the keyword constructor its Python wrapper gives every SearchParameters.
+                params=faiss.SearchParametersIVF(nprobe=IVF_NPROBE),  # type: ignore[call-arg]
             )
             positions = np.searchsorted(self._ids.view, ids)
             labels = np.where(ids >= 0, self._labels.view[np.minimum(positions, self._ids.size - 1)], -1)
@@ -267,9 +270,18 @@ def build_ivf(vectors: np.ndarray, ids: np.ndarray, seed: int = 0) -> faiss.Inde
     return index
 
 
+def ivf_index(index: faiss.Index) -> faiss.IndexIVF:
+    """FAISS hands back its indexes as their own class; ours are IVF (a ValueError otherwise)."""
+    if not isinstance(index, faiss.IndexIVF):
+        raise ValueError(f"a {type(index).__name__}, not an IVF index")
+    return index
+
+
 def ivf_contents(index: faiss.IndexIVF) -> tuple[np.ndarray, np.ndarray]:
     """Every (id, vector) an IVF-Flat index holds, read straight from its inverted lists."""
     lists = index.invlists
+    if lists is None:
+        raise ValueError("an IVF index without inverted lists")
     ids, vectors = [], []
     for number in range(index.nlist):
         size = lists.list_size(number)

@@ -102,6 +102,14 @@ def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection:
         raise GalleryUnavailable(f"cannot reach the gallery database {redacted(dsn)}: {str(error).strip()}") from None
 
 
+def _one_row(cursor: psycopg.Cursor) -> tuple:
+    """The row a query always answers (a count, a flag, the gallery's one row of counters)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise GalleryError("the gallery database is missing facesim's tables or rows: restore it from a backup")
+    return row
+
+
 def _upgrade(db: psycopg.Connection) -> None:
     """The schema, created or completed (tables added since a gallery was made), one creator at a time."""
     db.execute("SELECT pg_advisory_xact_lock(hashtext('facesim_gallery'))")
@@ -120,9 +128,9 @@ class PostgresGallery:
         # Its own connection, not the pool's: a start waiting for the database (wait_for_gallery)
         # reports that itself, rather than an outage per attempt.
         with connect(dsn) as db, db.transaction():
-            exists = db.execute("SELECT to_regclass('facesim_gallery') IS NOT NULL").fetchone()[0]
+            exists = _one_row(db.execute("SELECT to_regclass('facesim_gallery') IS NOT NULL"))[0]
             row = db.execute("SELECT info FROM facesim_gallery").fetchone() if exists else None
-            if row is not None and db.execute("SELECT to_regclass('facesim_erasure_key') IS NULL").fetchone()[0]:
+            if row is not None and _one_row(db.execute("SELECT to_regclass('facesim_erasure_key') IS NULL"))[0]:
                 _upgrade(db)
         if row is None:
             raise GalleryError(
@@ -186,7 +194,7 @@ class PostgresGallery:
         """A write transaction holding the meta row: yields (the write, the version it will commit). A
         retried request (same idempotency key) finds its first answer in `replay` and changes nothing."""
         with self._transaction() as db:
-            version = db.execute("SELECT version FROM facesim_gallery FOR UPDATE").fetchone()[0] + 1
+            version = _one_row(db.execute("SELECT version FROM facesim_gallery FOR UPDATE"))[0] + 1
             stored = None
             if request is not None:
                 stored = db.execute(
@@ -211,7 +219,7 @@ class PostgresGallery:
 
     def counters(self) -> tuple[int, int]:
         with self._transaction() as db:
-            version, removals = db.execute("SELECT version, removals FROM facesim_gallery").fetchone()
+            version, removals = _one_row(db.execute("SELECT version, removals FROM facesim_gallery"))
         return int(version), int(removals)
 
     def add(
@@ -237,7 +245,7 @@ class PostgresGallery:
                     "INSERT INTO facesim_embeddings(identity, vector, source) VALUES (%s, %s, %s)",
                     [(identity, row.tobytes(), src) for row, src in zip(vectors, sources, strict=True)],
                 )
-            count = db.execute("SELECT COUNT(*) FROM facesim_embeddings WHERE identity = %s", (identity,)).fetchone()[0]
+            count = _one_row(db.execute("SELECT COUNT(*) FROM facesim_embeddings WHERE identity = %s", (identity,)))[0]
             write.answer = {"added": len(vectors), "count": int(count), "version": version}
         return EnrolResult(identity=identity, **write.answer)
 
@@ -263,7 +271,7 @@ class PostgresGallery:
         return erasure_digest(self._erasure_key, identity)
 
     def _key(self, db: psycopg.Connection) -> bytes:
-        return bytes(db.execute("SELECT key FROM facesim_erasure_key").fetchone()[0])
+        return bytes(_one_row(db.execute("SELECT key FROM facesim_erasure_key"))[0])
 
     def purge(self) -> float:
         """Rewrite the gallery's tables (VACUUM FULL, with their indexes and TOAST tables) so that no
@@ -275,7 +283,7 @@ class PostgresGallery:
             db.execute(f"VACUUM (FULL, ANALYZE) {', '.join(TABLES)}")
             # Superusers only: the old statistics' samples (values of the tables' columns), and the
             # checkpoint that lets the server delete the old files (docs/architecture.md "Erasure").
-            if db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            if _one_row(db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))[0]:
                 db.execute("VACUUM FULL pg_catalog.pg_statistic")
                 db.execute("CHECKPOINT")
         return time.perf_counter() - started
@@ -315,7 +323,7 @@ class PostgresGallery:
 
     def snapshot(self) -> GallerySnapshot:
         with self._transaction(read_only=True) as db:
-            version, removals = db.execute("SELECT version, removals FROM facesim_gallery").fetchone()
+            version, removals = _one_row(db.execute("SELECT version, removals FROM facesim_gallery"))
             identities = db.execute("SELECT name, thumbnail FROM facesim_identities ORDER BY name").fetchall()
             embeddings = db.execute(
                 "SELECT id, identity, vector, source FROM facesim_embeddings ORDER BY id", binary=True
@@ -329,8 +337,8 @@ class PostgresGallery:
         )
 
     def _rows(self, db: psycopg.Connection, after_id: int) -> GalleryRows:
-        version, removals = db.execute("SELECT version, removals FROM facesim_gallery").fetchone()
-        count = db.execute("SELECT COUNT(*) FROM facesim_embeddings WHERE id > %s", (after_id,)).fetchone()[0]
+        version, removals = _one_row(db.execute("SELECT version, removals FROM facesim_gallery"))
+        count = _one_row(db.execute("SELECT COUNT(*) FROM facesim_embeddings WHERE id > %s", (after_id,)))[0]
         with db.cursor(name="gallery_rows", binary=True) as cursor:  # server-side: streamed, not all at once
             cursor.itersize = ROWS_PER_FETCH
             cursor.execute("SELECT id, identity, vector FROM facesim_embeddings WHERE id > %s ORDER BY id", (after_id,))

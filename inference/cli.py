@@ -185,7 +185,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         return 3
 
 
-def _resolve_artifacts(model: Path | None, gallery: str | None) -> tuple[Path, Path | str]:
+def _resolve_artifacts(model: Path | None, gallery: str | Path | None) -> tuple[Path, Path | str]:
     if model is None or gallery is None:
         from facesim.storage.paths import latest_gallery, latest_model
 

@@ -49,9 +49,9 @@ class RequestGuard:
             limit = self.limits.max_body_bytes
             await _answer(send, 413, f"the request body is too large (limit {limit:,} bytes)")
             return
-        problem = _json_problem(scope["headers"], body)
-        if problem is not None:
-            await _answer(send, 400, problem)
+        body_problem = _json_problem(scope["headers"], body)
+        if body_problem is not None:
+            await _answer(send, 400, body_problem)
             return
         await self.app(scope, _replay(body, receive), send)
 

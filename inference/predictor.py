@@ -114,7 +114,7 @@ class FaceNetPredictor(kserve.Model):
         super().__init__(name)
         self.config = config
         self.limits = config.limits
-        self.model_info: ModelInfo | None = None
+        self.model_info: ModelInfo  # set by load(), with the gallery, the index and the rest
         self.gallery_version: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -125,7 +125,7 @@ class FaceNetPredictor(kserve.Model):
     def __setstate__(self, state: dict[str, Any]) -> None:
         from facesim.inference.routes import install_routes
 
-        self.__init__(state["config"], state["name"])
+        FaceNetPredictor.__init__(self, state["config"], state["name"])
         self.enable_latency_logging = state["enable_latency_logging"]
         install_routes(self)
         # Load in the background: KServe's parent kills a worker that doesn't answer its ping
@@ -181,7 +181,9 @@ class FaceNetPredictor(kserve.Model):
 
     def _follow(self) -> GalleryFollower | None:
         """A gallery that other replicas write is followed in the background; a directory is checked per search."""
-        if isinstance(self.gallery, GalleryStore):
+        from facesim.gallery.postgres import PostgresGallery  # here: psycopg only for a database gallery
+
+        if not isinstance(self.gallery, PostgresGallery):
             return None
         wait = self.gallery.listen().wait if self.config.listen else None
         return GalleryFollower(self.index, wait, self.config.poll_s).start()
@@ -282,6 +284,7 @@ class FaceNetPredictor(kserve.Model):
     # --- answers --------------------------------------------------------------------------------
 
     def _v1_response(self, batch: FaceBatch) -> dict:
+        assert batch.embeddings is not None  # predict() embedded the batch
         # Embedding rows: every face of every image in order, then each compare image's largest face.
         starts = np.cumsum([0] + [len(image.faces) for image in batch.images])
         compare_row = int(starts[-1])
@@ -348,6 +351,7 @@ class FaceNetPredictor(kserve.Model):
         }
 
     def _v2_response(self, batch: FaceBatch) -> InferResponse:
+        assert batch.embeddings is not None  # predict() embedded the batch
         faces = [(i, face) for i, image in enumerate(batch.images) for face in image.faces]
         count, dim = len(faces), self.model_info.embedding_dim
         boxes = np.array([face.face.box for _, face in faces], np.float32).reshape(count, 4)

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from facesim.faces.detect import YuNetDetector
 from facesim.faces.home import facesim_home
 from facesim.faces.image import ImageError, read_image
 from facesim.faces.preprocess import FacePreprocessor, PreprocessConfig
@@ -85,7 +86,7 @@ def resolve_config(config: PreprocessConfig) -> tuple[PreprocessConfig, dict]:
     """Pin "auto" to the detector that will run (so workers don't each search or download weights)."""
     preprocessor = FacePreprocessor(config)
     detector = preprocessor.detector
-    if detector.name == "yunet":
+    if isinstance(detector, YuNetDetector):
         config = replace(config, detector="yunet", yunet_path=str(detector.model_path))
     else:
         config = replace(config, detector="haar")

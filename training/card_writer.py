@@ -39,6 +39,7 @@ def write_model_card(
     onnx: dict,
 ) -> Path:
     """model.json; `onnx`: the record of model.onnx (training.export.export_onnx)."""
+    assert config.margin is not None  # TrainConfig filled it
     training = {
         "data": str(data.source),
         "crops": str(data.cache_dir),

@@ -116,6 +116,9 @@ class TrainConfig:
             self.flip_average = bool(card.extra.get("flip_average", False))
 
     def problems(self) -> list[str]:
+        # _follow_init filled every option left to the recipe.
+        assert self.margin is not None and self.learning_rate is not None and self.warmup_steps is not None
+        assert self.freeze_stages is not None and self.distill_weight is not None
         found: list[str] = []
         if self.architecture == "faceapi_resnet" and self.embedding_dim != 128:
             found.append("faceapi_resnet embeds in 128 dimensions (its pretrained last layer): drop --embedding-dim")

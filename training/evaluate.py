@@ -72,7 +72,9 @@ def evaluate_model(request: EvaluateRequest) -> Scores | list[float]:
         result = scored.score(embeddings, card.threshold, image_pairs=False)
     else:
         calibrating = pair_set(crops, calibration)
-        thresholds = calibrating.score(embed(calibrating.images)).images.thresholds()
+        calibration_figures = calibrating.score(embed(calibrating.images)).images
+        assert calibration_figures is not None  # scored over its image pairs (the default)
+        thresholds = calibration_figures.thresholds()
         result = scored.score(embeddings, card.threshold, thresholds)
     best = scored.score(embeddings, image_pairs=False).pairs
     calibrated = {"calibration_fold": calibration_fold} if result.images else {}

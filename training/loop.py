@@ -62,6 +62,7 @@ class TrainingState:
 
 def make_learning_rate(config: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The configured rate: constant, or linear warm-up then cosine decay to 0 at the run's last step."""
+    assert config.learning_rate is not None and config.warmup_steps is not None  # TrainConfig filled them
     if config.lr_schedule == "constant":
         return config.learning_rate
     warmup = max(0, min(config.warmup_steps, config.total_steps - 1))
@@ -137,6 +138,8 @@ def initialise_weights(model: keras.Model, config: TrainConfig) -> None:
 def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Callable:
     loss_fn = MINING_LOSSES[config.mining]
     model, optimizer, teacher = state.model, state.optimizer, state.teacher
+    margin = config.margin
+    assert margin is not None  # TrainConfig filled it
 
     def replica_step(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if config.augment:
@@ -144,7 +147,7 @@ def make_train_step(config: TrainConfig, strategy, state: TrainingState) -> Call
         pull = tf.constant(0.0)
         with tf.GradientTape() as tape:
             embeddings = model(images, training=True)
-            loss = global_triplet_loss(embeddings, labels, loss_fn, config.margin)
+            loss = global_triplet_loss(embeddings, labels, loss_fn, margin)
             if teacher is not None:
                 taught = teacher(images, training=False)
                 pull = config.distill_weight * distillation_loss(embeddings, taught, config.global_batch)

@@ -25,6 +25,8 @@ def evaluate_pairs(model, pairs: PairSet, calibration: Scores | None = None) -> 
     """Validation (calibration None: thresholds set on these images) or test (at the validation's)."""
     if calibration is None:
         return pairs.score(embed_with(model, pairs.images))
+    if calibration.images is None:
+        raise ValueError("the calibration scores lack their image-pair figures (score them with image_pairs)")
     return pairs.score(embed_with(model, pairs.images), calibration.threshold, calibration.images.thresholds())
 
 

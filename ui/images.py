@@ -73,7 +73,9 @@ def annotate_faces(image: CheckedImage, boxes: Sequence[Sequence[float]]) -> str
         picture = ImageOps.exif_transpose(opened).convert("RGB")
     scale = min(1.0, DISPLAY_SIDE / max(picture.size))
     if scale < 1.0:
-        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.LANCZOS)
+        picture = picture.resize(
+            (round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS
+        )
     draw = ImageDraw.Draw(picture)
     line_width = max(2, round(max(picture.size) / 300))
     font = ImageFont.load_default(size=max(14, round(max(picture.size) / 40)))
