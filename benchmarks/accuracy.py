@@ -181,7 +181,11 @@ def table(scores: list[Score]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in scores:
-        ten = f"{100 * s.lfw_10fold_accuracy:.2f}% ± {100 * s.lfw_10fold_std:.2f}" if s.lfw_10fold_accuracy else "-"
+        ten = (
+            f"{100 * s.lfw_10fold_accuracy:.2f}% ± {100 * s.lfw_10fold_std:.2f}"
+            if s.lfw_10fold_accuracy and s.lfw_10fold_std is not None
+            else "-"
+        )
         lines.append(
             f"| {s.name} | {100 * s.accuracy:.2f}% | {s.auc:.4f} | {100 * s.tar_at_far_1e3:.1f}% | "
             f"{100 * s.tar_at_far_1e3_all_pairs:.1f}% ({s.all_pairs}) | {100 * s.tar_at_far_1e3_fold9_threshold:.1f}% "

@@ -50,7 +50,7 @@ def measure_latency(url: str, image: Path, concurrency: int, total: int) -> Late
     for client in clients:  # warm-up: connections open, first-call costs paid
         client.predict_body(body)
 
-    def client(index: int) -> list[float]:
+    def run_client(index: int) -> list[float]:
         client, latencies = clients[index], []
         for _ in range(index, total, concurrency):
             start = time.perf_counter()
@@ -60,7 +60,7 @@ def measure_latency(url: str, image: Path, concurrency: int, total: int) -> Late
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        latencies = np.concatenate([np.array(part) for part in pool.map(client, range(concurrency))])
+        latencies = np.concatenate([np.array(part) for part in pool.map(run_client, range(concurrency))])
     wall = time.perf_counter() - start
     with Image.open(image) as opened:
         pixels = f"{opened.width}x{opened.height}"

@@ -111,7 +111,7 @@ class Images:
         return {IMAGE_REGISTRY_ENV: self.registry, IMAGE_TAG_ENV: self.tag}
 
 
-def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+def add_image_arguments(parser: argparse._ActionsContainer) -> None:  # a parser or an argument group
     """--image-registry and --image-tag, the same in every command that makes cluster resources."""
     defaults = Images()
     registry_help = f"registry the facesim images were pushed to (default: ${IMAGE_REGISTRY_ENV}, else %(default)s)"

@@ -82,7 +82,7 @@ def _target_option(name: str) -> Target:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def add_target_argument(parser: argparse.ArgumentParser) -> None:
+def add_target_argument(parser: argparse._ActionsContainer) -> None:  # a parser or an argument group
     """--target, the same in every command that renders cluster resources (its value: a Target; a
     bad name, given or in $FACESIM_TARGET, is a usage error)."""
     parser.add_argument(

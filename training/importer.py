@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from facesim.faces.detect import add_yunet_argument
 from facesim.faces.preprocess import PreprocessConfig
@@ -72,7 +73,9 @@ def import_faceapi(request: ImportRequest) -> Path:
         subject="central",
         template=TEMPLATE,
     )
-    training = {"init": {"from": PRETRAINED_INIT, **PROVENANCE, "weights": str(folder), "sha256": dict(FILE_SHA256)}}
+    training: dict[str, Any] = {
+        "init": {"from": PRETRAINED_INIT, **PROVENANCE, "weights": str(folder), "sha256": dict(FILE_SHA256)}
+    }
     if request.data:
         threshold, metrics, preprocessing = calibrate_on_lfw(serving, wanted, request)
         training.update(data=str(request.data), protocol="LFW View 2: threshold on pairs.txt fold 9, test fold 10")
@@ -105,6 +108,7 @@ def calibrate_on_lfw(serving, wanted: PreprocessConfig, request: ImportRequest) 
     from facesim.training.plots import plot_roc
     from facesim.training.worker import evaluate_pairs
 
+    assert request.data is not None  # called only with --data
     layout = LfwLayout.find(request.data)
     split = protocol_split(layout)
     names = sorted({name for p in split.val_pairs + split.test_pairs for name in (p.name1, p.name2)})

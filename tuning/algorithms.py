@@ -8,7 +8,7 @@ run's output says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import optuna
 
@@ -58,7 +58,7 @@ def _check_algorithm(name: str) -> str:
 
 
 def make_sampler(
-    name: str, grid: dict[str, list[object]] | None = None, seed: int | None = None
+    name: str, grid: Mapping[str, Sequence[float | int | str]] | None = None, seed: int | None = None
 ) -> optuna.samplers.BaseSampler:
     """The optuna sampler for Katib's `algorithmName`; `grid` (values per parameter) for `grid`."""
     if _check_algorithm(name) == "grid":

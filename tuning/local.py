@@ -226,12 +226,12 @@ class LocalTuner:
 
     def _result(self) -> TuneResult:
         records = [self.records[n] for n in sorted(self.records)]
-        complete = [r for r in records if r.state == "COMPLETE" and r.objective is not None]
+        complete = [(r.objective, r) for r in records if r.state == "COMPLETE" and r.objective is not None]
         if not complete:
             reasons = "; ".join(f"trial {r.number}: {r.error or r.state}" for r in records)
             raise TuningFailed(f"no trial finished with {self.config.objective} ({reasons})")
         pick = max if self.config.maximize else min
-        best = pick(complete, key=lambda r: r.objective)
+        _, best = pick(complete, key=lambda scored: scored[0])
         result = TuneResult(
             self.config.objective, self.config.maximize, self.config.algorithm, best, records, self.config.out
         )
