@@ -24,6 +24,33 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACESIM_SHARED", REPO_ROOT.parent / "shared")).resolve()
 
 
+# --- unit or integration: every test is exactly one (`pytest -m unit` runs without ../shared) -------
+
+TEST_KINDS = ("unit", "integration")
+# A test that reaches any of these fixtures, directly or through others, is an integration test:
+# the shared data (LFW, detection photos, YuNet, CRDs) and what is made from it (a trained model, a
+# gallery, a live predictor), a PostgreSQL server, headless Chromium.
+INTEGRATION_FIXTURES = frozenset({"shared_dir", "postgres", "browser"})
+# So is one carrying any of these marks (pods as podman containers, Chromium, over ~30 s).
+INTEGRATION_MARKS = frozenset({"container", "browser", "slow"})
+
+
+def kind_of(item: pytest.Item) -> str:
+    """`integration` by the rules above, else `unit`; a test may also say so with a mark of its own
+    (a subprocess server, training a model) and then also gets the kind the rules give it."""
+    needs = INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    marked = INTEGRATION_MARKS.intersection(mark.name for mark in item.iter_markers())
+    return "integration" if needs or marked or item.get_closest_marker("integration") else "unit"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = kind_of(item)
+        if not item.get_closest_marker(kind):
+            item.add_marker(kind)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"shared data missing: {path} (CI and the README expect ../shared beside the repo)")
