@@ -11,9 +11,6 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-# kfp serialises only a component's own source, so a step's named outputs are spelt inline as a
-# `NamedTuple(...)` call in its annotation, which mypy cannot read as a type (ignored where it appears).
-
 
 def prepare_data(data: str, backend: str, work_root: str, run_name: str, training: dict) -> str:
     """Aligned face crops of the dataset (`facesim data prepare`)."""
@@ -31,7 +28,7 @@ def tune_hyperparameters(
     training: dict,
     tuning: dict,
     tuning_metrics: dsl.Output[dsl.Metrics],
-) -> NamedTuple("HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float):  # type: ignore[valid-type]
+) -> NamedTuple("HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float):
     """Search margin, embedding size and learning rate: local optuna trials or a Katib Experiment."""
     from facesim.pipeline import settings, steps
 
@@ -44,7 +41,7 @@ def tune_hyperparameters(
     return (best.margin, best.embedding_dim, best.learning_rate)
 
 
-def given_hyperparameters(margin: float, embedding_dim: int, learning_rate: float) -> NamedTuple(  # type: ignore[valid-type]
+def given_hyperparameters(margin: float, embedding_dim: int, learning_rate: float) -> NamedTuple(
     "HyperparameterChoice", margin=float, embedding_dim=int, learning_rate=float
 ):
     """The pipeline's own hyper-parameters, when tuning is off."""
