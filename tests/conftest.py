@@ -233,6 +233,8 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def postgres_dsn(postgres: PostgresServer) -> str:
+def postgres_dsn(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
     """A new, empty database for one test."""
+    if not request.node.get_closest_marker("integration"):  # asked for by name at run time (getfixturevalue)
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL: mark it (or its parameter) integration")
     return postgres.create_database(f"gallery_{uuid.uuid4().hex[:12]}")

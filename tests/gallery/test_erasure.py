@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+import pytest
 
 from facesim.benchmarks.postgres_local import local_postgres
 from facesim.gallery.cli import main as gallery_main
@@ -73,6 +74,7 @@ def test_sqlite_canary_leaves_no_byte_in_the_gallery_files(tmp_path: Path) -> No
     assert sorted(p.name for p in directory.iterdir()) == ["gallery.json", "gallery.sqlite", "index"]
 
 
+@pytest.mark.integration  # a PostgreSQL server of its own
 def test_postgres_canary_leaves_no_byte_outside_pg_wal_after_purge() -> None:
     with local_postgres() as server:
         dsn = server.create_database("erasure")

@@ -120,7 +120,7 @@ def test_sqlite_backup_after_a_removal_holds_no_copy_and_is_refused_for_another_
         restore_gallery(tmp_path / "backup", tmp_path / "new", model_version="model-b")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def test_a_backup_taken_during_writes_is_one_snapshot(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from facesim.gallery.store import Gallery, GalleryInfo, GalleryStore, create_gal
 DIM = 4
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def gallery(request: pytest.FixtureRequest, tmp_path: Path) -> Gallery:
     info = GalleryInfo(model_version="test", embedding_dim=DIM)
     if request.param == "sqlite":

@@ -37,7 +37,7 @@ def unit_rows(seed: int, n: int) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def gallery(request: pytest.FixtureRequest, tmp_path: Path) -> Gallery:
     location = tmp_path / "gallery" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
     return create_gallery(location, GalleryInfo(model_version="test", embedding_dim=DIM))

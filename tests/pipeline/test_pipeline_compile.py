@@ -11,6 +11,9 @@ import yaml
 from facesim.cluster.resources import IMAGE_REGISTRY_ENV, IMAGE_TAG_ENV, OWNER_POD_ENV, Resources
 from facesim.pipeline.cli import PACKAGE_YAML, main
 
+# Integration: each test compiles the whole kfp pipeline.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(autouse=True)
 def _default_images(monkeypatch: pytest.MonkeyPatch) -> None:

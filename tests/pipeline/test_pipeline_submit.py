@@ -11,6 +11,9 @@ import yaml
 from facesim.pipeline.cli import PACKAGE_YAML, main
 from tests.helpers.kfp_api_server import recording_server
 
+# Integration: each test compiles the whole kfp pipeline and submits it to a recording server.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(autouse=True)
 def _no_user_kfp_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

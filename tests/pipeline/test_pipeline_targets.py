@@ -15,6 +15,9 @@ from facesim.pipeline.cli import PACKAGE_YAML, main
 from tests.helpers.kfp_api_server import recording_server
 from tests.helpers.kfp_driver_schema import pipeline_problems
 
+# Integration: compiles the whole kfp pipeline for each target.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(autouse=True)
 def _defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

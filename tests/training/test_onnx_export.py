@@ -13,6 +13,9 @@ from facesim.storage.model_card import ModelCard, save_model_card
 from facesim.training.export import ONNX_FILE, ONNX_OPSET, embed_with, export_model, export_saved_model
 from facesim.training.model import build_embedding_model, with_flip_average
 
+# Integration: builds each network and converts it to ONNX with tf2onnx (a model per test).
+pytestmark = pytest.mark.integration
+
 # (architecture, image size, embedding size, flip-averaged as served): random weights, small batches.
 SERVABLE = [
     ("faceapi_resnet", 150, 128, True),
