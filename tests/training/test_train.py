@@ -92,25 +92,23 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
     assert embeddings.shape == (3, 16)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
 
-    scored = _run(
-        [
-            sys.executable,
-            "-m",
-            "facesim",
-            "evaluate",
-            "--model",
-            str(model_dir),
-            "--data",
-            str(lfw_dir),  # no --pairs: the LFW root's pairs.txt
-            "--fold",
-            "10",
-            "--limit-pairs",
-            "16",
-            "--cache-dir",
-            str(tmp_path / "crops"),
-        ],
-        tmp_path,
-    )
+    evaluate = [
+        sys.executable,
+        "-m",
+        "facesim",
+        "evaluate",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(lfw_dir),  # no --pairs: the LFW root's pairs.txt
+        "--fold",
+        "10",
+        "--limit-pairs",
+        "16",
+        "--cache-dir",
+        str(tmp_path / "crops"),
+    ]
+    scored = _run(evaluate, tmp_path)
     assert scored.returncode == 0, scored.stderr[-3000:]
     scores, trained = dict(parse_metrics(scored.stdout.splitlines())), dict(metrics)
     assert scores["pairs"] == 16 and 0.0 <= scores["accuracy"] <= 1.0 and scores["calibration_fold"] == 9
@@ -122,28 +120,7 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
         assert scores[name] == pytest.approx(trained[f"test_{name}"], abs=1e-6), name
 
     # The same pairs on ONNX Runtime (model.onnx, what the predictor runs): the same decision for every pair.
-    on_onnx = _run(
-        [
-            sys.executable,
-            "-m",
-            "facesim",
-            "evaluate",
-            "--model",
-            str(model_dir),
-            "--data",
-            str(lfw_dir),
-            "--fold",
-            "10",
-            "--limit-pairs",
-            "16",
-            "--cache-dir",
-            str(tmp_path / "crops"),
-            "--runtime",
-            "onnx",
-            "--compare-runtimes",
-        ],
-        tmp_path,
-    )
+    on_onnx = _run([*evaluate, "--runtime", "onnx", "--compare-runtimes"], tmp_path)
     assert on_onnx.returncode == 0, on_onnx.stderr[-3000:]
     onnx_scores = dict(parse_metrics(on_onnx.stdout.splitlines()))
     assert onnx_scores["runtime_decisions_differing"] == 0 and onnx_scores["runtime_max_distance_difference"] < 1e-5
