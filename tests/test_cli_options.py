@@ -43,6 +43,7 @@ def _commands(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     return helps
 
 
+@pytest.mark.integration  # builds the kfp pipeline's graph (kfp inspects the call stack per task: seconds under pytest)
 def test_every_command_that_takes_yunet_weights_calls_the_option_yunet(capsys: pytest.CaptureFixture[str]) -> None:
     helps = _commands(capsys)
     taking = {command for command, text in helps.items() if "yunet" in text.lower()}

@@ -107,6 +107,7 @@ def test_progress_log_shows_one_line_per_step_and_keeps_everything() -> None:
     assert len(shown) == 6 and "noisy executor input" in log.getvalue() and "loss=0.3" in log.getvalue()
 
 
+@pytest.mark.integration  # builds the kfp pipeline's graph (kfp inspects the call stack per task)
 def test_a_local_run_checks_its_arguments_before_any_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from facesim.pipeline.cli import main
 
@@ -193,6 +194,7 @@ def test_the_model_artifact_is_a_copy_with_the_model_card_and_where_the_volume_h
     assert metadata == {"volume_path": str(model), "embedding_dim": 64, "image_size": 64, "margin": 0.2}
 
 
+@pytest.mark.integration  # builds the kfp pipeline's graph (kfp inspects the call stack per task)
 def test_a_batch_that_does_not_divide_among_the_workers_is_refused_before_any_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

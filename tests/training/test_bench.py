@@ -55,6 +55,7 @@ def test_bench_train_runs_two_workers_and_writes_figures(tmp_path):
     assert printed["parameters"] == report["parameters"] > 1000
 
 
+@pytest.mark.integration  # builds the full MobileFaceNet
 def test_mobilefacenet_forward_flops_match_the_paper():
     from facesim.training.bench import forward_gflops
 

@@ -132,6 +132,7 @@ def _import(out: Path, weights_dir: Path, *options: str, env: dict[str, str]) ->
     )
 
 
+@pytest.mark.integration  # `facesim model import` in a subprocess that loads TensorFlow
 def test_import_without_weights_is_a_one_line_error(tmp_path: Path) -> None:
     env = {**os.environ, "FACESIM_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop(WEIGHTS_ENV, None)
