@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from facesim.contract.client import PredictorClient, PredictorError, Timeouts
+from facesim.contract.client import PredictorClient, PredictorError, Timeouts, WriteRetries
 from facesim.inference.local_server import free_port
 from tests.helpers.ui_helpers import wait_until_up
 
@@ -71,7 +71,8 @@ def canned() -> Iterator[tuple[str, type[CannedHandler]]]:
 def test_odd_answers_become_one_line_errors(canned: tuple[str, type[CannedHandler]], case: str) -> None:
     url, handler = canned
     handler.answer = ODD_ANSWERS[case]
-    client = PredictorClient(url, Timeouts(connect_s=2, read_s=5))
+    # The enrolment is retried as often as ever (a 502 or an unreadable answer may be a passing outage), without the waits.
+    client = PredictorClient(url, Timeouts(connect_s=2, read_s=5), retries=WriteRetries(first_wait_s=0.01))
     for call in (lambda: client.predict(b"jpeg"), client.gallery, lambda: client.enrol("x", [b"jpeg"]), client.roc_png):
         with pytest.raises(PredictorError) as raised:
             call()
