@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from facesim.gallery.store import GalleryError, GalleryStore
+from facesim.gallery.api import Gallery, GalleryError
+from facesim.gallery.store import GalleryStore
 
 MIN_GENUINE_PAIRS = 10
 # Impostor pairs beyond this are drawn at random (a fixed seed): 1e6 pairs resolve a FAR of 1e-5.
@@ -96,9 +97,9 @@ def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibrat
     return calibration
 
 
-def gallery_threshold(store: GalleryStore, model_version: str) -> float | None:
+def gallery_threshold(gallery: Gallery, model_version: str) -> float | None:
     """The gallery's calibrated threshold, when it has one made with this model."""
-    calibration = store.info.calibration
+    calibration = gallery.info.calibration
     if not calibration or calibration.get("model_version") != model_version:
         return None
     return float(calibration["threshold"])

@@ -24,15 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
-from facesim.gallery.store import GalleryUnavailable
-
-if TYPE_CHECKING:
-    from facesim.gallery.store import Gallery
+from facesim.gallery.api import Gallery, GalleryUnavailable, IndexState
 
 log = logging.getLogger(__name__)
 
@@ -293,15 +289,6 @@ def _exact_nearest(queries: np.ndarray, vectors: np.ndarray, n: int) -> tuple[np
 
 
 # --- persistence: the index saved beside the gallery, with the gallery version it reflects --------
-
-
-@dataclass(frozen=True)
-class IndexState:
-    """Which gallery state an index reflects: its change counters and the largest row id read."""
-
-    version: int = -1
-    removals: int = -1
-    last_id: int = 0
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,7 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, before it loads
-    from facesim.gallery.store import GalleryError, GalleryUnavailable
+    from facesim.gallery.api import GalleryError, GalleryUnavailable
     from facesim.storage.embedder import ModelError
 
     try:
@@ -195,7 +195,7 @@ def _resolve_artifacts(model: Path | None, gallery: str | None) -> tuple[Path, P
         raise FileNotFoundError("no --model given and no model registered: train one with `facesim train`")
     if gallery is None:
         raise FileNotFoundError("no --gallery given and none registered: build one with `facesim gallery build`")
-    from facesim.gallery.store import gallery_location
+    from facesim.gallery.api import gallery_location
 
     return model, gallery_location(str(gallery))
 

@@ -25,6 +25,8 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from facesim.contract.api import MODEL_NAME, same_person
 from facesim.faces.image import ImageError, declared_pixels, decode_reduced
 from facesim.faces.preprocess import AlignedFace
+from facesim.gallery.api import EnrolResult, Gallery, GalleryError, GalleryUnavailable, WriteRequest
+from facesim.gallery.backends import wait_for_gallery
 from facesim.gallery.calibrate import gallery_threshold
 from facesim.gallery.index import (
     DEFAULT_APPROXIMATE_THRESHOLD,
@@ -33,17 +35,10 @@ from facesim.gallery.index import (
     LiveGalleryIndex,
     Match,
 )
-from facesim.gallery.store import (
-    EnrolResult,
-    Gallery,
-    GalleryError,
-    GalleryStore,
-    GalleryUnavailable,
-    WriteRequest,
-    wait_for_gallery,
-)
+from facesim.gallery.store import GalleryStore
 from facesim.inference.batching import EmbeddingBatcher
 from facesim.inference.payload import Instance, RequestLimits, parse_v1, parse_v2
+from facesim.inference.routes import install_routes
 from facesim.storage.embedder import (
     Embedder,
     ModelInfo,
@@ -122,8 +117,6 @@ class FaceNetPredictor(kserve.Model):
         return {"name": self.name, "config": self.config, "enable_latency_logging": self.enable_latency_logging}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from facesim.inference.routes import install_routes
-
         self.__init__(state["config"], state["name"])
         self.enable_latency_logging = state["enable_latency_logging"]
         install_routes(self)
@@ -180,9 +173,10 @@ class FaceNetPredictor(kserve.Model):
 
     def _follow(self) -> GalleryFollower | None:
         """A gallery that other replicas write is followed in the background; a directory is checked per search."""
-        if isinstance(self.gallery, GalleryStore):
+        listener = self.gallery.listen()
+        if listener is None:
             return None
-        wait = self.gallery.listen().wait if self.config.listen else None
+        wait = listener.wait if self.config.listen else None
         return GalleryFollower(self.index, wait, self.config.poll_s).start()
 
     # --- the KServe handlers ------------------------------------------------------------------
@@ -247,6 +241,10 @@ class FaceNetPredictor(kserve.Model):
         return FaceBatch(
             instances=instances, images=images, compares=compares, protocol=protocol, request_id=request_id
         )
+
+    @property
+    def admin_token(self) -> str | None:
+        return self.config.admin_token
 
     @property
     def gallery_writable(self) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
 from facesim.contract.auth import authorization_problem
-from facesim.gallery.store import (
+from facesim.gallery.api import (
+    EnrolResult,
+    Gallery,
     GalleryError,
     GalleryUnavailable,
     IdempotencyConflict,
@@ -30,16 +32,34 @@ from facesim.gallery.store import (
     WriteRequest,
     validate_identity,
 )
+from facesim.gallery.index import LiveGalleryIndex
 from facesim.inference.http_guard import GuardLimits, RequestGuard
-from facesim.inference.payload import decode_b64, load_json
-
-if TYPE_CHECKING:
-    from facesim.inference.predictor import FaceNetPredictor
+from facesim.inference.payload import RequestLimits, decode_b64, load_json
+from facesim.storage.embedder import ModelInfo
 
 MAX_ENROL_IMAGES = 32
 V2_BINARY_HEADER = "inference-header-content-length"
 # While the gallery's database is down: when a client should try again (a database restart takes seconds).
 RETRY_AFTER_S = 2
+
+
+class ServedModel(Protocol):
+    """What the routes use of the model they serve (inference/predictor.py's FaceNetPredictor)."""
+
+    name: str
+    ready: bool
+    limits: RequestLimits
+    gallery: Gallery
+    gallery_version: str | None  # the registered version (v1, v2, ...) or None
+    index: LiveGalleryIndex
+    model_info: ModelInfo
+
+    @property
+    def admin_token(self) -> str | None: ...  # gallery writes; None: refused
+    @property
+    def gallery_writable(self) -> bool: ...
+    def enrol(self, identity: str, images: list[bytes], request: WriteRequest | None = None) -> EnrolResult: ...
+    def remove(self, identity: str, request: WriteRequest | None = None) -> int: ...
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -96,7 +116,7 @@ async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
     return await call_next(request)
 
 
-def readiness_router(predictor: FaceNetPredictor) -> APIRouter:
+def readiness_router(predictor: ServedModel) -> APIRouter:
     """`/v2/health/ready` true only once this process has loaded the model. KServe's own answer is
     always true, which with `--workers N` (each worker loads in the background) would let a
     readiness probe send traffic to workers still loading. Registered first, it takes precedence."""
@@ -118,14 +138,14 @@ def readiness_router(predictor: FaceNetPredictor) -> APIRouter:
     return router
 
 
-def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
+def gallery_router(predictor: ServedModel) -> APIRouter:
     async def require_ready() -> None:
         if not predictor.ready:
             raise StarletteHTTPException(503, "the model is still loading; retry in a few seconds")
 
     async def require_admin(request: Request) -> None:
         """Gallery writes: the admin token first (401/403), then a JSON body (415)."""
-        problem = authorization_problem(predictor.config.admin_token, request.headers.get("authorization"))
+        problem = authorization_problem(predictor.admin_token, request.headers.get("authorization"))
         if problem is not None:
             raise StarletteHTTPException(
                 *problem, headers={"WWW-Authenticate": "Bearer"} if problem[0] == 401 else None
@@ -240,7 +260,7 @@ def _is_path(text: str) -> bool:
     return text.startswith(("/", "./", "../", "~", "file://")) or PureWindowsPath(text).drive != ""
 
 
-def _parse_enrolment(body: bytes, predictor: FaceNetPredictor) -> tuple[str, list[bytes]]:
+def _parse_enrolment(body: bytes, predictor: ServedModel) -> tuple[str, list[bytes]]:
     payload = load_json(body, 'the body must be JSON like {"identity": "NAME", "images": [{"b64": "..."}]}')
     if not isinstance(payload, dict):
         raise InvalidInput('the body must be a JSON object like {"identity": "NAME", "images": [...]}')
@@ -263,7 +283,7 @@ def _parse_enrolment(body: bytes, predictor: FaceNetPredictor) -> tuple[str, lis
     return identity, decoded
 
 
-def install_routes(predictor: FaceNetPredictor, app: FastAPI | None = None) -> None:
+def install_routes(predictor: ServedModel, app: FastAPI | None = None) -> None:
     """Add our routes, error handlers and guards to `app`: by default the app KServe serves (in this process)."""
     if app is None:
         from kserve.model_server import app
