@@ -10,6 +10,9 @@ Distance: TypeAlias = Any  # float, or a numpy array of them
 Decision: TypeAlias = Any  # bool, or a numpy array of them
 
 MODEL_NAME = "facenet"  # KServe model name: /v1/models/facenet:predict, /v2/models/facenet/infer
+READY_PATH = "/v2/health/ready"  # 200 once the model and gallery are loaded (Open Inference Protocol)
+# KServe's binary extension of V2: the length of the JSON header that precedes the raw tensor bytes.
+BINARY_V2_HEADER = "inference-header-content-length"
 
 MAX_IDENTITY_LENGTH = 128
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one image, as sent (the predictor's default; configurable)

@@ -19,9 +19,8 @@ from typing import Any
 
 import requests
 
-from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MODEL_NAME
+from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MODEL_NAME, READY_PATH
 
-READY_PATH = "/v2/health/ready"
 GALLERY_PATH = f"/v1/models/{MODEL_NAME}/gallery"
 CARD_PATH = f"/v1/models/{MODEL_NAME}/card"
 MAX_MESSAGE_CHARS = 200

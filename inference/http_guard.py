@@ -16,13 +16,13 @@ from typing import Any
 
 import orjson
 
+from facesim.contract.api import BINARY_V2_HEADER
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-BINARY_V2_HEADER = b"inference-header-content-length"
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class RequestGuard:
 def _json_problem(headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
     header = dict(headers)
     content_type = header.get(b"content-type", b"").split(b";")[0].strip().lower()
-    if not body or BINARY_V2_HEADER in header or not content_type.endswith(b"json"):
+    if not body or BINARY_V2_HEADER.encode() in header or not content_type.endswith(b"json"):
         return None
     try:
         orjson.loads(body)

@@ -20,7 +20,13 @@ from kserve.errors import InferenceError, InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
+from facesim.contract.api import (
+    BINARY_V2_HEADER,
+    GALLERY_UNAVAILABLE,
+    IDEMPOTENCY_HEADER,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    READY_PATH,
+)
 from facesim.contract.auth import authorization_problem
 from facesim.gallery.api import (
     EnrolResult,
@@ -38,7 +44,6 @@ from facesim.inference.payload import RequestLimits, decode_b64, load_json
 from facesim.storage.embedder import ModelInfo
 
 MAX_ENROL_IMAGES = 32
-V2_BINARY_HEADER = "inference-header-content-length"
 # While the gallery's database is down: when a client should try again (a database restart takes seconds).
 RETRY_AFTER_S = 2
 
@@ -103,7 +108,7 @@ async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
 async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
     """KServe decodes binary-extension V2 bodies without checking them, so a malformed one would
     be a 500. Decode it once here with KServe's own decoder and answer 400 when that fails."""
-    header = request.headers.get(V2_BINARY_HEADER)
+    header = request.headers.get(BINARY_V2_HEADER)
     if header is not None and request.method == "POST" and request.url.path.endswith("/infer"):
         try:
             InferRequest.from_bytes(await request.body(), int(header), "check")
@@ -112,7 +117,7 @@ async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
                 # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
                 return _error(400, 'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded')
             reason = f"{type(error).__name__}: {error}"[:200]
-            return _error(400, f"malformed binary-extension request ({V2_BINARY_HEADER}): {reason}")
+            return _error(400, f"malformed binary-extension request ({BINARY_V2_HEADER}): {reason}")
     return await call_next(request)
 
 
@@ -122,7 +127,7 @@ def readiness_router(predictor: ServedModel) -> APIRouter:
     readiness probe send traffic to workers still loading. Registered first, it takes precedence."""
     router = APIRouter()
 
-    @router.get("/v2/health/ready")
+    @router.get(READY_PATH)
     async def ready() -> Response:
         if not predictor.ready:
             return _error(503, "the model is still loading")
