@@ -398,7 +398,7 @@ class LiveGalleryIndex:
         with self._lock:
             kind = "ivf" if self._index.approximate else "exact"
             return {
-                "version": self._state.version,
+                "gallery_edits": self._state.version,
                 "size": self._index.size,
                 "kind": kind,
                 "loaded_from": self.loaded_from,

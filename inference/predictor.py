@@ -22,7 +22,7 @@ from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from facesim.contract.api import MODEL_NAME, same_person
+from facesim.contract.api import MODEL_NAME, same_person, with_old_names
 from facesim.faces.image import ImageError, declared_pixels, decode_reduced
 from facesim.faces.preprocess import AlignedFace
 from facesim.gallery.api import EnrolResult, Gallery, GalleryError, GalleryUnavailable, WriteRequest
@@ -298,14 +298,15 @@ class FaceNetPredictor(kserve.Model):
                 compare_row += 1 if compare.faces else 0
                 prediction.update(self._comparison(instance, image, compare, batch.embeddings, rows, compare_embedding))
             predictions.append(prediction)
-        return {
+        answer = {
             "predictions": predictions,
-            "model_version": self.model_info.version,
+            "model_fingerprint": self.model_info.version,
             "gallery_version": self.gallery_version,
             "gallery_edits": batch.gallery_edits,
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
         }
+        return with_old_names(answer, "predict")
 
     def _comparison(
         self,
@@ -368,12 +369,15 @@ class FaceNetPredictor(kserve.Model):
             model_name=self.name,
             model_version=self.model_info.version,
             infer_outputs=outputs,
-            parameters={
-                # V2 parameters take no null: an unregistered gallery has no gallery_version.
-                **({"gallery_version": self.gallery_version} if self.gallery_version else {}),
-                "gallery_edits": batch.gallery_edits,
-                "model_version": self.model_info.version,
-            },
+            parameters=with_old_names(
+                {
+                    # V2 parameters take no null: an unregistered gallery has no gallery_version.
+                    **({"gallery_version": self.gallery_version} if self.gallery_version else {}),
+                    "gallery_edits": batch.gallery_edits,
+                    "model_fingerprint": self.model_info.version,
+                },
+                "predict",
+            ),
         )
 
 

@@ -26,6 +26,7 @@ from facesim.contract.api import (
     IDEMPOTENCY_HEADER,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     READY_PATH,
+    with_old_names,
 )
 from facesim.contract.auth import authorization_problem
 from facesim.gallery.api import (
@@ -165,20 +166,19 @@ def gallery_router(predictor: ServedModel) -> APIRouter:
     async def list_gallery() -> Response:
         try:
             identities = await asyncio.to_thread(predictor.gallery.identities)
-            version, _ = await asyncio.to_thread(predictor.gallery.counters)
+            edits, _ = await asyncio.to_thread(predictor.gallery.counters)
         except GalleryUnavailable:
             return _unavailable()
-        return JSONResponse(
-            {
-                "version": predictor.gallery_version,
-                "edits": version,
-                "model_version": predictor.gallery.info.model_version,
-                "size": sum(count for _, count in identities),
-                "identities": [{"identity": name, "count": count} for name, count in identities],
-                "featured": featured_identities(predictor.gallery.info.source, identities),
-                "index": predictor.index.describe(),
-            }
-        )
+        listing = {
+            "gallery_version": predictor.gallery_version,
+            "gallery_edits": edits,
+            "model_fingerprint": predictor.gallery.info.model_version,
+            "size": sum(count for _, count in identities),
+            "identities": [{"identity": name, "count": count} for name, count in identities],
+            "featured": featured_identities(predictor.gallery.info.source, identities),
+            "index": with_old_names(predictor.index.describe(), "index"),
+        }
+        return JSONResponse(with_old_names(listing, "gallery"))
 
     @router.get("/gallery/thumbnail")
     async def thumbnail(identity: str = "") -> Response:
@@ -207,9 +207,13 @@ def gallery_router(predictor: ServedModel) -> APIRouter:
             return _error(400, str(error))
         except GalleryUnavailable:
             return _unavailable()
-        return JSONResponse(
-            {"identity": result.identity, "added": result.added, "count": result.count, "edits": result.version}
-        )
+        answer = {
+            "identity": result.identity,
+            "added": result.added,
+            "count": result.count,
+            "gallery_edits": result.version,
+        }
+        return JSONResponse(with_old_names(answer, "enrol"))
 
     @router.delete("/gallery", dependencies=[Depends(require_admin)])
     async def remove(request: Request, identity: str = "") -> Response:

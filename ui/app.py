@@ -185,13 +185,13 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
     def model() -> Any:
         try:
             card = predictor.model_card()
-            model_version = predictor.gallery().get("model_version")
+            model_fingerprint = predictor.gallery().get("model_fingerprint")
         except PredictorError as error:
             return render_template("model.html", down=str(error)), 503
         return render_template(
             "model.html",
             card=card,
-            summary=card_summary(card, model_version),
+            summary=card_summary(card, model_fingerprint),
             metrics=metric_rows(card.get("metrics") or {}),
         )
 
