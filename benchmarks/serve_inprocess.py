@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesim.inference.payload import RequestLimits
+from facesim.inference.protocol import RequestLimits
 
 
 @dataclass(frozen=True)

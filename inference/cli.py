@@ -17,7 +17,7 @@ from pathlib import Path
 from facesim.contract.api import GALLERY_DSN_ENV
 from facesim.faces.detect import add_yunet_argument
 from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
-from facesim.inference.payload import RequestLimits
+from facesim.inference.protocol import RequestLimits
 from facesim.storage.model_runtime import DEFAULT_RUNTIME, RUNTIMES
 
 # `facesim serve` flag -> help; each sets the RequestLimits field of the same name.

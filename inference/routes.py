@@ -1,8 +1,10 @@
-"""The predictor's extra HTTP routes: the gallery ("image database") and the model card.
+"""The predictor's HTTP routes: inference (V1, V2), readiness, the gallery ("image database") and the model card.
 
 KServe 0.21 serves the FastAPI app `kserve.model_server.app`; routes added to it before
-`ModelServer.start` are served beside KServe's own (docs/architecture.md "Predictor HTTP API").
-Errors are `{"error": ...}` with a 4xx, as on the inference endpoints.
+`ModelServer.start` take precedence over KServe's own (docs/architecture.md "Predictor HTTP API").
+The V1 and V2 inference routes are ours so that a body is parsed once: they take the JSON the HTTP
+guard parsed (or decode a binary V2 body once, protocol.py) and call the model as KServe's data
+plane would. Errors are `{"error": ...}` with a 4xx, as KServe answers them.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from kserve.errors import InferenceError, InvalidInput, ModelNotFound
-from kserve.protocol.infer_type import InferRequest
+from kserve.errors import InvalidInput, ModelNotFound, invalid_input_handler
+from kserve.protocol.rest.v2_datamodels import InferenceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facesim.contract.api import (
@@ -40,8 +44,9 @@ from facesim.gallery.api import (
     validate_identity,
 )
 from facesim.gallery.index import LiveGalleryIndex
-from facesim.inference.http_guard import GuardLimits, RequestGuard
-from facesim.inference.payload import RequestLimits, decode_b64, load_json
+from facesim.inference.http_guard import GuardLimits, RequestGuard, parsed_json
+from facesim.inference.protocol import RequestLimits, decode_b64, load_json, v2_request, validation_problems
+from facesim.inference.server import OrjsonResponse
 from facesim.storage.embedder import ModelInfo
 
 MAX_ENROL_IMAGES = 32
@@ -60,6 +65,7 @@ class ServedModel(Protocol):
     index: LiveGalleryIndex
     model_info: ModelInfo
 
+    async def __call__(self, body: Any, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]: ...
     @property
     def admin_token(self) -> str | None: ...  # gallery writes; None: refused
     @property
@@ -93,33 +99,13 @@ def write_request(request: Request, *parts: bytes) -> WriteRequest | None:
 
 
 async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's schema errors (a malformed V2 body) as our 400 `{"error": ...}` instead of a 422."""
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}"
-        for problem in error.errors()
-    )
-    return _error(400, f"invalid request: {problems}")
+    """FastAPI's schema errors (a malformed request) as our 400 `{"error": ...}` instead of a 422."""
+    return _error(400, f"invalid request: {validation_problems(error.errors())}")
 
 
 async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
     """Framework errors (unparsable body, unknown route) in the same `{"error": ...}` shape."""
     return JSONResponse(status_code=error.status_code, content={"error": str(error.detail)}, headers=error.headers)
-
-
-async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
-    """KServe decodes binary-extension V2 bodies without checking them, so a malformed one would
-    be a 500. Decode it once here with KServe's own decoder and answer 400 when that fails."""
-    header = request.headers.get(BINARY_V2_HEADER)
-    if header is not None and request.method == "POST" and request.url.path.endswith("/infer"):
-        try:
-            InferRequest.from_bytes(await request.body(), int(header), "check")
-        except Exception as error:  # noqa: BLE001 - whatever the decoder trips on, the body caused it
-            if isinstance(error, InferenceError) and "UTF-8" in str(error):
-                # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
-                return _error(400, 'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded')
-            reason = f"{type(error).__name__}: {error}"[:200]
-            return _error(400, f"malformed binary-extension request ({BINARY_V2_HEADER}): {reason}")
-    return await call_next(request)
 
 
 def readiness_router(predictor: ServedModel) -> APIRouter:
@@ -144,10 +130,43 @@ def readiness_router(predictor: ServedModel) -> APIRouter:
     return router
 
 
-def gallery_router(predictor: ServedModel) -> APIRouter:
+def inference_router(predictor: ServedModel) -> APIRouter:
+    """`POST /v1/models/NAME:predict` and `POST /v2/models/NAME/infer`, each body parsed once."""
+    router = APIRouter(dependencies=[Depends(_ready_dependency(predictor))])
+
+    @router.post(f"/v1/models/{predictor.name}:predict")
+    async def predict_v1(request: Request) -> Response:
+        parsed = parsed_json(request.scope)
+        payload = parsed[0] if parsed is not None else await request.body()  # (parse_v1 reads raw JSON)
+        answer, headers = await predictor(payload, dict(request.headers))
+        return OrjsonResponse(answer, headers=headers)
+
+    @router.post(f"/v2/models/{predictor.name}/infer", response_model=None)
+    async def infer_v2(request: Request) -> Response:
+        body = await request.body()
+        infer_request = v2_request(
+            body, parsed_json(request.scope), request.headers.get(BINARY_V2_HEADER), predictor.name
+        )
+        response, headers = await predictor(infer_request, dict(request.headers))
+        rest, json_size = response.to_rest()
+        if isinstance(rest, bytes):  # binary outputs were asked for
+            headers = {**headers, BINARY_V2_HEADER: str(json_size)}
+            return Response(rest, headers=headers, media_type="application/octet-stream")
+        return OrjsonResponse(jsonable_encoder(InferenceResponse.model_validate(rest)), headers=headers)
+
+    return router
+
+
+def _ready_dependency(predictor: ServedModel) -> Callable[[], Awaitable[None]]:
     async def require_ready() -> None:
         if not predictor.ready:
             raise StarletteHTTPException(503, "the model is still loading; retry in a few seconds")
+
+    return require_ready
+
+
+def gallery_router(predictor: ServedModel) -> APIRouter:
+    require_ready = _ready_dependency(predictor)
 
     async def require_admin(request: Request) -> None:
         """Gallery writes: the admin token first (401/403), then a JSON body (415)."""
@@ -199,7 +218,7 @@ def gallery_router(predictor: ServedModel) -> APIRouter:
         try:
             body = await request.body()
             write = write_request(request, body)
-            identity, images = _parse_enrolment(body, predictor)
+            identity, images = _parse_enrolment(body, parsed_json(request.scope), predictor.limits)
             result = await asyncio.to_thread(predictor.enrol, identity, images, write)
         except IdempotencyConflict as error:
             return _error(422, str(error))
@@ -269,8 +288,10 @@ def _is_path(text: str) -> bool:
     return text.startswith(("/", "./", "../", "~", "file://")) or PureWindowsPath(text).drive != ""
 
 
-def _parse_enrolment(body: bytes, predictor: ServedModel) -> tuple[str, list[bytes]]:
-    payload = load_json(body, 'the body must be JSON like {"identity": "NAME", "images": [{"b64": "..."}]}')
+def _parse_enrolment(body: bytes, parsed: tuple[Any] | None, limits: RequestLimits) -> tuple[str, list[bytes]]:
+    """(identity, images) of an enrolment: JSON as the guard parsed it (an empty body never is)."""
+    problem = 'the body must be JSON like {"identity": "NAME", "images": [{"b64": "..."}]}'
+    payload = parsed[0] if parsed is not None else load_json(body, problem)
     if not isinstance(payload, dict):
         raise InvalidInput('the body must be a JSON object like {"identity": "NAME", "images": [...]}')
     if "identity" not in payload:
@@ -288,7 +309,7 @@ def _parse_enrolment(body: bytes, predictor: ServedModel) -> tuple[str, list[byt
     for i, image in enumerate(images):
         if not isinstance(image, dict) or "b64" not in image:
             raise InvalidInput(f'images[{i}] must be an object like {{"b64": "..."}}')
-        decoded.append(decode_b64(image["b64"], f"images[{i}].b64", predictor.limits))
+        decoded.append(decode_b64(image["b64"], f"images[{i}].b64", limits))
     return identity, decoded
 
 
@@ -297,10 +318,11 @@ def install_routes(predictor: ServedModel, app: FastAPI | None = None) -> None:
     if app is None:
         from kserve.model_server import app
     app.include_router(readiness_router(predictor))
+    app.include_router(inference_router(predictor))
     app.include_router(gallery_router(predictor))
+    app.add_exception_handler(InvalidInput, invalid_input_handler)  # (KServe adds it too, when it serves the app)
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.middleware("http")(reject_malformed_binary_v2)
     # Outermost: nothing reads a body before the guard has bounded it.
     app.add_middleware(
         RequestGuard, limits=GuardLimits(predictor.limits.max_request_bytes, predictor.limits.max_header_bytes)
