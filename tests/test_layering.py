@@ -90,18 +90,26 @@ def module_file(repo: Path, module: str) -> Path | None:
     return None
 
 
+def absolute_module(repo: Path, path: Path, node: ast.ImportFrom) -> str:
+    """The module a `from ... import` names, relative ones (`from .store import x`) resolved."""
+    if node.level == 0:
+        return node.module or ""
+    parts = list(path.relative_to(repo).with_suffix("").parts)
+    package = ["facesim"] + (parts[1:-1] if parts[0] == "facesim" else parts[:-1])
+    base = package[: len(package) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def imported_files(repo: Path, path: Path) -> set[Path]:
     """The source files a file imports, anywhere in it (module level, functions, TYPE_CHECKING blocks)."""
     found: set[Path] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             targets = [module_file(repo, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        elif isinstance(node, ast.ImportFrom):
+            module = absolute_module(repo, path, node)
             # `from facesim.a import b`: the module a.b when there is one, else a name defined in a
-            targets = [
-                module_file(repo, f"{node.module}.{alias.name}") or module_file(repo, node.module)
-                for alias in node.names
-            ]
+            targets = [module_file(repo, f"{module}.{alias.name}") or module_file(repo, module) for alias in node.names]
         else:
             continue
         found.update(target for target in targets if target is not None and target != path)
@@ -150,6 +158,8 @@ def test_a_planted_cycle_is_caught(tmp_path: Path) -> None:
     assert import_cycle(tmp_path) == ["gallery/index.py", "gallery/search.py", "gallery/store.py", "gallery/index.py"]
     (tmp_path / "gallery" / "search.py").write_text("def f():\n    pass\n")
     assert import_cycle(tmp_path) == []
+    (tmp_path / "gallery" / "search.py").write_text("from . import store\n")  # relative imports count too
+    assert import_cycle(tmp_path) == ["gallery/index.py", "gallery/search.py", "gallery/store.py", "gallery/index.py"]
 
 
 def test_the_formatter_has_no_escapes() -> None:
