@@ -18,8 +18,7 @@ from facesim.contract.api import GALLERY_UNAVAILABLE, IdentityNameError
 from facesim.contract.api import validate_identity as contract_identity
 
 GALLERY_FORMAT = 1
-
-
+# A gallery's location: a directory, or a PostgreSQL DSN.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -80,7 +79,7 @@ class GalleryInfo:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     source: dict = field(default_factory=dict)
     format: int = GALLERY_FORMAT
-    calibration: dict | None = None  # `facesim gallery calibrate`: this gallery's own threshold (inference.calibrate)
+    calibration: dict | None = None  # `facesim gallery calibrate`: this gallery's own threshold (calibrate.py)
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class EnrolResult:
     identity: str
     added: int
     count: int
-    version: int
+    version: int  # the gallery's change counter after the write (`gallery_edits` over HTTP)
 
 
 @dataclass(frozen=True)
