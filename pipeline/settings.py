@@ -35,12 +35,6 @@ class TrainingSettings:
     steps_per_epoch: int = 100
     init: str = "faceapi-resnet"  # scratch | faceapi-resnet | a model directory (`facesim train --init`)
 
-    def crop_size(self) -> int:
-        return self.train_config("-", "-").size  # the init decides the network and so the size
-
-    def template(self) -> str:
-        return self.train_config("-", "-").alignment_template
-
     def train_config(self, data: str, out: str, **options: Any) -> TrainConfig:
         """The TrainConfig of a run on `data` into `out` (ValueError says what TrainConfig refuses)."""
         from facesim.training.config import TrainConfig

@@ -166,8 +166,8 @@ def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argpar
     written to OUT/best_params.json when --out is given."""
     from facesim.cluster.resources import ClusterConfig, ClusterError, images_from_args
     from facesim.training.tfjob import DEFAULT_DATA, TFJobConfig
-    from facesim.tuning.best import BestParameters, typed_value, write_best_params
-    from facesim.tuning.katib import ExperimentConfig, submit_experiment
+    from facesim.tuning.best import BEST_PARAMS_FILE
+    from facesim.tuning.katib import ExperimentConfig, tune_on_cluster
 
     shared_args = ("--data", args.data or DEFAULT_DATA, "--steps-per-epoch", str(args.steps_per_epoch), *train_args)
     try:
@@ -189,15 +189,11 @@ def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argpar
     except ValueError as error:
         parser.error(str(error))
     try:
-        optimal = submit_experiment(config, wait=True, kubeconfig=args.kubeconfig)
+        best = tune_on_cluster(config, args.out, kubeconfig=args.kubeconfig)
     except ClusterError as error:
         print(f"facesim tune: {error}", file=sys.stderr)
         return 1
-    assert optimal is not None  # wait=True follows the Experiment to its optimal trial
-    parameters = {name: typed_value(name, text) for name, text in optimal.parameters.items()}
-    print(f"best: trial {optimal.name} {args.objective}={optimal.metrics.get(args.objective)} {json.dumps(parameters)}")
+    print(f"best: trial {best.trial} {args.objective}={best.value} {json.dumps(best.parameters)}")
     if args.out:
-        value = float(optimal.metrics.get(args.objective, "nan"))
-        path = write_best_params(args.out, BestParameters(args.objective, value, optimal.name, parameters))
-        print(f"written: {path}")
+        print(f"written: {args.out / BEST_PARAMS_FILE}")
     return 0

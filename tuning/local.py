@@ -88,6 +88,11 @@ class TuneResult:
     trials: list[TrialRecord]
     out: Path
 
+    def best_parameters(self) -> BestParameters:
+        """The best trial as `best_params.json` records it (what the pipeline trains with)."""
+        assert self.best.objective is not None  # only trials with an objective can be the best
+        return BestParameters(self.objective, self.best.objective, str(self.best.number), self.best.params)
+
 
 def suggest(trial: optuna.Trial, parameter: SearchParameter) -> float | int | str:
     if parameter.kind == "categorical":
@@ -247,9 +252,7 @@ def write_results(result: TuneResult) -> None:
         "trials": trials,
     }
     (result.out / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    assert result.best.objective is not None
-    best = BestParameters(result.objective, result.best.objective, str(result.best.number), result.best.params)
-    write_best_params(result.out, best)
+    write_best_params(result.out, result.best_parameters())
 
 
 def results_table(result: TuneResult, space: tuple[SearchParameter, ...] = SEARCH_SPACE) -> str:
