@@ -167,13 +167,13 @@ def to_args(config: Any, exclude: Collection[str] = ()) -> list[str]:
     return args
 
 
-def option_problems(config: Any) -> list[str]:
+def option_problems(config: Any, kind: type | None = None) -> list[str]:
     """The message of every declared check `config` fails, in declaration order; the fields that
-    must not be negative share one message."""
+    must not be negative share one message. `kind`: check only the options of this base class."""
     found: list[str] = []
     not_negative: list[str] = []
     negative = False
-    for item in declared(type(config)):
+    for item in declared(kind or type(config)):
         value = getattr(config, item.field.name)
         found += item.option.value_problems(item.flag, value)
         if item.option.not_negative:

@@ -12,9 +12,11 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING
+from facesim.training.options import add_options, from_namespace
+from facesim.tuning.space import SearchSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,21 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="where trial logs, results.json and best_params.json go (default: $FACESIM_HOME/tuning/<timestamp>)",
     )
-    add("--trials", type=int, default=6, help="number of trials (default: %(default)s)")
-    add("--parallel", type=int, default=0, help="trials at a time (default: 0 = cores / workers per trial)")
-    add("--algorithm", default="tpe", help=f"Katib algorithm name: {', '.join(ALGORITHMS)} (default: %(default)s)")
-    add(
-        "--early-stopping",
-        default="medianstop",
-        help=f"stop hopeless trials: {', '.join(EARLY_STOPPING)} (default: %(default)s)",
-    )
-    add("--objective", default="val_accuracy", help="metric to optimise (default: %(default)s)")
-    add("--minimize", action="store_true", help="minimise the objective (default: maximise)")
-    add("--workers", type=int, default=1, help="training workers per trial (default: %(default)s)")
-    add("--epochs", type=int, default=3, help="epochs per trial (default: %(default)s)")
-    add("--steps-per-epoch", type=int, default=50, help="steps per epoch (default: %(default)s)")
-    add("--grid-points", type=int, default=3, help="grid values per continuous parameter (default: %(default)s)")
-    add("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
+    add_options(parser, SearchSettings)
     cluster = parser.add_argument_group("cluster backend (Katib)")
     cluster.add_argument("--experiment-name", default="facesim-tune", help="Experiment name (default: %(default)s)")
     cluster.add_argument(
@@ -122,21 +110,9 @@ def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse
     from facesim.tuning.local import LocalTuneConfig, TuningFailed, results_table, tune_locally
 
     try:
+        search = from_namespace(SearchSettings, args)
         config = LocalTuneConfig(
-            data=args.data,
-            out=args.out or _default_out(),
-            trials=args.trials,
-            parallel=args.parallel,
-            algorithm=args.algorithm,
-            early_stopping=args.early_stopping,
-            objective=args.objective,
-            maximize=not args.minimize,
-            workers=args.workers,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            grid_points=args.grid_points,
-            seed=args.seed,
-            train_args=train_args,
+            **asdict(search), data=args.data, out=args.out or _default_out(), train_args=train_args
         )
     except ValueError as error:  # UnknownAlgorithm included
         parser.error(str(error))

@@ -6,10 +6,12 @@ Each parameter names the training CLI flag it sets, so a trial (a Katib TFJob or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+from facesim.training.options import option, option_problems
 
 ParameterKind = Literal["double", "int", "categorical"]
 
@@ -20,6 +22,45 @@ EARLY_STOPPING: tuple[str, ...] = ("medianstop", "none")
 # medianstop on both backends: judge a trial only once this many trials have finished (Katib's
 # min_trials_required, optuna's n_startup_trials).
 MEDIAN_STOP_MIN_TRIALS = 2
+
+
+@dataclass
+class SearchSettings:
+    """The options of a search that `facesim tune` takes for either backend, each declared once
+    (training/options.py: its flag, help and check)."""
+
+    trials: int = field(default=6, metadata=option("number of trials (default: %(default)s)", at_least=1))
+    parallel: int = field(  # 0: one trial per `workers` cores
+        default=0,
+        metadata=option(
+            "trials at a time (default: 0 = cores / workers per trial)", at_least=0, at_least_why="0: automatic"
+        ),
+    )
+    algorithm: str = field(
+        default="tpe", metadata=option(f"Katib algorithm name: {', '.join(ALGORITHMS)} (default: %(default)s)")
+    )
+    early_stopping: str = field(
+        default="medianstop",
+        metadata=option(f"stop hopeless trials: {', '.join(EARLY_STOPPING)} (default: %(default)s)"),
+    )
+    objective: str = field(default="val_accuracy", metadata=option("metric to optimise (default: %(default)s)"))
+    minimize: bool = field(default=False, metadata=option("minimise the objective (default: maximise)"))
+    workers: int = field(default=1, metadata=option("training workers per trial (default: %(default)s)", at_least=1))
+    epochs: int = field(default=3, metadata=option("epochs per trial (default: %(default)s)", at_least=1))
+    steps_per_epoch: int = field(default=50, metadata=option("steps per epoch (default: %(default)s)", at_least=1))
+    grid_points: int = field(  # values per continuous parameter for `grid`
+        default=3, metadata=option("grid values per continuous parameter (default: %(default)s)", at_least=1)
+    )
+    seed: int | None = field(default=0, metadata=option("sampler seed (default: %(default)s)"))
+
+    def __post_init__(self) -> None:
+        problems = option_problems(self, SearchSettings)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def maximize(self) -> bool:
+        return not self.minimize
 
 
 def median_stop_start(epochs: int) -> int | None:
