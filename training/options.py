@@ -96,6 +96,14 @@ def declared(kind: type) -> list[_Declared]:
     return found
 
 
+def flag_of(kind: type, name: str) -> str:
+    """The command-line flag of the field `name` of `kind` (KeyError when it has no such field)."""
+    for item in declared(kind):
+        if item.field.name == name:
+            return item.flag
+    raise KeyError(f"{kind.__name__} has no field {name!r}")
+
+
 def _without_none(annotation: Any) -> type:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         (kind,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]

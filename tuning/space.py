@@ -1,6 +1,6 @@
 """The hyper-parameter search space, defined once: the Katib Experiment and the local tuner both read it.
 
-Each parameter names the training CLI flag it sets, so a trial (a Katib TFJob or a local run) is
+Each parameter names the TrainConfig field it sets, whose flag it passes, so a trial (a Katib TFJob or a local run) is
 `python -m facesim.training ... <flag> <value>` for every parameter.
 """
 
@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from facesim.training.options import option, option_problems
+from facesim.training.options import flag_of, option, option_problems
 
 ParameterKind = Literal["double", "int", "categorical"]
 
@@ -72,11 +72,12 @@ def median_stop_start(epochs: int) -> int | None:
 
 @dataclass(frozen=True)
 class SearchParameter:
-    """One tuned hyper-parameter: its name (Katib's parameter name), kind, range and CLI flag."""
+    """One tuned hyper-parameter: its name (Katib's parameter name), kind, range and the TrainConfig
+    field it sets (whose command-line flag a trial passes)."""
 
     name: str
     kind: ParameterKind
-    flag: str
+    setting: str  # a TrainConfig field
     low: float | None = None  # double / int: inclusive bounds
     high: float | None = None
     log: bool = False  # sample on a log scale (local tuner; Katib 0.14's model has no distribution field)
@@ -90,15 +91,19 @@ class SearchParameter:
             raise ValueError(f"{self.name}: a {self.kind} parameter needs bounds with low < high")
         elif self.log and self.low <= 0:
             raise ValueError(f"{self.name}: a log-scale parameter needs low > 0")
-        if not self.flag.startswith("--"):
-            raise ValueError(f"{self.name}: flag {self.flag!r} must be a long option (--name)")
+
+    @property
+    def flag(self) -> str:
+        from facesim.training.config import TrainConfig
+
+        return flag_of(TrainConfig, self.setting)
 
 
 SEARCH_SPACE: tuple[SearchParameter, ...] = (
     # Triplet margin on squared distances of unit embeddings (FaceNet: 0.2); the range is 0..4.
-    SearchParameter("margin", "double", "--margin", low=0.05, high=0.5),
-    SearchParameter("embedding_size", "categorical", "--embedding-dim", values=("64", "128", "256")),
-    SearchParameter("learning_rate", "double", "--learning-rate", low=1e-4, high=1e-2, log=True),
+    SearchParameter("margin", "double", "margin", low=0.05, high=0.5),
+    SearchParameter("embedding_size", "categorical", "embedding_dim", values=("64", "128", "256")),
+    SearchParameter("learning_rate", "double", "learning_rate", low=1e-4, high=1e-2, log=True),
 )
 
 

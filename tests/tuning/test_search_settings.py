@@ -42,3 +42,12 @@ def test_a_bad_search_setting_is_a_usage_error_naming_the_option(
 def test_the_local_tuner_checks_the_same_settings() -> None:
     with pytest.raises(ValueError, match="--grid-points must be at least 1"):
         LocalTuneConfig(data="d", out=Path("o"), grid_points=0)
+
+
+def test_each_tuned_parameter_passes_the_flag_its_train_config_field_declares() -> None:
+    from facesim.training.config import parse_config
+    from facesim.tuning.space import SEARCH_SPACE, trial_flags
+
+    values = {"margin": 0.3, "embedding_size": "64", "learning_rate": 0.002}
+    config = parse_config(["--data", "d", "--out", "o", *trial_flags(values)])
+    assert [getattr(config, p.setting) for p in SEARCH_SPACE] == [0.3, 64, 0.002]
