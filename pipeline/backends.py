@@ -55,12 +55,15 @@ class Backend(Protocol):
 
     def train(self, config: TrainConfig, job_name: str) -> None:
         """Train and export the model into `config.out`."""
+        ...
 
     def tune(self, search: Search) -> BestParameters:
         """Run the search; the best trial (also written to `search.out`)."""
+        ...
 
     def deploy(self, model_dir: str, model_volume_path: str, gallery_dir: str, where: Deployment) -> str:
         """Make the model and gallery what the predictor serves; says what was deployed."""
+        ...
 
 
 class LocalProcessBackend:
