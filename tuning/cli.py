@@ -96,21 +96,26 @@ def main(argv: list[str] | None = None) -> int:
     problem = _trial_problem(args, train_args)
     if problem:
         parser.error(f"every trial would fail: {problem}")
+    try:
+        search = from_namespace(SearchSettings, args)  # the checks of both backends
+    except ValueError as error:
+        parser.error(str(error))
     if args.backend == "cluster":
         return _run_cluster(args, train_args, parser)
     if not args.data:
         parser.error("give --data DIR (an LFW-layout root or a prepared crop cache) or set FACESIM_LFW")
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such directory")
-    return _run_local(args, train_args, parser)
+    return _run_local(args, search, train_args, parser)
 
 
-def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
+def _run_local(
+    args: argparse.Namespace, search: SearchSettings, train_args: list[str], parser: argparse.ArgumentParser
+) -> int:
     from facesim.tuning.best import BEST_PARAMS_FILE
     from facesim.tuning.local import LocalTuneConfig, TuningFailed, results_table, tune_locally
 
     try:
-        search = from_namespace(SearchSettings, args)
         config = LocalTuneConfig(
             **asdict(search), data=args.data, out=args.out or _default_out(), train_args=train_args
         )
