@@ -285,3 +285,17 @@ def test_the_gallery_step_calibrates_the_gallery_or_says_why_not(
 
     with pytest.raises(StepFailed, match="no-such-gallery"):  # any other failure fails the step
         steps.calibrate_gallery_threshold(tmp_path / "no-such-gallery")
+
+
+def test_what_a_step_calls_fails_as_a_step_failure_that_says_why(tmp_path: Path) -> None:
+    """No exit code or output to read: the functions the CLI calls raise, the step says what went wrong."""
+    from facesim.pipeline import steps
+    from facesim.training.config import TrainConfig
+
+    nowhere = TrainConfig(data=str(tmp_path / "nowhere"), out=str(tmp_path / "m"))
+    with pytest.raises(StepFailed, match="training: .*nowhere.* does not exist"):
+        LocalProcessBackend().train(nowhere, "run-train")
+    with pytest.raises(StepFailed, match=f"evaluating {tmp_path}: .*not a model artifact"):
+        steps.evaluate(str(tmp_path), str(tmp_path))
+    with pytest.raises(StepFailed, match="no such directory"):
+        steps.prepare_data(str(tmp_path / "nowhere"), RunLayout.for_run("local", str(tmp_path), "r"), SETTINGS)
