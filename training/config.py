@@ -15,7 +15,13 @@ from pathlib import Path
 
 from facesim.faces.detect import add_yunet_argument
 
-ARCHITECTURES = ("mobilefacenet", "inception_resnet_v1", "faceapi_resnet", "tiny")
+# The registry of embedding networks (training/model.py builds each): name -> what it is, for --help.
+ARCHITECTURES = {
+    "mobilefacenet": "~1M params",
+    "inception_resnet_v1": "FaceNet",
+    "faceapi_resnet": "dlib's face ResNet, 128-d, for pretrained weights",
+    "tiny": "tests",
+}
 MINERS = ("semi_hard", "batch_hard")
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "faceapi_resnet": 150, "tiny": 64}
@@ -23,6 +29,12 @@ DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "faceapi
 DEFAULT_TEMPLATE = {"faceapi_resnet": "dlib-chip-5pt"}
 PRETRAINED_INIT = "faceapi-resnet"  # --init: the pretrained dlib ResNet (training.pretrained)
 SCRATCH_INIT = "scratch"
+
+
+def architecture_help() -> str:
+    """`--architecture`'s help, from the registry, so a new network cannot be left out."""
+    networks = [f"{name} ({note}, {DEFAULT_IMAGE_SIZE[name]} px)" for name, note in ARCHITECTURES.items()]
+    return f"embedding network: {', '.join(networks)} (default: %(default)s)"
 
 
 @dataclass(frozen=True)
@@ -228,8 +240,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--architecture",
         choices=ARCHITECTURES,
         default=d["architecture"].default,
-        help="embedding network: mobilefacenet (~1M params, 112 px), inception_resnet_v1 (FaceNet, 160 px), "
-        "tiny (tests) (default: %(default)s)",
+        help=architecture_help(),
     )
     add("--image-size", type=int, help="crop size in pixels (default: the architecture's native size)")
     add("--embedding-dim", type=int, default=d["embedding_dim"].default, help="embedding size (default: %(default)s)")
