@@ -164,7 +164,8 @@ def _namespace(args: argparse.Namespace) -> dict[str, str]:
 def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
     """A Katib Experiment with the same search space, followed to the end; its optimal trial is
     written to OUT/best_params.json when --out is given."""
-    from facesim.cluster.resources import ClusterConfig, ClusterError, images_from_args
+    from facesim.cluster.client import ClusterError
+    from facesim.cluster.resources import ClusterConfig, images_from_args
     from facesim.training.tfjob import DEFAULT_DATA, TFJobConfig
     from facesim.tuning.best import BestParameters, typed_value, write_best_params
     from facesim.tuning.katib import ExperimentConfig, submit_experiment

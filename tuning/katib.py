@@ -20,14 +20,11 @@ from typing import Any
 from kubeflow.katib import models as katib
 from kubernetes import client as k8s
 
-from facesim.cluster.client import sdk_client
+from facesim.cluster.client import ClusterError, explain_api_error, sdk_client, sigterm_as_interrupt
 from facesim.cluster.resources import (
     EXPERIMENT_NAME_MAX,
     RUNS_MOUNT,
-    ClusterError,
-    explain_api_error,
     owner_references,
-    sigterm_as_interrupt,
     to_manifest,
 )
 from facesim.cluster.targets import Target
