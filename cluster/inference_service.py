@@ -24,7 +24,6 @@ from kubernetes import client as k8s
 from facesim.cluster.client import ClusterError, api_status, explain_api_error, sdk_client
 from facesim.cluster.resources import (
     ClusterConfig,
-    PvcMount,
     Resources,
     add_image_arguments,
     admin_token_env,
@@ -32,12 +31,11 @@ from facesim.cluster.resources import (
     images_from_args,
     pod_security_context,
     predictor_service_url,
-    pvc_uri,
-    pvc_volumes,
     to_manifest,
 )
 from facesim.cluster.targets import DEPLOYMENT_MODES, FORMER_MODE_NAMES, Target, add_target_argument, canonical_mode
 from facesim.cluster.targets import target as target_named
+from facesim.cluster.volumes import PvcMount, pvc_uri, pvc_volumes
 from facesim.contract.api import MODEL_NAME
 
 ISVC_API_VERSION = "serving.kserve.io/v1beta1"

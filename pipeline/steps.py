@@ -4,7 +4,7 @@ The kfp components (pipeline/components.py) are thin: each imports this module a
 function, which runs the project's own command as a user would (`facesim train --backend B`,
 `facesim tune --backend B`, ...). With `backend="cluster"` those commands go through the cluster
 launchers (TFJob, Katib Experiment, InferenceService), and the files live on the PVCs that every
-facesim pod mounts at the same paths (cluster/resources.py).
+facesim pod mounts at the same paths (cluster/volumes.py).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class RunLayout:
     def for_run(cls, backend: str, work_root: str, run_name: str) -> RunLayout:
         run_name = run_slug(run_name)  # Kubeflow's run names may hold spaces (the client's default)
         if check_backend(backend) == "cluster":
-            from facesim.cluster.resources import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
+            from facesim.cluster.volumes import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
 
             return cls(Path(DATA_MOUNT) / "crops", Path(RUNS_MOUNT) / run_name, Path(MODELS_MOUNT) / run_name)
         root = local_work_root(work_root)
@@ -299,7 +299,7 @@ def deploy(model_dir: str, model_volume_path: str, gallery_dir: str, backend: st
 
 def volume_uri(path: str) -> str:
     """`pvc://CLAIM/SUBPATH` of a path under one of the facesim PVC mounts (what KServe takes)."""
-    from facesim.cluster.resources import StorageConfig
+    from facesim.cluster.volumes import StorageConfig
 
     for claim in StorageConfig().claims:
         mount = Path(claim.mount_path)

@@ -70,7 +70,8 @@ def _train_on_cluster(config, job_name: str, images: Images, kubeconfig: str | N
     from dataclasses import replace
 
     from facesim.cluster.client import ClusterError
-    from facesim.cluster.resources import ClusterConfig, StorageConfig
+    from facesim.cluster.resources import ClusterConfig
+    from facesim.cluster.volumes import StorageConfig
     from facesim.training.tfjob import TFJobConfig, cluster_run_dir, submit_tfjob
 
     if config.run_dir is None:

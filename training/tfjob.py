@@ -23,13 +23,11 @@ from facesim.cluster.resources import (
     TFJOB_NAME_MAX,
     ClusterConfig,
     Resources,
-    StorageConfig,
-    claim_mounts,
-    claim_volumes,
     container_security_context,
     owner_references,
     pod_security_context,
 )
+from facesim.cluster.volumes import StorageConfig, claim_mounts, claim_volumes
 from facesim.storage.cache import CACHE_ROOT_ENV
 
 TFJOB_API_VERSION = "kubeflow.org/v1"

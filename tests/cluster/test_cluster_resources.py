@@ -9,7 +9,8 @@ import pytest
 import facesim.cluster.resources as cluster
 from facesim.cli import main as facesim_main
 from facesim.cluster.client import ClusterError
-from facesim.cluster.resources import ClusterConfig, Images, owner_references, pvc_uri
+from facesim.cluster.resources import ClusterConfig, Images, owner_references
+from facesim.cluster.volumes import pvc_uri
 from facesim.contract.version import __version__
 from facesim.training.tfjob import TFJobConfig, submit_tfjob
 
