@@ -8,7 +8,7 @@ PostgreSQL has no pgvector): the database is the durable shared store.
 Writers serialise on the gallery's one meta row (SELECT ... FOR UPDATE), so versions and row ids
 are handed out in commit order: a replica that has read every row up to id N at version V never
 misses a row committed later with a smaller id. Each commit sends `NOTIFY facesim_gallery, '<version>'`;
-replicas LISTEN to wake up at once and poll as the fallback (`GalleryFollower` in index.py).
+replicas LISTEN to wake up at once and poll as the fallback (GalleryFollower in index.py).
 
 A database that cannot be reached raises GalleryUnavailable (logged once per outage, OutageLog);
 idle pooled connections are dropped then, so the first call after the outage opens fresh ones.

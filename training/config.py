@@ -16,12 +16,13 @@ from pathlib import Path
 from facesim.faces.detect import add_yunet_argument
 
 # The registry of embedding networks (training/model.py builds each): name -> what it is, for --help.
-ARCHITECTURES = {
+ARCHITECTURE_NOTES = {
     "mobilefacenet": "~1M params",
     "inception_resnet_v1": "FaceNet",
     "faceapi_resnet": "dlib's face ResNet, 128-d, for pretrained weights",
     "tiny": "tests",
 }
+ARCHITECTURES = tuple(ARCHITECTURE_NOTES)
 MINERS = ("semi_hard", "batch_hard")
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "faceapi_resnet": 150, "tiny": 64}
@@ -33,7 +34,7 @@ SCRATCH_INIT = "scratch"
 
 def architecture_help() -> str:
     """`--architecture`'s help, from the registry, so a new network cannot be left out."""
-    networks = [f"{name} ({note}, {DEFAULT_IMAGE_SIZE[name]} px)" for name, note in ARCHITECTURES.items()]
+    networks = [f"{name} ({note}, {DEFAULT_IMAGE_SIZE[name]} px)" for name, note in ARCHITECTURE_NOTES.items()]
     return f"embedding network: {', '.join(networks)} (default: %(default)s)"
 
 

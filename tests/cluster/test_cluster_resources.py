@@ -1,4 +1,4 @@
-"""facesim.cluster.resources and .client: the namespace a launcher uses, pvc:// URIs, and API errors turned into advice."""
+"""facesim.cluster.resources and .client: the namespace a launcher uses, pvc:// URIs, API errors as advice."""
 
 from __future__ import annotations
 

@@ -3,20 +3,24 @@ names each of them, and the model builder builds exactly those."""
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
-from facesim.training.config import ARCHITECTURES, DEFAULT_IMAGE_SIZE, add_config_arguments
+from facesim.cli import main
+from facesim.training.config import ARCHITECTURE_NOTES, ARCHITECTURES, DEFAULT_IMAGE_SIZE
 
 
-def test_the_help_names_every_architecture_of_the_registry() -> None:
-    parser = argparse.ArgumentParser(formatter_class=lambda prog: argparse.HelpFormatter(prog, width=1000))
-    add_config_arguments(parser)
-    help_text = parser.format_help()
+@pytest.mark.parametrize("command", ["train", "bench train"])
+def test_the_help_names_every_architecture_of_the_registry(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: the names are not wrapped apart
+    with pytest.raises(SystemExit) as exit_:
+        main([*command.split(), "--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
     assert set(ARCHITECTURES) == set(DEFAULT_IMAGE_SIZE)
     for name in ARCHITECTURES:
-        assert f"{name} ({ARCHITECTURES[name]}, {DEFAULT_IMAGE_SIZE[name]} px)" in help_text
+        assert f"{name} ({ARCHITECTURE_NOTES[name]}, {DEFAULT_IMAGE_SIZE[name]} px)" in help_text
     assert "faceapi_resnet (dlib's face ResNet" in help_text
 
 
