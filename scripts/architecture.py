@@ -120,8 +120,18 @@ def summary(repo: Path, component: str) -> str:
     return sentence.replace("|", "/")
 
 
+def commands(repo: Path) -> list[tuple[str, str, str]]:
+    """(name, "module:function", summary) of each `Subcommand(...)` in facesim/cli.py, in order."""
+    found = []
+    for node in ast.walk(ast.parse((repo / CLI / "cli.py").read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Subcommand":
+            name, target, text = (ast.literal_eval(argument) for argument in node.args)
+            found.append((name, target, text))
+    return found
+
+
 def render(repo: Path) -> str:
-    """The generated block: a Mermaid picture of the arrows and a table of every import."""
+    """The generated block: a Mermaid picture of the arrows, a table of every import, the commands."""
     graph = component_imports(repo)
     if found := cycle(graph):
         raise SystemExit(f"architecture.py: the components import each other in a cycle: {' -> '.join(found)}")
@@ -129,11 +139,16 @@ def render(repo: Path) -> str:
     lines = [BEGIN, "```mermaid", "flowchart TD"]
     for component in reversed(COMPONENTS):
         lines += [f"    {component} --> {target}" for target in sorted(arrows[component], key=COMPONENTS.index)]
-    lines += ["```", "", "| component | folder | what it is (its package docstring) | imports |", "|---|---|---|---|"]
+    lines += ["```", "", "| component | what it is (its package docstring) | imports | container entrypoint |"]
+    lines.append("|---|---|---|---|")
     for component in COMPONENTS:
-        name = "facesim (the CLI)" if component == CLI else f"facesim.{component}"
+        name = f"`{component}/` (the CLI)" if component == CLI else f"`{component}/`"
         imports = ", ".join(sorted(graph[component], key=COMPONENTS.index)) or "nothing of facesim"
-        lines.append(f"| {name} | `{component}/` | {summary(repo, component)} | {imports} |")
+        module = "facesim" if component == CLI else f"facesim.{component}"
+        entrypoint = f"`python -m {module}`" if (repo / component / "__main__.py").is_file() else "-"
+        lines.append(f"| {name} | {summary(repo, component)} | {imports} | {entrypoint} |")
+    lines += ["", "| command | what it does | runs |", "|---|---|---|"]
+    lines += [f"| `facesim {name}` | {text} | `{target}` |" for name, target, text in commands(repo)]
     lines.append(END)
     return "\n".join(lines)
 

@@ -54,7 +54,7 @@ def test_a_new_import_changes_the_picture_and_the_check_says_so(
     assert main(["--repo", str(repo)]) == 0
     redrawn = (repo / "docs" / "architecture.md").read_text()
     assert "    ui --> gallery" in redrawn
-    assert re.search(r"^\| facesim\.ui \|.*\| contract, cluster, gallery \|$", redrawn, re.M)
+    assert re.search(r"^\| `ui/` \|.*\| contract, cluster, gallery \| `python -m facesim.ui` \|$", redrawn, re.M)
     assert main(["--check", "--repo", str(repo)]) == 0
 
 
@@ -73,3 +73,10 @@ def test_entry_point_strings_count_as_imports() -> None:
 def test_the_reduction_keeps_only_arrows_no_longer_path_draws() -> None:
     graph = {"top": {"middle", "bottom"}, "middle": {"bottom"}, "bottom": set()}
     assert ARCHITECTURE["implied_arrows_removed"](graph) == {"top": {"middle"}, "middle": {"bottom"}, "bottom": set()}
+
+
+def test_the_commands_table_is_the_clis_dispatch_table() -> None:
+    from facesim.cli import SUBCOMMANDS
+
+    table = [(command.name, command.target, command.summary) for command in SUBCOMMANDS]
+    assert ARCHITECTURE["commands"](REPO) == table
