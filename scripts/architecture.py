@@ -3,8 +3,9 @@
 `python scripts/architecture.py` rewrites the part of docs/architecture.md between the markers;
 `--check` only compares (exit 1 when the doc differs; tests/test_architecture_doc.py runs it).
 An arrow A --> B means some module of A imports B (every import statement counts, also those inside
-functions or under `if TYPE_CHECKING:`, and "facesim.b.module:function" entry-point strings). The picture leaves out an arrow that a longer path already
-implies; the table under it lists every component each one imports.
+functions or under `if TYPE_CHECKING:`, and so do "facesim.b.module:function" entry-point strings).
+The picture leaves out an arrow that a longer path already implies; the table under it lists every
+component each one imports.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def imported_names(source: str) -> Iterable[str]:
             yield from (entry_point[1] for entry_point in [ENTRY_POINT.fullmatch(node.value)] if entry_point)
         elif isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "facesim":
+            yield from (f"facesim.{alias.name}" for alias in node.names)  # from facesim import gallery
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             yield node.module
-            yield from (f"{node.module}.{alias.name}" for alias in node.names)  # from facesim import gallery
 
 
 def component_of(module: str) -> str | None:

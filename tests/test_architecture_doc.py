@@ -70,6 +70,12 @@ def test_entry_point_strings_count_as_imports() -> None:
     assert names == ["facesim.gallery.cli"]
 
 
+def test_importing_a_component_from_the_package_is_an_arrow_to_it_not_to_the_cli() -> None:
+    component_of, imported_names = ARCHITECTURE["component_of"], ARCHITECTURE["imported_names"]
+    assert {component_of(name) for name in imported_names("from facesim import gallery\n")} == {"gallery"}
+    assert {component_of(name) for name in imported_names("from facesim.cli import main\n")} == {"facesim"}
+
+
 def test_the_reduction_keeps_only_arrows_no_longer_path_draws() -> None:
     graph = {"top": {"middle", "bottom"}, "middle": {"bottom"}, "bottom": set()}
     assert ARCHITECTURE["implied_arrows_removed"](graph) == {"top": {"middle"}, "middle": {"bottom"}, "bottom": set()}
