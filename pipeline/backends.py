@@ -108,7 +108,7 @@ class KubernetesBackend:
     the images and for the target the compiled pipeline gives every step ($FACESIM_IMAGE_*, $FACESIM_TARGET)."""
 
     def train(self, config: TrainConfig, job_name: str) -> None:
-        from facesim.cluster.resources import ClusterError
+        from facesim.cluster.client import ClusterError
         from facesim.training.tfjob import TFJobConfig, submit_tfjob
 
         try:
@@ -118,7 +118,8 @@ class KubernetesBackend:
             raise StepFailed(f"training: {error}") from error
 
     def tune(self, search: Search) -> BestParameters:
-        from facesim.cluster.resources import ClusterConfig, ClusterError
+        from facesim.cluster.client import ClusterError
+        from facesim.cluster.resources import ClusterConfig
         from facesim.cluster.targets import target
         from facesim.training.tfjob import TFJobConfig
         from facesim.tuning.katib import ExperimentConfig, tune_on_cluster
@@ -140,8 +141,8 @@ class KubernetesBackend:
             raise StepFailed(f"tuning: {error}") from error
 
     def deploy(self, model_dir: str, model_volume_path: str, gallery_dir: str, where: Deployment) -> str:
+        from facesim.cluster.client import ClusterError
         from facesim.cluster.inference_service import InferenceServiceConfig, deploy_inference_service
-        from facesim.cluster.resources import ClusterError
         from facesim.cluster.targets import target
 
         try:
@@ -168,7 +169,7 @@ def backend_for(name: str) -> Backend:
 
 def volume_uri(path: str) -> str:
     """`pvc://CLAIM/SUBPATH` of a path under one of the facesim PVC mounts (what KServe takes)."""
-    from facesim.cluster.resources import StorageConfig
+    from facesim.cluster.volumes import StorageConfig
 
     for claim in StorageConfig().claims:
         mount = Path(claim.mount_path)

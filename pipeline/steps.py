@@ -4,7 +4,7 @@ The kfp components (pipeline/components.py) are thin: each imports this module a
 function, which calls what the matching `facesim` command calls: the crop cache, evaluation and the
 gallery here, and training, tuning and deploy through a backend (pipeline/backends.py: local
 processes, or the TFJob, Katib Experiment and InferenceService on the cluster, where the files live
-on the PVCs that every facesim pod mounts at the same paths, cluster/resources.py). Results come
+on the PVCs that every facesim pod mounts at the same paths, cluster/volumes.py). Results come
 back as values and failures as StepFailed, not as text scraped from a command's output.
 """
 
@@ -56,7 +56,7 @@ class RunLayout:
     def for_run(cls, backend: str, work_root: str, run_name: str) -> RunLayout:
         run_name = run_slug(run_name)  # Kubeflow's run names may hold spaces (the client's default)
         if check_backend(backend) == "cluster":
-            from facesim.cluster.resources import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
+            from facesim.cluster.volumes import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
 
             return cls(Path(DATA_MOUNT) / "crops", Path(RUNS_MOUNT) / run_name, Path(MODELS_MOUNT) / run_name)
         root = local_work_root(work_root)

@@ -15,7 +15,14 @@ from pathlib import Path
 from facesim.faces.detect import add_yunet_argument
 from facesim.training.options import add_options, from_namespace, option, option_problems, to_args
 
-ARCHITECTURES = ("mobilefacenet", "inception_resnet_v1", "faceapi_resnet", "tiny")
+# The registry of embedding networks (training/model.py builds each): name -> what it is, for --help.
+ARCHITECTURE_NOTES = {
+    "mobilefacenet": "~1M params",
+    "inception_resnet_v1": "FaceNet",
+    "faceapi_resnet": "dlib's face ResNet, 128-d, for pretrained weights",
+    "tiny": "tests",
+}
+ARCHITECTURES = tuple(ARCHITECTURE_NOTES)
 MINERS = ("semi_hard", "batch_hard")
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "faceapi_resnet": 150, "tiny": 64}
@@ -23,6 +30,12 @@ DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "faceapi
 DEFAULT_TEMPLATE = {"faceapi_resnet": "dlib-chip-5pt"}
 PRETRAINED_INIT = "faceapi-resnet"  # --init: the pretrained dlib ResNet (training.pretrained)
 SCRATCH_INIT = "scratch"
+
+
+def architecture_help() -> str:
+    """`--architecture`'s help, from the registry, so a new network cannot be left out."""
+    networks = [f"{name} ({note}, {DEFAULT_IMAGE_SIZE[name]} px)" for name, note in ARCHITECTURE_NOTES.items()]
+    return f"embedding network: {', '.join(networks)} (default: %(default)s)"
 
 
 @dataclass(frozen=True)
@@ -71,9 +84,7 @@ class TrainConfig:
     architecture: str = field(
         default="mobilefacenet",
         metadata=option(
-            "embedding network: mobilefacenet (~1M params, 112 px), inception_resnet_v1 (FaceNet, 160 px), "
-            "faceapi_resnet (dlib's ResNet, 150 px: what --init faceapi-resnet starts from), tiny (tests) "
-            "(default: %(default)s)",
+            architecture_help(),
             choices=ARCHITECTURES,
         ),
     )

@@ -145,7 +145,8 @@ def _namespace(args: argparse.Namespace) -> dict[str, str]:
 def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
     """A Katib Experiment with the same search space, followed to the end; its optimal trial is
     written to OUT/best_params.json when --out is given."""
-    from facesim.cluster.resources import ClusterConfig, ClusterError, images_from_args
+    from facesim.cluster.client import ClusterError
+    from facesim.cluster.resources import ClusterConfig, images_from_args
     from facesim.training.tfjob import DEFAULT_DATA, TFJobConfig
     from facesim.tuning.best import BEST_PARAMS_FILE
     from facesim.tuning.katib import ExperimentConfig, tune_on_cluster

@@ -21,18 +21,11 @@ from typing import Any
 from kubeflow.katib import models as katib
 from kubernetes import client as k8s
 
-from facesim.cluster.client import sdk_client
-from facesim.cluster.resources import (
-    EXPERIMENT_NAME_MAX,
-    RUNS_MOUNT,
-    ClusterError,
-    explain_api_error,
-    owner_references,
-    sigterm_as_interrupt,
-    to_manifest,
-)
+from facesim.cluster.client import ClusterError, explain_api_error, sdk_client, sigterm_as_interrupt
+from facesim.cluster.resources import EXPERIMENT_NAME_MAX, owner_references, to_manifest
 from facesim.cluster.targets import Target
 from facesim.cluster.targets import target as target_named
+from facesim.cluster.volumes import RUNS_MOUNT
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
 from facesim.training.tfjob import DEFAULT_DATA, TFJOB_CONTAINER, TFJobConfig, tfjob
 from facesim.tuning.best import BestParameters, typed_value, write_best_params

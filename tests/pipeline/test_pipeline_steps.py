@@ -167,7 +167,7 @@ def test_settings_a_training_run_refuses_fail_the_step_with_its_reason() -> None
 def test_the_cluster_backend_runs_the_final_run_as_a_tfjob_with_its_very_options(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from facesim.cluster.resources import ClusterError
+    from facesim.cluster.client import ClusterError
     from facesim.training import tfjob
 
     submitted: list[TFJobConfig] = []
