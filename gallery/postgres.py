@@ -273,7 +273,7 @@ class PostgresGallery:
         with connect(self.dsn, autocommit=True) as db:  # VACUUM runs outside a transaction
             db.execute(f"VACUUM (FULL, ANALYZE) {', '.join(TABLES)}")
             # Superusers only: the old statistics' samples (values of the tables' columns), and the
-            # checkpoint that lets the server delete the old files (docs/architecture.md "Erasure").
+            # checkpoint that lets the server delete the old files (docs/gallery.md "Erasure").
             if db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
                 db.execute("VACUUM FULL pg_catalog.pg_statistic")
                 db.execute("CHECKPOINT")

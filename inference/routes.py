@@ -1,7 +1,7 @@
 """The predictor's HTTP routes: inference (V1, V2), readiness, the gallery ("image database") and the model card.
 
 KServe 0.21 serves the FastAPI app `kserve.model_server.app`; routes added to it before
-`ModelServer.start` take precedence over KServe's own (docs/architecture.md "Predictor HTTP API").
+`ModelServer.start` take precedence over KServe's own (docs/api.md "Predictor HTTP API").
 The V1 and V2 inference routes are ours so that a body is parsed once: they take the JSON the HTTP
 guard parsed (or decode a binary V2 body once, protocol.py) and call the model as KServe's data
 plane would. Errors are `{"error": ...}` with a 4xx, as KServe answers them.
