@@ -8,6 +8,7 @@ postprocess answers in the protocol the request came in (protocol.py again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ class FaceNetPredictor(kserve.Model):
         super().__init__(name)
         self.config = config
         self.limits = config.limits
-        self.model_info: ModelInfo | None = None
+        self.model_info: ModelInfo  # set by load(), with the gallery, the index and the rest
         self.gallery_version: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -91,7 +92,7 @@ class FaceNetPredictor(kserve.Model):
         return {"name": self.name, "config": self.config, "enable_latency_logging": self.enable_latency_logging}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"], state["name"])
+        FaceNetPredictor.__init__(self, state["config"], state["name"])
         self.enable_latency_logging = state["enable_latency_logging"]
         install_routes(self)
         # Load in the background: KServe's parent kills a worker that doesn't answer its ping
@@ -252,10 +253,9 @@ class FaceNetPredictor(kserve.Model):
         return removed
 
     def _refresh_after_write(self) -> None:
-        try:
+        # Committed, but the database may have gone away since: the follower catches up when it is back.
+        with contextlib.suppress(GalleryUnavailable):
             self.index.refresh()
-        except GalleryUnavailable:
-            pass  # committed, but the database went away since: the follower catches up when it is back
 
 
 def check_gallery_matches(gallery: Gallery, model: ModelInfo) -> None:

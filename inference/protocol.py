@@ -91,7 +91,9 @@ def v2_request(body: bytes, parsed: tuple[Any] | None, binary_header: str | None
         except Exception as error:  # noqa: BLE001 - whatever the decoder trips on, the body caused it
             if isinstance(error, InferenceError) and "UTF-8" in str(error):
                 # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
-                raise InvalidInput('binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded')
+                raise InvalidInput(
+                    'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded'
+                ) from None
             reason = f"{type(error).__name__}: {error}"[:200]
             raise InvalidInput(f"malformed binary-extension request ({BINARY_V2_HEADER}): {reason}") from None
     document = parsed[0] if parsed is not None else load_json(body, "the request body is not JSON")
@@ -303,16 +305,17 @@ def encode_response(batch: FaceBatch, context: AnswerContext) -> dict | InferRes
 
 
 def _v1_response(batch: FaceBatch, context: AnswerContext) -> dict:
+    assert batch.embeddings is not None  # the model embedded the batch
     # Embedding rows: every face of every image in order, then each compare image's largest face.
     starts = np.cumsum([0] + [len(image.faces) for image in batch.images])
     compare_row = int(starts[-1])
     threshold = context.threshold
     predictions = []
-    for i, (instance, image, compare) in enumerate(zip(batch.instances, batch.images, batch.compares)):
+    for i, (instance, image, compare) in enumerate(zip(batch.instances, batch.images, batch.compares, strict=True)):
         rows = range(int(starts[i]), int(starts[i + 1]))
         faces = [
             _face_json(face, batch.embeddings[row], instance, threshold, batch.image_matches[row][: instance.top_k])
-            for face, row in zip(image.faces, rows)
+            for face, row in zip(image.faces, rows, strict=True)
         ]
         prediction: dict[str, Any] = {"faces": faces}
         if compare is not None:
@@ -373,6 +376,7 @@ def _match_json(match: Match, threshold: float) -> dict[str, Any]:
 
 
 def _v2_response(batch: FaceBatch, context: AnswerContext) -> InferResponse:
+    assert batch.embeddings is not None  # the model embedded the batch
     faces = [(i, face) for i, image in enumerate(batch.images) for face in image.faces]
     count, dim = len(faces), context.embedding_dim
     boxes = np.array([face.face.box for _, face in faces], np.float32).reshape(count, 4)
@@ -380,7 +384,7 @@ def _v2_response(batch: FaceBatch, context: AnswerContext) -> InferResponse:
     scores = np.array([face.face.score for _, face in faces], np.float32).reshape(count)
     matches = [
         json.dumps([_match_json(m, context.threshold) for m in found[: batch.instances[i].top_k]])
-        for (i, _), found in zip(faces, batch.image_matches)
+        for (i, _), found in zip(faces, batch.image_matches, strict=True)
     ]
     outputs = [
         _output("boxes", boxes, "FP32"),

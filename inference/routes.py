@@ -316,13 +316,16 @@ def _parse_enrolment(body: bytes, parsed: tuple[Any] | None, limits: RequestLimi
 def install_routes(predictor: ServedModel, app: FastAPI | None = None) -> None:
     """Add our routes, error handlers and guards to `app`: by default the app KServe serves (in this process)."""
     if app is None:
-        from kserve.model_server import app
+        from kserve.model_server import app as kserve_app
+
+        app = kserve_app
     app.include_router(readiness_router(predictor))
     app.include_router(inference_router(predictor))
     app.include_router(gallery_router(predictor))
     app.add_exception_handler(InvalidInput, invalid_input_handler)  # (KServe adds it too, when it serves the app)
-    app.add_exception_handler(RequestValidationError, request_validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
+    # Starlette types a handler as taking any Exception; it calls each only with the class it is registered for.
+    app.add_exception_handler(RequestValidationError, request_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     # Outermost: nothing reads a body before the guard has bounded it.
     app.add_middleware(
         RequestGuard, limits=GuardLimits(predictor.limits.max_request_bytes, predictor.limits.max_header_bytes)
