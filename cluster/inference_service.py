@@ -21,27 +21,22 @@ from dataclasses import dataclass, field
 from kserve import models as kserve_models
 from kubernetes import client as k8s
 
-from facesim.cluster.client import sdk_client
+from facesim.cluster.client import ClusterError, api_status, explain_api_error, sdk_client
 from facesim.cluster.resources import (
     ClusterConfig,
-    ClusterError,
-    PvcMount,
     Resources,
     add_image_arguments,
     admin_token_env,
-    api_status,
     container_security_context,
-    explain_api_error,
     images_from_args,
     pod_security_context,
     predictor_service_url,
-    pvc_uri,
-    pvc_volumes,
     to_manifest,
 )
 from facesim.cluster.targets import DEPLOYMENT_MODES, FORMER_MODE_NAMES, Target, add_target_argument, canonical_mode
 from facesim.cluster.targets import target as target_named
-from facesim.contract.api import MODEL_NAME
+from facesim.cluster.volumes import PvcMount, pvc_uri, pvc_volumes
+from facesim.contract.api import MODEL_NAME, READY_PATH
 
 ISVC_API_VERSION = "serving.kserve.io/v1beta1"
 PREDICTOR_CONTAINER = "kserve-container"  # the name KServe expects for a custom predictor
@@ -125,7 +120,7 @@ def predictor_container(config: InferenceServiceConfig, volume_mounts: list[k8s.
         env=[admin_token_env()],
         ports=[k8s.V1ContainerPort(name="http1", container_port=PREDICTOR_PORT, protocol="TCP")],
         startup_probe=_probe("/v2/health/live", period=5, failures=STARTUP_SECONDS // 5),
-        readiness_probe=_probe("/v2/health/ready", period=5, failures=3),
+        readiness_probe=_probe(READY_PATH, period=5, failures=3),
         liveness_probe=_probe("/v2/health/live", period=15, failures=4),
         resources=config.resources.requirements(),
         volume_mounts=volume_mounts,

@@ -13,11 +13,16 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from facesim.gallery.store import Gallery, GalleryError, GalleryStore
+from facesim.gallery.api import Gallery, GalleryError
+from facesim.gallery.store import GalleryStore
 
 MIN_GENUINE_PAIRS = 10
 # Impostor pairs beyond this are drawn at random (a fixed seed): 1e6 pairs resolve a FAR of 1e-5.
 MAX_IMPOSTOR_PAIRS = 1_000_000
+
+
+class TooFewPairs(GalleryError):
+    """The gallery's pairs cannot measure the target FAR: it keeps the model's threshold."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,10 @@ def _distances(vectors: np.ndarray, first: np.ndarray, second: np.ndarray) -> np
 
 def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> tuple[float, float, float]:
     """(threshold, FAR, TAR): the largest threshold that accepts at most target_far of the impostors.
-    Refuses (GalleryError) when the pairs are too few for that FAR to mean anything."""
+    Refuses (TooFewPairs) when the pairs are too few for that FAR to mean anything."""
     needed_impostors = math.ceil(1 / target_far)
     if len(genuine) < MIN_GENUINE_PAIRS or len(impostor) < needed_impostors:
-        raise GalleryError(
+        raise TooFewPairs(
             f"too few pairs to calibrate at FAR {target_far:g}: {len(genuine)} genuine pairs (need "
             f"{MIN_GENUINE_PAIRS}: enrol 2+ photos of more identities) and {len(impostor)} impostor pairs "
             f"(need {needed_impostors}: enrol more identities, or ask for a larger --far)"
@@ -96,9 +101,9 @@ def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibrat
     return calibration
 
 
-def gallery_threshold(store: Gallery, model_version: str) -> float | None:
+def gallery_threshold(gallery: Gallery, model_version: str) -> float | None:
     """The gallery's calibrated threshold, when it has one made with this model."""
-    calibration = store.info.calibration
+    calibration = gallery.info.calibration
     if not calibration or calibration.get("model_version") != model_version:
         return None
     return float(calibration["threshold"])

@@ -16,19 +16,18 @@ from tqdm import tqdm
 from facesim.faces.detect import add_yunet_argument
 from facesim.faces.image import ImageError, read_image
 from facesim.faces.preprocess import FacePreprocessor
-from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex
-from facesim.gallery.store import (
+from facesim.gallery.api import (
     Gallery,
     GalleryError,
     GalleryInfo,
-    GalleryStore,
     GalleryUnavailable,
-    create_gallery,
     gallery_location,
     is_postgres,
-    open_gallery,
     redacted,
 )
+from facesim.gallery.backends import create_gallery, open_gallery
+from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex
+from facesim.gallery.store import GalleryStore
 from facesim.storage.datasets import IdentityDataset
 from facesim.storage.embedder import (
     Embedder,
@@ -261,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
         description="PostgreSQL keeps removed rows' old versions in its table, index and TOAST files until "
         "they are rewritten: this rewrites the gallery's tables (an exclusive lock while it runs; writes and "
         "reads wait) and checkpoints. SQLite galleries zero removed rows at once; this compacts the file. "
-        "WAL segments and base backups are not touched (docs/architecture.md, Erasure).",
+        "WAL segments and base backups are not touched (docs/gallery.md, Erasure).",
     )
     purge.add_argument("gallery", type=gallery_location, help="gallery directory or PostgreSQL DSN")
     backup = commands.add_parser(

@@ -1,6 +1,6 @@
 """The gallery in PostgreSQL: one database that every predictor replica shares (`postgresql://...`).
 
-The same rows and guarantees as the SQLite gallery (gallery.py): every change is one transaction
+The same rows and guarantees as the SQLite gallery (store.py): every change is one transaction
 (a replica killed mid-enrolment loses nothing it acknowledged), a version counter orders the
 changes, names are only ever values. Search stays in each replica's FAISS index (Debian's
 PostgreSQL has no pgvector): the database is the durable shared store.
@@ -8,7 +8,7 @@ PostgreSQL has no pgvector): the database is the durable shared store.
 Writers serialise on the gallery's one meta row (SELECT ... FOR UPDATE), so versions and row ids
 are handed out in commit order: a replica that has read every row up to id N at version V never
 misses a row committed later with a smaller id. Each commit sends `NOTIFY facesim_gallery, '<version>'`;
-replicas LISTEN to wake up at once and poll as the fallback (gallery_follow.py).
+replicas LISTEN to wake up at once and poll as the fallback (GalleryFollower in index.py).
 
 A database that cannot be reached raises GalleryUnavailable (logged once per outage, OutageLog);
 idle pooled connections are dropped then, so the first call after the outage opens fresh ones.
@@ -23,13 +23,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
 
-from facesim.gallery.store import (
-    IDEMPOTENCY_TTL_S,
+from facesim.gallery.api import (
     EnrolResult,
     GalleryChanges,
     GalleryError,
@@ -37,21 +35,22 @@ from facesim.gallery.store import (
     GalleryRows,
     GallerySnapshot,
     GalleryUnavailable,
-    IdempotentWrite,
-    OutageLog,
+    IndexState,
     UnknownIdentity,
     WriteRequest,
+    redacted,
+)
+from facesim.gallery.store import (
+    IDEMPOTENCY_TTL_S,
+    IdempotentWrite,
+    OutageLog,
+    changes_since,
     checked_rows,
     erasure_digest,
-    log_covers,
     read_rows,
-    redacted,
     replayed_answer,
 )
 from facesim.storage.faults import pause_point
-
-if TYPE_CHECKING:
-    from facesim.gallery.index import IndexState
 
 CHANNEL = "facesim_gallery"
 CONNECT_TIMEOUT_S = 10
@@ -282,7 +281,7 @@ class PostgresGallery:
         with connect(self.dsn, autocommit=True) as db:  # VACUUM runs outside a transaction
             db.execute(f"VACUUM (FULL, ANALYZE) {', '.join(TABLES)}")
             # Superusers only: the old statistics' samples (values of the tables' columns), and the
-            # checkpoint that lets the server delete the old files (docs/architecture.md "Erasure").
+            # checkpoint that lets the server delete the old files (docs/gallery.md "Erasure").
             if _one_row(db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))[0]:
                 db.execute("VACUUM FULL pg_catalog.pg_statistic")
                 db.execute("CHECKPOINT")
@@ -307,19 +306,17 @@ class PostgresGallery:
             return self._rows(db, after_id)
 
     def changes(self, since: IndexState) -> GalleryChanges:
-        if since.removals < 0:
-            return GalleryChanges(removed=None, rows=self.rows())
-        with self._transaction(read_only=True) as db:
+        return changes_since(since, self._removed_and_rows, self.rows)
+
+    def _removed_and_rows(self, since: IndexState) -> tuple[list[str], GalleryRows]:
+        with self._transaction(read_only=True) as db:  # one snapshot: the log, the counters and the rows agree
             removed = [
                 name
                 for (name,) in db.execute(
                     "SELECT identity FROM facesim_removal_log WHERE version > %s ORDER BY version", (since.version,)
                 )
             ]
-            rows = self._rows(db, since.last_id)
-        if not log_covers(removed, rows.removals, since.removals):
-            return GalleryChanges(removed=None, rows=self.rows())
-        return GalleryChanges(removed=removed, rows=rows)
+            return removed, self._rows(db, since.last_id)
 
     def snapshot(self) -> GallerySnapshot:
         with self._transaction(read_only=True) as db:

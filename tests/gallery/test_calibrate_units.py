@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from facesim.gallery import calibrate
+from facesim.gallery.api import GalleryError, GalleryInfo
 from facesim.gallery.calibrate import calibrate_gallery, gallery_threshold, pair_distances, threshold_at_far
-from facesim.gallery.store import GalleryError, GalleryInfo, GalleryStore
+from facesim.gallery.store import GalleryStore
 
 DIM = 8
 

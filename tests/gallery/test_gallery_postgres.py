@@ -13,23 +13,16 @@ import psycopg
 import pytest
 
 from facesim.contract.api import GALLERY_UNAVAILABLE
+from facesim.gallery.api import GalleryError, GalleryInfo, GalleryUnavailable, UnknownIdentity, redacted
+from facesim.gallery.backends import create_gallery, open_gallery
 from facesim.gallery.index import GalleryFollower, LiveGalleryIndex
 from facesim.gallery.postgres import PostgresGallery
-from facesim.gallery.store import (
-    GalleryError,
-    GalleryInfo,
-    GalleryUnavailable,
-    UnknownIdentity,
-    create_gallery,
-    open_gallery,
-    redacted,
-)
 from tests.helpers.crash import kill_9_while_paused
 from tests.helpers.kill_mid_enrolment import ROWS_PER_ENROLMENT, start_writer_pausing_in_enrolment
 
 DIM = 16
 POLL_S = 0.5
-# The stated bound (docs/architecture.md): a commit is searchable on every replica within the poll
+# The stated bound (docs/gallery.md): a commit is searchable on every replica within the poll
 # interval plus the time to read it; the tests allow one second for the read on a loaded machine.
 DELAY_S = POLL_S + 1.0
 
