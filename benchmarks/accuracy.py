@@ -50,19 +50,19 @@ def pair_keys(pairs) -> list[Key]:
 
 
 def score(name: str, embeddings: dict[Key, np.ndarray], val, test, ms_per_face: float, folds=None) -> Score:
-    from facesim.gallery.calibrate import pair_distances, threshold_at_far
-    from facesim.training.verification import image_pair_figures, squared_distances, ten_fold, verify
+    from facesim.contract.metrics import accept_rate, pair_distances, squared_l2, threshold_at_far
+    from facesim.training.verification import image_pair_figures, ten_fold, verify
 
     def distances(pairs) -> tuple[np.ndarray, np.ndarray]:
         first = np.stack([embeddings[(p.name1, p.n1)] for p in pairs])
         second = np.stack([embeddings[(p.name2, p.n2)] for p in pairs])
-        return squared_distances(first, second), np.array([p.same for p in pairs])
+        return squared_l2(first, second), np.array([p.same for p in pairs])
 
     validation = verify(*distances(val))
     tested = verify(*distances(test), threshold=validation.threshold)
     keys = pair_keys(test)
     genuine, impostor = pair_distances([k[0] for k in keys], np.stack([embeddings[k] for k in keys]))
-    _, _, tar_all = threshold_at_far(genuine, impostor, 1e-3)
+    tar_all = accept_rate(genuine, threshold_at_far(impostor, 1e-3))
     set_on_fold9 = image_pair_figures(*_images(embeddings, val)).thresholds()
     at_fold9 = image_pair_figures(*_images(embeddings, test), set_on_fold9).points["1e-3"].tar
     ten = None
@@ -148,8 +148,8 @@ class PhotoCheck:
 def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None) -> PhotoCheck:
     """Every image's subject face through the model's own preprocessing; all pairs scored at the
     threshold in its model.json."""
+    from facesim.contract.metrics import accuracy, pair_distances
     from facesim.faces.image import read_image
-    from facesim.gallery.calibrate import pair_distances
     from facesim.storage.datasets import IdentityDataset
     from facesim.storage.embedder import Embedder, preprocessor_for, read_model_info
 
@@ -162,7 +162,7 @@ def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None
             owners.append(identity)
             crops.append(face.crop)
     genuine, impostor = pair_distances(owners, Embedder(info).embed(np.stack(crops)))
-    correct = np.sum(genuine <= info.threshold) + np.sum(impostor > info.threshold)
+    same = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
     return PhotoCheck(
         name,
         len(crops),
@@ -170,7 +170,7 @@ def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None
         len(impostor),
         float(genuine.max()),
         float(impostor.min()),
-        float(correct / (len(genuine) + len(impostor))),
+        accuracy(np.concatenate([genuine, impostor]), same, info.threshold),
     )
 
 

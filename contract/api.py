@@ -4,10 +4,6 @@ the benchmarks) and evaluation, so that each rule is stated once."""
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, TypeAlias
-
-Distance: TypeAlias = Any  # float, or a numpy array of them
-Decision: TypeAlias = Any  # bool, or a numpy array of them
 
 MODEL_NAME = "facenet"  # KServe model name: /v1/models/facenet:predict, /v2/models/facenet/infer
 
@@ -54,8 +50,3 @@ def validate_identity(name: object) -> str:
         raise IdentityNameError(f"identity is longer than {MAX_IDENTITY_LENGTH} characters")
     return name
 
-
-def same_person(distance: Distance, threshold: Distance) -> Decision:
-    """The one decision rule: a squared-L2 distance at or under the threshold is the same person.
-    Evaluation calibrates with it and serving decides with it; numpy arrays work elementwise."""
-    return distance <= threshold

@@ -22,7 +22,8 @@ from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from facesim.contract.api import MODEL_NAME, same_person
+from facesim.contract.api import MODEL_NAME
+from facesim.contract.metrics import same_person, squared_l2
 from facesim.faces.image import ImageError, declared_pixels, decode_reduced
 from facesim.faces.preprocess import AlignedFace
 from facesim.gallery.calibrate import gallery_threshold
@@ -326,7 +327,7 @@ class FaceNetPredictor(kserve.Model):
         }
         if not image.faces:
             return answer | {"distance": None, "same": None}
-        distance = float(np.sum((embeddings[image_rows[0]] - compare_embedding) ** 2))
+        distance = float(squared_l2(embeddings[image_rows[0]], compare_embedding))
         return answer | {"distance": round(distance, 6), "same": same_person(distance, self.threshold)}
 
     def _face_json(
