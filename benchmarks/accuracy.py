@@ -94,8 +94,7 @@ def facesim_embeddings(model_dir: Path, layout, keys: list[Key], args: argparse.
     from dataclasses import replace
 
     from facesim.faces.preprocess import PreprocessConfig
-    from facesim.storage.model_card import load_model_card
-    from facesim.storage.model_runtime import load_runner
+    from facesim.storage.model_artifact import load_model_card, load_runner
     from facesim.training.data import CropReader, crop_source
 
     card = load_model_card(model_dir)
@@ -151,7 +150,7 @@ def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None
     from facesim.contract.metrics import accuracy, pair_distances
     from facesim.faces.image import read_image
     from facesim.storage.datasets import IdentityDataset
-    from facesim.storage.embedder import Embedder, preprocessor_for, read_model_info
+    from facesim.storage.model_artifact import Embedder, preprocessor_for, read_model_info
 
     info = read_model_info(model_dir)
     preprocessor = preprocessor_for(info, yunet_path)

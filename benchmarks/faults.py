@@ -45,7 +45,7 @@ from facesim.contract.client import GALLERY_PATH, predict_url, v1_request
 from facesim.faces.detect import add_yunet_argument
 from facesim.gallery.store import DATABASE_NAME, GalleryInfo, create_gallery, open_gallery
 from facesim.inference.local_server import RunningPredictor, start_predictor
-from facesim.storage.embedder import read_model_info
+from facesim.storage.model_artifact import read_model_info
 
 WRITE_DEADLINE_S = 120.0  # a writer gives up on one enrolment after this long (then it is not acked)
 

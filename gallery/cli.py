@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facesim.faces.detect import add_yunet_argument
-from facesim.faces.image import ImageError, read_image
+from facesim.faces.image import ImageError, read_image, thumbnail_jpeg
 from facesim.faces.preprocess import FacePreprocessor
 from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex
 from facesim.gallery.store import (
@@ -30,14 +30,8 @@ from facesim.gallery.store import (
     redacted,
 )
 from facesim.storage.datasets import IdentityDataset
-from facesim.storage.embedder import (
-    Embedder,
-    ModelError,
-    preprocessor_for,
-    read_model_info,
-    thumbnail_jpeg,
-)
 from facesim.storage.lfw import LfwLayout
+from facesim.storage.model_artifact import Embedder, ModelError, preprocessor_for, read_model_info
 
 EMBED_BATCH = 64
 FEATURED = 8

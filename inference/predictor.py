@@ -24,7 +24,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from facesim.contract.api import MODEL_NAME
 from facesim.contract.metrics import same_person, squared_l2
-from facesim.faces.image import ImageError, declared_pixels, decode_reduced
+from facesim.faces.image import ImageError, declared_pixels, decode_reduced, png_bytes, thumbnail_jpeg
 from facesim.faces.preprocess import AlignedFace
 from facesim.gallery.calibrate import gallery_threshold
 from facesim.gallery.index import (
@@ -45,14 +45,7 @@ from facesim.gallery.store import (
 )
 from facesim.inference.batching import EmbeddingBatcher
 from facesim.inference.payload import Instance, RequestLimits, parse_v1, parse_v2
-from facesim.storage.embedder import (
-    Embedder,
-    ModelInfo,
-    png_bytes,
-    preprocessor_for,
-    read_model_info,
-    thumbnail_jpeg,
-)
+from facesim.storage.model_artifact import Embedder, ModelInfo, preprocessor_for, read_model_info
 from facesim.storage.paths import registered_version
 
 

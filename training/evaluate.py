@@ -4,7 +4,7 @@ Pair figures (accuracy, AUC, TAR at zero false accepts) at the model's own thres
 1e-3 / 1e-4 over every pair of the fold's images, at thresholds set on the calibration fold's
 images (fold 9, the protocol's validation fold, unless told otherwise). `--protocol lfw-10fold`: LFW's
 standard View 2 figure, each fold scored at the threshold best on the other nine (published figures
-such as dlib's 99.38% are this one). `--runtime` picks what runs the network (storage.model_runtime).
+such as dlib's 99.38% are this one). `--runtime` picks what runs the network (storage.model_artifact).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import numpy as np
 from facesim.contract.metrics import same_person, squared_l2
 from facesim.faces.preprocess import PreprocessConfig
 from facesim.storage.lfw import LfwLayout, Pair, read_pairs
-from facesim.storage.model_card import ModelCard, load_model_card
-from facesim.storage.model_runtime import Runner, load_runner
+from facesim.storage.model_artifact import ModelCard, Runner, load_model_card, load_runner
 from facesim.training.data import CropReader, crop_source, limit_pairs, pair_set
 from facesim.training.loop import print_metric
 from facesim.training.verification import Scores, ten_fold

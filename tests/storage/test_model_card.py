@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from facesim.storage.model_card import ModelCard, load_model_card, save_model_card
+from facesim.storage.model_artifact import ModelCard, load_model_card, save_model_card
 
 
 def test_round_trip_keeps_every_field_and_unknown_keys(tmp_path: Path) -> None:
