@@ -8,6 +8,7 @@ A threshold calibrated on LFW transfers poorly to other photos, so a gallery may
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
@@ -73,9 +74,10 @@ def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibrat
     return calibration
 
 
-def gallery_threshold(store: GalleryStore, model_version: str) -> float | None:
-    """The gallery's calibrated threshold, when it has one made with this model."""
+def gallery_threshold(store: GalleryStore, model_versions: Collection[str]) -> float | None:
+    """The gallery's calibrated threshold, when it has one made with this model (one of its fingerprints:
+    storage.model_artifact.ModelInfo.fingerprints)."""
     calibration = store.info.calibration
-    if not calibration or calibration.get("model_version") != model_version:
+    if not calibration or calibration.get("model_version") not in model_versions:
         return None
     return float(calibration["threshold"])

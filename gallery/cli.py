@@ -394,8 +394,8 @@ def _backup_main(args: argparse.Namespace) -> int:
 def _restore_main(args: argparse.Namespace) -> int:
     from facesim.gallery.backup import restore_gallery
 
-    model_version = read_model_info(args.model).version if args.model else None
-    summary = restore_gallery(args.backup, args.out, model_version)
+    model_versions = read_model_info(args.model).fingerprints if args.model else None
+    summary = restore_gallery(args.backup, args.out, model_versions)
     print(
         f"gallery {redacted(args.out)}: restored {summary.identities} identities, {summary.embeddings} "
         f"embeddings (model {summary.model_version}) from {args.backup}"

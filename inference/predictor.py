@@ -149,7 +149,7 @@ class FaceNetPredictor(kserve.Model):
         self.gallery = wait_for_gallery(self.config.gallery_dir, self.config.gallery_wait_s)
         self.gallery_version = registered_version(self.config.gallery_dir)  # v1, v2, ... or None
         check_gallery_matches(self.gallery, self.model_info)
-        calibrated = gallery_threshold(self.gallery, self.model_info.version)
+        calibrated = gallery_threshold(self.gallery, self.model_info.fingerprints)
         # The gallery's own calibration (its photos) beats the model's (LFW) when there is one.
         self.threshold = calibrated if calibrated is not None else self.model_info.threshold
         self.threshold_source = "gallery" if calibrated is not None else "model"
@@ -384,7 +384,7 @@ def check_gallery_matches(gallery: Gallery, model: ModelInfo) -> None:
             f"gallery {gallery.location} holds {gallery.info.embedding_dim}-d embeddings but the model makes "
             f"{model.embedding_dim}-d ones: rebuild it with `facesim gallery build --model {model.directory}`"
         )
-    if gallery.info.model_version != model.version:
+    if not model.made(gallery.info.model_version):
         raise GalleryError(
             f"gallery {gallery.location} was built with model {gallery.info.model_version}, not this model "
             f"({model.version}): rebuild it with `facesim gallery build --model {model.directory}`"

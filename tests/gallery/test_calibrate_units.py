@@ -48,7 +48,7 @@ def test_too_few_pairs_are_refused() -> None:
 
 def test_calibrating_a_gallery_records_its_threshold(tmp_path: Path) -> None:
     store = GalleryStore.create(tmp_path / "gallery", GalleryInfo(model_version="m1", embedding_dim=DIM))
-    assert gallery_threshold(store, "m1") is None  # not calibrated yet
+    assert gallery_threshold(store, ("m1",)) is None  # not calibrated yet
     identities, vectors = people(np.random.default_rng(3), [4, 3, 5, 2, 4, 3, 6, 2, 3, 4])
     for name in dict.fromkeys(identities):
         store.add(name, vectors[[i for i, n in enumerate(identities) if n == name]])
@@ -62,8 +62,8 @@ def test_calibrating_a_gallery_records_its_threshold(tmp_path: Path) -> None:
     assert datetime.fromisoformat(calibration.created).utcoffset() == timedelta(0)
     reopened = GalleryStore(store.directory)
     assert reopened.info.calibration == asdict(calibration)
-    assert gallery_threshold(reopened, "m1") == calibration.threshold
-    assert gallery_threshold(reopened, "m2") is None  # made with another model: not used
+    assert gallery_threshold(reopened, ("m0", "m1")) == calibration.threshold  # the legacy fingerprint too
+    assert gallery_threshold(reopened, ("m2", "m11")) is None  # made with another model: not used
 
 
 @pytest.mark.parametrize(
