@@ -5,15 +5,14 @@ training machine's YuNet path included) still load with the model they were buil
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import requests
 
+from facesim.contract.client import PredictorClient
 from facesim.gallery.calibrate import gallery_threshold
 from facesim.gallery.store import GalleryError, GalleryStore
 from facesim.inference.local_server import local_predictor
@@ -33,15 +32,10 @@ def test_a_moved_model_with_its_detector_elsewhere_serves_the_gallery_built_with
     shutil.copytree(tiny_gallery_dir, gallery)
     assert GalleryStore(gallery).info.model_version == read_model_info(moved).version  # path-free
     env = {"FACESIM_HOME": str(tmp_path / "home"), "FACESIM_YUNET_MODEL": ""}  # only --yunet finds it
-    photo = base64.b64encode((lfw_dir / "lfw-deepfunneled" / "Tony_Blair" / "Tony_Blair_0001.jpg").read_bytes())
+    photo = (lfw_dir / "lfw-deepfunneled" / "Tony_Blair" / "Tony_Blair_0001.jpg").read_bytes()
     with local_predictor(moved, gallery, ("--yunet", str(detector)), env, tmp_path / "log") as url:
-        answer = requests.post(
-            f"{url}/v1/models/facenet:predict",
-            json={"instances": [{"image": {"b64": photo.decode()}, "top_k": 1}]},
-            timeout=60,
-        )
-    assert answer.status_code == 200, answer.text
-    faces = answer.json()["predictions"][0]["faces"]
+        answer = PredictorClient(url).predict(photo, top_k=1)
+    faces = answer["predictions"][0]["faces"]
     assert faces and all(len(face["matches"]) == 1 for face in faces)  # searched the gallery
 
 
