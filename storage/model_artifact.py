@@ -118,7 +118,11 @@ def portable_preprocessing(description: dict[str, Any]) -> dict[str, Any]:
     """model.json's `preprocessing` from FacePreprocessor.describe(): the YuNet file by its sha256, not its path."""
     portable = {key: value for key, value in description.items() if key not in MACHINE_FIELDS}
     if description.get("detector_used") == "yunet":
-        weights = find_yunet_weights(description.get("yunet_path"), allow_download=False)
+        recorded = str(description.get("yunet_path") or "")  # a crop cache made elsewhere names another machine's
+        try:
+            weights = find_yunet_weights(recorded if Path(recorded).is_file() else None, allow_download=False)
+        except FileNotFoundError:  # $FACESIM_YUNET_MODEL names no file: the sha256 stays unknown
+            weights = None
         if weights is not None:
             portable["detector_sha256"] = _sha256(weights.read_bytes())
     return portable

@@ -37,6 +37,10 @@ class PairSet:
     same: np.ndarray  # [pairs] bool
     identities: np.ndarray  # [M] whose face each image is
 
+    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+        """The listed pairs' squared L2 distances, from the images' embeddings."""
+        return squared_l2(embeddings[self.first], embeddings[self.second])
+
     def score(
         self,
         embeddings: np.ndarray,
@@ -46,7 +50,7 @@ class PairSet:
     ) -> Scores:
         """Figures from the images' embeddings: at these thresholds, or calibrated on these images (None);
         over every pair of the images too unless `image_pairs` is False."""
-        distances = squared_l2(embeddings[self.first], embeddings[self.second])
+        distances = self.distances(embeddings)
         images = image_pair_figures(embeddings, self.identities, far_thresholds) if image_pairs else None
         return Scores(verify(distances, self.same, threshold), images)
 

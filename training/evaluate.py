@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesim.contract.metrics import same_person, squared_l2
+from facesim.contract.metrics import same_person
 from facesim.faces.preprocess import PreprocessConfig
 from facesim.storage.lfw import LfwLayout, Pair, read_pairs
 from facesim.storage.model_artifact import ModelCard, Runner, load_model_card, load_runner
@@ -89,8 +89,7 @@ def _compare_runtimes(request: EvaluateRequest, card: ModelCard, scored, embeddi
     the distances move (`facesim evaluate --compare-runtimes`)."""
     other = replace(request, runtime="tensorflow" if request.runtime == "onnx" else "onnx")
     theirs = _embedder(other, card)(scored.images)
-    ours_d = squared_l2(embeddings[scored.first], embeddings[scored.second])
-    theirs_d = squared_l2(theirs[scored.first], theirs[scored.second])
+    ours_d, theirs_d = scored.distances(embeddings), scored.distances(theirs)
     changed = same_person(ours_d, card.threshold) != same_person(theirs_d, card.threshold)
     print_metric("runtime_decisions_differing", int(np.sum(changed)))
     print_metric("runtime_max_distance_difference", float(np.abs(ours_d - theirs_d).max()))
@@ -104,7 +103,7 @@ def ten_fold_accuracies(request: EvaluateRequest, card: ModelCard, folds: list[l
     fold_of = np.repeat(np.arange(len(folds)), [len(fold) for fold in folds])
     scored = pair_set(_crop_reader(request, card.preprocessing, card.image_size, pairs), pairs)
     embeddings = _embedder(request, card)(scored.images)
-    distances = squared_l2(embeddings[scored.first], embeddings[scored.second])
+    distances = scored.distances(embeddings)
     accuracies = []
     for k, (fold_accuracy, threshold) in enumerate(ten_fold(distances, scored.same, fold_of)):
         print_metric(f"fold{k + 1}_accuracy", fold_accuracy)
