@@ -91,16 +91,11 @@ def _images(embeddings: dict[Key, np.ndarray], pairs) -> tuple[np.ndarray, np.nd
 
 
 def facesim_embeddings(model_dir: Path, layout, keys: list[Key], args: argparse.Namespace) -> tuple[dict, float]:
-    from dataclasses import replace
-
-    from facesim.faces.preprocess import PreprocessConfig
-    from facesim.storage.model_artifact import load_model_card, load_runner
+    from facesim.storage.model_artifact import load_model_card, load_runner, preprocess_config
     from facesim.training.data import CropReader, crop_source
 
     card = load_model_card(model_dir)
-    wanted = PreprocessConfig.from_dict({**card.preprocessing, "image_size": card.image_size})
-    if args.yunet_path:
-        wanted = replace(wanted, detector="yunet", yunet_path=args.yunet_path)
+    wanted = preprocess_config(card, args.yunet_path, model_dir)
     names = sorted({name for name, _ in keys})
     cache, _ = crop_source(layout, wanted, None, names, args.prepare_workers)
     reader = CropReader(cache, card.image_size)

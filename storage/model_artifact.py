@@ -211,34 +211,44 @@ def _sha256(data: bytes) -> str:
 # --- load -> embed ------------------------------------------------------------------------------
 
 
-def preprocessor_for(info: ModelInfo, yunet_path: str | None = None) -> FacePreprocessor:
-    """The training preprocessor; the detector that actually ran in training is required, not "auto".
-    The YuNet file: `yunet_path` (--yunet), else the default lookup; checked against model.json's sha256."""
-    description = dict(info.card.preprocessing)
+def preprocess_config(
+    card: ModelCard, yunet_path: str | None = None, model: str | Path = "the model"
+) -> PreprocessConfig:
+    """The training preprocessing from model.json: the detector that actually ran (not "auto"); the YuNet
+    file `yunet_path` (--yunet), else an older model's recorded path where it exists, else the default
+    lookup; checked against model.json's sha256."""
+    description = dict(card.preprocessing)
     if not description:
-        raise ModelError(f"{info.directory}/model.json has no `preprocessing`: re-export the model")
+        raise ModelError(f"{model}/model.json has no `preprocessing`: re-export the model")
     if description.get("detector_used"):
         description["detector"] = description["detector_used"]
     recorded = str(description.get("yunet_path") or "")  # models made before the sha256
     description["yunet_path"] = yunet_path or (recorded if Path(recorded).is_file() else None)
     if description["detector"] == "yunet" and description.get("detector_sha256"):
-        description["yunet_path"] = str(_checked_yunet(info, description["yunet_path"], description["detector_sha256"]))
+        description["yunet_path"] = str(
+            _checked_yunet(model, description["yunet_path"], description["detector_sha256"])
+        )
     config = PreprocessConfig.from_dict(description)
-    if config.image_size != info.image_size:
-        raise ModelError(f"model.json: preprocessing image_size {config.image_size} != image_size {info.image_size}")
-    return FacePreprocessor(config)
+    if config.image_size != card.image_size:
+        raise ModelError(f"model.json: preprocessing image_size {config.image_size} != image_size {card.image_size}")
+    return config
 
 
-def _checked_yunet(info: ModelInfo, yunet_path: str | None, sha256: str) -> Path:
+def preprocessor_for(info: ModelInfo, yunet_path: str | None = None) -> FacePreprocessor:
+    """The training preprocessor (preprocess_config)."""
+    return FacePreprocessor(preprocess_config(info.card, yunet_path, info.directory))
+
+
+def _checked_yunet(model: str | Path, yunet_path: str | None, sha256: str) -> Path:
     try:
         weights = find_yunet_weights(yunet_path)
     except FileNotFoundError as error:
         raise ModelError(str(error)) from None
     if weights is None:
-        raise ModelError(f"no YuNet weights found for {info.directory}: give --yunet FILE (sha256 {sha256})")
+        raise ModelError(f"no YuNet weights found for {model}: give --yunet FILE (sha256 {sha256})")
     if _sha256(weights.read_bytes()) != sha256:
         raise ModelError(
-            f"{weights} is not the YuNet file {info.directory} was made with (its model.json records sha256 "
+            f"{weights} is not the YuNet file {model} was made with (its model.json records sha256 "
             f"{sha256}): give --yunet FILE with that file"
         )
     return weights

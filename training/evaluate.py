@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from facesim.contract.metrics import same_person
-from facesim.faces.preprocess import PreprocessConfig
 from facesim.storage.lfw import LfwLayout, Pair, read_pairs
-from facesim.storage.model_artifact import ModelCard, Runner, load_model_card, load_runner
+from facesim.storage.model_artifact import ModelCard, Runner, load_model_card, load_runner, preprocess_config
 from facesim.training.data import CropReader, crop_source, limit_pairs, pair_set
 from facesim.training.loop import print_metric
 from facesim.training.verification import Scores, ten_fold
@@ -62,7 +61,7 @@ def evaluate_model(request: EvaluateRequest) -> Scores | list[float]:
     if request.fold == calibration_fold:
         print(f"note: fold {request.fold} sets its own FAR thresholds (--calibration-fold)", file=sys.stderr)
 
-    crops = _crop_reader(request, card.preprocessing, card.image_size, pairs + calibration)
+    crops = _crop_reader(request, card, pairs + calibration)
     embed = _embedder(request, card)
     scored = pair_set(crops, pairs)
     embeddings = embed(scored.images)
@@ -101,7 +100,7 @@ def ten_fold_accuracies(request: EvaluateRequest, card: ModelCard, folds: list[l
         raise ValueError("--protocol lfw-10fold scores every pair of every fold: drop --fold and --limit-pairs")
     pairs = [pair for fold in folds for pair in fold]
     fold_of = np.repeat(np.arange(len(folds)), [len(fold) for fold in folds])
-    scored = pair_set(_crop_reader(request, card.preprocessing, card.image_size, pairs), pairs)
+    scored = pair_set(_crop_reader(request, card, pairs), pairs)
     embeddings = _embedder(request, card)(scored.images)
     distances = scored.distances(embeddings)
     accuracies = []
@@ -126,14 +125,10 @@ def _embedder(request: EvaluateRequest, card: ModelCard) -> Runner:
     return embed
 
 
-def _crop_reader(request: EvaluateRequest, preprocessing: dict, image_size: int, pairs: list[Pair]) -> CropReader:
+def _crop_reader(request: EvaluateRequest, card: ModelCard, pairs: list[Pair]) -> CropReader:
     """The crops of every image in `pairs`, prepared with the model's preprocessing if not yet cached."""
-    config = PreprocessConfig.from_dict({**preprocessing, "image_size": image_size})
-    if request.yunet_path:
-        config = replace(config, detector="yunet", yunet_path=request.yunet_path)
-    elif config.yunet_path and not Path(config.yunet_path).is_file():
-        config = replace(config, yunet_path=None)  # trained elsewhere: find the weights here
+    config = preprocess_config(card, request.yunet_path, request.model)
     identities = sorted({name for pair in pairs for name in (pair.name1, pair.name2)})
     layout = LfwLayout.find(request.data)
     cache_dir, _ = crop_source(layout, config, request.cache_dir, identities, request.prepare_workers)
-    return CropReader(cache_dir, image_size)
+    return CropReader(cache_dir, card.image_size)

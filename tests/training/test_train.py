@@ -108,6 +108,8 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
             "16",
             "--cache-dir",
             str(tmp_path / "crops"),
+            "--yunet",  # the model names its detector by sha256, not by the training machine's path
+            str(yunet_path),
         ],
         tmp_path,
     )
@@ -124,7 +126,7 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
     # The same pairs on ONNX Runtime (model.onnx, what the predictor runs): the same decision for every pair.
     on_onnx = _run(
         [sys.executable, "-m", "facesim", "evaluate", "--model", str(model_dir), "--data", str(lfw_dir)]
-        + ["--fold", "10", "--limit-pairs", "16", "--cache-dir", str(tmp_path / "crops")]
+        + ["--fold", "10", "--limit-pairs", "16", "--cache-dir", str(tmp_path / "crops"), "--yunet", str(yunet_path)]
         + ["--runtime", "onnx", "--compare-runtimes"],
         tmp_path,
     )
