@@ -49,4 +49,3 @@ def validate_identity(name: object) -> str:
     if len(name) > MAX_IDENTITY_LENGTH:
         raise IdentityNameError(f"identity is longer than {MAX_IDENTITY_LENGTH} characters")
     return name
-
