@@ -1,5 +1,6 @@
 """`facesim bench accuracy`: facesim models and face_recognition (dlib) side by side, in one run, on the
-same LFW pairs: threshold from fold 9, accuracy / AUC / TAR at FAR 1e-3 on fold 10 (DESIGN §3).
+same LFW pairs: threshold from fold 9, accuracy / AUC / TAR at FAR 1e-3 on fold 10 (the LFW evaluation
+protocol of docs/protocol.md).
 
 Also TAR at FAR 1e-3 over every pair of fold-10 images (genuine: same person; impostor: different),
 where a FAR of 1e-3 rests on ~10^5 impostor pairs instead of fold 10's 300, and ms per face

@@ -1,3 +1,4 @@
-"""What every facesim cluster resource shares, below the components that build their own:
-`facesim.cluster.resources` (namespace, images, security contexts, volumes, RBAC, API errors)
-and `facesim.cluster.client` (Kubernetes API clients from a kubeconfig or the pod)."""
+"""The Kubernetes side of every component: the shared builders (`facesim.cluster.resources`: namespace,
+images, security contexts, RBAC; `facesim.cluster.volumes`: the NFS StorageClass, PVCs and mounts), the
+renderings that need no component code (the InferenceService, the PostgreSQL StatefulSet), what each
+target cluster accepts, the image builds, and `facesim.cluster.client` (API clients, errors, SIGTERM)."""

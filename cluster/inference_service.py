@@ -21,26 +21,21 @@ from dataclasses import dataclass, field
 from kserve import models as kserve_models
 from kubernetes import client as k8s
 
-from facesim.cluster.client import sdk_client
+from facesim.cluster.client import ClusterError, api_status, explain_api_error, sdk_client
 from facesim.cluster.resources import (
     ClusterConfig,
-    ClusterError,
-    PvcMount,
     Resources,
     add_image_arguments,
     admin_token_env,
-    api_status,
     container_security_context,
-    explain_api_error,
     images_from_args,
     pod_security_context,
     predictor_service_url,
-    pvc_uri,
-    pvc_volumes,
     to_manifest,
 )
 from facesim.cluster.targets import DEPLOYMENT_MODES, FORMER_MODE_NAMES, Target, add_target_argument, canonical_mode
 from facesim.cluster.targets import target as target_named
+from facesim.cluster.volumes import PvcMount, pvc_uri, pvc_volumes
 from facesim.contract.api import MODEL_NAME
 
 ISVC_API_VERSION = "serving.kserve.io/v1beta1"

@@ -21,15 +21,8 @@ from kserve import models as kserve_models
 from kubernetes import client as k8s
 
 from facesim.cluster.inference_service import InferenceServiceConfig, inference_service, model_mount
-from facesim.cluster.resources import (
-    ClusterConfig,
-    PvcMount,
-    Resources,
-    container_security_context,
-    pvc_uri,
-    pvc_volumes,
-    to_manifest,
-)
+from facesim.cluster.resources import ClusterConfig, Resources, container_security_context, to_manifest
+from facesim.cluster.volumes import PvcMount, pvc_uri, pvc_volumes
 from facesim.contract.api import GALLERY_DSN_ENV
 
 POSTGRES_PORT = 5432

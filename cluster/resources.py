@@ -1,13 +1,12 @@
-"""Cluster storage and the pieces every cluster resource shares.
+"""The pieces every cluster resource shares.
 
-- Storage: a csi-driver-nfs StorageClass (docs/protocol.md: the maintained NFS route) and the
-  ReadWriteMany PVCs for data, runs and models, with their mounts.
 - Access: the namespace (labelled for Katib's metrics collector) and the pipeline's RBAC
   (TFJobs, Experiments, InferenceServices, pod logs, and what KFP's own step pods need, in its
   namespace, nothing more).
 - What every workload shares: the images (one registry and tag), the non-root security context,
   resource requests, the Istio opt-out of job pods, the owner of what a pipeline step creates.
-- Kubernetes API errors turned into messages that say what to do (`ClusterError`).
+Storage (the NFS StorageClass, the PVCs and their mounts) is `facesim.cluster.volumes`; talking to a
+cluster (API clients, errors, SIGTERM while following a job) is `facesim.cluster.client`.
 
 Builders return `kubernetes.client` model objects; `to_manifest` turns any SDK object
 (Kubernetes, Training Operator, Katib, KServe) into the plain dict that YAML and the API take.
@@ -16,13 +15,8 @@ Builders return `kubernetes.client` model objects; `to_manifest` turns any SDK o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import json
 import os
-import signal
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +25,7 @@ from kubernetes import client as k8s
 
 from facesim.contract.auth import ADMIN_TOKEN_ENV
 from facesim.contract.version import __version__
-from facesim.storage.uris import StorageUri, parse_uri
 
-# Where the PVCs are mounted in every facesim pod (the predictor mounts its model read-only at
-# /mnt/models, where KServe would mount a storageUri: cluster/inference_service.py).
-DATA_MOUNT = "/mnt/data"
-RUNS_MOUNT = "/mnt/runs"
-MODELS_MOUNT = "/mnt/models"
 NON_ROOT_UID = 1000  # the `facesim` user of every image in containers/
 KATIB_INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 APP_LABEL = "app.kubernetes.io/part-of"
@@ -158,124 +146,6 @@ class Resources:
         )
 
 
-@dataclass(frozen=True)
-class VolumeClaim:
-    """One ReadWriteMany PVC and where facesim pods mount it."""
-
-    role: str  # data, runs, models
-    name: str
-    size: str
-    mount_path: str
-
-
-@dataclass
-class StorageConfig:
-    """The NFS StorageClass and the three shared PVCs."""
-
-    storage_class: str = "facesim-nfs"
-    nfs_server: str = "nfs-server.nfs.svc.cluster.local"
-    nfs_share: str = "/exports/facesim"
-    mount_options: tuple[str, ...] = ("nfsvers=4.1", "hard")
-    claims: tuple[VolumeClaim, ...] = field(
-        default_factory=lambda: (
-            VolumeClaim("data", "facesim-data", "20Gi", DATA_MOUNT),
-            VolumeClaim("runs", "facesim-runs", "20Gi", RUNS_MOUNT),
-            VolumeClaim("models", "facesim-models", "5Gi", MODELS_MOUNT),
-        )
-    )
-
-    def claim(self, role: str) -> VolumeClaim:
-        for candidate in self.claims:
-            if candidate.role == role:
-                return candidate
-        raise KeyError(f"no PVC for {role!r}; known: {', '.join(c.role for c in self.claims)}")
-
-
-def storage_class(config: StorageConfig) -> k8s.V1StorageClass:
-    """csi-driver-nfs StorageClass: each PVC becomes a subdirectory of SERVER:SHARE."""
-    return k8s.V1StorageClass(
-        api_version="storage.k8s.io/v1",
-        kind="StorageClass",
-        metadata=k8s.V1ObjectMeta(name=config.storage_class, labels={APP_LABEL: "facesim"}),
-        provisioner="nfs.csi.k8s.io",
-        parameters={"server": config.nfs_server, "share": config.nfs_share},
-        reclaim_policy="Retain",  # datasets and trained models outlive a `kubectl delete pvc`
-        volume_binding_mode="Immediate",
-        allow_volume_expansion=True,
-        mount_options=list(config.mount_options),
-    )
-
-
-def persistent_volume_claims(config: StorageConfig, namespace: str) -> list[k8s.V1PersistentVolumeClaim]:
-    """The data, runs and models PVCs, ReadWriteMany: every worker, trial and predictor shares them."""
-    return [
-        k8s.V1PersistentVolumeClaim(
-            api_version="v1",
-            kind="PersistentVolumeClaim",
-            metadata=k8s.V1ObjectMeta(
-                name=claim.name, namespace=namespace, labels={APP_LABEL: "facesim", "facesim/volume": claim.role}
-            ),
-            spec=k8s.V1PersistentVolumeClaimSpec(
-                access_modes=["ReadWriteMany"],
-                storage_class_name=config.storage_class,
-                resources=k8s.V1VolumeResourceRequirements(requests={"storage": claim.size}),
-            ),
-        )
-        for claim in config.claims
-    ]
-
-
-def claim_volumes(config: StorageConfig, roles: tuple[str, ...]) -> list[k8s.V1Volume]:
-    return [
-        k8s.V1Volume(
-            name=config.claim(role).role,
-            persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=config.claim(role).name),
-        )
-        for role in roles
-    ]
-
-
-def claim_mounts(config: StorageConfig, roles: tuple[str, ...]) -> list[k8s.V1VolumeMount]:
-    return [k8s.V1VolumeMount(name=role, mount_path=config.claim(role).mount_path) for role in roles]
-
-
-def pvc_uri(uri: str) -> StorageUri:
-    """`uri` parsed by storage.uris, required to be `pvc://CLAIM/PATH` as KServe's storageUri takes it."""
-    location = parse_uri(uri)
-    if location.scheme != "pvc" or not location.path:
-        raise ValueError(f"{uri!r} is not a pvc://CLAIM/PATH URI (e.g. pvc://facesim-models/facenet/1)")
-    return location
-
-
-@dataclass(frozen=True)
-class PvcMount:
-    """A `pvc://CLAIM/PATH` location mounted at `mount_path` in a container."""
-
-    uri: str
-    mount_path: str
-    read_only: bool = False
-
-
-def pvc_volumes(mounts: list[PvcMount]) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
-    """One volume per claim (named after it) and one subPath mount per location. Two volumes on one
-    claim leave a pod in ContainerCreating on kubelets before Kubernetes 1.35 (kubernetes#99453)."""
-    claims = list(dict.fromkeys(pvc_uri(mount.uri).claim for mount in mounts))
-    volumes = [
-        k8s.V1Volume(name=claim, persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim))
-        for claim in claims
-    ]
-    volume_mounts = [
-        k8s.V1VolumeMount(
-            name=pvc_uri(mount.uri).claim,
-            mount_path=mount.mount_path,
-            sub_path=pvc_uri(mount.uri).path,
-            read_only=mount.read_only or None,
-        )
-        for mount in mounts
-    ]
-    return volumes, volume_mounts
-
-
 def predictor_service_url(isvc_name: str, namespace: str) -> str:
     """In-cluster address of an InferenceService's predictor (KServe's `<name>-predictor` Service, port 80)."""
     return f"http://{isvc_name}-predictor.{namespace}.svc.cluster.local"
@@ -336,24 +206,6 @@ def owner_references(namespace: str) -> list[k8s.V1OwnerReference] | None:
     if not (name and uid) or pod_namespace() != namespace:
         return None
     return [k8s.V1OwnerReference(api_version="v1", kind="Pod", name=name, uid=uid)]
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While a launcher follows its job: SIGTERM (Kubernetes stopping a terminated run's step pod)
-    takes the Ctrl-C path, which deletes the job before the process ends."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def namespace(cluster: ClusterConfig) -> k8s.V1Namespace:
@@ -433,54 +285,3 @@ def rbac_resources(cluster: ClusterConfig) -> list[Any]:
 def to_manifest(resource: Any) -> dict[str, Any]:
     """Plain dict (camelCase keys, no None fields) of any SDK model object or dict."""
     return k8s.ApiClient().sanitize_for_serialization(resource)
-
-
-class ClusterError(RuntimeError):
-    """A cluster operation failed for a reason the user can act on; the message says what to do."""
-
-
-def _api_exception(error: BaseException) -> k8s.ApiException | None:
-    """The Kubernetes ApiException behind an SDK error (the SDKs wrap it in RuntimeError)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, k8s.ApiException):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _server_message(api_error: k8s.ApiException) -> str:
-    try:
-        return str(json.loads(api_error.body or "{}").get("message") or api_error.reason)
-    except (ValueError, AttributeError):
-        return str(api_error.reason)
-
-
-def explain_api_error(error: BaseException, verb: str, kind: str, namespace: str, name: str) -> ClusterError:
-    """A ClusterError saying why `verb kind namespace/name` failed and what to do about it."""
-    what = f"cannot {verb} {kind} {namespace}/{name}"
-    api_error = _api_exception(error)
-    if api_error is None:
-        text = str(error)
-        if "Max retries exceeded" in text or "Connection refused" in text or "NewConnectionError" in text:
-            return ClusterError(f"{what}: the Kubernetes API server is unreachable; check KUBECONFIG / --kubeconfig")
-        return ClusterError(f"{what}: {text}")
-    detail = _server_message(api_error)
-    if "admission webhook" in detail:  # a denial (Katib answers 403), not a missing right
-        return ClusterError(f"{what}: the cluster's admission webhook rejected it: {detail}")
-    hints = {
-        401: "not authenticated; refresh the credentials in your kubeconfig",
-        403: f"forbidden by RBAC ({detail}); apply rbac.yaml from `facesim manifests` "
-        f"and run as its service account, or ask an admin for {verb} rights on {kind} in {namespace}",
-        404: f"not found ({detail}); is the {kind} API installed (see docs/cluster.md) and the namespace right?",
-        409: f"a {kind} named {name} already exists; delete it (kubectl -n {namespace} delete {kind.lower()} {name}) "
-        "or choose another name",
-        422: f"the cluster rejected the resource as invalid: {detail}",
-    }
-    return ClusterError(f"{what}: {hints.get(api_error.status, f'HTTP {api_error.status}: {detail}')}")
-
-
-def api_status(error: BaseException) -> int | None:
-    """HTTP status of the Kubernetes API error behind `error`, if there is one."""
-    api_error = _api_exception(error)
-    return api_error.status if api_error is not None else None

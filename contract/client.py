@@ -1,6 +1,6 @@
 """The one HTTP client of the predictor API, used by `facesim predict`, the UI and the benchmarks.
 
-Every answer is checked against the API (docs/architecture.md, "Predictor HTTP API") before a
+Every answer is checked against the API (docs/api.md, "Predictor HTTP API") before a
 caller reads it: a server that is not a facesim predictor (an HTML page, `[]`, wrong types), a
 timeout or a refusal all become one `PredictorError` whose message is a single line for a user.
 Gallery writes carry an `Idempotency-Key` and are retried on a lost connection and on 503 (the

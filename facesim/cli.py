@@ -33,7 +33,9 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("manifests", "facesim.manifests:main", "render every cluster resource as YAML"),
     Subcommand("emulate", "facesim.emulator.cli:main", "run rendered cluster jobs and services here as pods"),
     Subcommand("images", "facesim.cluster.images:main", "build the container images of containers/ (podman or docker)"),
-    Subcommand("bench", "facesim.benchmarks.cli:main", "benchmarks: training throughput, serving latency"),
+    Subcommand(
+        "bench", "facesim.benchmarks.cli:main", "benchmarks: accuracy, training, gallery search, serving, soak, faults"
+    ),
 )
 
 

@@ -26,8 +26,9 @@ class ManifestFile:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from facesim.cluster.resources import ClusterConfig, StorageConfig, add_image_arguments
+    from facesim.cluster.resources import ClusterConfig, add_image_arguments
     from facesim.cluster.targets import add_target_argument
+    from facesim.cluster.volumes import StorageConfig
 
     cluster, storage = ClusterConfig(), StorageConfig()
     parser = argparse.ArgumentParser(
@@ -112,18 +113,14 @@ def render(args: argparse.Namespace) -> list[ManifestFile]:
 
     from facesim.cluster.inference_service import KNATIVE_FEATURE_FLAGS, InferenceServiceConfig, inference_service
     from facesim.cluster.resources import (
-        DATA_MOUNT,
-        MODELS_MOUNT,
         ClusterConfig,
-        StorageConfig,
         admin_token_secret,
         images_from_args,
         namespace,
-        persistent_volume_claims,
         rbac_resources,
-        storage_class,
         to_manifest,
     )
+    from facesim.cluster.volumes import DATA_MOUNT, MODELS_MOUNT, StorageConfig, persistent_volume_claims, storage_class
     from facesim.training.tfjob import TFJobConfig, cluster_run_dir, tfjob
     from facesim.tuning.katib import ExperimentConfig, experiment
     from facesim.ui.cluster import UiDeploymentConfig, ui_deployment, ui_service

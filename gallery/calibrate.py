@@ -22,6 +22,10 @@ MIN_GENUINE_PAIRS = 10
 MAX_IMPOSTOR_PAIRS = 1_000_000
 
 
+class TooFewPairs(GalleryError):
+    """The gallery's pairs cannot measure the target FAR: it keeps the model's threshold."""
+
+
 @dataclass(frozen=True)
 class Calibration:
     threshold: float  # squared L2: at or under it, the same person
@@ -36,10 +40,10 @@ class Calibration:
 
 def calibrated_threshold(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> tuple[float, float, float]:
     """(threshold, FAR, TAR): the threshold at `target_far`, midway in its gap (contract.metrics). Refuses
-    (GalleryError) when the pairs are too few for that FAR to mean anything."""
+    (TooFewPairs) when the pairs are too few for that FAR to mean anything."""
     needed_impostors = math.ceil(1 / target_far)
     if len(genuine) < MIN_GENUINE_PAIRS or len(impostor) < needed_impostors:
-        raise GalleryError(
+        raise TooFewPairs(
             f"too few pairs to calibrate at FAR {target_far:g}: {len(genuine)} genuine pairs (need "
             f"{MIN_GENUINE_PAIRS}: enrol 2+ photos of more identities) and {len(impostor)} impostor pairs "
             f"(need {needed_impostors}: enrol more identities, or ask for a larger --far)"

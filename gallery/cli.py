@@ -255,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
         description="PostgreSQL keeps removed rows' old versions in its table, index and TOAST files until "
         "they are rewritten: this rewrites the gallery's tables (an exclusive lock while it runs; writes and "
         "reads wait) and checkpoints. SQLite galleries zero removed rows at once; this compacts the file. "
-        "WAL segments and base backups are not touched (docs/architecture.md, Erasure).",
+        "WAL segments and base backups are not touched (docs/gallery.md, Erasure).",
     )
     purge.add_argument("gallery", type=gallery_location, help="gallery directory or PostgreSQL DSN")
     backup = commands.add_parser(

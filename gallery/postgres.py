@@ -1,6 +1,6 @@
 """The gallery in PostgreSQL: one database that every predictor replica shares (`postgresql://...`).
 
-The same rows and guarantees as the SQLite gallery (gallery.py): every change is one transaction
+The same rows and guarantees as the SQLite gallery (store.py): every change is one transaction
 (a replica killed mid-enrolment loses nothing it acknowledged), a version counter orders the
 changes, names are only ever values. Search stays in each replica's FAISS index (Debian's
 PostgreSQL has no pgvector): the database is the durable shared store.
@@ -8,7 +8,7 @@ PostgreSQL has no pgvector): the database is the durable shared store.
 Writers serialise on the gallery's one meta row (SELECT ... FOR UPDATE), so versions and row ids
 are handed out in commit order: a replica that has read every row up to id N at version V never
 misses a row committed later with a smaller id. Each commit sends `NOTIFY facesim_gallery, '<version>'`;
-replicas LISTEN to wake up at once and poll as the fallback (gallery_follow.py).
+replicas LISTEN to wake up at once and poll as the fallback (GalleryFollower in index.py).
 
 A database that cannot be reached raises GalleryUnavailable (logged once per outage, OutageLog);
 idle pooled connections are dropped then, so the first call after the outage opens fresh ones.
@@ -274,7 +274,7 @@ class PostgresGallery:
         with connect(self.dsn, autocommit=True) as db:  # VACUUM runs outside a transaction
             db.execute(f"VACUUM (FULL, ANALYZE) {', '.join(TABLES)}")
             # Superusers only: the old statistics' samples (values of the tables' columns), and the
-            # checkpoint that lets the server delete the old files (docs/architecture.md "Erasure").
+            # checkpoint that lets the server delete the old files (docs/gallery.md "Erasure").
             if db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
                 db.execute("VACUUM FULL pg_catalog.pg_statistic")
                 db.execute("CHECKPOINT")

@@ -14,7 +14,7 @@ Faults outside the process: a database that cannot be reached raises `GalleryUna
 idempotency key (`WriteRequest`): the key and the write's answer are stored in the write's own
 transaction, so a retry of an acknowledged write returns the first answer and changes nothing.
 Removal erases: SQLite runs with `secure_delete` (freed pages are zeroed) and the removal log
-records a keyed hash of the name, never the name (docs/architecture.md "Erasure").
+records a keyed hash of the name, never the name (docs/gallery.md "Erasure").
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesim serve",
         description="Serve the `facenet` KServe predictor: V1 /v1/models/facenet:predict, "
-        "V2 /v2/models/facenet/infer, and the gallery endpoints (docs/architecture.md).",
+        "V2 /v2/models/facenet/infer, and the gallery endpoints (docs/api.md).",
         parents=[kserve_parser],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

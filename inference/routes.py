@@ -1,7 +1,7 @@
 """The predictor's extra HTTP routes: the gallery ("image database") and the model card.
 
 KServe 0.21 serves the FastAPI app `kserve.model_server.app`; routes added to it before
-`ModelServer.start` are served beside KServe's own (docs/architecture.md "Predictor HTTP API").
+`ModelServer.start` are served beside KServe's own (docs/api.md "Predictor HTTP API").
 Errors are `{"error": ...}` with a 4xx, as on the inference endpoints.
 """
 

@@ -17,8 +17,9 @@ from types import SimpleNamespace
 from kfp import dsl, kubernetes
 from kfp.dsl.graph_component import GraphComponent
 
-from facesim.cluster.resources import OWNER_POD_ENV, Images, Resources, StorageConfig
+from facesim.cluster.resources import OWNER_POD_ENV, Images, Resources
 from facesim.cluster.targets import TARGET_ENV, Target
+from facesim.cluster.volumes import StorageConfig
 from facesim.pipeline.components import components
 from facesim.pipeline.settings import TrainingSettings, TuningSettings, struct
 

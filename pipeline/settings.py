@@ -2,7 +2,7 @@
 
 The pipeline definition takes them as its parameters (kfp needs a flat signature) and hands each
 group to the components as one struct; the steps read the struct back into these dataclasses and
-turn them into `facesim train` / `facesim tune` options through TrainConfig, which names the flags.
+turn them into the TrainConfig of the final run and of each trial (pipeline/backends.py runs them).
 
 "Use the default" is 0 in a pipeline parameter (kfp.local cannot carry None); `train_config` turns
 it into TrainConfig's None, here and nowhere else.
@@ -34,12 +34,6 @@ class TrainingSettings:
     epochs: int = 4
     steps_per_epoch: int = 100
     init: str = "faceapi-resnet"  # scratch | faceapi-resnet | a model directory (`facesim train --init`)
-
-    def crop_size(self) -> int:
-        return self.train_config("-", "-").size  # the init decides the network and so the size
-
-    def template(self) -> str:
-        return self.train_config("-", "-").alignment_template
 
     def train_config(self, data: str, out: str, **options: Any) -> TrainConfig:
         """The TrainConfig of a run on `data` into `out` (ValueError says what TrainConfig refuses)."""

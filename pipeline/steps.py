@@ -1,10 +1,11 @@
 """What each pipeline step does, as plain functions (testable without kfp).
 
 The kfp components (pipeline/components.py) are thin: each imports this module and calls one
-function, which runs the project's own command as a user would (`facesim train --backend B`,
-`facesim tune --backend B`, ...). With `backend="cluster"` those commands go through the cluster
-launchers (TFJob, Katib Experiment, InferenceService), and the files live on the PVCs that every
-facesim pod mounts at the same paths (cluster/resources.py).
+function, which calls what the matching `facesim` command calls: the crop cache, evaluation and the
+gallery here, and training, tuning and deploy through a backend (pipeline/backends.py: local
+processes, or the TFJob, Katib Experiment and InferenceService on the cluster, where the files live
+on the PVCs that every facesim pod mounts at the same paths, cluster/volumes.py). Results come
+back as values and failures as StepFailed, not as text scraped from a command's output.
 """
 
 from __future__ import annotations
@@ -14,24 +15,22 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from facesim.contract.display import format_number
 from facesim.contract.metrics_lines import latest_metrics
+from facesim.pipeline.backends import Deployment, Search, StepFailed, backend_for
 from facesim.pipeline.settings import TrainingSettings, TuningSettings
 
-BACKENDS = ("local", "cluster")
+if TYPE_CHECKING:
+    from facesim.training.config import TrainConfig
+
 PROGRESS_PREFIX = "facesim-pipeline: "  # `facesim pipeline run` shows these lines on the terminal
 # model.json fields recorded on the pipeline's Model artifact (visible in the Kubeflow UI).
 MODEL_CARD_METADATA = ("architecture", "image_size", "embedding_dim", "margin", "threshold")
-
-
-class StepFailed(RuntimeError):
-    """A step's command failed; the message says which and how."""
 
 
 def report(message: str) -> None:
@@ -39,8 +38,7 @@ def report(message: str) -> None:
 
 
 def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise StepFailed(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    backend_for(backend)  # StepFailed names the choices
     return backend
 
 
@@ -58,7 +56,7 @@ class RunLayout:
     def for_run(cls, backend: str, work_root: str, run_name: str) -> RunLayout:
         run_name = run_slug(run_name)  # Kubeflow's run names may hold spaces (the client's default)
         if check_backend(backend) == "cluster":
-            from facesim.cluster.resources import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
+            from facesim.cluster.volumes import DATA_MOUNT, MODELS_MOUNT, RUNS_MOUNT
 
             return cls(Path(DATA_MOUNT) / "crops", Path(RUNS_MOUNT) / run_name, Path(MODELS_MOUNT) / run_name)
         root = local_work_root(work_root)
@@ -97,36 +95,34 @@ def facesim_metrics(lines: Sequence[str]) -> dict[str, float]:
     return {name: value for name, value in latest_metrics(lines).items() if name == name.lower()}
 
 
-def run_facesim(args: Sequence[str]) -> list[str]:
-    """Run `facesim ARGS` as a user would, echo its output, return its lines; StepFailed if it fails."""
-    command = [sys.executable, "-m", "facesim", *args]
-    lines: list[str] = []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its progress shows as it happens
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            print(line, end="", flush=True)
-            lines.append(line)
-    if process.returncode != 0:
-        last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
-        raise StepFailed(f"`facesim {' '.join(args)}` failed with exit code {process.returncode}: {last}")
-    return lines
+def train_config(data: str, out: str, settings: TrainingSettings, **options: Any) -> TrainConfig:
+    """The TrainConfig of a run of `settings` (StepFailed says what TrainConfig refuses)."""
+    try:
+        return settings.train_config(data, out, **options)
+    except (ValueError, FileNotFoundError) as error:  # FileNotFoundError: --init MODEL_DIR has no model.json
+        raise StepFailed(f"training settings: {error}") from error
 
 
 def prepare_data(data: str, layout: RunLayout, settings: TrainingSettings) -> str:
-    """Aligned face crops of the dataset (an LFW-layout root); returns the crop cache (itself an
-    LFW-layout root with the protocol files)."""
+    """Aligned face crops of the dataset (an LFW-layout root; what `facesim data prepare` does);
+    returns the crop cache (itself an LFW-layout root with the protocol files)."""
+    from facesim.faces.download import DownloadError
+    from facesim.faces.image import ImageError
+    from facesim.storage.cache import prepare_crops, print_report
+    from facesim.training.data import preprocess_config
+
     source = Path(data)
     if not source.is_dir():
         raise StepFailed(f"data {data}: no such directory (give an LFW-layout root with people.txt and pairs.txt)")
+    preprocessing = preprocess_config(train_config(data, "-", settings))  # the crops training will read
     # One cache per dataset and crop size, reused by later runs (prepare skips what is done).
-    size, template = str(settings.crop_size()), settings.template()
     source_key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
-    crops = layout.crops_root / f"{source.resolve().name}-{size}px-{template}-{source_key}"
-    prepare = ["data", "prepare", "--data", str(source), "--out", str(crops), "--image-size", size]
-    run_facesim([*prepare, "--template", template])
+    name = f"{source.resolve().name}-{preprocessing.image_size}px-{preprocessing.template}-{source_key}"
+    crops = layout.crops_root / name
+    try:
+        print_report(prepare_crops(source, crops, preprocessing, workers=len(os.sched_getaffinity(0))))
+    except (FileNotFoundError, ValueError, ImageError, DownloadError) as error:
+        raise StepFailed(f"preparing crops of {data}: {error}") from error
     report(f"face crops ready in {crops}")
     return str(crops)
 
@@ -138,31 +134,18 @@ class Hyperparameters:
     learning_rate: float  # 0: the --init's recipe
 
 
-# What `facesim tune` sets itself on each trial; the rest of the training settings go after `--`.
-TUNER_OPTIONS = ("data", "out", "workers", "epochs", "steps_per_epoch")
-
-
-def tune_command(
-    crops: str, backend: str, layout: RunLayout, run_name: str, settings: TrainingSettings, tuning: TuningSettings
-) -> list[str]:
-    """`facesim tune` of the search: its budget from `tuning`, each trial's options from `settings`."""
-    trial = settings.train_config(crops, str(layout.tuning))
-    search = ["--trials", str(tuning.trials), "--algorithm", tuning.tune_algorithm, "--workers", str(trial.workers)]
-    length = ["--epochs", str(tuning.tune_epochs), "--steps-per-epoch", str(tuning.tune_steps_per_epoch)]
-    cluster = ["--experiment-name", resource_name(run_name, "tune")] if check_backend(backend) == "cluster" else []
-    where = ["--backend", backend, "--data", crops, "--out", str(layout.tuning)]
-    return ["tune", *where, *search, *length, *cluster, "--", *trial.to_args(exclude=TUNER_OPTIONS)]
+def search(crops: str, layout: RunLayout, run_name: str, settings: TrainingSettings, tuning: TuningSettings) -> Search:
+    """The search before training: its budget from `tuning`, each trial's options from `settings`."""
+    trial = train_config(crops, str(layout.tuning), settings)
+    return Search(trial, tuning, layout.tuning, resource_name(run_name, "tune"))
 
 
 def tune(
     crops: str, backend: str, layout: RunLayout, run_name: str, settings: TrainingSettings, tuning: TuningSettings
 ) -> tuple[Hyperparameters, dict[str, float]]:
     """The best hyper-parameters of a search (tuning/space.py): local optuna trials or a Katib
-    Experiment (`facesim tune --backend ...`); also the best trial's objective."""
-    from facesim.tuning.best import read_best_params
-
-    run_facesim(tune_command(crops, backend, layout, run_name, settings, tuning))
-    best = read_best_params(layout.tuning)
+    Experiment; also the best trial's objective."""
+    best = backend_for(backend).tune(search(crops, layout, run_name, settings, tuning))
     params = best.parameters
     chosen = Hyperparameters(float(params["margin"]), int(params["embedding_size"]), float(params["learning_rate"]))
     report(
@@ -172,29 +155,29 @@ def tune(
     return chosen, {best.objective: best.value}
 
 
-def train_command(
-    crops: str, backend: str, layout: RunLayout, run_name: str, settings: TrainingSettings, hyper: Hyperparameters
-) -> list[str]:
-    """`facesim train` of the final run: checkpoints on the runs volume, the model on the models volume."""
-    config = settings.train_config(
+def final_config(crops: str, layout: RunLayout, settings: TrainingSettings, hyper: Hyperparameters) -> TrainConfig:
+    """The final run: checkpoints on the runs volume, the model on the models volume."""
+    return train_config(
         crops,
         str(layout.model),
+        settings,
         run_dir=str(layout.checkpoints),
         margin=hyper.margin or None,
         embedding_dim=hyper.embedding_dim,
         learning_rate=hyper.learning_rate or None,
     )
-    cluster = ["--job-name", resource_name(run_name, "train")] if check_backend(backend) == "cluster" else []
-    return ["train", "--backend", backend, *cluster, *config.to_args()]
 
 
 def train(
     crops: str, backend: str, layout: RunLayout, run_name: str, settings: TrainingSettings, hyper: Hyperparameters
 ) -> tuple[str, dict[str, float]]:
-    """Train (local worker processes or a TFJob: `facesim train --backend ...`) and export the model
-    artifact; returns its directory and the last metrics printed."""
-    lines = run_facesim(train_command(crops, backend, layout, run_name, settings, hyper))
-    metrics = facesim_metrics(lines)
+    """Train (local worker processes or a TFJob) and export the model artifact; returns its directory
+    and the metrics its model.json records (validation, test, the last loss)."""
+    from facesim.storage.model_card import load_model_card
+
+    config = final_config(crops, layout, settings, hyper)
+    backend_for(backend).train(config, resource_name(run_name, "train"))
+    metrics = load_model_card(layout.model).metrics
     report(f"model exported to {layout.model} (val_accuracy={metrics.get('val_accuracy', float('nan')):.4f})")
     return str(layout.model), metrics
 
@@ -224,10 +207,18 @@ def resource_name(run_name: str, role: str) -> str:
 
 
 def evaluate(model_dir: str, crops: str) -> dict[str, float]:
-    """The test figures (docs/protocol.md: pairs.txt fold 10) of an exported model."""
-    pairs = Path(crops) / "pairs.txt"
-    lines = run_facesim(["evaluate", "--model", model_dir, "--data", crops, "--pairs", str(pairs), "--fold", "10"])
-    metrics = facesim_metrics(lines)
+    """The test figures (docs/protocol.md: pairs.txt fold 10) of an exported model (`facesim evaluate`)."""
+    from facesim.storage.model_runtime import ModelError
+    from facesim.training.evaluate import EvaluateRequest, evaluate_model
+    from facesim.training.verification import Scores
+
+    request = EvaluateRequest(model=Path(model_dir), data=Path(crops), pairs=Path(crops) / "pairs.txt", fold=10)
+    try:
+        scores = evaluate_model(request)
+    except (FileNotFoundError, ValueError, ModelError) as error:
+        raise StepFailed(f"evaluating {model_dir}: {error}") from error
+    assert isinstance(scores, Scores)  # the pairs protocol (lfw-10fold gives a list of accuracies)
+    metrics = scores.metrics()
     report("test figures: " + ", ".join(f"{name}={format_number(value)}" for name, value in metrics.items()))
     return metrics
 
@@ -241,9 +232,17 @@ def check_accuracy(accuracy: float, min_accuracy: float) -> None:
 
 def build_gallery(model_dir: str, data: str, layout: RunLayout, identities: int, images_per_identity: int) -> str:
     """Embed the identity folders of `data` (an LFW root or a folder of identity folders) into a
-    gallery artifact; returns its directory."""
-    limits = ["--limit-identities", str(identities), "--max-images-per-identity", str(images_per_identity)]
-    run_facesim(["gallery", "build", "--model", model_dir, "--data", data, "--out", str(layout.gallery), *limits])
+    gallery artifact (`facesim gallery build`); returns its directory."""
+    from facesim.gallery.cli import BuildOptions, build_gallery
+    from facesim.gallery.store import GalleryError
+    from facesim.storage.model_runtime import ModelError
+
+    options = BuildOptions(max_images_per_identity=images_per_identity, limit_identities=identities)
+    try:
+        built = build_gallery(Path(model_dir), [Path(data)], layout.gallery, options)
+    except (GalleryError, ModelError, FileNotFoundError, ValueError) as error:
+        raise StepFailed(f"building the gallery: {error}") from error
+    report(f"gallery of {built.identities} identities, {built.embeddings} embeddings")
     calibrate_gallery_threshold(layout.gallery)
     report(f"gallery built in {layout.gallery}")
     return str(layout.gallery)
@@ -257,52 +256,29 @@ GALLERY_FAR = 1e-3
 def calibrate_gallery_threshold(gallery: Path) -> None:
     """Give the gallery its own threshold at GALLERY_FAR (`facesim gallery calibrate`); a gallery with
     too few pairs for that keeps the model's threshold, and the step says so."""
+    from facesim.gallery.calibrate import TooFewPairs, calibrate_gallery
+    from facesim.gallery.store import GalleryError, GalleryStore
+
     try:
-        lines = run_facesim(["gallery", "calibrate", "--gallery", str(gallery), "--far", str(GALLERY_FAR)])
-        report("gallery's own " + lines[-1].strip().split(": ", 1)[-1])  # threshold, FAR, TAR, pair counts
-    except StepFailed as failed:
-        if "too few pairs" not in str(failed):
-            raise
-        reason = "too few pairs" + str(failed).split("too few pairs", 1)[1]
+        result = calibrate_gallery(GalleryStore(gallery), GALLERY_FAR)
+    except TooFewPairs as reason:
         report(f"the gallery keeps the model's threshold: {reason}")
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """The InferenceService of a cluster deploy (the target comes from $FACESIM_TARGET, set by compile)."""
-
-    service_name: str = "facesim"
-    deployment_mode: str = "Standard"
+        return
+    except (GalleryError, FileNotFoundError) as error:
+        raise StepFailed(f"calibrating gallery {gallery}: {error}") from error
+    report(
+        f"gallery's own threshold {result.threshold:.4f} at FAR {result.far:.2e} (target {result.target_far:g}), "
+        f"TAR {result.tar:.3f}, from {result.genuine_pairs} genuine and {result.impostor_pairs} impostor pairs"
+    )
 
 
 def deploy(model_dir: str, model_volume_path: str, gallery_dir: str, backend: str, where: Deployment) -> str:
     """Make the model and gallery what the predictor serves: registered in the local registry
-    (where `facesim serve` finds the latest), or an InferenceService on the cluster (`facesim serve
-    --backend cluster`, the model from its place on the models volume); returns what was deployed."""
-    if check_backend(backend) == "cluster":
-        paths = ["--model", volume_uri(model_volume_path), "--gallery", volume_uri(gallery_dir)]
-        service = ["--name", where.service_name, "--deployment-mode", where.deployment_mode]
-        lines = run_facesim(["serve", "--backend", "cluster", *paths, *service])
-        url = lines[-1].strip()
-        report(f"InferenceService {where.service_name} is ready at {url}")
-        return url
-    from facesim.storage.paths import register_gallery, register_model
-
-    model_version = register_model(Path(model_dir))
-    gallery_version = register_gallery(Path(gallery_dir))
-    report(
-        f"registered model version {model_version} and gallery version {gallery_version}: "
-        "`facesim serve` now serves them"
-    )
-    return f"model {model_version}, gallery {gallery_version}"
-
-
-def volume_uri(path: str) -> str:
-    """`pvc://CLAIM/SUBPATH` of a path under one of the facesim PVC mounts (what KServe takes)."""
-    from facesim.cluster.resources import StorageConfig
-
-    for claim in StorageConfig().claims:
-        mount = Path(claim.mount_path)
-        if Path(path).is_relative_to(mount):
-            return f"pvc://{claim.name}/{Path(path).relative_to(mount)}"
-    raise StepFailed(f"{path} is on no facesim volume ({', '.join(c.mount_path for c in StorageConfig().claims)})")
+    (where `facesim serve` finds the latest), or an InferenceService on the cluster (the model from
+    its place on the models volume); returns what was deployed."""
+    deployed = backend_for(backend).deploy(model_dir, model_volume_path, gallery_dir, where)
+    if backend == "cluster":
+        report(f"InferenceService {where.service_name} is ready at {deployed}")
+    else:
+        report(f"registered {deployed}: `facesim serve` now serves them")
+    return deployed

@@ -162,21 +162,9 @@ def predictor_url(
 ) -> Iterator[str]:
     """Base URL of `facesim serve` serving the tiny model and a copy of the tiny gallery
     (enrolments don't leak into tiny_gallery_dir), with its own FACESIM_HOME."""
-    import shutil
+    from tests.helpers.admin import own_predictor
 
-    from facesim.inference.local_server import local_predictor
-    from tests.helpers.admin import TEST_ADMIN_TOKEN
-
-    work = tmp_path_factory.mktemp("predictor")
-    gallery = work / "gallery"
-    shutil.copytree(tiny_gallery_dir, gallery)
-    env = {
-        "FACESIM_HOME": str(work / "home"),
-        "FACESIM_YUNET_MODEL": str(yunet_path),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
-    }
-    with local_predictor(tiny_model_dir, gallery, env=env, log_path=work / "predictor.log") as url:
+    with own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path_factory.mktemp("predictor")) as url:
         yield url
 
 

@@ -47,5 +47,18 @@ def test_components_import_only_under_the_facesim_namespace(tmp_path: Path) -> N
         )
 
     assert imports("import facesim.training, facesim.inference, facesim.ui, facesim.contract").returncode == 0
-    for generic in ("training", "inference", "storage", "pipeline", "tuning", "ui", "faces", "contract", "cluster", "gallery", "emulator", "benchmarks"):
+    for generic in (
+        "training",
+        "inference",
+        "storage",
+        "pipeline",
+        "tuning",
+        "ui",
+        "faces",
+        "contract",
+        "cluster",
+        "gallery",
+        "emulator",
+        "benchmarks",
+    ):
         assert "ModuleNotFoundError" in imports(f"import {generic}").stderr, generic

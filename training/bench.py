@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from facesim.training.config import ARCHITECTURES, TrainConfig
+from facesim.training.config import ARCHITECTURES, TrainConfig, architecture_help
 from facesim.training.launcher import launch_workers, threads_per_worker
 
 TRAIN_FLOPS_PER_FORWARD = 3.0
@@ -45,7 +45,7 @@ def _bench_config(args: argparse.Namespace, workers: int) -> TrainConfig:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--architecture", choices=ARCHITECTURES, default="mobilefacenet", help="(default: %(default)s)")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default="mobilefacenet", help=architecture_help())
     parser.add_argument("--image-size", type=int, help="(default: the architecture's native size)")
     parser.add_argument("--embedding-dim", type=int, default=128, help="(default: %(default)s)")
     parser.add_argument("--identities-per-batch", type=int, default=16, help="P (default: %(default)s)")

@@ -69,7 +69,9 @@ def train_main(argv: list[str] | None = None) -> int:
 def _train_on_cluster(config, job_name: str, images: Images, kubeconfig: str | None, wait: bool) -> int:
     from dataclasses import replace
 
-    from facesim.cluster.resources import ClusterConfig, ClusterError, StorageConfig
+    from facesim.cluster.client import ClusterError
+    from facesim.cluster.resources import ClusterConfig
+    from facesim.cluster.volumes import StorageConfig
     from facesim.training.tfjob import TFJobConfig, cluster_run_dir, submit_tfjob
 
     if config.run_dir is None:

@@ -1,4 +1,5 @@
-"""TrainConfig: every option of a training run, and its round trip through the command line.
+"""TrainConfig: every option of a training run, declared once (training/options.py: each field's flag,
+help and checks), and its round trip through the command line.
 
 The local launcher and the TFJob launcher (training/tfjob.py) both start `python -m facesim.training`
 with `config.to_args()`, so a worker on a cluster runs exactly the options given locally.
@@ -7,15 +8,21 @@ with `config.to_args()`, so a worker on a cluster runs exactly the options given
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from facesim.faces.detect import add_yunet_argument
+from facesim.training.options import add_options, from_namespace, option, option_problems, to_args
 
-ARCHITECTURES = ("mobilefacenet", "inception_resnet_v1", "faceapi_resnet", "tiny")
+# The registry of embedding networks (training/model.py builds each): name -> what it is, for --help.
+ARCHITECTURE_NOTES = {
+    "mobilefacenet": "~1M params",
+    "inception_resnet_v1": "FaceNet",
+    "faceapi_resnet": "dlib's face ResNet, 128-d, for pretrained weights",
+    "tiny": "tests",
+}
+ARCHITECTURES = tuple(ARCHITECTURE_NOTES)
 MINERS = ("semi_hard", "batch_hard")
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "faceapi_resnet": 150, "tiny": 64}
@@ -23,6 +30,12 @@ DEFAULT_IMAGE_SIZE = {"mobilefacenet": 112, "inception_resnet_v1": 160, "faceapi
 DEFAULT_TEMPLATE = {"faceapi_resnet": "dlib-chip-5pt"}
 PRETRAINED_INIT = "faceapi-resnet"  # --init: the pretrained dlib ResNet (training.pretrained)
 SCRATCH_INIT = "scratch"
+
+
+def architecture_help() -> str:
+    """`--architecture`'s help, from the registry, so a new network cannot be left out."""
+    networks = [f"{name} ({note}, {DEFAULT_IMAGE_SIZE[name]} px)" for name, note in ARCHITECTURE_NOTES.items()]
+    return f"embedding network: {', '.join(networks)} (default: %(default)s)"
 
 
 @dataclass(frozen=True)
@@ -50,42 +63,160 @@ RECIPES = {
 
 @dataclass
 class TrainConfig:
-    data: str
-    out: str
-    run_dir: str | None = None  # checkpoints, TensorBoard logs; default: OUT.run beside OUT
-    cache_dir: str | None = None  # face-crop cache; default: $FACESIM_CACHE/<preprocessing key>
-    workers: int = 1
-    epochs: int = 1
-    steps_per_epoch: int = 100
-    architecture: str = "mobilefacenet"
-    image_size: int | None = None  # None: the architecture's native size
-    embedding_dim: int = 128
-    margin: float | None = None  # None: the --init's recipe (RECIPES)
-    mining: str = "semi_hard"
-    identities_per_batch: int = 16  # P
-    images_per_identity: int = 4  # K
-    learning_rate: float | None = None  # None: the --init's recipe
-    lr_schedule: str = "cosine"  # cosine: linear warm-up, then cosine decay to 0 over the run
-    warmup_steps: int | None = None  # None: the --init's recipe
-    weight_decay: float = 0.0  # AdamW decoupled weight decay; 0: plain Adam
-    augment: bool = True
-    max_identities: int | None = None  # training identities used (smoke tests)
-    val_pairs: int | None = None  # validation pairs used (smoke tests), balanced same/different
-    test_pairs: int | None = None  # test pairs used (smoke tests), balanced same/different
-    map_identities: int = 12  # test identities drawn in the embedding map
-    checkpoint_steps: int = 0  # 0: checkpoint at the end of each epoch only
-    detector: str = "auto"
-    yunet_path: str | None = None
-    prepare_workers: int = 2
-    threads: int = 0  # TensorFlow intra-op threads per worker; 0: cores / workers
-    seed: int = 0
-    init: str = SCRATCH_INIT  # scratch | faceapi-resnet | a model directory to start from
-    init_weights: str | None = None  # --init faceapi-resnet: the weights folder (else env, cache or npm)
-    freeze_stages: int | None = None  # faceapi_resnet: leading stages kept frozen; None: the recipe
-    distill_weight: float | None = None  # weight of the pull to the --init network's embeddings; None: the recipe
-    template: str | None = None  # alignment template; None: the architecture's (DEFAULT_TEMPLATE)
-    flip_average: bool | None = None  # embed crop + mirror; None: on for faceapi_resnet
-    metadata: dict[str, str] = field(default_factory=dict)  # free-form notes for model.json
+    """Every option of a training run. Each field's `option(...)` is its flag, help and checks
+    (training/options.py); `problems()` adds the checks that span several fields."""
+
+    data: str = field(metadata=option("LFW-layout root (images + people.txt/pairs.txt) or a prepared crop cache"))
+    out: str = field(metadata=option("model directory to export (SavedModel + model.json)"))
+    run_dir: str | None = field(  # default: OUT.run beside OUT
+        default=None,
+        metadata=option("checkpoints and TensorBoard logs (default: OUT.run beside OUT); reuse it to resume"),
+    )
+    cache_dir: str | None = field(
+        default=None, metadata=option("face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
+    )
+    workers: int = field(default=1, metadata=option("worker processes (default: %(default)s)", at_least=1))
+    epochs: int = field(  # its bound depends on --init: problems()
+        default=1,
+        metadata=option("epochs; 0 with an --init exports the starting weights, calibrated (default: %(default)s)"),
+    )
+    steps_per_epoch: int = field(default=100, metadata=option("steps per epoch (default: %(default)s)", at_least=1))
+    architecture: str = field(
+        default="mobilefacenet",
+        metadata=option(
+            architecture_help(),
+            choices=ARCHITECTURES,
+        ),
+    )
+    image_size: int | None = field(  # None: the architecture's native size
+        default=None, metadata=option("crop size in pixels (default: the architecture's native size)", at_least=32)
+    )
+    embedding_dim: int = field(default=128, metadata=option("embedding size (default: %(default)s)", at_least=1))
+    margin: float | None = field(  # None: the --init's recipe (RECIPES)
+        default=None,
+        metadata=option(
+            f"triplet margin on squared L2 (default: {RECIPES[SCRATCH_INIT].margin} from scratch, "
+            f"{RECIPES[PRETRAINED_INIT].margin} fine-tuning)",
+            finite=True,
+            positive=True,
+        ),
+    )
+    mining: str = field(
+        default="semi_hard", metadata=option("online triplet mining (default: %(default)s)", choices=MINERS)
+    )
+    identities_per_batch: int = field(  # P
+        default=16,
+        metadata=option(
+            "P: identities in each global batch (default: %(default)s)",
+            at_least=2,
+            at_least_why="a triplet needs a negative",
+        ),
+    )
+    images_per_identity: int = field(  # K
+        default=4,
+        metadata=option(
+            "K: images of each identity in a batch (default: %(default)s)",
+            at_least=2,
+            at_least_why="a triplet needs an anchor and a positive",
+        ),
+    )
+    learning_rate: float | None = field(  # None: the --init's recipe
+        default=None,
+        metadata=option(
+            f"peak Adam learning rate (default: {RECIPES[SCRATCH_INIT].learning_rate} from scratch, "
+            f"{RECIPES[PRETRAINED_INIT].learning_rate} fine-tuning)",
+            finite=True,
+            positive=True,
+        ),
+    )
+    lr_schedule: str = field(  # cosine: linear warm-up, then cosine decay to 0 over the run
+        default="cosine",
+        metadata=option(
+            "constant, or cosine decay to 0 over all the run's steps (default: %(default)s)", choices=LR_SCHEDULES
+        ),
+    )
+    warmup_steps: int | None = field(  # None: the --init's recipe
+        default=None,
+        metadata=option(
+            f"steps of linear warm-up to the peak learning rate (default: {RECIPES[SCRATCH_INIT].warmup_steps} "
+            f"from scratch, {RECIPES[PRETRAINED_INIT].warmup_steps} fine-tuning)",
+            not_negative=True,
+        ),
+    )
+    weight_decay: float = field(
+        default=0.0,
+        metadata=option(
+            "AdamW decoupled weight decay; 0 is plain Adam (default: %(default)s)", finite=True, not_negative=True
+        ),
+    )
+    augment: bool = field(default=True, metadata=option("flip, crop jitter, colour (default: on)"))
+    max_identities: int | None = field(
+        default=None, metadata=option("use at most this many training identities (smoke tests)")
+    )
+    val_pairs: int | None = field(  # balanced same/different
+        default=None, metadata=option("use at most this many validation pairs (smoke tests)")
+    )
+    test_pairs: int | None = field(  # balanced same/different
+        default=None, metadata=option("use at most this many test pairs (smoke tests)")
+    )
+    map_identities: int = field(
+        default=12, metadata=option("test identities in the embedding map (default: %(default)s)")
+    )
+    checkpoint_steps: int = field(  # 0: checkpoint at the end of each epoch only
+        default=0, metadata=option("also checkpoint every N steps (default: each epoch end)")
+    )
+    detector: str = field(default="auto", metadata=option("face detector for preparing crops: auto, yunet, haar"))
+    yunet_path: str | None = field(default=None, metadata=option(flag="--yunet", add=add_yunet_argument))
+    prepare_workers: int = field(default=2, metadata=option("processes preparing crops"))
+    threads: int = field(  # TensorFlow intra-op threads per worker; 0: cores / workers
+        default=0, metadata=option("TensorFlow threads per worker (default: cores / workers)")
+    )
+    seed: int = field(default=0, metadata=option("sampling and initialisation seed (default: %(default)s)"))
+    init: str = field(  # scratch | faceapi-resnet | a model directory to start from
+        default=SCRATCH_INIT,
+        metadata=option(
+            "where the weights start: random (scratch), dlib's pretrained ResNet (faceapi-resnet: implies "
+            "--architecture faceapi_resnet, 150 px, 128-d), or an exported facesim model (its network and "
+            "preprocessing) (default: %(default)s)",
+            metavar="faceapi-resnet|scratch|MODEL_DIR",
+        ),
+    )
+    init_weights: str | None = field(
+        default=None,
+        metadata=option(
+            "--init faceapi-resnet: folder with the face-api weights (default: "
+            "$FACESIM_FACEAPI_WEIGHTS, the cache under $FACESIM_HOME, or npm)"
+        ),
+    )
+    freeze_stages: int | None = field(  # faceapi_resnet: leading stages kept frozen; None: the recipe
+        default=None,
+        metadata=option(
+            "faceapi_resnet: keep the first N of its 4 stages frozen (0-3; default: "
+            f"{RECIPES[PRETRAINED_INIT].freeze_stages} fine-tuning, 0 from scratch)",
+            at_least=0,
+            at_most=3,
+        ),
+    )
+    distill_weight: float | None = field(  # None: the recipe
+        default=None,
+        metadata=option(
+            "add this times the mean squared distance between each crop's embedding and the starting "
+            "network's embedding of it: fine-tuning keeps the pretrained geometry (default: "
+            f"{RECIPES[PRETRAINED_INIT].distill_weight} fine-tuning, 0 from scratch)",
+            finite=True,
+            not_negative=True,
+        ),
+    )
+    template: str | None = field(  # None: the architecture's (DEFAULT_TEMPLATE)
+        default=None, metadata=option("alignment template (arcface-5pt, dlib-chip-5pt; default: the architecture's)")
+    )
+    flip_average: bool | None = field(  # None: on for faceapi_resnet
+        default=None,
+        metadata=option("embed each crop and its mirror image and average (default: on for faceapi_resnet)"),
+    )
+    metadata: dict[str, str] = field(  # free-form notes for model.json
+        default_factory=dict, metadata=option("a note to record in model.json", metavar="KEY=VALUE")
+    )
 
     def __post_init__(self) -> None:
         self._follow_init()
@@ -116,44 +247,19 @@ class TrainConfig:
             self.flip_average = bool(card.extra.get("flip_average", False))
 
     def problems(self) -> list[str]:
-        found: list[str] = []
+        """Every field's own checks (its option(...)), then those that span several fields."""
+        found = option_problems(self)
         if self.architecture == "faceapi_resnet" and self.embedding_dim != 128:
             found.append("faceapi_resnet embeds in 128 dimensions (its pretrained last layer): drop --embedding-dim")
-        if not 0 <= self.freeze_stages <= 3:
-            found.append("--freeze-stages must be 0..3")
-        if self.architecture not in ARCHITECTURES:
-            found.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}")
-        if self.mining not in MINERS:
-            found.append(f"--mining must be one of {', '.join(MINERS)}")
         if self.epochs < (1 if self.init == SCRATCH_INIT else 0):
             found.append("--epochs must be at least 1 (0, export the starting weights calibrated, needs an --init)")
-        for name in ("workers", "steps_per_epoch", "embedding_dim", "identities_per_batch"):
-            if getattr(self, name) < 1:
-                found.append(f"--{name.replace('_', '-')} must be at least 1")
-        if self.images_per_identity < 2:
-            found.append("--images-per-identity must be at least 2 (a triplet needs an anchor and a positive)")
-        if self.identities_per_batch < 2:
-            found.append("--identities-per-batch must be at least 2 (a triplet needs a negative)")
         if self.workers >= 1 and self.global_batch % self.workers:
             found.append(
                 f"the global batch ({self.identities_per_batch} x {self.images_per_identity} = "
                 f"{self.global_batch}) must divide evenly among {self.workers} workers"
             )
-        for name in ("margin", "learning_rate", "weight_decay", "distill_weight"):
-            if not math.isfinite(getattr(self, name)):  # nan slips past every comparison below
-                found.append(f"--{name.replace('_', '-')} must be a finite number")
-        if self.margin <= 0:
-            found.append("--margin must be positive")
-        if self.learning_rate <= 0:
-            found.append("--learning-rate must be positive")
-        if self.lr_schedule not in LR_SCHEDULES:
-            found.append(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.distill_weight < 0:
-            found.append("--warmup-steps, --weight-decay and --distill-weight must not be negative")
         if self.distill_weight and self.init == SCRATCH_INIT:
             found.append("--distill-weight needs an --init to distil from (random weights teach nothing)")
-        if self.image_size is not None and self.image_size < 32:
-            found.append("--image-size must be at least 32")
         return found
 
     @property
@@ -186,159 +292,16 @@ class TrainConfig:
     def to_args(self, exclude: Collection[str] = ()) -> list[str]:
         """Command-line arguments that `parse_config` turns back into this config (without the
         fields in `exclude`, for a caller that sets those itself)."""
-        args: list[str] = []
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
-        for f in dataclasses.fields(self):
-            if f.name in exclude:
-                continue
-            value = getattr(self, f.name)
-            flag = "--" + f.name.replace("_", "-")
-            if f.name == "metadata":
-                args += [item for key, text in value.items() for item in ("--metadata", f"{key}={text}")]
-            elif f.name in ("data", "out") or value != defaults.get(f.name):
-                if isinstance(value, bool):
-                    args.append(flag if value else "--no-" + flag[2:])
-                elif value is not None:
-                    args += [flag, str(value)]
-        return args
+        return to_args(self, exclude)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Every TrainConfig field as an option (shared by `facesim train` and `python -m facesim.training`)."""
-    d = TrainConfig.__dataclass_fields__
-    add = parser.add_argument
-    add("--data", required=True, help="LFW-layout root (images + people.txt/pairs.txt) or a prepared crop cache")
-    add("--out", required=True, help="model directory to export (SavedModel + model.json)")
-    add("--run-dir", help="checkpoints and TensorBoard logs (default: OUT.run beside OUT); reuse it to resume")
-    add("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
-    add("--workers", type=int, default=d["workers"].default, help="worker processes (default: %(default)s)")
-    add(
-        "--epochs",
-        type=int,
-        default=d["epochs"].default,
-        help="epochs; 0 with an --init exports the starting weights, calibrated (default: %(default)s)",
-    )
-    add(
-        "--steps-per-epoch",
-        type=int,
-        default=d["steps_per_epoch"].default,
-        help="steps per epoch (default: %(default)s)",
-    )
-    add(
-        "--architecture",
-        choices=ARCHITECTURES,
-        default=d["architecture"].default,
-        help="embedding network: mobilefacenet (~1M params, 112 px), inception_resnet_v1 (FaceNet, 160 px), "
-        "tiny (tests) (default: %(default)s)",
-    )
-    add("--image-size", type=int, help="crop size in pixels (default: the architecture's native size)")
-    add("--embedding-dim", type=int, default=d["embedding_dim"].default, help="embedding size (default: %(default)s)")
-    add(
-        "--margin",
-        type=float,
-        help=f"triplet margin on squared L2 (default: {RECIPES[SCRATCH_INIT].margin} from scratch, "
-        f"{RECIPES[PRETRAINED_INIT].margin} fine-tuning)",
-    )
-    add("--mining", choices=MINERS, default=d["mining"].default, help="online triplet mining (default: %(default)s)")
-    add(
-        "--identities-per-batch",
-        type=int,
-        default=d["identities_per_batch"].default,
-        help="P: identities in each global batch (default: %(default)s)",
-    )
-    add(
-        "--images-per-identity",
-        type=int,
-        default=d["images_per_identity"].default,
-        help="K: images of each identity in a batch (default: %(default)s)",
-    )
-    add(
-        "--learning-rate",
-        type=float,
-        help=f"peak Adam learning rate (default: {RECIPES[SCRATCH_INIT].learning_rate} from scratch, "
-        f"{RECIPES[PRETRAINED_INIT].learning_rate} fine-tuning)",
-    )
-    add(
-        "--lr-schedule",
-        choices=LR_SCHEDULES,
-        default=d["lr_schedule"].default,
-        help="constant, or cosine decay to 0 over all the run's steps (default: %(default)s)",
-    )
-    add(
-        "--warmup-steps",
-        type=int,
-        help=f"steps of linear warm-up to the peak learning rate (default: {RECIPES[SCRATCH_INIT].warmup_steps} "
-        f"from scratch, {RECIPES[PRETRAINED_INIT].warmup_steps} fine-tuning)",
-    )
-    add(
-        "--weight-decay",
-        type=float,
-        default=d["weight_decay"].default,
-        help="AdamW decoupled weight decay; 0 is plain Adam (default: %(default)s)",
-    )
-    add(
-        "--augment", action=argparse.BooleanOptionalAction, default=True, help="flip, crop jitter, colour (default: on)"
-    )
-    add("--max-identities", type=int, help="use at most this many training identities (smoke tests)")
-    add("--val-pairs", type=int, help="use at most this many validation pairs (smoke tests)")
-    add("--test-pairs", type=int, help="use at most this many test pairs (smoke tests)")
-    add(
-        "--map-identities",
-        type=int,
-        default=d["map_identities"].default,
-        help="test identities in the embedding map (default: %(default)s)",
-    )
-    add("--checkpoint-steps", type=int, default=0, help="also checkpoint every N steps (default: each epoch end)")
-    add("--detector", default=d["detector"].default, help="face detector for preparing crops: auto, yunet, haar")
-    add_yunet_argument(parser)
-    add("--prepare-workers", type=int, default=d["prepare_workers"].default, help="processes preparing crops")
-    add("--threads", type=int, default=0, help="TensorFlow threads per worker (default: cores / workers)")
-    add("--seed", type=int, default=0, help="sampling and initialisation seed (default: %(default)s)")
-    add(
-        "--init",
-        default=SCRATCH_INIT,
-        metavar="faceapi-resnet|scratch|MODEL_DIR",
-        help="where the weights start: random (scratch), dlib's pretrained ResNet (faceapi-resnet: implies "
-        "--architecture faceapi_resnet, 150 px, 128-d), or an exported facesim model (its network and "
-        "preprocessing) (default: %(default)s)",
-    )
-    add(
-        "--init-weights",
-        help="--init faceapi-resnet: folder with the face-api weights (default: "
-        "$FACESIM_FACEAPI_WEIGHTS, the cache under $FACESIM_HOME, or npm)",
-    )
-    add(
-        "--freeze-stages",
-        type=int,
-        help="faceapi_resnet: keep the first N of its 4 stages frozen (0-3; default: "
-        f"{RECIPES[PRETRAINED_INIT].freeze_stages} fine-tuning, 0 from scratch)",
-    )
-    add(
-        "--distill-weight",
-        type=float,
-        help="add this times the mean squared distance between each crop's embedding and the starting "
-        "network's embedding of it: fine-tuning keeps the pretrained geometry (default: "
-        f"{RECIPES[PRETRAINED_INIT].distill_weight} fine-tuning, 0 from scratch)",
-    )
-    add("--template", help="alignment template (arcface-5pt, dlib-chip-5pt; default: the architecture's)")
-    add(
-        "--flip-average",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="embed each crop and its mirror image and average (default: on for faceapi_resnet)",
-    )
-    add("--metadata", action="append", default=[], metavar="KEY=VALUE", help="a note to record in model.json")
+    add_options(parser, TrainConfig)
 
 
 def config_from_namespace(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    notes: dict[str, str] = {}
-    for item in values.pop("metadata", []):
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--metadata expects KEY=VALUE, got {item!r}")
-        notes[key] = text
-    return TrainConfig(**values, metadata=notes)
+    return from_namespace(TrainConfig, args)
 
 
 def parse_config(argv: list[str], prog: str = "python -m facesim.training") -> TrainConfig:

@@ -4,8 +4,8 @@
 The network is rebuilt in Keras (`faceapi_resnet`), loaded with the checksummed face-api weights
 (training.pretrained) and exported like a trained model: SavedModel + model.json, with crops aligned
 to dlib's chip template from YuNet's points. With --data, the threshold is calibrated on LFW
-pairs fold 9 and the fold-10 figures are recorded (DESIGN §3); without it, the threshold measured
-that way here is used and model.json says so.
+pairs fold 9 and the fold-10 figures are recorded (the evaluation protocol, docs/protocol.md);
+without it, the threshold measured that way here is used and model.json says so.
 """
 
 from __future__ import annotations

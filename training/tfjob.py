@@ -17,22 +17,17 @@ from pathlib import PurePosixPath
 from kubeflow.training import models as tf_models
 from kubernetes import client as k8s
 
-from facesim.cluster.client import sdk_client
+from facesim.cluster.client import ClusterError, explain_api_error, sdk_client, sigterm_as_interrupt
 from facesim.cluster.resources import (
     NO_ISTIO_SIDECAR,
     TFJOB_NAME_MAX,
     ClusterConfig,
-    ClusterError,
     Resources,
-    StorageConfig,
-    claim_mounts,
-    claim_volumes,
     container_security_context,
-    explain_api_error,
     owner_references,
     pod_security_context,
-    sigterm_as_interrupt,
 )
+from facesim.cluster.volumes import StorageConfig, claim_mounts, claim_volumes
 from facesim.storage.cache import CACHE_ROOT_ENV
 
 TFJOB_API_VERSION = "kubeflow.org/v1"

@@ -12,9 +12,11 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from facesim.tuning.space import ALGORITHMS, EARLY_STOPPING
+from facesim.training.options import add_options, from_namespace
+from facesim.tuning.space import SearchSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,21 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="where trial logs, results.json and best_params.json go (default: $FACESIM_HOME/tuning/<timestamp>)",
     )
-    add("--trials", type=int, default=6, help="number of trials (default: %(default)s)")
-    add("--parallel", type=int, default=0, help="trials at a time (default: 0 = cores / workers per trial)")
-    add("--algorithm", default="tpe", help=f"Katib algorithm name: {', '.join(ALGORITHMS)} (default: %(default)s)")
-    add(
-        "--early-stopping",
-        default="medianstop",
-        help=f"stop hopeless trials: {', '.join(EARLY_STOPPING)} (default: %(default)s)",
-    )
-    add("--objective", default="val_accuracy", help="metric to optimise (default: %(default)s)")
-    add("--minimize", action="store_true", help="minimise the objective (default: maximise)")
-    add("--workers", type=int, default=1, help="training workers per trial (default: %(default)s)")
-    add("--epochs", type=int, default=3, help="epochs per trial (default: %(default)s)")
-    add("--steps-per-epoch", type=int, default=50, help="steps per epoch (default: %(default)s)")
-    add("--grid-points", type=int, default=3, help="grid values per continuous parameter (default: %(default)s)")
-    add("--seed", type=int, default=0, help="sampler seed (default: %(default)s)")
+    add_options(parser, SearchSettings)
     cluster = parser.add_argument_group("cluster backend (Katib)")
     cluster.add_argument("--experiment-name", default="facesim-tune", help="Experiment name (default: %(default)s)")
     cluster.add_argument(
@@ -108,35 +96,28 @@ def main(argv: list[str] | None = None) -> int:
     problem = _trial_problem(args, train_args)
     if problem:
         parser.error(f"every trial would fail: {problem}")
+    try:
+        search = from_namespace(SearchSettings, args)  # the checks of both backends
+    except ValueError as error:
+        parser.error(str(error))
     if args.backend == "cluster":
         return _run_cluster(args, train_args, parser)
     if not args.data:
         parser.error("give --data DIR (an LFW-layout root or a prepared crop cache) or set FACESIM_LFW")
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such directory")
-    return _run_local(args, train_args, parser)
+    return _run_local(args, search, train_args, parser)
 
 
-def _run_local(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
+def _run_local(
+    args: argparse.Namespace, search: SearchSettings, train_args: list[str], parser: argparse.ArgumentParser
+) -> int:
     from facesim.tuning.best import BEST_PARAMS_FILE
     from facesim.tuning.local import LocalTuneConfig, TuningFailed, results_table, tune_locally
 
     try:
         config = LocalTuneConfig(
-            data=args.data,
-            out=args.out or _default_out(),
-            trials=args.trials,
-            parallel=args.parallel,
-            algorithm=args.algorithm,
-            early_stopping=args.early_stopping,
-            objective=args.objective,
-            maximize=not args.minimize,
-            workers=args.workers,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            grid_points=args.grid_points,
-            seed=args.seed,
-            train_args=train_args,
+            **asdict(search), data=args.data, out=args.out or _default_out(), train_args=train_args
         )
     except ValueError as error:  # UnknownAlgorithm included
         parser.error(str(error))
@@ -164,10 +145,11 @@ def _namespace(args: argparse.Namespace) -> dict[str, str]:
 def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argparse.ArgumentParser) -> int:
     """A Katib Experiment with the same search space, followed to the end; its optimal trial is
     written to OUT/best_params.json when --out is given."""
-    from facesim.cluster.resources import ClusterConfig, ClusterError, images_from_args
+    from facesim.cluster.client import ClusterError
+    from facesim.cluster.resources import ClusterConfig, images_from_args
     from facesim.training.tfjob import DEFAULT_DATA, TFJobConfig
-    from facesim.tuning.best import BestParameters, typed_value, write_best_params
-    from facesim.tuning.katib import ExperimentConfig, submit_experiment
+    from facesim.tuning.best import BEST_PARAMS_FILE
+    from facesim.tuning.katib import ExperimentConfig, tune_on_cluster
 
     shared_args = ("--data", args.data or DEFAULT_DATA, "--steps-per-epoch", str(args.steps_per_epoch), *train_args)
     try:
@@ -189,15 +171,11 @@ def _run_cluster(args: argparse.Namespace, train_args: list[str], parser: argpar
     except ValueError as error:
         parser.error(str(error))
     try:
-        optimal = submit_experiment(config, wait=True, kubeconfig=args.kubeconfig)
+        best = tune_on_cluster(config, args.out, kubeconfig=args.kubeconfig)
     except ClusterError as error:
         print(f"facesim tune: {error}", file=sys.stderr)
         return 1
-    assert optimal is not None  # wait=True follows the Experiment to its optimal trial
-    parameters = {name: typed_value(name, text) for name, text in optimal.parameters.items()}
-    print(f"best: trial {optimal.name} {args.objective}={optimal.metrics.get(args.objective)} {json.dumps(parameters)}")
+    print(f"best: trial {best.trial} {args.objective}={best.value} {json.dumps(best.parameters)}")
     if args.out:
-        value = float(optimal.metrics.get(args.objective, "nan"))
-        path = write_best_params(args.out, BestParameters(args.objective, value, optimal.name, parameters))
-        print(f"written: {path}")
+        print(f"written: {args.out / BEST_PARAMS_FILE}")
     return 0

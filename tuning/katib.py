@@ -15,25 +15,20 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubeflow.katib import models as katib
 from kubernetes import client as k8s
 
-from facesim.cluster.client import sdk_client
-from facesim.cluster.resources import (
-    EXPERIMENT_NAME_MAX,
-    RUNS_MOUNT,
-    ClusterError,
-    explain_api_error,
-    owner_references,
-    sigterm_as_interrupt,
-    to_manifest,
-)
+from facesim.cluster.client import ClusterError, explain_api_error, sdk_client, sigterm_as_interrupt
+from facesim.cluster.resources import EXPERIMENT_NAME_MAX, owner_references, to_manifest
 from facesim.cluster.targets import Target
 from facesim.cluster.targets import target as target_named
+from facesim.cluster.volumes import RUNS_MOUNT
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
 from facesim.training.tfjob import DEFAULT_DATA, TFJOB_CONTAINER, TFJobConfig, tfjob
+from facesim.tuning.best import BestParameters, typed_value, write_best_params
 from facesim.tuning.space import (
     ALGORITHMS,
     EARLY_STOPPING,
@@ -251,6 +246,20 @@ def submit_experiment(
         print(f"cancelled: deleting Experiment {namespace}/{name}", file=sys.stderr)
         katib_client.delete_experiment(name, namespace=namespace)
         raise
+
+
+def tune_on_cluster(config: ExperimentConfig, out: Path | None = None, kubeconfig: str | None = None) -> BestParameters:
+    """Run the Experiment to its end and return its optimal trial (written to OUT/best_params.json
+    too when `out` is given): what `facesim tune --backend cluster` and the pipeline's tuning step do.
+    Raises ClusterError like `submit_experiment`."""
+    optimal = submit_experiment(config, wait=True, kubeconfig=kubeconfig)
+    assert optimal is not None  # wait=True follows the Experiment to its optimal trial
+    parameters = {name: typed_value(name, text) for name, text in optimal.parameters.items()}
+    value = float(optimal.metrics.get(config.objective, math.nan))
+    best = BestParameters(config.objective, value, optimal.name, parameters)
+    if out is not None:
+        write_best_params(out, best)
+    return best
 
 
 def follow_experiment(katib_client, namespace: str, name: str, options: FollowOptions) -> OptimalTrial:

@@ -20,7 +20,14 @@ from tqdm import tqdm
 
 from facesim.tuning.algorithms import describe_algorithm, make_pruner, make_sampler
 from facesim.tuning.best import BestParameters, write_best_params
-from facesim.tuning.space import SEARCH_SPACE, SearchParameter, grid_values, median_stop_start, trial_flags
+from facesim.tuning.space import (
+    SEARCH_SPACE,
+    SearchParameter,
+    SearchSettings,
+    grid_values,
+    median_stop_start,
+    trial_flags,
+)
 from facesim.tuning.trial import MetricStream, TrialOutcome, run_trial, trials_stop_with_the_tuner
 
 RESULTS_FILE = "results.json"
@@ -34,29 +41,17 @@ class _TrialFailed(RuntimeError):
     """A trial exited with an error or printed no objective (recorded as FAIL, the search goes on)."""
 
 
-@dataclass
-class LocalTuneConfig:
+@dataclass(kw_only=True)
+class LocalTuneConfig(SearchSettings):
+    """A search run here: its settings, the data, where its trials and results go, and the options
+    every trial's `facesim train` gets."""
+
     data: str
     out: Path
-    trials: int = 6
-    parallel: int = 0  # trials at a time; 0: one per `workers` cores
-    algorithm: str = "tpe"
-    early_stopping: str = "medianstop"
-    objective: str = "val_accuracy"
-    maximize: bool = True
-    workers: int = 1  # training workers per trial
-    epochs: int = 3
-    steps_per_epoch: int = 50
-    grid_points: int = 3  # values per continuous parameter for `grid`
-    seed: int | None = 0
     train_args: list[str] = field(default_factory=list)  # passed to every trial's `facesim train`
 
     def __post_init__(self) -> None:
-        for name in ("trials", "workers", "epochs", "steps_per_epoch", "grid_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.parallel < 0:
-            raise ValueError("--parallel must be 0 (automatic) or more")
+        super().__post_init__()
         describe_algorithm(self.algorithm)  # UnknownAlgorithm (a ValueError) names the choices
         make_pruner(self.early_stopping)
 
@@ -87,6 +82,11 @@ class TuneResult:
     best: TrialRecord
     trials: list[TrialRecord]
     out: Path
+
+    def best_parameters(self) -> BestParameters:
+        """The best trial as `best_params.json` records it (what the pipeline trains with)."""
+        assert self.best.objective is not None  # only trials with an objective can be the best
+        return BestParameters(self.objective, self.best.objective, str(self.best.number), self.best.params)
 
 
 def suggest(trial: optuna.Trial, parameter: SearchParameter) -> float | int | str:
@@ -247,9 +247,7 @@ def write_results(result: TuneResult) -> None:
         "trials": trials,
     }
     (result.out / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    assert result.best.objective is not None
-    best = BestParameters(result.objective, result.best.objective, str(result.best.number), result.best.params)
-    write_best_params(result.out, best)
+    write_best_params(result.out, result.best_parameters())
 
 
 def results_table(result: TuneResult, space: tuple[SearchParameter, ...] = SEARCH_SPACE) -> str:

@@ -1,15 +1,17 @@
 """The hyper-parameter search space, defined once: the Katib Experiment and the local tuner both read it.
 
-Each parameter names the training CLI flag it sets, so a trial (a Katib TFJob or a local run) is
+Each parameter names the TrainConfig field it sets, whose flag it passes, so a trial (a Katib TFJob or a local run) is
 `python -m facesim.training ... <flag> <value>` for every parameter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+from facesim.training.options import flag_of, option, option_problems
 
 ParameterKind = Literal["double", "int", "categorical"]
 
@@ -22,6 +24,45 @@ EARLY_STOPPING: tuple[str, ...] = ("medianstop", "none")
 MEDIAN_STOP_MIN_TRIALS = 2
 
 
+@dataclass
+class SearchSettings:
+    """The options of a search that `facesim tune` takes for either backend, each declared once
+    (training/options.py: its flag, help and check)."""
+
+    trials: int = field(default=6, metadata=option("number of trials (default: %(default)s)", at_least=1))
+    parallel: int = field(  # 0: one trial per `workers` cores
+        default=0,
+        metadata=option(
+            "trials at a time (default: 0 = cores / workers per trial)", at_least=0, at_least_why="0: automatic"
+        ),
+    )
+    algorithm: str = field(
+        default="tpe", metadata=option(f"Katib algorithm name: {', '.join(ALGORITHMS)} (default: %(default)s)")
+    )
+    early_stopping: str = field(
+        default="medianstop",
+        metadata=option(f"stop hopeless trials: {', '.join(EARLY_STOPPING)} (default: %(default)s)"),
+    )
+    objective: str = field(default="val_accuracy", metadata=option("metric to optimise (default: %(default)s)"))
+    minimize: bool = field(default=False, metadata=option("minimise the objective (default: maximise)"))
+    workers: int = field(default=1, metadata=option("training workers per trial (default: %(default)s)", at_least=1))
+    epochs: int = field(default=3, metadata=option("epochs per trial (default: %(default)s)", at_least=1))
+    steps_per_epoch: int = field(default=50, metadata=option("steps per epoch (default: %(default)s)", at_least=1))
+    grid_points: int = field(  # values per continuous parameter for `grid`
+        default=3, metadata=option("grid values per continuous parameter (default: %(default)s)", at_least=1)
+    )
+    seed: int | None = field(default=0, metadata=option("sampler seed (default: %(default)s)"))
+
+    def __post_init__(self) -> None:
+        problems = option_problems(self, SearchSettings)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def maximize(self) -> bool:
+        return not self.minimize
+
+
 def median_stop_start(epochs: int) -> int | None:
     """The reported epoch (1-based) from which medianstop may stop a trial of `epochs` epochs:
     Katib's start_step, and one more than optuna's warm-up. The second epoch, or the first when a
@@ -31,11 +72,12 @@ def median_stop_start(epochs: int) -> int | None:
 
 @dataclass(frozen=True)
 class SearchParameter:
-    """One tuned hyper-parameter: its name (Katib's parameter name), kind, range and CLI flag."""
+    """One tuned hyper-parameter: its name (Katib's parameter name), kind, range and the TrainConfig
+    field it sets (whose command-line flag a trial passes)."""
 
     name: str
     kind: ParameterKind
-    flag: str
+    setting: str  # a TrainConfig field
     low: float | None = None  # double / int: inclusive bounds
     high: float | None = None
     log: bool = False  # sample on a log scale (local tuner; Katib 0.14's model has no distribution field)
@@ -49,15 +91,19 @@ class SearchParameter:
             raise ValueError(f"{self.name}: a {self.kind} parameter needs bounds with low < high")
         elif self.log and self.low <= 0:
             raise ValueError(f"{self.name}: a log-scale parameter needs low > 0")
-        if not self.flag.startswith("--"):
-            raise ValueError(f"{self.name}: flag {self.flag!r} must be a long option (--name)")
+
+    @property
+    def flag(self) -> str:
+        from facesim.training.config import TrainConfig
+
+        return flag_of(TrainConfig, self.setting)
 
 
 SEARCH_SPACE: tuple[SearchParameter, ...] = (
     # Triplet margin on squared distances of unit embeddings (FaceNet: 0.2); the range is 0..4.
-    SearchParameter("margin", "double", "--margin", low=0.05, high=0.5),
-    SearchParameter("embedding_size", "categorical", "--embedding-dim", values=("64", "128", "256")),
-    SearchParameter("learning_rate", "double", "--learning-rate", low=1e-4, high=1e-2, log=True),
+    SearchParameter("margin", "double", "margin", low=0.05, high=0.5),
+    SearchParameter("embedding_size", "categorical", "embedding_dim", values=("64", "128", "256")),
+    SearchParameter("learning_rate", "double", "learning_rate", low=1e-4, high=1e-2, log=True),
 )
 
 

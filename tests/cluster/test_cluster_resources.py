@@ -1,4 +1,4 @@
-"""facesim.cluster.resources: the namespace a launcher uses, pvc:// URIs, and API errors turned into advice."""
+"""facesim.cluster.resources and .client: the namespace a launcher uses, pvc:// URIs, API errors as advice."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 
 import facesim.cluster.resources as cluster
 from facesim.cli import main as facesim_main
-from facesim.cluster.resources import ClusterConfig, ClusterError, Images, owner_references, pvc_uri
+from facesim.cluster.client import ClusterError
+from facesim.cluster.resources import ClusterConfig, Images, owner_references
+from facesim.cluster.volumes import pvc_uri
 from facesim.contract.version import __version__
 from facesim.training.tfjob import TFJobConfig, submit_tfjob
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from facesim.cluster.client import ClusterError
 from facesim.cluster.inference_service import (
     InferenceServiceConfig,
     ReadyOptions,
@@ -15,7 +16,7 @@ from facesim.cluster.inference_service import (
     inference_service,
     main,
 )
-from facesim.cluster.resources import ClusterError, to_manifest
+from facesim.cluster.resources import to_manifest
 from tests.helpers.crd_validation import crd_errors
 from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from facesim.cluster.resources import ClusterError, to_manifest
+from facesim.cluster.client import ClusterError
+from facesim.cluster.resources import to_manifest
 from facesim.contract.metrics_lines import KATIB_METRIC_FILTER
 from facesim.training.config import parse_config
 from facesim.tuning.algorithms import make_pruner

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import facesim.cluster.resources as resources
-from facesim.cluster.resources import ClusterConfig, ClusterError, to_manifest
+from facesim.cluster.client import ClusterError
+from facesim.cluster.resources import ClusterConfig, to_manifest
 from facesim.training.tfjob import TFJobConfig, WaitOptions, submit_tfjob, tfjob
 from tests.helpers.crd_validation import crd_errors, unchecked_rules
 from tests.helpers.fake_apiserver import Answer, RunningApiServer, status_body

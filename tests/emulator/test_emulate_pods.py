@@ -5,10 +5,11 @@ hostname, empty HOME and /tmp, PVC folders at their mountPath, TF_CONFIG, the Se
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+
+from tests.helpers.emulate import emulate_command
 
 # Worker 1 listens on 2222 and answers once; worker 0 checks its pod, then talks to worker 1 by
 # its Service name. Both bind 0.0.0.0:2222, as TensorFlow's gRPC server does.
@@ -64,21 +65,7 @@ def _emulate(tmp_path: Path, job: dict) -> subprocess.CompletedProcess:
     (tmp_path / "v" / "pvc").mkdir(parents=True, exist_ok=True)
     (tmp_path / "v" / "pvc" / "from-host.txt").write_text("hello")
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
-    command = [
-        sys.executable,
-        "-m",
-        "facesim",
-        "emulate",
-        "--runtime",
-        "process",
-        str(tmp_path / "job.yaml"),
-        "--volumes",
-        str(tmp_path / "v"),
-        "--timeout",
-        "120",
-        "--logs",
-        str(tmp_path / "logs"),
-    ]
+    command = emulate_command([tmp_path / "job.yaml"], tmp_path / "v", tmp_path / "logs", timeout=120)
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 

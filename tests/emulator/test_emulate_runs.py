@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.emulate import emulate_command
 from tests.helpers.lfw_sliver import make_lfw_sliver
 
 pytestmark = pytest.mark.slow
@@ -62,21 +63,7 @@ def _env(yunet_path: Path) -> dict[str, str]:
 def _emulate(
     files: list[Path], volumes: Path, logs: Path, env: dict[str, str], timeout: int
 ) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "facesim",
-        "emulate",
-        "--runtime",
-        "process",
-        *map(str, files),
-        "--volumes",
-        str(volumes),
-        "--timeout",
-        str(timeout),
-        "--logs",
-        str(logs),
-    ]
+    command = emulate_command(files, volumes, logs, timeout)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout + 60, env=env)
 
 
@@ -144,21 +131,8 @@ def test_inference_service_serves_the_model_from_its_storage_uri(
     volumes = tmp_path / "v"
     shutil.copytree(tiny_model_dir, volumes / "facesim-models" / "facenet" / "1")
     shutil.copytree(tiny_gallery_dir, volumes / "facesim-models" / "galleries" / "lfw" / "1")
-    command = [
-        sys.executable,
-        "-m",
-        "facesim",
-        "emulate",
-        "--runtime",
-        "process",
-        str(manifests / "inferenceservice.yaml"),  # as rendered: one volume per claim
-        "--volumes",
-        str(volumes),
-        "--timeout",
-        "240",
-        "--logs",
-        str(tmp_path / "logs"),
-    ]
+    # The InferenceService as rendered: one volume per claim.
+    command = emulate_command([manifests / "inferenceservice.yaml"], volumes, tmp_path / "logs", timeout=240)
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env(yunet_path)
     )

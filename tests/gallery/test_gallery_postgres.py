@@ -29,7 +29,7 @@ from tests.helpers.kill_mid_enrolment import ROWS_PER_ENROLMENT, start_writer_pa
 
 DIM = 16
 POLL_S = 0.5
-# The stated bound (docs/architecture.md): a commit is searchable on every replica within the poll
+# The stated bound (docs/gallery.md): a commit is searchable on every replica within the poll
 # interval plus the time to read it; the tests allow one second for the read on a loaded machine.
 DELAY_S = POLL_S + 1.0
 

@@ -360,7 +360,7 @@ def test_two_workers_serve_one_gallery(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, examples: Path, tmp_path: Path
 ) -> None:
     """`--workers 2`: an enrolment answered by one worker process is seen by every later request.
-    (`--approximate-threshold 1`: searched through FAISS HNSW, which the enrolment is added to.)"""
+    (`--approximate-threshold 1`: searched through the FAISS IVF index, which the enrolment is added to.)"""
     gallery = tmp_path / "gallery"
     shutil.copytree(tiny_gallery_dir, gallery)
     env = {

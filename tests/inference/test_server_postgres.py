@@ -22,7 +22,7 @@ from tests.helpers.postgres_server import PostgresServer
 
 GALLERY = "/v1/models/facenet/gallery"
 POLL_S = 1.0
-# The stated bound (docs/architecture.md): within the poll interval plus the time to read the change;
+# The stated bound (docs/gallery.md): within the poll interval plus the time to read the change;
 # a notification usually makes it milliseconds. One second of slack for a loaded CI machine.
 DELAY_S = POLL_S + 1.0
 

@@ -10,19 +10,24 @@ from pathlib import Path
 
 import pytest
 
+from facesim.pipeline.backends import (
+    KubernetesBackend,
+    LocalProcessBackend,
+    StepFailed,
+    backend_for,
+    volume_uri,
+)
 from facesim.pipeline.local_run import ProgressLog
 from facesim.pipeline.settings import TrainingSettings, TuningSettings, from_struct, struct
 from facesim.pipeline.steps import (
     Hyperparameters,
     RunLayout,
-    StepFailed,
     check_accuracy,
     facesim_metrics,
+    final_config,
     publish_model,
     resource_name,
-    train_command,
-    tune_command,
-    volume_uri,
+    search,
 )
 from facesim.training.config import parse_config
 from facesim.training.tfjob import TFJobConfig
@@ -145,11 +150,7 @@ SETTINGS = TrainingSettings(
 
 def test_the_final_run_checkpoints_on_the_runs_volume_and_exports_to_the_models_volume() -> None:
     layout = RunLayout.for_run("cluster", "", "facesim-abc")
-    command = train_command(
-        "/mnt/data/crops/lfw", "cluster", layout, "facesim-abc", SETTINGS, Hyperparameters(0.3, 64, 0.002)
-    )
-    assert command[:5] == ["train", "--backend", "cluster", "--job-name", "facesim-abc-train"]
-    config = parse_config(command[5:])
+    config = final_config("/mnt/data/crops/lfw", layout, SETTINGS, Hyperparameters(0.3, 64, 0.002))
     assert config.run_dir == "/mnt/runs/facesim-abc/train"  # checkpoints: not the models volume
     assert config.out == "/mnt/models/facesim-abc/model"
     assert (config.architecture, config.max_identities, config.workers, config.epochs) == ("tiny", 20, 2, 3)
@@ -157,15 +158,75 @@ def test_the_final_run_checkpoints_on_the_runs_volume_and_exports_to_the_models_
     assert config.image_size is None and config.val_pairs is None  # 0 in the pipeline is "the default" here too
 
 
-def test_a_trial_gets_the_training_settings_the_tuner_does_not_set_itself() -> None:
+def test_settings_a_training_run_refuses_fail_the_step_with_its_reason() -> None:
+    layout = RunLayout.for_run("local", "/w", "run-1")
+    with pytest.raises(StepFailed, match="must divide evenly among 3 workers"):
+        final_config("/w/crops/x", layout, TrainingSettings(workers=3), Hyperparameters(0.0, 128, 0.0))
+
+
+def test_the_cluster_backend_runs_the_final_run_as_a_tfjob_with_its_very_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from facesim.cluster.client import ClusterError
+    from facesim.training import tfjob
+
+    submitted: list[TFJobConfig] = []
+    monkeypatch.setattr(tfjob, "submit_tfjob", lambda job, wait: submitted.append(job))
+    config = final_config(
+        "/mnt/data/crops/lfw", RunLayout.for_run("cluster", "", "r"), SETTINGS, Hyperparameters(0.3, 64, 0.002)
+    )
+    KubernetesBackend().train(config, "r-train")
+    (job,) = submitted
+    assert (job.name, job.workers) == ("r-train", 2)
+    assert parse_config(list(job.train_args)) == config
+
+    def refuse(job: TFJobConfig, wait: bool) -> None:
+        raise ClusterError("TFJob facesim/r-train failed; see `kubectl -n facesim logs r-train-worker-0`")
+
+    monkeypatch.setattr(tfjob, "submit_tfjob", refuse)
+    with pytest.raises(StepFailed, match="training: TFJob facesim/r-train failed"):
+        KubernetesBackend().train(config, "r-train")
+
+
+def test_a_search_gives_each_trial_the_training_settings_the_tuner_does_not_set_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from facesim.tuning import katib, local
+
     layout = RunLayout.for_run("local", "/w", "run-1")
     tuning = TuningSettings(trials=2, tune_algorithm="random", tune_epochs=2, tune_steps_per_epoch=4)
-    command = tune_command("/w/crops/x", "local", layout, "run-1", SETTINGS, tuning)
-    own, trial = command[: command.index("--")], command[command.index("--") + 1 :]
-    assert own[own.index("--workers") + 1] == "2" and own[own.index("--epochs") + 1] == "2"
-    assert own[own.index("--trials") + 1] == "2" and own[own.index("--algorithm") + 1] == "random"
+    wanted = search("/w/crops/x", layout, "run-1", SETTINGS, tuning)
+    trial = list(wanted.trial_args())
     assert trial[trial.index("--architecture") + 1] == "tiny" and trial[trial.index("--max-identities") + 1] == "20"
     assert not {"--data", "--out", "--workers", "--epochs", "--steps-per-epoch"} & set(trial)  # the tuner's own
+
+    searched: list[object] = []
+    monkeypatch.setattr(local, "tune_locally", lambda config: searched.append(config) or pytest.fail("stop"))
+    with pytest.raises(pytest.fail.Exception):
+        LocalProcessBackend().tune(wanted)
+    here = searched.pop()
+    assert isinstance(here, local.LocalTuneConfig)
+    assert (here.data, here.out, here.trials, here.algorithm) == (
+        "/w/crops/x",
+        Path("/w/runs/run-1/tuning"),
+        2,
+        "random",
+    )
+    assert (here.workers, here.epochs, here.steps_per_epoch, here.train_args) == (2, 2, 4, trial)
+
+    monkeypatch.setattr(katib, "tune_on_cluster", lambda config, out: searched.append(config) or pytest.fail("stop"))
+    with pytest.raises(pytest.fail.Exception):
+        KubernetesBackend().tune(wanted)
+    experiment = searched.pop()
+    assert isinstance(experiment, katib.ExperimentConfig)
+    assert (experiment.name, experiment.max_trial_count, experiment.trial_epochs) == ("run-1-tune", 2, 2)
+    assert experiment.trial_job.workers == 2
+    assert list(experiment.train_args) == ["--data", "/w/crops/x", "--steps-per-epoch", "4", *trial]
+
+
+def test_an_unknown_backend_names_the_choices() -> None:
+    with pytest.raises(StepFailed, match="local, cluster"):
+        backend_for("gpu")
 
 
 def test_settings_come_back_typed_from_a_kfp_struct() -> None:
@@ -224,3 +285,17 @@ def test_the_gallery_step_calibrates_the_gallery_or_says_why_not(
 
     with pytest.raises(StepFailed, match="no-such-gallery"):  # any other failure fails the step
         steps.calibrate_gallery_threshold(tmp_path / "no-such-gallery")
+
+
+def test_what_a_step_calls_fails_as_a_step_failure_that_says_why(tmp_path: Path) -> None:
+    """No exit code or output to read: the functions the CLI calls raise, the step says what went wrong."""
+    from facesim.pipeline import steps
+    from facesim.training.config import TrainConfig
+
+    nowhere = TrainConfig(data=str(tmp_path / "nowhere"), out=str(tmp_path / "m"))
+    with pytest.raises(StepFailed, match="training: .*nowhere.* does not exist"):
+        LocalProcessBackend().train(nowhere, "run-train")
+    with pytest.raises(StepFailed, match=f"evaluating {tmp_path}: .*not a model artifact"):
+        steps.evaluate(str(tmp_path), str(tmp_path))
+    with pytest.raises(StepFailed, match="no such directory"):
+        steps.prepare_data(str(tmp_path / "nowhere"), RunLayout.for_run("local", str(tmp_path), "r"), SETTINGS)

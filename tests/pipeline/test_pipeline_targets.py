@@ -65,11 +65,12 @@ def test_submit_compiles_for_the_target(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_the_deploy_step_passes_the_deployment_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     """The docs' RawDeployment never reached the pipeline: the deploy step passed no mode."""
-    commands: list[list[str]] = []
-    monkeypatch.setattr(steps, "run_facesim", lambda args: commands.append(list(args)) or ["http://x\n"])
+    from facesim.cluster import inference_service
+
+    deployed: list[inference_service.InferenceServiceConfig] = []
+    monkeypatch.setattr(inference_service, "deploy_inference_service", lambda config: deployed.append(config) or "u")
     where = steps.Deployment("faces", "Knative")
-    steps.deploy("/m", "/mnt/models/run/model", "/mnt/models/run/gallery", "cluster", where)
-    (command,) = commands
-    assert command[command.index("--deployment-mode") + 1] == "Knative"
-    assert command[command.index("--name") + 1] == "faces"
-    assert command[command.index("--model") + 1] == "pvc://facesim-models/run/model"
+    assert steps.deploy("/m", "/mnt/models/run/model", "/mnt/models/run/gallery", "cluster", where) == "u"
+    (config,) = deployed
+    assert (config.deployment_mode, config.name) == ("Knative", "faces")
+    assert config.model_uri == "pvc://facesim-models/run/model"

@@ -2,40 +2,71 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from facesim.training.config import TrainConfig, parse_config
 
+# Two configs that between them give every TrainConfig field a value other than its default
+# (--init faceapi-resnet fixes the architecture and the embedding size, so those need a second one).
+SCRATCH = TrainConfig(
+    data="/data/lfw",
+    out="/models/m",
+    run_dir="/runs/r",
+    cache_dir="/cache",
+    workers=2,
+    epochs=3,
+    steps_per_epoch=7,
+    architecture="inception_resnet_v1",
+    image_size=96,
+    embedding_dim=64,
+    margin=0.35,
+    mining="batch_hard",
+    identities_per_batch=8,
+    images_per_identity=3,
+    learning_rate=0.01,
+    lr_schedule="constant",
+    warmup_steps=4,
+    weight_decay=1e-4,
+    augment=False,
+    max_identities=40,
+    val_pairs=100,
+    test_pairs=50,
+    map_identities=5,
+    checkpoint_steps=2,
+    detector="haar",
+    yunet_path="/models/yunet.onnx",
+    prepare_workers=1,
+    threads=1,
+    seed=5,
+    template="dlib-chip-5pt",
+    flip_average=True,
+    metadata={"trial": "t-1", "note": "a=b"},
+)
+PRETRAINED = TrainConfig(
+    data="/data/lfw",
+    out="/models/m",
+    init="faceapi-resnet",
+    init_weights="/weights",
+    freeze_stages=1,
+    distill_weight=2.0,
+    flip_average=False,
+)
 
-def test_to_args_round_trips_every_field():
-    config = TrainConfig(
-        data="/data/lfw",
-        out="/models/m",
-        run_dir="/runs/r",
-        workers=2,
-        epochs=3,
-        steps_per_epoch=7,
-        architecture="inception_resnet_v1",
-        image_size=96,
-        embedding_dim=64,
-        margin=0.35,
-        mining="batch_hard",
-        identities_per_batch=8,
-        images_per_identity=3,
-        learning_rate=0.01,
-        lr_schedule="constant",
-        warmup_steps=4,
-        weight_decay=1e-4,
-        augment=False,
-        max_identities=40,
-        val_pairs=100,
-        test_pairs=50,
-        checkpoint_steps=2,
-        threads=1,
-        seed=5,
-        metadata={"trial": "t-1"},
-    )
-    assert parse_config(config.to_args()) == config
+
+def test_every_train_config_field_round_trips_through_its_command_line() -> None:
+    defaults = TrainConfig(data="d", out="o")
+    changed = {
+        f.name
+        for config in (SCRATCH, PRETRAINED)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(config, f.name) != getattr(defaults, f.name)
+    }
+    assert changed == {f.name for f in dataclasses.fields(TrainConfig)}  # a new field: give it a value above
+    for config in (SCRATCH, PRETRAINED, defaults):
+        assert parse_config(config.to_args()) == config
+    assert "--yunet" in SCRATCH.to_args()  # the shared option's own name, not an old spelling
 
 
 def test_defaults_round_trip_and_native_sizes():

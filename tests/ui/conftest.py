@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from facesim.inference.local_server import local_predictor
 from facesim.ui.app import UiConfig, create_app
-from tests.helpers.admin import TEST_ADMIN_TOKEN
+from tests.helpers.admin import TEST_ADMIN_TOKEN, own_predictor
 from tests.helpers.ui_helpers import ARTIFACTS, DoomedPredictor, start_ui, stop
 
 CHROMIUM = "/usr/bin/chromium"
@@ -73,24 +72,11 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
-def _own_predictor(model_dir: Path, gallery_dir: Path, yunet_path: Path, work: Path) -> AbstractContextManager[str]:
-    """A predictor of the tests' own on a copy of the tiny gallery, so enrolments touch nobody else's."""
-    gallery_copy = work / "gallery"
-    shutil.copytree(gallery_dir, gallery_copy)
-    env = {
-        "FACESIM_HOME": str(work / "home"),
-        "FACESIM_YUNET_MODEL": str(yunet_path),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "FACESIM_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
-    }
-    return local_predictor(model_dir, gallery_copy, env=env, log_path=work / "predictor.log")
-
-
 @pytest.fixture(scope="session")
 def writable_predictor(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    with _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path_factory.mktemp("writable")) as url:
+    with own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path_factory.mktemp("writable")) as url:
         yield url
 
 
@@ -113,7 +99,7 @@ def doomed_predictor(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path: Path
 ) -> Iterator[DoomedPredictor]:
     with ExitStack() as predictor:
-        predictor_url = predictor.enter_context(_own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path))
+        predictor_url = predictor.enter_context(own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, tmp_path))
         ui_url, ui_process = start_ui(predictor_url)
         yield DoomedPredictor(ui_url, predictor)
         stop(ui_process)
@@ -134,7 +120,7 @@ def logged_servers(
     tiny_model_dir: Path, tiny_gallery_dir: Path, yunet_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LoggedServers]:
     work = tmp_path_factory.mktemp("logged")
-    with _own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, work) as predictor_url:
+    with own_predictor(tiny_model_dir, tiny_gallery_dir, yunet_path, work) as predictor_url:
         ui_log = work / "ui.log"
         ui_url, ui_process = start_ui(predictor_url, log=ui_log)
         yield LoggedServers(ui_url, predictor_url, work / "predictor.log", ui_log)
