@@ -43,7 +43,9 @@ import requests
 from facesim.contract.api import IDEMPOTENCY_HEADER
 from facesim.contract.client import GALLERY_PATH, predict_url, v1_request
 from facesim.faces.detect import add_yunet_argument
-from facesim.gallery.store import DATABASE_NAME, GalleryInfo, create_gallery, open_gallery
+from facesim.gallery.api import GalleryInfo
+from facesim.gallery.backends import create_gallery, open_gallery
+from facesim.gallery.store import DATABASE_NAME
 from facesim.inference.local_server import RunningPredictor, start_predictor
 from facesim.storage.model_artifact import read_model_info
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facesim.gallery.index import EmbeddingIndex, IndexState, load_index, save_index
+from facesim.gallery.api import IndexState
+from facesim.gallery.index import EmbeddingIndex, load_index, save_index
 
 TOP_K = 3
 ROWS_PER_IDENTITY = (2, 8)

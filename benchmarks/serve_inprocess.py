@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facesim.inference.payload import RequestLimits
+from facesim.contract.api import READY_PATH
+from facesim.inference.protocol import RequestLimits
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ def startup_seconds(model_dir: Path, gallery: Path, yunet_path: str | None, runt
             if process.poll() is not None:
                 raise RuntimeError(f"`{' '.join(command)}` exited with code {process.returncode}")
             try:
-                if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                if requests.get(f"http://127.0.0.1:{port}{READY_PATH}", timeout=1).status_code == 200:
                     return time.perf_counter() - start
             except requests.RequestException:
                 pass

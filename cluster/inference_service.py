@@ -36,7 +36,7 @@ from facesim.cluster.resources import (
 from facesim.cluster.targets import DEPLOYMENT_MODES, FORMER_MODE_NAMES, Target, add_target_argument, canonical_mode
 from facesim.cluster.targets import target as target_named
 from facesim.cluster.volumes import PvcMount, pvc_uri, pvc_volumes
-from facesim.contract.api import MODEL_NAME
+from facesim.contract.api import MODEL_NAME, READY_PATH
 
 ISVC_API_VERSION = "serving.kserve.io/v1beta1"
 PREDICTOR_CONTAINER = "kserve-container"  # the name KServe expects for a custom predictor
@@ -120,7 +120,7 @@ def predictor_container(config: InferenceServiceConfig, volume_mounts: list[k8s.
         env=[admin_token_env()],
         ports=[k8s.V1ContainerPort(name="http1", container_port=PREDICTOR_PORT, protocol="TCP")],
         startup_probe=_probe("/v2/health/live", period=5, failures=STARTUP_SECONDS // 5),
-        readiness_probe=_probe("/v2/health/ready", period=5, failures=3),
+        readiness_probe=_probe(READY_PATH, period=5, failures=3),
         liveness_probe=_probe("/v2/health/live", period=15, failures=4),
         resources=config.resources.requirements(),
         volume_mounts=volume_mounts,

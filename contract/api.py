@@ -4,8 +4,12 @@ the benchmarks) and evaluation, so that each rule is stated once."""
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 MODEL_NAME = "facenet"  # KServe model name: /v1/models/facenet:predict, /v2/models/facenet/infer
+READY_PATH = "/v2/health/ready"  # 200 once the model and gallery are loaded (Open Inference Protocol)
+# KServe's binary extension of V2: the length of the JSON header that precedes the raw tensor bytes.
+BINARY_V2_HEADER = "inference-header-content-length"
 
 MAX_IDENTITY_LENGTH = 128
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one image, as sent (the predictor's default; configurable)
@@ -18,6 +22,31 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # `facesim serve`'s default gallery when set: the InferenceService takes it from a Secret
 # (`facesim manifests --gallery-backend postgresql`), so no password sits in its arguments.
 GALLERY_DSN_ENV = "FACESIM_GALLERY_DSN"
+
+
+# One word per concept: `model_fingerprint` (the weights' fingerprint), `gallery_version` (the registered
+# version, v1, v2, ... or null), `gallery_edits` (the gallery's change counter). The names they replace,
+# per answer (old -> new), are served beside them in 0.1.x and go in 0.2.0 (docs/protocol.md).
+DEPRECATED_NAMES: dict[str, dict[str, str]] = {
+    "predict": {"model_version": "model_fingerprint"},  # V1 answer, V2 parameters
+    "gallery": {"version": "gallery_version", "edits": "gallery_edits", "model_version": "model_fingerprint"},
+    "index": {"version": "gallery_edits"},  # the listing's "index"
+    "enrol": {"edits": "gallery_edits"},
+}
+
+
+def with_old_names(answer: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A server's answer with the deprecated names beside the new ones (while they are served)."""
+    return answer | {old: answer[new] for old, new in DEPRECATED_NAMES[kind].items() if new in answer}
+
+
+def with_new_names(answer: Any, kind: str) -> Any:
+    """A client's view of an answer: the new names, taken from the old ones when an older server sent only those."""
+    if not isinstance(answer, dict):
+        return answer
+    return answer | {
+        new: answer[old] for old, new in DEPRECATED_NAMES[kind].items() if new not in answer and old in answer
+    }
 
 
 class IdentityNameError(ValueError):

@@ -19,9 +19,8 @@ from typing import Any
 
 import requests
 
-from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MODEL_NAME
+from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MODEL_NAME, READY_PATH, with_new_names
 
-READY_PATH = "/v2/health/ready"
 GALLERY_PATH = f"/v1/models/{MODEL_NAME}/gallery"
 CARD_PATH = f"/v1/models/{MODEL_NAME}/card"
 MAX_MESSAGE_CHARS = 200
@@ -121,10 +120,13 @@ class PredictorClient:
     def predict_body(self, body: bytes, with_compare: bool = False) -> dict:
         """POST an encoded V1 body (benchmarks reuse one); the answer is checked like `predict`'s."""
         answer = self._json("POST", predict_url(self.base_url), data=body, headers={"Content-Type": "application/json"})
+        answer = with_new_names(answer, "predict")
         return self._checked(answer, lambda: check_v1_answer(answer, with_compare))
 
     def gallery(self) -> dict:
-        answer = self._json("GET", GALLERY_PATH)
+        answer = with_new_names(self._json("GET", GALLERY_PATH), "gallery")
+        if isinstance(answer, dict):
+            answer["index"] = with_new_names(answer.get("index"), "index")
         return self._checked(answer, lambda: check_gallery_listing(answer))
 
     def thumbnail(self, identity: str) -> bytes:
@@ -143,9 +145,11 @@ class PredictorClient:
         """Enrol (retried with one idempotency key, a new one unless given: never enrolled twice)."""
         body = json.dumps({"identity": identity, "images": [b64_image(image) for image in images]}).encode()
         headers = self._write_headers(idempotency_key, json_body=True)
-        answer = self._write(lambda: self._json("POST", GALLERY_PATH, data=body, headers=headers))
+        answer = with_new_names(
+            self._write(lambda: self._json("POST", GALLERY_PATH, data=body, headers=headers)), "enrol"
+        )
         return self._checked(
-            answer, lambda: _fields(answer, {"identity": str, "added": int, "count": int, "edits": int})
+            answer, lambda: _fields(answer, {"identity": str, "added": int, "count": int, "gallery_edits": int})
         )
 
     def remove(self, identity: str, idempotency_key: str | None = None) -> dict:
@@ -276,7 +280,7 @@ def check_v1_answer(answer: Any, with_compare: bool = False) -> None:
     # gallery_version: the registered version (v1, v2, ...), null outside the registry
     _fields(
         answer,
-        {"predictions": list, "threshold": NUMBER, "model_version": str, "gallery_version": (str, type(None))},
+        {"predictions": list, "threshold": NUMBER, "model_fingerprint": str, "gallery_version": (str, type(None))},
     )
     _fields(answer, {"gallery_edits": int})
     if len(answer["predictions"]) != 1:

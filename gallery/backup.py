@@ -21,16 +21,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from facesim.gallery.store import (
-    DATABASE_NAME,
-    GalleryError,
-    GallerySnapshot,
-    GalleryStore,
-    is_postgres,
-    open_gallery,
-    redacted,
-    sqlite_connect,
-)
+from facesim.gallery.api import GalleryError, GallerySnapshot, is_postgres, redacted
+from facesim.gallery.backends import open_gallery
+from facesim.gallery.store import DATABASE_NAME, GalleryStore, sqlite_connect
 
 BACKUP_MANIFEST = "backup.json"
 

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 import numpy as np
 
 from facesim.contract.metrics import accept_rate, pair_distances, threshold_at_far
-from facesim.gallery.store import GalleryError, GalleryStore
+from facesim.gallery.api import Gallery, GalleryError
+from facesim.gallery.store import GalleryStore
 
 MIN_GENUINE_PAIRS = 10
 # Impostor pairs beyond this are drawn at random (a fixed seed): 1e6 pairs resolve a FAR of 1e-5.
@@ -78,10 +79,10 @@ def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibrat
     return calibration
 
 
-def gallery_threshold(store: GalleryStore, model_versions: Collection[str]) -> float | None:
+def gallery_threshold(gallery: Gallery, model_versions: Collection[str]) -> float | None:
     """The gallery's calibrated threshold, when it has one made with this model (one of its fingerprints:
     storage.model_artifact.ModelInfo.fingerprints)."""
-    calibration = store.info.calibration
+    calibration = gallery.info.calibration
     if not calibration or calibration.get("model_version") not in model_versions:
         return None
     return float(calibration["threshold"])

@@ -16,19 +16,18 @@ from tqdm import tqdm
 from facesim.faces.detect import add_yunet_argument
 from facesim.faces.image import ImageError, read_image, thumbnail_jpeg
 from facesim.faces.preprocess import FacePreprocessor
-from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex
-from facesim.gallery.store import (
+from facesim.gallery.api import (
     Gallery,
     GalleryError,
     GalleryInfo,
-    GalleryStore,
     GalleryUnavailable,
-    create_gallery,
     gallery_location,
     is_postgres,
-    open_gallery,
     redacted,
 )
+from facesim.gallery.backends import create_gallery, open_gallery
+from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex
+from facesim.gallery.store import GalleryStore
 from facesim.storage.datasets import IdentityDataset
 from facesim.storage.lfw import LfwLayout
 from facesim.storage.model_artifact import Embedder, ModelError, preprocessor_for, read_model_info

@@ -24,16 +24,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
 from facesim.contract.metrics import squared_l2_of_similarity
-from facesim.gallery.store import GalleryUnavailable
-
-if TYPE_CHECKING:
-    from facesim.gallery.store import Gallery
+from facesim.gallery.api import Gallery, GalleryUnavailable, IndexState
 
 log = logging.getLogger(__name__)
 
@@ -296,15 +292,6 @@ def _exact_nearest(queries: np.ndarray, vectors: np.ndarray, n: int) -> tuple[np
 
 
 @dataclass(frozen=True)
-class IndexState:
-    """Which gallery state an index reflects: its change counters and the largest row id read."""
-
-    version: int = -1
-    removals: int = -1
-    last_id: int = 0
-
-
-@dataclass(frozen=True)
 class SavedIndex:
     """`index.json`, written last: a reader only ever sees complete files."""
 
@@ -411,7 +398,7 @@ class LiveGalleryIndex:
         with self._lock:
             kind = "ivf" if self._index.approximate else "exact"
             return {
-                "version": self._state.version,
+                "gallery_edits": self._state.version,
                 "size": self._index.size,
                 "kind": kind,
                 "loaded_from": self.loaded_from,

@@ -23,13 +23,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
 
-from facesim.gallery.store import (
-    IDEMPOTENCY_TTL_S,
+from facesim.gallery.api import (
     EnrolResult,
     GalleryChanges,
     GalleryError,
@@ -37,21 +35,22 @@ from facesim.gallery.store import (
     GalleryRows,
     GallerySnapshot,
     GalleryUnavailable,
-    IdempotentWrite,
-    OutageLog,
+    IndexState,
     UnknownIdentity,
     WriteRequest,
+    redacted,
+)
+from facesim.gallery.store import (
+    IDEMPOTENCY_TTL_S,
+    IdempotentWrite,
+    OutageLog,
+    changes_since,
     checked_rows,
     erasure_digest,
-    log_covers,
     read_rows,
-    redacted,
     replayed_answer,
 )
 from facesim.storage.faults import pause_point
-
-if TYPE_CHECKING:
-    from facesim.gallery.index import IndexState
 
 CHANNEL = "facesim_gallery"
 CONNECT_TIMEOUT_S = 10
@@ -299,19 +298,17 @@ class PostgresGallery:
             return self._rows(db, after_id)
 
     def changes(self, since: IndexState) -> GalleryChanges:
-        if since.removals < 0:
-            return GalleryChanges(removed=None, rows=self.rows())
-        with self._transaction(read_only=True) as db:
+        return changes_since(since, self._removed_and_rows, self.rows)
+
+    def _removed_and_rows(self, since: IndexState) -> tuple[list[str], GalleryRows]:
+        with self._transaction(read_only=True) as db:  # one snapshot: the log, the counters and the rows agree
             removed = [
                 name
                 for (name,) in db.execute(
                     "SELECT identity FROM facesim_removal_log WHERE version > %s ORDER BY version", (since.version,)
                 )
             ]
-            rows = self._rows(db, since.last_id)
-        if not log_covers(removed, rows.removals, since.removals):
-            return GalleryChanges(removed=None, rows=self.rows())
-        return GalleryChanges(removed=removed, rows=rows)
+            return removed, self._rows(db, since.last_id)
 
     def snapshot(self) -> GallerySnapshot:
         with self._transaction(read_only=True) as db:

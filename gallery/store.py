@@ -1,9 +1,9 @@
 """The gallery ("image database"): identities, their face embeddings and a thumbnail each.
 
-Two backends keep the same rows behind one interface (`Gallery`): a directory holding
+Two backends keep the same rows behind one interface (`Gallery`, api.py): a directory holding
 `gallery.json` (format, the model that made the embeddings, embedding size, provenance) and
 `gallery.sqlite` (the rows), for one machine; and a PostgreSQL database (`postgresql://...`,
-gallery_postgres.py) that several predictor replicas share. SQLite gives what enrolment needs
+postgres.py) that several predictor replicas share. SQLite gives what enrolment needs
 without our own locking: every change is one transaction (a kill -9 mid-write loses nothing
 already committed), concurrent writers from threads or server workers are serialised, and the
 change counter `version` lets every reader notice a change by reading one row.
@@ -26,32 +26,37 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from facesim.gallery.index import IndexState
-
-from facesim.contract.api import GALLERY_UNAVAILABLE, IdentityNameError
-from facesim.contract.api import validate_identity as contract_identity
+from facesim.gallery.api import (
+    ChangeListener,
+    EnrolResult,
+    GalleryChanges,
+    GalleryError,
+    GalleryInfo,
+    GalleryRows,
+    GallerySnapshot,
+    GalleryUnavailable,
+    IdempotencyConflict,
+    IndexState,
+    UnknownIdentity,
+    WriteRequest,
+    validate_identity,
+)
 from facesim.storage.faults import pause_point
 
-GALLERY_FORMAT = 1
 MANIFEST_NAME = "gallery.json"
 DATABASE_NAME = "gallery.sqlite"
 # Writers wait this long for another writer's transaction before giving up.
 BUSY_TIMEOUT_S = 30.0
 # Idempotency keys are kept at least this long (a client retrying later than that gets a new write).
 IDEMPOTENCY_TTL_S = 24 * 3600.0
-# A replica starting while its database is down retries this often at most (so it is ready soon after).
-MAX_OPEN_BACKOFF_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -85,30 +90,6 @@ CREATE TABLE IF NOT EXISTS erasure_key (id INTEGER PRIMARY KEY CHECK (id = 1), k
 INSERT OR IGNORE INTO erasure_key VALUES (1, randomblob(32));
 """
 _SCHEMA = _SCHEMA % (_REMOVAL_LOG + _WRITE_TABLES)
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-class GalleryError(ValueError):
-    """A gallery problem a user can fix (bad identity name, wrong model, missing gallery)."""
-
-
-class UnknownIdentity(GalleryError):
-    pass
-
-
-class IdempotencyConflict(GalleryError):
-    """An idempotency key already used for another request (HTTP 422, as the IETF draft advises)."""
-
-
-class GalleryUnavailable(Exception):
-    """The gallery's database cannot be reached now; a retry later may succeed (HTTP 503).
-
-    `str()` is the public message; `detail` (location without password, driver text) is for the
-    log and for operators' command lines."""
-
-    def __init__(self, detail: str):
-        super().__init__(GALLERY_UNAVAILABLE)
-        self.detail = detail
 
 
 class OutageLog:
@@ -136,14 +117,6 @@ class OutageLog:
             if not self.writable:
                 log.warning("gallery database %s reachable again", self.location)
             self.writable = True
-
-
-@dataclass(frozen=True)
-class WriteRequest:
-    """A write's idempotency key and its request's fingerprint (a hash of what was asked)."""
-
-    key: str
-    fingerprint: str
 
 
 def replayed_answer(request: WriteRequest | None, stored: tuple[str, str] | None) -> dict | None:
@@ -174,91 +147,6 @@ def erasure_digest(key: bytes, identity: str) -> str:
     return hmac.new(key, identity.encode(), hashlib.sha256).hexdigest()
 
 
-@dataclass(frozen=True)
-class GalleryInfo:
-    """What gallery.json records: which model's embedding space the rows live in."""
-
-    model_version: str
-    embedding_dim: int
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    source: dict = field(default_factory=dict)
-    format: int = GALLERY_FORMAT
-    calibration: dict | None = None  # `facesim gallery calibrate`: this gallery's own threshold (inference.calibrate)
-
-
-@dataclass(frozen=True)
-class EnrolResult:
-    identity: str
-    added: int
-    count: int
-    version: int
-
-
-@dataclass(frozen=True)
-class GalleryRows:
-    """Embedding rows read from the database: row ids, owner identity, vectors (N, D)."""
-
-    version: int
-    removals: int
-    ids: np.ndarray
-    identities: list[str]
-    vectors: np.ndarray
-
-
-@dataclass(frozen=True)
-class GalleryChanges:
-    """What was committed after an index's state, read in one snapshot: the identities removed
-    (None when the removal log does not reach back: read everything), then the rows added."""
-
-    removed: list[str] | None
-    rows: GalleryRows
-
-
-@dataclass(frozen=True)
-class GallerySnapshot:
-    """Every row of a gallery as of one moment (what backups and restores move)."""
-
-    info: GalleryInfo
-    version: int
-    removals: int
-    identities: list[tuple[str, bytes | None]]  # name, thumbnail
-    embeddings: list[tuple[int, str, bytes, str | None]]  # row id, identity, vector bytes, source
-
-
-class Gallery(Protocol):
-    """What the predictor and the index need of a gallery, whichever backend keeps it."""
-
-    info: GalleryInfo
-    location: str  # for messages: a directory, or a DSN without its password
-
-    @property
-    def writable(self) -> bool: ...  # the database answered its last call
-    def add(
-        self,
-        identity: str,
-        vectors: np.ndarray,
-        thumbnail: bytes | None = None,
-        sources: list[str] | None = None,
-        request: WriteRequest | None = None,
-    ) -> EnrolResult: ...
-    def remove(self, identity: str, request: WriteRequest | None = None) -> int: ...
-    def erasure_digest(self, identity: str) -> str: ...
-    def purge(self) -> float: ...
-    def snapshot(self) -> GallerySnapshot: ...
-    def identities(self) -> list[tuple[str, int]]: ...
-    def thumbnail(self, identity: str) -> bytes | None: ...
-    def counters(self) -> tuple[int, int]: ...
-    def changes(self, since: IndexState) -> GalleryChanges: ...
-
-
-def validate_identity(name: object) -> str:
-    """The contract's identity-name rule, failing with a GalleryError."""
-    try:
-        return contract_identity(name)
-    except IdentityNameError as error:
-        raise GalleryError(str(error)) from None
-
-
 def checked_rows(
     info: GalleryInfo, identity: str, vectors: np.ndarray, sources: list[str] | None
 ) -> tuple[str, np.ndarray, list[str]]:
@@ -276,60 +164,6 @@ def checked_rows(
 def log_covers(removed: Sequence[object], removals_now: int, since_removals: int) -> bool:
     """Whether the removal log holds every removal after an index's state (older galleries had no log)."""
     return since_removals >= 0 and len(removed) == removals_now - since_removals
-
-
-def is_postgres(location: str | Path) -> bool:
-    return str(location).startswith(POSTGRES_SCHEMES)
-
-
-def gallery_location(text: str) -> Path | str:
-    """A command-line gallery: a DSN stays text (a Path would fold its `//`), anything else is a directory."""
-    return text if is_postgres(text) else Path(text)
-
-
-def redacted(location: str | Path) -> str:
-    """A gallery location for messages and logs: a DSN's password replaced."""
-    parts = urlsplit(str(location))
-    if not is_postgres(location) or parts.password is None:
-        return str(location)
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
-
-
-def open_gallery(location: str | Path) -> Gallery:
-    """A gallery directory (SQLite) or a PostgreSQL DSN."""
-    if is_postgres(location):
-        from facesim.gallery.postgres import PostgresGallery
-
-        return PostgresGallery(str(location))
-    return GalleryStore(location)
-
-
-def wait_for_gallery(location: str | Path, wait_s: float) -> Gallery:
-    """Open a gallery whose database may still be starting: retry with backoff (doubling from 0.25 s
-    to MAX_OPEN_BACKOFF_S) for up to `wait_s` seconds, then give up saying why."""
-    deadline, delay, logged = time.monotonic() + wait_s, 0.25, False
-    while True:
-        try:
-            return open_gallery(location)
-        except GalleryUnavailable as error:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise GalleryError(
-                    f"gave up after waiting {wait_s:g} s for the gallery database (--gallery-wait-s): {error.detail}"
-                ) from None
-            if not logged:
-                log.warning("waiting up to %g s for the gallery database: %s", wait_s, error.detail)
-                logged = True
-            time.sleep(min(delay, left))
-            delay = min(2 * delay, MAX_OPEN_BACKOFF_S)
-
-
-def create_gallery(location: str | Path, info: GalleryInfo) -> Gallery:
-    if is_postgres(location):
-        from facesim.gallery.postgres import PostgresGallery
-
-        return PostgresGallery.create(str(location), info)
-    return GalleryStore.create(location, info)
 
 
 class GalleryStore:
@@ -509,11 +343,11 @@ class GalleryStore:
         return rows
 
     def changes(self, since: IndexState) -> GalleryChanges:
-        if since.removals < 0:
-            return GalleryChanges(removed=None, rows=self.rows())
+        return changes_since(since, self._removed_and_rows, self.rows)
+
+    def _removed_and_rows(self, since: IndexState) -> tuple[list[str], GalleryRows]:
         with self._read() as db:
             db.execute("BEGIN")  # one read transaction: the log, the counters and the rows agree
-            has_log = _has_table(db, "removal_log")
             removed = (
                 [
                     name
@@ -521,14 +355,15 @@ class GalleryStore:
                         "SELECT identity FROM removal_log WHERE version > ? ORDER BY version", (since.version,)
                     )
                 ]
-                if has_log
+                if _has_table(db, "removal_log")
                 else []
             )
             rows = self._rows(db, since.last_id)
             db.execute("COMMIT")
-        if not log_covers(removed, rows.removals, since.removals):
-            return GalleryChanges(removed=None, rows=self.rows())
-        return GalleryChanges(removed=removed, rows=rows)
+        return removed, rows
+
+    def listen(self) -> ChangeListener | None:
+        return None  # writers announce nothing: readers compare the counters (one row) per search
 
     def snapshot(self) -> GallerySnapshot:
         with self._read() as db:
@@ -548,6 +383,21 @@ class GalleryStore:
         count = db.execute("SELECT COUNT(*) FROM embeddings WHERE id > ?", (after_id,)).fetchone()[0]
         cursor = db.execute("SELECT id, identity, vector FROM embeddings WHERE id > ? ORDER BY id", (after_id,))
         return read_rows(cursor, count, self.info.embedding_dim, version, removals)
+
+
+def changes_since(
+    since: IndexState,
+    removed_and_rows: Callable[[IndexState], tuple[list[str], GalleryRows]],
+    all_rows: Callable[[], GalleryRows],
+) -> GalleryChanges:
+    """What was committed after `since`, from one snapshot of the removal log and the newer rows; every
+    row when the index has read nothing yet or the log does not reach back to its state."""
+    if since.removals < 0:
+        return GalleryChanges(removed=None, rows=all_rows())
+    removed, rows = removed_and_rows(since)
+    if not log_covers(removed, rows.removals, since.removals):
+        return GalleryChanges(removed=None, rows=all_rows())
+    return GalleryChanges(removed=removed, rows=rows)
 
 
 def read_rows(cursor: Iterator[tuple], count: int, dim: int, version: int, removals: int) -> GalleryRows:

@@ -17,7 +17,7 @@ from pathlib import Path
 from facesim.contract.api import GALLERY_DSN_ENV
 from facesim.faces.detect import add_yunet_argument
 from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
-from facesim.inference.payload import RequestLimits
+from facesim.inference.protocol import RequestLimits
 from facesim.storage.model_artifact import DEFAULT_RUNTIME, RUNTIMES
 
 # `facesim serve` flag -> help; each sets the RequestLimits field of the same name.
@@ -171,7 +171,7 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, before it loads
-    from facesim.gallery.store import GalleryError, GalleryUnavailable
+    from facesim.gallery.api import GalleryError, GalleryUnavailable
     from facesim.storage.model_artifact import ModelError
 
     try:
@@ -195,7 +195,7 @@ def _resolve_artifacts(model: Path | None, gallery: str | None) -> tuple[Path, P
         raise FileNotFoundError("no --model given and no model registered: train one with `facesim train`")
     if gallery is None:
         raise FileNotFoundError("no --gallery given and none registered: build one with `facesim gallery build`")
-    from facesim.gallery.store import gallery_location
+    from facesim.gallery.api import gallery_location
 
     return model, gallery_location(str(gallery))
 

@@ -2,9 +2,10 @@
 
 KServe reads whole bodies into memory and only looks at Content-Length when a client sends one,
 so the guard reads the body itself, counting while it streams (chunked bodies too): past the
-limit it answers 413 without reading further. A JSON body is checked once with orjson, which
+limit it answers 413 without reading further. A JSON body is parsed here, once, with orjson, which
 refuses lone surrogates (they cannot be written back out, to SQLite or to a response) and
-nesting deeper than 1,024 levels, so no handler ever meets either.
+nesting deeper than 1,024 levels, so no handler ever meets either; the handlers take the parsed
+value from the request's state (`parsed_json`) instead of parsing the body again.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from typing import Any
 
 import orjson
 
+from facesim.contract.api import BINARY_V2_HEADER
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-BINARY_V2_HEADER = b"inference-header-content-length"
+
+# Where the guard leaves the parsed body in the ASGI scope's per-request state.
+PARSED_JSON = "facesim_parsed_json"
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,14 @@ class RequestGuard:
             limit = self.limits.max_body_bytes
             await _answer(send, 413, f"the request body is too large (limit {limit:,} bytes)")
             return
-        problem = _json_problem(scope["headers"], body)
-        if problem is not None:
-            await _answer(send, 400, problem)
+        try:
+            parsed = _parse_json(scope["headers"], body)
+        except orjson.JSONDecodeError as error:
+            refused = "lone surrogates and nesting deeper than 1,024 levels are refused"
+            await _answer(send, 400, f"the body is not valid JSON ({error.msg}): {refused}")
             return
+        if parsed is not None:
+            scope.setdefault("state", {})[PARSED_JSON] = parsed
         await self.app(scope, _replay(body, receive), send)
 
     def _header_problem(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
@@ -83,16 +92,18 @@ class RequestGuard:
         return b"".join(chunks)
 
 
-def _json_problem(headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
+def _parse_json(headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[Any] | None:
+    """(the parsed body,) for a JSON body; None for any other (raises on invalid JSON)."""
     header = dict(headers)
     content_type = header.get(b"content-type", b"").split(b";")[0].strip().lower()
-    if not body or BINARY_V2_HEADER in header or not content_type.endswith(b"json"):
+    if not body or BINARY_V2_HEADER.encode() in header or not content_type.endswith(b"json"):
         return None
-    try:
-        orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        return f"the body is not valid JSON ({error.msg}): lone surrogates and nesting deeper than 1,024 levels are refused"
-    return None
+    return (orjson.loads(body),)
+
+
+def parsed_json(scope: Scope) -> tuple[Any] | None:
+    """(the JSON body as the guard parsed it,), or None when the body was not JSON (or is empty)."""
+    return scope.get("state", {}).get(PARSED_JSON)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-READY_PATH = "/v2/health/ready"
+from facesim.contract.api import READY_PATH
 
 
 class ServerStartError(RuntimeError):

@@ -1,15 +1,14 @@
 """The KServe custom predictor `facenet`: decode -> detect + align (faces/) -> embed -> gallery search.
 
-preprocess parses and validates the request and finds every face of every image; predict makes
-one batched embedding call for all of them; postprocess ranks gallery identities and answers in
-the protocol the request came in (V1 JSON or V2 Open Inference Protocol).
+preprocess decodes the request (protocol.py: V1 or V2, checked) and finds every face of every
+image; predict makes one batched embedding call for all of them and searches the gallery;
+postprocess answers in the protocol the request came in (protocol.py again).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -20,63 +19,34 @@ import kserve
 import numpy as np
 from kserve.errors import InvalidInput
 from kserve.logging import logger
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from facesim.contract.api import MODEL_NAME
-from facesim.contract.metrics import same_person, squared_l2
-from facesim.faces.image import ImageError, declared_pixels, decode_reduced, png_bytes, thumbnail_jpeg
+from facesim.faces.image import ImageError, declared_pixels, decode_reduced, thumbnail_jpeg
 from facesim.faces.preprocess import AlignedFace
+from facesim.gallery.api import EnrolResult, Gallery, GalleryError, GalleryUnavailable, WriteRequest
+from facesim.gallery.backends import wait_for_gallery
 from facesim.gallery.calibrate import gallery_threshold
 from facesim.gallery.index import (
     DEFAULT_APPROXIMATE_THRESHOLD,
     DEFAULT_POLL_S,
     GalleryFollower,
     LiveGalleryIndex,
-    Match,
 )
-from facesim.gallery.store import (
-    EnrolResult,
-    Gallery,
-    GalleryError,
-    GalleryStore,
-    GalleryUnavailable,
-    WriteRequest,
-    wait_for_gallery,
-)
+from facesim.gallery.store import GalleryStore
 from facesim.inference.batching import EmbeddingBatcher
-from facesim.inference.payload import Instance, RequestLimits, parse_v1, parse_v2
+from facesim.inference.protocol import (
+    AnalysedImage,
+    AnswerContext,
+    DecodedRequest,
+    FaceBatch,
+    RequestLimits,
+    decode_request,
+    encode_response,
+)
+from facesim.inference.routes import install_routes
 from facesim.storage.model_artifact import Embedder, ModelInfo, preprocessor_for, read_model_info
 from facesim.storage.paths import registered_version
-
-
-@dataclass
-class AnalysedImage:
-    """What a request keeps of an image: its faces (boxes in the original's pixels, aligned crops),
-    never the decoded pixels, which are released as soon as the crops are made."""
-
-    faces: list[AlignedFace]
-    thumbnail: bytes | None = None
-
-
-@dataclass
-class FaceBatch:
-    """A request in flight: its instances, the faces found, then their embeddings."""
-
-    instances: list[Instance]
-    images: list[AnalysedImage]
-    compares: list[AnalysedImage | None]
-    protocol: str  # "v1" | "v2"
-    request_id: str | None = None
-    embeddings: np.ndarray | None = None
-    gallery_edits: int = 0  # the gallery's change counter when it was searched
-    image_matches: list[list[Match]] = field(default_factory=list)
-
-    def crops(self) -> np.ndarray:
-        crops = [face.crop for image in self.images for face in image.faces]
-        crops += [image.faces[0].crop for image in self.compares if image is not None and image.faces]
-        if not crops:
-            return np.zeros((0, 1, 1, 3), dtype=np.uint8)
-        return np.stack(crops)
 
 
 @dataclass(frozen=True)
@@ -107,7 +77,7 @@ class FaceNetPredictor(kserve.Model):
         super().__init__(name)
         self.config = config
         self.limits = config.limits
-        self.model_info: ModelInfo | None = None
+        self.model_info: ModelInfo  # set by load(), with the gallery, the index and the rest
         self.gallery_version: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -116,9 +86,7 @@ class FaceNetPredictor(kserve.Model):
         return {"name": self.name, "config": self.config, "enable_latency_logging": self.enable_latency_logging}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from facesim.inference.routes import install_routes
-
-        self.__init__(state["config"], state["name"])
+        FaceNetPredictor.__init__(self, state["config"], state["name"])
         self.enable_latency_logging = state["enable_latency_logging"]
         install_routes(self)
         # Load in the background: KServe's parent kills a worker that doesn't answer its ping
@@ -174,20 +142,18 @@ class FaceNetPredictor(kserve.Model):
 
     def _follow(self) -> GalleryFollower | None:
         """A gallery that other replicas write is followed in the background; a directory is checked per search."""
-        if isinstance(self.gallery, GalleryStore):
+        listener = self.gallery.listen()
+        if listener is None:
             return None
-        wait = self.gallery.listen().wait if self.config.listen else None
+        wait = listener.wait if self.config.listen else None
         return GalleryFollower(self.index, wait, self.config.poll_s).start()
 
     # --- the KServe handlers ------------------------------------------------------------------
 
     async def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> FaceBatch:
-        if isinstance(payload, InferRequest):
-            instances, protocol, request_id = parse_v2(payload, self.limits), "v2", payload.id
-        else:
-            instances, protocol, request_id = parse_v1(payload, self.limits), "v1", None
+        request = decode_request(payload, self.limits)
         # Decoding and detection release the GIL: other requests proceed meanwhile.
-        return await asyncio.to_thread(self._analyse_instances, instances, protocol, request_id)
+        return await asyncio.to_thread(self._analyse_instances, request)
 
     async def predict(self, batch: FaceBatch, headers: dict[str, str] | None = None) -> FaceBatch:
         batch.embeddings = await self.batcher.embed(batch.crops())
@@ -201,7 +167,17 @@ class FaceNetPredictor(kserve.Model):
     async def postprocess(
         self, batch: FaceBatch, headers: dict[str, str] | None = None, response_headers: dict | None = None
     ) -> dict | InferResponse:
-        return self._v2_response(batch) if batch.protocol == "v2" else self._v1_response(batch)
+        return encode_response(batch, self._answer_context())
+
+    def _answer_context(self) -> AnswerContext:
+        return AnswerContext(
+            model_name=self.name,
+            model_fingerprint=self.model_info.version,
+            embedding_dim=self.model_info.embedding_dim,
+            gallery_version=self.gallery_version,
+            threshold=self.threshold,
+            threshold_source=self.threshold_source,
+        )
 
     # --- analysis shared with enrolment -------------------------------------------------------
 
@@ -231,16 +207,19 @@ class FaceNetPredictor(kserve.Model):
                 f"{self.limits.max_request_pixels:,} per request: send fewer or smaller images"
             )
 
-    def _analyse_instances(self, instances: list[Instance], protocol: str, request_id: str | None) -> FaceBatch:
+    def _analyse_instances(self, request: DecodedRequest) -> FaceBatch:
+        instances = request.instances
         self.check_pixel_budget([data for i in instances for data in (i.image, i.compare) if data is not None])
         images = [self.analyse(instance.image, f"image {i}") for i, instance in enumerate(instances)]
         compares = [
             None if instance.compare is None else self.analyse(instance.compare, f"compare image {i}")
             for i, instance in enumerate(instances)
         ]
-        return FaceBatch(
-            instances=instances, images=images, compares=compares, protocol=protocol, request_id=request_id
-        )
+        return FaceBatch(request=request, images=images, compares=compares)
+
+    @property
+    def admin_token(self) -> str | None:
+        return self.config.admin_token
 
     @property
     def gallery_writable(self) -> bool:
@@ -268,113 +247,9 @@ class FaceNetPredictor(kserve.Model):
         return removed
 
     def _refresh_after_write(self) -> None:
-        try:
+        # Committed, but the database may have gone away since: the follower catches up when it is back.
+        with contextlib.suppress(GalleryUnavailable):
             self.index.refresh()
-        except GalleryUnavailable:
-            pass  # committed, but the database went away since: the follower catches up when it is back
-
-    # --- answers --------------------------------------------------------------------------------
-
-    def _v1_response(self, batch: FaceBatch) -> dict:
-        # Embedding rows: every face of every image in order, then each compare image's largest face.
-        starts = np.cumsum([0] + [len(image.faces) for image in batch.images])
-        compare_row = int(starts[-1])
-        predictions = []
-        for i, (instance, image, compare) in enumerate(zip(batch.instances, batch.images, batch.compares)):
-            rows = range(int(starts[i]), int(starts[i + 1]))
-            faces = [
-                self._face_json(
-                    face, batch.embeddings[row], batch.image_matches[row][: instance.top_k], instance.return_crops
-                )
-                for face, row in zip(image.faces, rows)
-            ]
-            prediction: dict[str, Any] = {"faces": faces}
-            if compare is not None:
-                compare_embedding = batch.embeddings[compare_row] if compare.faces else None
-                compare_row += 1 if compare.faces else 0
-                prediction.update(self._comparison(instance, image, compare, batch.embeddings, rows, compare_embedding))
-            predictions.append(prediction)
-        return {
-            "predictions": predictions,
-            "model_version": self.model_info.version,
-            "gallery_version": self.gallery_version,
-            "gallery_edits": batch.gallery_edits,
-            "threshold": self.threshold,
-            "threshold_source": self.threshold_source,
-        }
-
-    def _comparison(
-        self,
-        instance: Instance,
-        image: AnalysedImage,
-        compare: AnalysedImage,
-        embeddings: np.ndarray,
-        image_rows: range,
-        compare_embedding: np.ndarray | None,
-    ) -> dict[str, Any]:
-        """Largest face of the image vs largest face of the compare image (null when either has none)."""
-        if compare_embedding is None:
-            return {"compare_face": None, "distance": None, "same": None}
-        answer: dict[str, Any] = {
-            "compare_face": self._face_json(compare.faces[0], compare_embedding, None, instance.return_crops)
-        }
-        if not image.faces:
-            return answer | {"distance": None, "same": None}
-        distance = float(squared_l2(embeddings[image_rows[0]], compare_embedding))
-        return answer | {"distance": round(distance, 6), "same": same_person(distance, self.threshold)}
-
-    def _face_json(
-        self, face: AlignedFace, embedding: np.ndarray, matches: list[Match] | None, with_crop: bool
-    ) -> dict[str, Any]:
-        answer = face.face.to_dict()
-        answer["embedding"] = [round(float(v), 6) for v in embedding]
-        if matches is not None:
-            answer["matches"] = [self._match_json(match) for match in matches]
-        if with_crop:
-            answer["crop"] = {"b64": base64.b64encode(png_bytes(face.crop)).decode("ascii")}
-        return answer
-
-    def _match_json(self, match: Match) -> dict[str, Any]:
-        return {
-            "identity": match.identity,
-            "distance": round(match.distance, 6),
-            "same": same_person(match.distance, self.threshold),
-        }
-
-    def _v2_response(self, batch: FaceBatch) -> InferResponse:
-        faces = [(i, face) for i, image in enumerate(batch.images) for face in image.faces]
-        count, dim = len(faces), self.model_info.embedding_dim
-        boxes = np.array([face.face.box for _, face in faces], np.float32).reshape(count, 4)
-        landmarks = np.array([face.face.landmarks for _, face in faces], np.float32).reshape(count, 5, 2)
-        scores = np.array([face.face.score for _, face in faces], np.float32).reshape(count)
-        matches = [
-            json.dumps([self._match_json(m) for m in found[: batch.instances[i].top_k]])
-            for (i, _), found in zip(faces, batch.image_matches)
-        ]
-        outputs = [
-            _output("boxes", boxes, "FP32"),
-            _output("scores", scores, "FP32"),
-            _output("landmarks", landmarks, "FP32"),
-            _output("embeddings", batch.embeddings[:count].reshape(count, dim), "FP32"),
-            _output("image_index", np.array([i for i, _ in faces], np.int32), "INT32"),
-            InferOutput(name="matches", shape=[count], datatype="BYTES", data=matches),
-        ]
-        return InferResponse(
-            response_id=batch.request_id or "",
-            model_name=self.name,
-            model_version=self.model_info.version,
-            infer_outputs=outputs,
-            parameters={
-                # V2 parameters take no null: an unregistered gallery has no gallery_version.
-                **({"gallery_version": self.gallery_version} if self.gallery_version else {}),
-                "gallery_edits": batch.gallery_edits,
-                "model_version": self.model_info.version,
-            },
-        )
-
-
-def _output(name: str, values: np.ndarray, datatype: str) -> InferOutput:
-    return InferOutput(name=name, shape=list(values.shape), datatype=datatype, data=values.flatten().tolist())
 
 
 def check_gallery_matches(gallery: Gallery, model: ModelInfo) -> None:

@@ -1,8 +1,10 @@
-"""The predictor's extra HTTP routes: the gallery ("image database") and the model card.
+"""The predictor's HTTP routes: inference (V1, V2), readiness, the gallery ("image database") and the model card.
 
 KServe 0.21 serves the FastAPI app `kserve.model_server.app`; routes added to it before
-`ModelServer.start` are served beside KServe's own (docs/api.md "Predictor HTTP API").
-Errors are `{"error": ...}` with a 4xx, as on the inference endpoints.
+`ModelServer.start` take precedence over KServe's own (docs/api.md "Predictor HTTP API").
+The V1 and V2 inference routes are ours so that a body is parsed once: they take the JSON the HTTP
+guard parsed (or decode a binary V2 body once, protocol.py) and call the model as KServe's data
+plane would. Errors are `{"error": ...}` with a 4xx, as KServe answers them.
 """
 
 from __future__ import annotations
@@ -10,19 +12,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from kserve.errors import InferenceError, InvalidInput, ModelNotFound
-from kserve.protocol.infer_type import InferRequest
+from kserve.errors import InvalidInput, ModelNotFound, invalid_input_handler
+from kserve.protocol.rest.v2_datamodels import InferenceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facesim.contract.api import GALLERY_UNAVAILABLE, IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
+from facesim.contract.api import (
+    BINARY_V2_HEADER,
+    GALLERY_UNAVAILABLE,
+    IDEMPOTENCY_HEADER,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    READY_PATH,
+    with_old_names,
+)
 from facesim.contract.auth import authorization_problem
-from facesim.gallery.store import (
+from facesim.gallery.api import (
+    EnrolResult,
+    Gallery,
     GalleryError,
     GalleryUnavailable,
     IdempotencyConflict,
@@ -30,16 +43,35 @@ from facesim.gallery.store import (
     WriteRequest,
     validate_identity,
 )
-from facesim.inference.http_guard import GuardLimits, RequestGuard
-from facesim.inference.payload import decode_b64, load_json
-
-if TYPE_CHECKING:
-    from facesim.inference.predictor import FaceNetPredictor
+from facesim.gallery.index import LiveGalleryIndex
+from facesim.inference.http_guard import GuardLimits, RequestGuard, parsed_json
+from facesim.inference.protocol import RequestLimits, decode_b64, load_json, v2_request, validation_problems
+from facesim.inference.server import OrjsonResponse
+from facesim.storage.model_artifact import ModelInfo
 
 MAX_ENROL_IMAGES = 32
-V2_BINARY_HEADER = "inference-header-content-length"
 # While the gallery's database is down: when a client should try again (a database restart takes seconds).
 RETRY_AFTER_S = 2
+
+
+class ServedModel(Protocol):
+    """What the routes use of the model they serve (inference/predictor.py's FaceNetPredictor)."""
+
+    name: str
+    ready: bool
+    limits: RequestLimits
+    gallery: Gallery
+    gallery_version: str | None  # the registered version (v1, v2, ...) or None
+    index: LiveGalleryIndex
+    model_info: ModelInfo
+
+    async def __call__(self, body: Any, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]: ...
+    @property
+    def admin_token(self) -> str | None: ...  # gallery writes; None: refused
+    @property
+    def gallery_writable(self) -> bool: ...
+    def enrol(self, identity: str, images: list[bytes], request: WriteRequest | None = None) -> EnrolResult: ...
+    def remove(self, identity: str, request: WriteRequest | None = None) -> int: ...
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -67,12 +99,8 @@ def write_request(request: Request, *parts: bytes) -> WriteRequest | None:
 
 
 async def request_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's schema errors (a malformed V2 body) as our 400 `{"error": ...}` instead of a 422."""
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'body'}: {problem['msg']}"
-        for problem in error.errors()
-    )
-    return _error(400, f"invalid request: {problems}")
+    """FastAPI's schema errors (a malformed request) as our 400 `{"error": ...}` instead of a 422."""
+    return _error(400, f"invalid request: {validation_problems(error.errors())}")
 
 
 async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -80,29 +108,13 @@ async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
     return JSONResponse(status_code=error.status_code, content={"error": str(error.detail)}, headers=error.headers)
 
 
-async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
-    """KServe decodes binary-extension V2 bodies without checking them, so a malformed one would
-    be a 500. Decode it once here with KServe's own decoder and answer 400 when that fails."""
-    header = request.headers.get(V2_BINARY_HEADER)
-    if header is not None and request.method == "POST" and request.url.path.endswith("/infer"):
-        try:
-            InferRequest.from_bytes(await request.body(), int(header), "check")
-        except Exception as error:  # noqa: BLE001 - whatever the decoder trips on, the body caused it
-            if isinstance(error, InferenceError) and "UTF-8" in str(error):
-                # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
-                return _error(400, 'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded')
-            reason = f"{type(error).__name__}: {error}"[:200]
-            return _error(400, f"malformed binary-extension request ({V2_BINARY_HEADER}): {reason}")
-    return await call_next(request)
-
-
-def readiness_router(predictor: FaceNetPredictor) -> APIRouter:
+def readiness_router(predictor: ServedModel) -> APIRouter:
     """`/v2/health/ready` true only once this process has loaded the model. KServe's own answer is
     always true, which with `--workers N` (each worker loads in the background) would let a
     readiness probe send traffic to workers still loading. Registered first, it takes precedence."""
     router = APIRouter()
 
-    @router.get("/v2/health/ready")
+    @router.get(READY_PATH)
     async def ready() -> Response:
         if not predictor.ready:
             return _error(503, "the model is still loading")
@@ -118,14 +130,47 @@ def readiness_router(predictor: FaceNetPredictor) -> APIRouter:
     return router
 
 
-def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
+def inference_router(predictor: ServedModel) -> APIRouter:
+    """`POST /v1/models/NAME:predict` and `POST /v2/models/NAME/infer`, each body parsed once."""
+    router = APIRouter(dependencies=[Depends(_ready_dependency(predictor))])
+
+    @router.post(f"/v1/models/{predictor.name}:predict")
+    async def predict_v1(request: Request) -> Response:
+        parsed = parsed_json(request.scope)
+        payload = parsed[0] if parsed is not None else await request.body()  # (parse_v1 reads raw JSON)
+        answer, headers = await predictor(payload, dict(request.headers))
+        return OrjsonResponse(answer, headers=headers)
+
+    @router.post(f"/v2/models/{predictor.name}/infer", response_model=None)
+    async def infer_v2(request: Request) -> Response:
+        body = await request.body()
+        infer_request = v2_request(
+            body, parsed_json(request.scope), request.headers.get(BINARY_V2_HEADER), predictor.name
+        )
+        response, headers = await predictor(infer_request, dict(request.headers))
+        rest, json_size = response.to_rest()
+        if isinstance(rest, bytes):  # binary outputs were asked for
+            headers = {**headers, BINARY_V2_HEADER: str(json_size)}
+            return Response(rest, headers=headers, media_type="application/octet-stream")
+        return OrjsonResponse(jsonable_encoder(InferenceResponse.model_validate(rest)), headers=headers)
+
+    return router
+
+
+def _ready_dependency(predictor: ServedModel) -> Callable[[], Awaitable[None]]:
     async def require_ready() -> None:
         if not predictor.ready:
             raise StarletteHTTPException(503, "the model is still loading; retry in a few seconds")
 
+    return require_ready
+
+
+def gallery_router(predictor: ServedModel) -> APIRouter:
+    require_ready = _ready_dependency(predictor)
+
     async def require_admin(request: Request) -> None:
         """Gallery writes: the admin token first (401/403), then a JSON body (415)."""
-        problem = authorization_problem(predictor.config.admin_token, request.headers.get("authorization"))
+        problem = authorization_problem(predictor.admin_token, request.headers.get("authorization"))
         if problem is not None:
             raise StarletteHTTPException(
                 *problem, headers={"WWW-Authenticate": "Bearer"} if problem[0] == 401 else None
@@ -140,20 +185,19 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
     async def list_gallery() -> Response:
         try:
             identities = await asyncio.to_thread(predictor.gallery.identities)
-            version, _ = await asyncio.to_thread(predictor.gallery.counters)
+            edits, _ = await asyncio.to_thread(predictor.gallery.counters)
         except GalleryUnavailable:
             return _unavailable()
-        return JSONResponse(
-            {
-                "version": predictor.gallery_version,
-                "edits": version,
-                "model_version": predictor.gallery.info.model_version,
-                "size": sum(count for _, count in identities),
-                "identities": [{"identity": name, "count": count} for name, count in identities],
-                "featured": featured_identities(predictor.gallery.info.source, identities),
-                "index": predictor.index.describe(),
-            }
-        )
+        listing = {
+            "gallery_version": predictor.gallery_version,
+            "gallery_edits": edits,
+            "model_fingerprint": predictor.gallery.info.model_version,
+            "size": sum(count for _, count in identities),
+            "identities": [{"identity": name, "count": count} for name, count in identities],
+            "featured": featured_identities(predictor.gallery.info.source, identities),
+            "index": with_old_names(predictor.index.describe(), "index"),
+        }
+        return JSONResponse(with_old_names(listing, "gallery"))
 
     @router.get("/gallery/thumbnail")
     async def thumbnail(identity: str = "") -> Response:
@@ -174,7 +218,7 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
         try:
             body = await request.body()
             write = write_request(request, body)
-            identity, images = _parse_enrolment(body, predictor)
+            identity, images = _parse_enrolment(body, parsed_json(request.scope), predictor.limits)
             result = await asyncio.to_thread(predictor.enrol, identity, images, write)
         except IdempotencyConflict as error:
             return _error(422, str(error))
@@ -182,9 +226,13 @@ def gallery_router(predictor: FaceNetPredictor) -> APIRouter:
             return _error(400, str(error))
         except GalleryUnavailable:
             return _unavailable()
-        return JSONResponse(
-            {"identity": result.identity, "added": result.added, "count": result.count, "edits": result.version}
-        )
+        answer = {
+            "identity": result.identity,
+            "added": result.added,
+            "count": result.count,
+            "gallery_edits": result.version,
+        }
+        return JSONResponse(with_old_names(answer, "enrol"))
 
     @router.delete("/gallery", dependencies=[Depends(require_admin)])
     async def remove(request: Request, identity: str = "") -> Response:
@@ -240,8 +288,10 @@ def _is_path(text: str) -> bool:
     return text.startswith(("/", "./", "../", "~", "file://")) or PureWindowsPath(text).drive != ""
 
 
-def _parse_enrolment(body: bytes, predictor: FaceNetPredictor) -> tuple[str, list[bytes]]:
-    payload = load_json(body, 'the body must be JSON like {"identity": "NAME", "images": [{"b64": "..."}]}')
+def _parse_enrolment(body: bytes, parsed: tuple[Any] | None, limits: RequestLimits) -> tuple[str, list[bytes]]:
+    """(identity, images) of an enrolment: JSON as the guard parsed it (an empty body never is)."""
+    problem = 'the body must be JSON like {"identity": "NAME", "images": [{"b64": "..."}]}'
+    payload = parsed[0] if parsed is not None else load_json(body, problem)
     if not isinstance(payload, dict):
         raise InvalidInput('the body must be a JSON object like {"identity": "NAME", "images": [...]}')
     if "identity" not in payload:
@@ -259,19 +309,23 @@ def _parse_enrolment(body: bytes, predictor: FaceNetPredictor) -> tuple[str, lis
     for i, image in enumerate(images):
         if not isinstance(image, dict) or "b64" not in image:
             raise InvalidInput(f'images[{i}] must be an object like {{"b64": "..."}}')
-        decoded.append(decode_b64(image["b64"], f"images[{i}].b64", predictor.limits))
+        decoded.append(decode_b64(image["b64"], f"images[{i}].b64", limits))
     return identity, decoded
 
 
-def install_routes(predictor: FaceNetPredictor, app: FastAPI | None = None) -> None:
+def install_routes(predictor: ServedModel, app: FastAPI | None = None) -> None:
     """Add our routes, error handlers and guards to `app`: by default the app KServe serves (in this process)."""
     if app is None:
-        from kserve.model_server import app
+        from kserve.model_server import app as kserve_app
+
+        app = kserve_app
     app.include_router(readiness_router(predictor))
+    app.include_router(inference_router(predictor))
     app.include_router(gallery_router(predictor))
-    app.add_exception_handler(RequestValidationError, request_validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.middleware("http")(reject_malformed_binary_v2)
+    app.add_exception_handler(InvalidInput, invalid_input_handler)  # (KServe adds it too, when it serves the app)
+    # Starlette types a handler as taking any Exception; it calls each only with the class it is registered for.
+    app.add_exception_handler(RequestValidationError, request_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     # Outermost: nothing reads a body before the guard has bounded it.
     app.add_middleware(
         RequestGuard, limits=GuardLimits(predictor.limits.max_request_bytes, predictor.limits.max_header_bytes)

@@ -14,7 +14,7 @@ import kserve
 import orjson
 from fastapi.responses import JSONResponse
 
-from facesim.contract.api import MODEL_NAME
+from facesim.contract.api import MODEL_NAME, READY_PATH
 
 
 class BoundModelServer(kserve.ModelServer):
@@ -50,9 +50,7 @@ def use_orjson_without_deprecation() -> None:
 
 # What readiness and liveness probes ask (the UI's page loads, Kubernetes' probes every few seconds,
 # scripts waiting for start-up): answered, never logged, so the terminal shows users' requests.
-PROBE_PATHS = frozenset(
-    {"/v2/health/ready", "/v2/health/live", f"/v1/models/{MODEL_NAME}", f"/v2/models/{MODEL_NAME}/ready"}
-)
+PROBE_PATHS = frozenset({READY_PATH, "/v2/health/live", f"/v1/models/{MODEL_NAME}", f"/v2/models/{MODEL_NAME}/ready"})
 
 
 class ProbeFilter(logging.Filter):

@@ -233,8 +233,8 @@ def check_accuracy(accuracy: float, min_accuracy: float) -> None:
 def build_gallery(model_dir: str, data: str, layout: RunLayout, identities: int, images_per_identity: int) -> str:
     """Embed the identity folders of `data` (an LFW root or a folder of identity folders) into a
     gallery artifact (`facesim gallery build`); returns its directory."""
+    from facesim.gallery.api import GalleryError
     from facesim.gallery.cli import BuildOptions, build_gallery
-    from facesim.gallery.store import GalleryError
     from facesim.storage.model_artifact import ModelError
 
     options = BuildOptions(max_images_per_identity=images_per_identity, limit_identities=identities)
@@ -256,8 +256,9 @@ GALLERY_FAR = 1e-3
 def calibrate_gallery_threshold(gallery: Path) -> None:
     """Give the gallery its own threshold at GALLERY_FAR (`facesim gallery calibrate`); a gallery with
     too few pairs for that keeps the model's threshold, and the step says so."""
+    from facesim.gallery.api import GalleryError
     from facesim.gallery.calibrate import TooFewPairs, calibrate_gallery
-    from facesim.gallery.store import GalleryError, GalleryStore
+    from facesim.gallery.store import GalleryStore
 
     try:
         result = calibrate_gallery(GalleryStore(gallery), GALLERY_FAR)

@@ -19,13 +19,13 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from facesim.contract.api import MAX_IMAGE_BYTES, IdentityNameError, validate_identity
+from facesim.contract.auth import ADMIN_TOKEN_ENV
 from facesim.contract.client import PredictorClient, PredictorError, Timeouts
 from facesim.contract.display import card_summary, display_name, format_value, metric_rows
 from facesim.ui.images import ACCEPTED_EXTENSIONS, CheckedImage, UploadError, annotate_faces, check_upload
 from facesim.ui.login import login_required, register_login
 
 GALLERY_PAGE_SIZE = 48
-ADMIN_TOKEN_ENV = "FACESIM_ADMIN_TOKEN"
 PASSWORD_ENV = "FACESIM_UI_PASSWORD"
 SAMPLE_COUNT = 4
 
@@ -185,13 +185,13 @@ def _register_pages(app: Flask, config: UiConfig, predictor: PredictorClient) ->
     def model() -> Any:
         try:
             card = predictor.model_card()
-            model_version = predictor.gallery().get("model_version")
+            model_fingerprint = predictor.gallery().get("model_fingerprint")
         except PredictorError as error:
             return render_template("model.html", down=str(error)), 503
         return render_template(
             "model.html",
             card=card,
-            summary=card_summary(card, model_version),
+            summary=card_summary(card, model_fingerprint),
             metrics=metric_rows(card.get("metrics") or {}),
         )
 

@@ -24,7 +24,7 @@ def format_answer(answer: dict, image_name: str, compare_name: str | None = None
     lines = [
         (
             f"{image_name}: {len(faces)} face{'s' if len(faces) != 1 else ''} "
-            f"(model {answer.get('model_version')}, gallery {answer.get('gallery_version') or 'unregistered'} "
+            f"(model {answer.get('model_fingerprint')}, gallery {answer.get('gallery_version') or 'unregistered'} "
             f"with {answer.get('gallery_edits', 0)} edits, "
             f"same-person threshold {answer.get('threshold', float('nan')):.3f} "
             f"from the {answer.get('threshold_source', 'model')})"

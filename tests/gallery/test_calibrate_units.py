@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facesim.gallery.api import GalleryError, GalleryInfo
 from facesim.gallery.calibrate import calibrate_gallery, calibrated_threshold, gallery_threshold
-from facesim.gallery.store import GalleryError, GalleryInfo, GalleryStore
+from facesim.gallery.store import GalleryStore
 from tests.helpers.metrics_reference import DIM, people, reference_pairs
 
 

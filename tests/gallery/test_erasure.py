@@ -12,9 +12,10 @@ import numpy as np
 import psycopg
 
 from facesim.benchmarks.postgres_local import local_postgres
+from facesim.gallery.api import GalleryInfo
+from facesim.gallery.backends import create_gallery
 from facesim.gallery.cli import main as gallery_main
 from facesim.gallery.index import LiveGalleryIndex
-from facesim.gallery.store import GalleryInfo, create_gallery
 
 DIM = 64
 NAME = "Canary Zqxj Wolfram"

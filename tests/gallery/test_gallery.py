@@ -13,15 +13,9 @@ import numpy as np
 import pytest
 
 from facesim.benchmarks.gallery import face_like_gallery
+from facesim.gallery.api import GalleryError, GalleryInfo, UnknownIdentity, validate_identity
 from facesim.gallery.index import EmbeddingIndex, LiveGalleryIndex
-from facesim.gallery.store import (
-    DATABASE_NAME,
-    GalleryError,
-    GalleryInfo,
-    GalleryStore,
-    UnknownIdentity,
-    validate_identity,
-)
+from facesim.gallery.store import DATABASE_NAME, GalleryStore
 from tests.helpers.crash import (
     integrity_check,
     kill_9_while_paused,

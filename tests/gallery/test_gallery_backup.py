@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from facesim.contract.client import PredictorClient
+from facesim.gallery.api import GalleryError, GalleryInfo
+from facesim.gallery.backends import create_gallery, open_gallery
 from facesim.gallery.backup import backup_gallery, restore_gallery
 from facesim.gallery.cli import main as gallery_main
 from facesim.gallery.index import LiveGalleryIndex
-from facesim.gallery.store import GalleryError, GalleryInfo, create_gallery, open_gallery
 from facesim.inference.local_server import local_predictor
 from tests.conftest import GALLERY_LFW_PEOPLE
 from tests.helpers.postgres_server import PostgresServer

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesim.gallery.index import IndexState
-from facesim.gallery.store import Gallery, GalleryInfo, GalleryStore, create_gallery, log_covers
+from facesim.gallery.api import Gallery, GalleryInfo, IndexState
+from facesim.gallery.backends import create_gallery
+from facesim.gallery.store import GalleryStore, log_covers
 
 DIM = 4
 

@@ -11,22 +11,19 @@ import numpy as np
 import pytest
 
 from facesim.contract.api import GALLERY_UNAVAILABLE
-from facesim.gallery.index import IndexState, LiveGalleryIndex
-from facesim.gallery.store import (
-    DATABASE_NAME,
-    IDEMPOTENCY_TTL_S,
+from facesim.gallery.api import (
     Gallery,
     GalleryError,
     GalleryInfo,
     GalleryUnavailable,
     IdempotencyConflict,
+    IndexState,
     UnknownIdentity,
     WriteRequest,
-    create_gallery,
-    open_gallery,
-    sqlite_connect,
-    wait_for_gallery,
 )
+from facesim.gallery.backends import create_gallery, open_gallery, wait_for_gallery
+from facesim.gallery.index import LiveGalleryIndex
+from facesim.gallery.store import DATABASE_NAME, IDEMPOTENCY_TTL_S, sqlite_connect
 
 DIM = 16
 UNREACHABLE = "postgresql://someone:secret@127.0.0.1:1/none"

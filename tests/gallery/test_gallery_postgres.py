@@ -13,17 +13,10 @@ import psycopg
 import pytest
 
 from facesim.contract.api import GALLERY_UNAVAILABLE
+from facesim.gallery.api import GalleryError, GalleryInfo, GalleryUnavailable, UnknownIdentity, redacted
+from facesim.gallery.backends import create_gallery, open_gallery
 from facesim.gallery.index import GalleryFollower, LiveGalleryIndex
 from facesim.gallery.postgres import PostgresGallery
-from facesim.gallery.store import (
-    GalleryError,
-    GalleryInfo,
-    GalleryUnavailable,
-    UnknownIdentity,
-    create_gallery,
-    open_gallery,
-    redacted,
-)
 from tests.helpers.crash import kill_9_while_paused
 from tests.helpers.kill_mid_enrolment import ROWS_PER_ENROLMENT, start_writer_pausing_in_enrolment
 

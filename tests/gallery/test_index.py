@@ -11,8 +11,9 @@ import pytest
 
 from facesim.benchmarks.gallery import face_like_gallery
 from facesim.gallery import index as search
+from facesim.gallery.api import GalleryInfo
 from facesim.gallery.index import INDEX_POINTER, EmbeddingIndex, LiveGalleryIndex
-from facesim.gallery.store import GalleryInfo, GalleryStore
+from facesim.gallery.store import GalleryStore
 
 DIM = 32
 THRESHOLD = 200  # small galleries still go through the IVF path

@@ -21,7 +21,8 @@ ROWS_PER_ENROLMENT = 50
 ENROL_FOREVER = textwrap.dedent(
     """
     import sys, numpy as np
-    from facesim.gallery.store import gallery_location, open_gallery
+    from facesim.gallery.api import gallery_location
+    from facesim.gallery.backends import open_gallery
     gallery = open_gallery(gallery_location(sys.argv[1]))
     vectors = np.ones((int(sys.argv[3]), int(sys.argv[2])), np.float32)
     i = 0

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from facesim.gallery.api import GalleryInfo
 from facesim.gallery.cli import main as gallery_main
-from facesim.gallery.store import GalleryInfo, GalleryStore
+from facesim.gallery.store import GalleryStore
 from facesim.inference.cli import _resolve_artifacts, serve_main
 
 

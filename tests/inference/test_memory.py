@@ -15,7 +15,7 @@ import requests
 from PIL import Image
 
 from facesim.inference.local_server import RunningPredictor, start_predictor
-from facesim.inference.payload import RequestLimits
+from facesim.inference.protocol import RequestLimits
 
 V1 = "/v1/models/facenet:predict"
 

@@ -71,6 +71,8 @@ def test_two_people_v1(predictor_url: str, examples: Path) -> None:
     answer = requests.post(predictor_url + V1, json=v1_body((examples / "two_people.jpg").read_bytes()), timeout=60)
     assert answer.status_code == 200, answer.text
     body = answer.json()
+    assert len(body["model_fingerprint"]) >= 8 and body["model_version"] == body["model_fingerprint"]  # (deprecated)
+    assert body["gallery_version"] is None and isinstance(body["gallery_edits"], int)
     faces = body["predictions"][0]["faces"]
     assert len(faces) == 2
     for face in faces:
@@ -128,7 +130,11 @@ def test_v2_open_inference_protocol(predictor_url: str, examples: Path) -> None:
     images = (examples / "two_people.jpg").read_bytes(), (examples / "obama.jpg").read_bytes()
     answer = requests.post(predictor_url + V2, json=v2_body(*images, top_k=2), timeout=60)
     assert answer.status_code == 200, answer.text
-    assert answer.json()["model_version"] == answer.json()["parameters"]["model_version"]
+    parameters = answer.json()["parameters"]
+    assert (
+        answer.json()["model_version"] == parameters["model_fingerprint"] == parameters["model_version"]
+    )  # (deprecated)
+    assert isinstance(parameters["gallery_edits"], int) and "gallery_version" not in parameters  # (unregistered)
     outputs = {output["name"]: output for output in answer.json()["outputs"]}
     assert outputs["boxes"]["shape"] == [3, 4]
     embeddings = np.array(outputs["embeddings"]["data"]).reshape(outputs["embeddings"]["shape"])
@@ -206,9 +212,18 @@ def test_enrol_then_search_finds_the_new_identity(predictor_url: str, examples: 
     )
     assert enrolled.status_code == 200, enrolled.text
     assert enrolled.json()["identity"] == name and enrolled.json()["added"] == 1
+    assert enrolled.json()["gallery_edits"] == enrolled.json()["edits"] > 0  # (the old name, deprecated)
     try:
         listing = requests.get(predictor_url + GALLERY, timeout=10).json()
         assert {"identity": name, "count": 1} in listing["identities"]
+        assert listing["gallery_edits"] == listing["edits"] >= enrolled.json()["gallery_edits"]
+        assert listing["gallery_version"] is listing["version"] is None  # a gallery outside the registry
+        assert (
+            listing["model_fingerprint"]
+            == listing["model_version"]
+            == PredictorClient(predictor_url).predict(photo)["model_fingerprint"]
+        )
+        assert listing["index"]["gallery_edits"] == listing["index"]["version"]
         thumbnail = requests.get(predictor_url + GALLERY + "/thumbnail", params={"identity": name}, timeout=10)
         assert thumbnail.headers["content-type"] == "image/jpeg" and thumbnail.content[:2] == b"\xff\xd8"
         top = PredictorClient(predictor_url).predict(photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
@@ -326,8 +341,9 @@ def test_restart_keeps_enrolments_limits_and_grpc(
     with local_predictor(tiny_model_dir, gallery, limits, env, tmp_path / "second.log") as url:
         listing = requests.get(url + GALLERY, timeout=10).json()
         assert {"identity": "kept", "count": 1} in listing["identities"]
-        assert listing["index"]["loaded_from"] == f"saved index v{index['version']}"
-        assert listing["index"]["version"] == listing["edits"] > index["version"]  # the index follows the edit counter
+        assert listing["index"]["loaded_from"] == f"saved index v{index['gallery_edits']}"
+        # the index follows the edit counter
+        assert listing["index"]["gallery_edits"] == listing["gallery_edits"] > index["gallery_edits"]
         top = PredictorClient(url).predict(photo, top_k=1)["predictions"][0]["faces"][0]["matches"][0]
         assert top["identity"] == "kept"
 
