@@ -77,7 +77,8 @@ def test_bench_serve_in_process_and_startup(
     row = next(line for line in result.stdout.splitlines() if line.startswith("| two_people.jpg |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1:3] == ["1126x661", "2"]  # pixels, faces found
-    total, stages = float(cells[3]), [float(cell) for cell in cells[6:] if cell != "-"]
+    total, stages = float(cells[3]), [float(cell) for cell in cells[6:12] if cell != "-"]
     assert len(stages) == 6 and 0 < sum(stages) < 3 * total  # every stage timed, alone
+    assert 0 < float(cells[12]) and cells[13:] == ["-", "-"]  # CPU time per request (no face_recognition here)
     assert "GFLOP (Conv + MatMul, counted from model.onnx" in result.stdout and "% of it" in result.stdout
     assert "load average (1/5/15 min) before" in result.stdout
