@@ -90,9 +90,11 @@ def request_path(predictor, data: bytes) -> Callable[[], bytes]:
 
 
 def stage_costs(predictor, data: bytes, repeats: int) -> tuple[int, dict[str, float]]:
-    """Each stage alone: decode, YuNet, alignment of every face, the embedding pass, search, JSON encoding."""
+    """Each stage alone: decode, YuNet, alignment of every face, the embedding pass, search, JSON encoding
+    (and YuNet on OpenCV's cv2.FaceDetectorYN, which ONNX Runtime replaced)."""
     import orjson
 
+    from facesim.faces.detect import YuNetDetector
     from facesim.faces.image import decode_reduced
 
     limits = RequestLimits()
@@ -106,6 +108,9 @@ def stage_costs(predictor, data: bytes, repeats: int) -> tuple[int, dict[str, fl
         "detect": p50_ms(lambda: detector.detect(rgb), repeats),
         "align": p50_ms(lambda: [predictor.preprocessor._align(rgb, face.face.landmarks) for face in faces], repeats),
     }
+    if isinstance(detector, YuNetDetector):  # the same YuNet on OpenCV's runtime, for comparison
+        opencv = YuNetDetector(detector.model_path, detector.min_score, detector.max_side, backend="opencv")
+        stages["detect_opencv"] = p50_ms(lambda: opencv.detect(rgb), repeats)
     if crops is not None:
         embeddings = predictor.embedder.embed(crops)
         stages["embed"] = p50_ms(lambda: predictor.embedder.embed(crops), repeats)
@@ -274,6 +279,12 @@ def report(
             f"| {t.facesim_cpu_ms:.1f} | {their_cpu} | {cpu_ratio} |"
         )
     rate = flops / (pass_ms[1] / 1000) / 1e9
+    if any("detect_opencv" in t.stages_ms for t in timings):
+        yunet = [f"{t.image} {t.stages_ms['detect']:.2f} / {t.stages_ms['detect_opencv']:.2f}" for t in timings]
+        lines += [
+            "",
+            f"detect, p50 ms alone, YuNet on ONNX Runtime / on OpenCV (cv2.FaceDetectorYN): {', '.join(yunet)}",
+        ]
     lines += [
         "",
         f"embedding one face ({passes} network pass{'es' if passes > 1 else ''}: the crop"

@@ -232,6 +232,7 @@ class YuNetDetector:
         if not model_path.is_file():
             raise FileNotFoundError(f"YuNet weights not found at {model_path}: give an existing .onnx file")
         self.model_path = model_path
+        self.min_score = min_score
         self.max_side = max_side
         self._net = _yunet_backend(model_path, backend, min_score, nms_threshold=0.3, top_k=5000)
 

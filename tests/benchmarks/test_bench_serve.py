@@ -81,4 +81,5 @@ def test_bench_serve_in_process_and_startup(
     assert len(stages) == 6 and 0 < sum(stages) < 3 * total  # every stage timed, alone
     assert 0 < float(cells[12]) and cells[13:] == ["-", "-"]  # CPU time per request (no face_recognition here)
     assert "GFLOP (Conv + MatMul, counted from model.onnx" in result.stdout and "% of it" in result.stdout
+    assert "YuNet on ONNX Runtime / on OpenCV (cv2.FaceDetectorYN): two_people.jpg " in result.stdout
     assert "load average (1/5/15 min) before" in result.stdout
