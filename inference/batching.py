@@ -31,11 +31,6 @@ class EmbeddingBatcher:
         self._draining = False
         self.calls = 0  # embedding calls made (for tests and benchmarks)
 
-    @property
-    def idle(self) -> bool:
-        """No embedding call running or waiting."""
-        return not self._draining and not self._queue
-
     async def embed(self, crops: np.ndarray) -> np.ndarray:
         """The embeddings of `crops` (N, S, S, 3), computed in a batch with other requests' crops."""
         if len(crops) == 0:

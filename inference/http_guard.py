@@ -32,14 +32,9 @@ class GuardLimits:
 
 
 class RequestGuard:
-    """`body_check(scope, body)`: a further check of a whole body, saying what is wrong (a 400) or None."""
-
-    def __init__(
-        self, app: ASGIApp, limits: GuardLimits, body_check: Callable[[Scope, bytes], str | None] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, limits: GuardLimits) -> None:
         self.app = app
         self.limits = limits
-        self.body_check = body_check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,8 +50,6 @@ class RequestGuard:
             await _answer(send, 413, f"the request body is too large (limit {limit:,} bytes)")
             return
         problem = _json_problem(scope["headers"], body)
-        if problem is None and self.body_check is not None:
-            problem = self.body_check(scope, body)
         if problem is not None:
             await _answer(send, 400, problem)
             return

@@ -115,7 +115,6 @@ class FaceNetPredictor(kserve.Model):
         self.limits = config.limits
         self.model_info: ModelInfo | None = None
         self.gallery_version: str | None = None
-        self._analysing = 0  # requests decoding and detecting now (read and written on the event loop only)
 
     def __getstate__(self) -> dict[str, Any]:
         # `--workers N`: KServe pickles the model into N spawned worker processes. Send the config
@@ -193,38 +192,17 @@ class FaceNetPredictor(kserve.Model):
             instances, protocol, request_id = parse_v2(payload, self.limits), "v2", payload.id
         else:
             instances, protocol, request_id = parse_v1(payload, self.limits), "v1", None
-        # A request alone in the server goes through decode, detect, embed and search in one worker
-        # thread: each hand-over between the event loop and a thread cost 0.1-5 ms (more on a busy
-        # machine), docs/results.md. With others in flight, its crops join theirs in the batcher.
-        alone = self._analysing == 0 and self.batcher.idle
-        work = self._analyse_and_search if alone else self._analyse_instances
-        self._analysing += 1
-        try:
-            # Decoding, detection and the network release the GIL: other requests proceed meanwhile.
-            return await asyncio.to_thread(work, instances, protocol, request_id)
-        finally:
-            self._analysing -= 1
+        # Decoding and detection release the GIL: other requests proceed meanwhile.
+        return await asyncio.to_thread(self._analyse_instances, instances, protocol, request_id)
 
     async def predict(self, batch: FaceBatch, headers: dict[str, str] | None = None) -> FaceBatch:
-        if batch.embeddings is not None:  # done in preprocess (a request alone)
-            return batch
         batch.embeddings = await self.batcher.embed(batch.crops())
-        # In a thread: a directory gallery is re-read here when another process has changed it.
-        await asyncio.to_thread(self._search, batch)
-        return batch
-
-    def _analyse_and_search(self, instances: list[Instance], protocol: str, request_id: str | None) -> FaceBatch:
-        batch = self._analyse_instances(instances, protocol, request_id)
-        batch.embeddings = self.embedder.embed(batch.crops())
-        self._search(batch)
-        return batch
-
-    def _search(self, batch: FaceBatch) -> None:
         image_faces = sum(len(image.faces) for image in batch.images)
         top_k = max(instance.top_k for instance in batch.instances)
-        batch.image_matches, batch.gallery_edits = self.index.search(
-            batch.embeddings[:image_faces], top_k, self.follower is None
+        batch.image_matches, batch.gallery_edits = await asyncio.to_thread(
+            self.index.search, batch.embeddings[:image_faces], top_k, self.follower is None
         )
+        return batch
 
     async def postprocess(
         self, batch: FaceBatch, headers: dict[str, str] | None = None, response_headers: dict | None = None

@@ -80,22 +80,20 @@ async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
     return JSONResponse(status_code=error.status_code, content={"error": str(error.detail)}, headers=error.headers)
 
 
-def malformed_binary_v2(scope: dict[str, Any], body: bytes) -> str | None:
+async def reject_malformed_binary_v2(request: Request, call_next) -> Response:
     """KServe decodes binary-extension V2 bodies without checking them, so a malformed one would
-    be a 500. Decode it once here with KServe's own decoder; what is wrong, for a 400 (None: fine).
-    Called by the request guard, which has the body in hand (no extra middleware layer per request)."""
-    header = dict(scope["headers"]).get(V2_BINARY_HEADER.encode())
-    if header is None or scope["method"] != "POST" or not scope["path"].endswith("/infer"):
-        return None
-    try:
-        InferRequest.from_bytes(body, int(header), "check")
-    except Exception as error:  # noqa: BLE001 - whatever the decoder trips on, the body caused it
-        if isinstance(error, InferenceError) and "UTF-8" in str(error):
-            # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
-            return 'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded'
-        reason = f"{type(error).__name__}: {error}"[:200]
-        return f"malformed binary-extension request ({V2_BINARY_HEADER}): {reason}"
-    return None
+    be a 500. Decode it once here with KServe's own decoder and answer 400 when that fails."""
+    header = request.headers.get(V2_BINARY_HEADER)
+    if header is not None and request.method == "POST" and request.url.path.endswith("/infer"):
+        try:
+            InferRequest.from_bytes(await request.body(), int(header), "check")
+        except Exception as error:  # noqa: BLE001 - whatever the decoder trips on, the body caused it
+            if isinstance(error, InferenceError) and "UTF-8" in str(error):
+                # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
+                return _error(400, 'binary-extension BYTES must be UTF-8 text here: send input "image" base64-encoded')
+            reason = f"{type(error).__name__}: {error}"[:200]
+            return _error(400, f"malformed binary-extension request ({V2_BINARY_HEADER}): {reason}")
+    return await call_next(request)
 
 
 def readiness_router(predictor: FaceNetPredictor) -> APIRouter:
@@ -273,11 +271,10 @@ def install_routes(predictor: FaceNetPredictor, app: FastAPI | None = None) -> N
     app.include_router(gallery_router(predictor))
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.middleware("http")(reject_malformed_binary_v2)
     # Outermost: nothing reads a body before the guard has bounded it.
     app.add_middleware(
-        RequestGuard,
-        limits=GuardLimits(predictor.limits.max_request_bytes, predictor.limits.max_header_bytes),
-        body_check=malformed_binary_v2,
+        RequestGuard, limits=GuardLimits(predictor.limits.max_request_bytes, predictor.limits.max_header_bytes)
     )
     quiet_client_errors()
 
