@@ -120,14 +120,16 @@ YUNET_STRIDES = (8, 16, 32)
 
 
 class OnnxYuNet:
-    """YuNet run by ONNX Runtime (2-4x faster than cv2.dnn here, docs/results.md), with OpenCV's
-    post-processing written out: the same rows as `OpenCvYuNet` (tests/faces/test_detect.py checks)."""
+    """YuNet run by ONNX Runtime (1.7-1.9x faster than cv2.dnn on one core, docs/results.md), with OpenCV's
+    post-processing written out: the same rows as `OpenCvYuNet` (tests/faces/test_detect.py checks).
+    Thread-safe (no lock: ONNX Runtime sessions may run concurrently)."""
 
-    def __init__(self, model_path: Path, min_score: float, nms_threshold: float, top_k: int, threads: int = 1) -> None:
+    def __init__(self, model_path: Path, min_score: float, nms_threshold: float, top_k: int) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads  # one: other requests' work has the other cores
+        # One thread: other requests' work has the other cores (two spinning threads were slower here).
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         try:
             self._session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
