@@ -149,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
 def versus_face_recognition(url: str, images: list[Path], total: int) -> list[str]:
     """Each image's V1 request at concurrency 1 interleaved, request by request, with face_recognition's
     load + detect (HOG) + encode of the same photo in this process (as `--in-process` does): both
-    see the same machine, however loaded."""
-    from facesim.benchmarks.serve_inprocess import face_recognition_path
+    see the same machine, however loaded. This process (face_recognition, whose BLAS threads would
+    otherwise spread over every core) is pinned to one core: give the predictor another one
+    (`taskset -c 0 facesim serve ...`) for each side on its own core."""
+    from facesim.benchmarks.serve_inprocess import face_recognition_path, pin_to_one_core
 
-    lines = []
+    cpu = pin_to_one_core()
+    lines = [f"face_recognition and this client on CPU {cpu}"]
     for image in images:
         body = json.dumps(v1_request(image.read_bytes(), top_k=3)).encode()
         client = PredictorClient(url, Timeouts(read_s=120), session=requests.Session())
