@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesim.benchmarks.peer import import_face_recognition
 from facesim.faces.detect import add_yunet_argument
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -111,7 +112,7 @@ def facesim_embeddings(model_dir: Path, layout, keys: list[Key], args: argparse.
 def face_recognition_embeddings(layout, keys: list[Key]) -> tuple[dict, float]:
     """dlib's descriptors as face_recognition computes them; LFW images where its HOG detector finds no
     face get a centred box (LFW faces are centred), so every pair is scored."""
-    import face_recognition
+    face_recognition = import_face_recognition()
 
     found, elapsed = {}, 0.0
     for key in keys:
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _has_face_recognition() -> bool:
     try:
-        import face_recognition  # noqa: F401
+        import_face_recognition()
     except (ImportError, SystemExit):  # without its models it prints a hint and calls quit()
         return False
     return True

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesim.benchmarks.peer import import_face_recognition
 from facesim.contract.api import READY_PATH
 from facesim.inference.protocol import RequestLimits
 
@@ -122,7 +123,7 @@ def stage_costs(predictor, data: bytes, repeats: int) -> tuple[int, dict[str, fl
 
 
 def face_recognition_path(path: Path) -> Callable[[], object]:
-    import face_recognition
+    face_recognition = import_face_recognition()
 
     def run() -> object:
         rgb = face_recognition.load_image_file(str(path))
