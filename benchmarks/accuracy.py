@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesim.benchmarks.peer import import_face_recognition
 from facesim.faces.detect import add_yunet_argument
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,19 +52,19 @@ def pair_keys(pairs) -> list[Key]:
 
 
 def score(name: str, embeddings: dict[Key, np.ndarray], val, test, ms_per_face: float, folds=None) -> Score:
-    from facesim.gallery.calibrate import pair_distances, threshold_at_far
-    from facesim.training.verification import image_pair_figures, squared_distances, ten_fold, verify
+    from facesim.contract.metrics import accept_rate, pair_distances, squared_l2, threshold_at_far
+    from facesim.training.verification import image_pair_figures, ten_fold, verify
 
     def distances(pairs) -> tuple[np.ndarray, np.ndarray]:
         first = np.stack([embeddings[(p.name1, p.n1)] for p in pairs])
         second = np.stack([embeddings[(p.name2, p.n2)] for p in pairs])
-        return squared_distances(first, second), np.array([p.same for p in pairs])
+        return np.asarray(squared_l2(first, second)), np.array([p.same for p in pairs])
 
     validation = verify(*distances(val))
     tested = verify(*distances(test), threshold=validation.threshold)
     keys = pair_keys(test)
     genuine, impostor = pair_distances([k[0] for k in keys], np.stack([embeddings[k] for k in keys]))
-    _, _, tar_all = threshold_at_far(genuine, impostor, 1e-3)
+    tar_all = accept_rate(genuine, threshold_at_far(impostor, 1e-3))
     set_on_fold9 = image_pair_figures(*_images(embeddings, val)).thresholds()
     at_fold9 = image_pair_figures(*_images(embeddings, test), set_on_fold9).points["1e-3"].tar
     ten = None
@@ -92,17 +93,11 @@ def _images(embeddings: dict[Key, np.ndarray], pairs) -> tuple[np.ndarray, np.nd
 
 
 def facesim_embeddings(model_dir: Path, layout, keys: list[Key], args: argparse.Namespace) -> tuple[dict, float]:
-    from dataclasses import replace
-
-    from facesim.faces.preprocess import PreprocessConfig
-    from facesim.storage.model_card import load_model_card
-    from facesim.storage.model_runtime import load_runner
+    from facesim.storage.model_artifact import load_model_card, load_runner, preprocess_config
     from facesim.training.data import CropReader, crop_source
 
     card = load_model_card(model_dir)
-    wanted = PreprocessConfig.from_dict({**card.preprocessing, "image_size": card.image_size})
-    if args.yunet_path:
-        wanted = replace(wanted, detector="yunet", yunet_path=args.yunet_path)
+    wanted = preprocess_config(card, args.yunet_path, model_dir)
     names = sorted({name for name, _ in keys})
     cache, _ = crop_source(layout, wanted, None, names, args.prepare_workers)
     reader = CropReader(cache, card.image_size)
@@ -117,7 +112,7 @@ def facesim_embeddings(model_dir: Path, layout, keys: list[Key], args: argparse.
 def face_recognition_embeddings(layout, keys: list[Key]) -> tuple[dict, float]:
     """dlib's descriptors as face_recognition computes them; LFW images where its HOG detector finds no
     face get a centred box (LFW faces are centred), so every pair is scored."""
-    import face_recognition
+    face_recognition = import_face_recognition()
 
     found, elapsed = {}, 0.0
     for key in keys:
@@ -149,10 +144,10 @@ class PhotoCheck:
 def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None) -> PhotoCheck:
     """Every image's subject face through the model's own preprocessing; all pairs scored at the
     threshold in its model.json."""
+    from facesim.contract.metrics import accuracy, pair_distances
     from facesim.faces.image import read_image
-    from facesim.gallery.calibrate import pair_distances
     from facesim.storage.datasets import IdentityDataset
-    from facesim.storage.embedder import Embedder, preprocessor_for, read_model_info
+    from facesim.storage.model_artifact import Embedder, preprocessor_for, read_model_info
 
     info = read_model_info(model_dir)
     preprocessor = preprocessor_for(info, yunet_path)
@@ -163,7 +158,7 @@ def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None
             owners.append(identity)
             crops.append(face.crop)
     genuine, impostor = pair_distances(owners, Embedder(info).embed(np.stack(crops)))
-    correct = np.sum(genuine <= info.threshold) + np.sum(impostor > info.threshold)
+    same = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
     return PhotoCheck(
         name,
         len(crops),
@@ -171,7 +166,7 @@ def photo_check(name: str, model_dir: Path, photos: Path, yunet_path: str | None
         len(impostor),
         float(genuine.max()),
         float(impostor.min()),
-        float(correct / (len(genuine) + len(impostor))),
+        accuracy(np.concatenate([genuine, impostor]), same, info.threshold),
     )
 
 
@@ -283,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _has_face_recognition() -> bool:
     try:
-        import face_recognition  # noqa: F401
+        import_face_recognition()
     except (ImportError, SystemExit):  # without its models it prints a hint and calls quit()
         return False
     return True

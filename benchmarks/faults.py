@@ -48,7 +48,7 @@ from facesim.gallery.api import GalleryInfo
 from facesim.gallery.backends import create_gallery, open_gallery
 from facesim.gallery.store import DATABASE_NAME
 from facesim.inference.local_server import RunningPredictor, start_predictor
-from facesim.storage.embedder import read_model_info
+from facesim.storage.model_artifact import read_model_info
 
 WRITE_DEADLINE_S = 120.0  # a writer gives up on one enrolment after this long (then it is not acked)
 

@@ -95,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--face-recognition",
         action="store_true",
-        help="also time face_recognition's detect + encode of each --image (one core, in this process), "
-        "for a side-by-side ratio (needs the optional face_recognition install)",
+        help="also time face_recognition's load + detect + encode of each --image in this process, interleaved "
+        "request by request with V1 requests at concurrency 1, for a side-by-side ratio (needs the optional "
+        "face_recognition install)",
     )
     parser.add_argument(
         "--in-process",
@@ -123,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average (1/5/15 min) before {_load(load_before)}, after {_load(os.getloadavg())}")
         return 0
     latency: list[LatencyResult] = []
+    versus: list[str] = []
     if args.image:
         try:
-            latency = _serving(args)
+            latency, versus = _serving(args)
         except (FileNotFoundError, ServerStartError, PredictorError) as error:
             print(f"facesim bench serve: {error}", file=sys.stderr)
             return 1
@@ -133,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         measure(size, args.search_queries, args.search_cache, args.dim)
         for size in tqdm(args.search_sizes, desc="search", unit="size")
     ]
-    report = _report(argv, load_before, os.getloadavg(), latency, search)
-    if args.face_recognition:
-        report += "\n" + "\n".join(_versus_face_recognition(args.image, latency, args.requests))
-    print(report)
+    print("\n".join([_report(argv, load_before, os.getloadavg(), latency, search), *versus]))
     if args.json_out:
         args.json_out.write_text(
             json.dumps(
@@ -147,27 +146,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def face_recognition_p50_ms(image: Path, total: int) -> float:
-    """face_recognition's detect (HOG) + 5-point landmarks + descriptor of every face, decoded image in hand."""
-    import face_recognition
+def versus_face_recognition(url: str, images: list[Path], total: int) -> list[str]:
+    """Each image's V1 request at concurrency 1 interleaved, request by request, with face_recognition's
+    load + detect (HOG) + encode of the same photo in this process (as `--in-process` does): both
+    see the same machine, however loaded. This process (face_recognition, whose BLAS threads would
+    otherwise spread over every core) is pinned to one core: give the predictor another one
+    (`taskset -c 0 facesim serve ...`) for each side on its own core."""
+    from facesim.benchmarks.serve_inprocess import face_recognition_path, pin_to_one_core
 
-    rgb = face_recognition.load_image_file(str(image))
-    face_recognition.face_encodings(rgb)  # warm-up
-    times = []
-    for _ in range(total):
-        start = time.perf_counter()
-        face_recognition.face_encodings(rgb, face_recognition.face_locations(rgb))
-        times.append(time.perf_counter() - start)
-    return float(np.percentile(times, 50) * 1000)
-
-
-def _versus_face_recognition(images: list[Path], latency: list[LatencyResult], total: int) -> list[str]:
-    lines = []
+    cpu = pin_to_one_core()
+    lines = [f"face_recognition and this client on CPU {cpu}"]
     for image in images:
-        ours = next((r.p50_ms for r in latency if r.image == image.name and r.concurrency == 1), None)
-        theirs = face_recognition_p50_ms(image, total)
-        ratio = f": facesim V1 p50 {ours:.1f} ms at concurrency 1, {theirs / ours:.1f}x faster" if ours else ""
-        lines.append(f"face_recognition detect+encode {image.name}: p50 {theirs:.1f} ms{ratio}")
+        body = json.dumps(v1_request(image.read_bytes(), top_k=3)).encode()
+        client = PredictorClient(url, Timeouts(read_s=120), session=requests.Session())
+        theirs = face_recognition_path(image)
+        client.predict_body(body)  # warm-up, both
+        theirs()
+        our_times, their_times = [], []
+        for _ in range(total):
+            start = time.perf_counter()
+            client.predict_body(body)
+            our_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            theirs()
+            their_times.append(time.perf_counter() - start)
+        ours, theirs_ms = float(np.median(our_times) * 1000), float(np.median(their_times) * 1000)
+        lines.append(
+            f"interleaved, {total} each: facesim V1 p50 {ours:.1f} ms (concurrency 1) against face_recognition "
+            f"load+detect+encode {image.name}: p50 {theirs_ms:.1f} ms: {theirs_ms / ours:.1f}x faster"
+        )
     return lines
 
 
@@ -202,7 +209,8 @@ def _in_process(args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def _serving(args: argparse.Namespace) -> list[LatencyResult]:
+def _serving(args: argparse.Namespace) -> tuple[list[LatencyResult], list[str]]:
+    """The latency table, and with --face-recognition the interleaved comparison (same server)."""
     with ExitStack() as stack:
         url = args.url
         if url is None:
@@ -216,7 +224,9 @@ def _serving(args: argparse.Namespace) -> list[LatencyResult]:
             extra += ("--yunet", args.yunet_path) if args.yunet_path else ()
             url = stack.enter_context(local_predictor(model, gallery, extra, log_path=log))
         runs = [(image, c) for image in args.image for c in args.concurrency]
-        return [measure_latency(url, image, c, args.requests) for image, c in tqdm(runs, desc="serving", unit="run")]
+        latency = [measure_latency(url, image, c, args.requests) for image, c in tqdm(runs, desc="serving", unit="run")]
+        versus = versus_face_recognition(url, args.image, args.requests) if args.face_recognition else []
+        return latency, versus
 
 
 def _report(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesim.benchmarks.peer import import_face_recognition
 from facesim.contract.api import READY_PATH
 from facesim.inference.protocol import RequestLimits
 
@@ -31,10 +32,17 @@ class PhotoTiming:
     facesim_p50_ms: float
     face_recognition_p50_ms: float | None
     stages_ms: dict[str, float] = field(default_factory=dict)  # p50 of each stage alone
+    # p50 CPU time (this process, all threads) per request: what a busy machine inflates least
+    facesim_cpu_ms: float = 0.0
+    face_recognition_cpu_ms: float | None = None
 
     @property
     def ratio(self) -> float | None:
         return self.face_recognition_p50_ms / self.facesim_p50_ms if self.face_recognition_p50_ms else None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        return self.face_recognition_cpu_ms / self.facesim_cpu_ms if self.face_recognition_cpu_ms else None
 
 
 def pin_to_one_core() -> int:
@@ -84,9 +92,11 @@ def request_path(predictor, data: bytes) -> Callable[[], bytes]:
 
 
 def stage_costs(predictor, data: bytes, repeats: int) -> tuple[int, dict[str, float]]:
-    """Each stage alone: decode, YuNet, alignment of every face, the embedding pass, search, JSON encoding."""
+    """Each stage alone: decode, YuNet, alignment of every face, the embedding pass, search, JSON encoding
+    (and YuNet on OpenCV's cv2.FaceDetectorYN, which ONNX Runtime replaced)."""
     import orjson
 
+    from facesim.faces.detect import YuNetDetector
     from facesim.faces.image import decode_reduced
 
     limits = RequestLimits()
@@ -100,6 +110,9 @@ def stage_costs(predictor, data: bytes, repeats: int) -> tuple[int, dict[str, fl
         "detect": p50_ms(lambda: detector.detect(rgb), repeats),
         "align": p50_ms(lambda: [predictor.preprocessor._align(rgb, face.face.landmarks) for face in faces], repeats),
     }
+    if isinstance(detector, YuNetDetector):  # the same YuNet on OpenCV's runtime, for comparison
+        opencv = YuNetDetector(detector.model_path, detector.min_score, detector.max_side, backend="opencv")
+        stages["detect_opencv"] = p50_ms(lambda: opencv.detect(rgb), repeats)
     if crops is not None:
         embeddings = predictor.embedder.embed(crops)
         stages["embed"] = p50_ms(lambda: predictor.embedder.embed(crops), repeats)
@@ -110,7 +123,7 @@ def stage_costs(predictor, data: bytes, repeats: int) -> tuple[int, dict[str, fl
 
 
 def face_recognition_path(path: Path) -> Callable[[], object]:
-    import face_recognition
+    face_recognition = import_face_recognition()
 
     def run() -> object:
         rgb = face_recognition.load_image_file(str(path))
@@ -131,15 +144,18 @@ def measure_photos(predictor, images: list[Path], repeats: int, with_face_recogn
         ours()
         if theirs:
             theirs()
-        our_times, their_times = [], []
+        our_times: list[float] = []
+        their_times: list[float] = []
+        our_cpu: list[float] = []
+        their_cpu: list[float] = []
         for _ in range(repeats):
-            start = time.perf_counter()
-            ours()
-            our_times.append(time.perf_counter() - start)
-            if theirs:
-                start = time.perf_counter()
-                theirs()
-                their_times.append(time.perf_counter() - start)
+            for run, times, cpu in ((ours, our_times, our_cpu), (theirs, their_times, their_cpu)):
+                if run is None:
+                    continue
+                start, start_cpu = time.perf_counter(), time.process_time()
+                run()
+                times.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
         faces, stages = stage_costs(predictor, data, repeats)
         with Image.open(path) as opened:
             pixels = f"{opened.width}x{opened.height}"
@@ -151,6 +167,8 @@ def measure_photos(predictor, images: list[Path], repeats: int, with_face_recogn
                 float(np.median(our_times) * 1000),
                 float(np.median(their_times) * 1000) if their_times else None,
                 stages,
+                float(np.median(our_cpu) * 1000),
+                float(np.median(their_cpu) * 1000) if their_cpu else None,
             )
         )
     return results
@@ -251,17 +269,27 @@ def report(
     lines = [
         f"in-process, one core (CPU {cpu}), runtime {runtime}; p50 per request, interleaved with face_recognition",
         "",
-        "| image | pixels | faces | facesim ms | face_recognition ms | ratio | decode | detect | align | embed | search | encode |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| image | pixels | faces | facesim ms | face_recognition ms | ratio | decode | detect | align | embed | search "
+        "| encode | facesim CPU ms | face_recognition CPU ms | CPU ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in timings:
         stage = [f"{t.stages_ms[name]:.2f}" if name in t.stages_ms else "-" for name in STAGES]
         theirs = f"{t.face_recognition_p50_ms:.1f}" if t.face_recognition_p50_ms else "-"
         ratio = f"{t.ratio:.1f}x" if t.ratio else "-"
+        their_cpu = f"{t.face_recognition_cpu_ms:.1f}" if t.face_recognition_cpu_ms else "-"
+        cpu_ratio = f"{t.cpu_ratio:.1f}x" if t.cpu_ratio else "-"
         lines.append(
-            f"| {t.image} | {t.pixels} | {t.faces} | {t.facesim_p50_ms:.1f} | {theirs} | {ratio} | {' | '.join(stage)} |"
+            f"| {t.image} | {t.pixels} | {t.faces} | {t.facesim_p50_ms:.1f} | {theirs} | {ratio} | {' | '.join(stage)} "
+            f"| {t.facesim_cpu_ms:.1f} | {their_cpu} | {cpu_ratio} |"
         )
     rate = flops / (pass_ms[1] / 1000) / 1e9
+    if any("detect_opencv" in t.stages_ms for t in timings):
+        yunet = [f"{t.image} {t.stages_ms['detect']:.2f} / {t.stages_ms['detect_opencv']:.2f}" for t in timings]
+        lines += [
+            "",
+            f"detect, p50 ms alone, YuNet on ONNX Runtime / on OpenCV (cv2.FaceDetectorYN): {', '.join(yunet)}",
+        ]
     lines += [
         "",
         f"embedding one face ({passes} network pass{'es' if passes > 1 else ''}: the crop"

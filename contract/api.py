@@ -4,10 +4,7 @@ the benchmarks) and evaluation, so that each rule is stated once."""
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, TypeAlias
-
-Distance: TypeAlias = Any  # float, or a numpy array of them
-Decision: TypeAlias = Any  # bool, or a numpy array of them
+from typing import Any
 
 MODEL_NAME = "facenet"  # KServe model name: /v1/models/facenet:predict, /v2/models/facenet/infer
 READY_PATH = "/v2/health/ready"  # 200 once the model and gallery are loaded (Open Inference Protocol)
@@ -81,9 +78,3 @@ def validate_identity(name: object) -> str:
     if len(name) > MAX_IDENTITY_LENGTH:
         raise IdentityNameError(f"identity is longer than {MAX_IDENTITY_LENGTH} characters")
     return name
-
-
-def same_person(distance: Distance, threshold: Distance) -> Decision:
-    """The one decision rule: a squared-L2 distance at or under the threshold is the same person.
-    Evaluation calibrates with it and serving decides with it; numpy arrays work elementwise."""
-    return distance <= threshold

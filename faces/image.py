@@ -1,4 +1,4 @@
-"""Decode untrusted image bytes into (H, W, 3) uint8 RGB arrays.
+"""Decode untrusted image bytes into (H, W, 3) uint8 RGB arrays; encode face thumbnails and crops.
 
 Sizes are checked from the header before any pixel is decoded, so a small file that declares a
 huge image (a decompression bomb) is refused without allocating it.
@@ -15,6 +15,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facesim.contract.api import MAX_IMAGE_BYTES
+from facesim.faces.detect import Face
+
+THUMBNAIL_SIZE = 128
+# A thumbnail shows the face box grown by this fraction on each side (hair, chin).
+THUMBNAIL_MARGIN = 0.25
 
 
 class ImageError(ValueError):
@@ -126,3 +131,24 @@ def _full_scale(mode: str, pixels: np.ndarray) -> float:
     if mode == "F" and peak <= 1.0:
         return 1.0
     return 255.0
+
+
+def thumbnail_jpeg(rgb: np.ndarray, face: Face, size: int = THUMBNAIL_SIZE) -> bytes:
+    """A square JPEG of the face with some context, for galleries and the UI."""
+    x, y, w, h = face.box
+    side = max(w, h) * (1 + 2 * THUMBNAIL_MARGIN)
+    cx, cy = x + w / 2, y + h / 2
+    height, width = rgb.shape[:2]
+    left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    right, bottom = int(min(width, cx + side / 2)), int(min(height, cy + side / 2))
+    region = Image.fromarray(rgb[top : max(bottom, top + 1), left : max(right, left + 1)])
+    region.thumbnail((size, size))
+    buffer = io.BytesIO()
+    region.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()

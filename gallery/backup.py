@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -59,12 +59,14 @@ def backup_gallery(location: Path | str, out: Path) -> BackupSummary:
     return summary
 
 
-def restore_gallery(backup: Path, out: Path | str, model_version: str | None = None) -> BackupSummary:
+def restore_gallery(backup: Path, out: Path | str, model_versions: Collection[str] | None = None) -> BackupSummary:
     """Restore a backup into a new directory, a PostgreSQL database, or the PostgreSQL gallery of the
-    same model (whose rows it replaces in one transaction). `model_version`: refuse unless it is that model's."""
+    same model (whose rows it replaces in one transaction). `model_versions`: refuse unless it is one of
+    that model's fingerprints (storage.model_artifact.ModelInfo.fingerprints)."""
     source = _backup_gallery(backup)
-    if model_version is not None and source.info.model_version != model_version:
-        raise GalleryError(_other_model(backup, source.info.model_version, f"the model given ({model_version})"))
+    if model_versions is not None and source.info.model_version not in model_versions:
+        given = ", ".join(model_versions)
+        raise GalleryError(_other_model(backup, source.info.model_version, f"the model given ({given})"))
     if is_postgres(out):
         from facesim.gallery.postgres import restore_into
 

@@ -8,11 +8,13 @@ A threshold calibrated on LFW transfers poorly to other photos, so a gallery may
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
 
+from facesim.contract.metrics import accept_rate, pair_distances, threshold_at_far
 from facesim.gallery.api import Gallery, GalleryError
 from facesim.gallery.store import GalleryStore
 
@@ -37,27 +39,9 @@ class Calibration:
     created: str
 
 
-def pair_distances(identities: list[str], vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) squared distances: every pair within an identity; every pair across
-    identities, or MAX_IMPOSTOR_PAIRS of them drawn at random when there are more."""
-    labels = np.unique(np.asarray(identities), return_inverse=True)[1]
-    first, second = np.triu_indices(len(labels), k=1)
-    same = labels[first] == labels[second]
-    genuine = _distances(vectors, first[same], second[same])
-    impostor_first, impostor_second = first[~same], second[~same]
-    if len(impostor_first) > MAX_IMPOSTOR_PAIRS:
-        chosen = np.random.default_rng(seed).choice(len(impostor_first), MAX_IMPOSTOR_PAIRS, replace=False)
-        impostor_first, impostor_second = impostor_first[chosen], impostor_second[chosen]
-    return genuine, _distances(vectors, impostor_first, impostor_second)
-
-
-def _distances(vectors: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    return np.sum((vectors[first].astype(np.float64) - vectors[second]) ** 2, axis=1)
-
-
-def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> tuple[float, float, float]:
-    """(threshold, FAR, TAR): the largest threshold that accepts at most target_far of the impostors.
-    Refuses (TooFewPairs) when the pairs are too few for that FAR to mean anything."""
+def calibrated_threshold(genuine: np.ndarray, impostor: np.ndarray, target_far: float) -> tuple[float, float, float]:
+    """(threshold, FAR, TAR): the threshold at `target_far`, midway in its gap (contract.metrics). Refuses
+    (TooFewPairs) when the pairs are too few for that FAR to mean anything."""
     needed_impostors = math.ceil(1 / target_far)
     if len(genuine) < MIN_GENUINE_PAIRS or len(impostor) < needed_impostors:
         raise TooFewPairs(
@@ -65,14 +49,8 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, target_far: floa
             f"{MIN_GENUINE_PAIRS}: enrol 2+ photos of more identities) and {len(impostor)} impostor pairs "
             f"(need {needed_impostors}: enrol more identities, or ask for a larger --far)"
         )
-    ordered = np.sort(impostor)
-    allowed = math.floor(target_far * len(ordered))  # false accepts within the target
-    # Midway between the first impostor distance that would be one false accept too many and the
-    # largest distance under it: the same pairs accepted, with room for float32 rounding when serving.
-    limit = ordered[allowed]
-    below = np.concatenate([ordered[ordered < limit], genuine[genuine < limit], [0.0]]).max()  # ties stay out
-    threshold = float((below + limit) / 2)
-    return threshold, float(np.mean(impostor <= threshold)), float(np.mean(genuine <= threshold))
+    threshold = threshold_at_far(impostor, target_far, genuine, midway=True)
+    return threshold, accept_rate(impostor, threshold), accept_rate(genuine, threshold)
 
 
 def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibration:
@@ -85,8 +63,8 @@ def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibrat
             f"draws) can measure: give --far {1 / MAX_IMPOSTOR_PAIRS:g} or more"
         )
     rows = store.rows()
-    genuine, impostor = pair_distances(rows.identities, rows.vectors)
-    threshold, far, tar = threshold_at_far(genuine, impostor, target_far)
+    genuine, impostor = pair_distances(rows.identities, rows.vectors, MAX_IMPOSTOR_PAIRS)
+    threshold, far, tar = calibrated_threshold(genuine, impostor, target_far)
     calibration = Calibration(
         threshold=threshold,
         target_far=target_far,
@@ -101,9 +79,10 @@ def calibrate_gallery(store: GalleryStore, target_far: float = 1e-3) -> Calibrat
     return calibration
 
 
-def gallery_threshold(gallery: Gallery, model_version: str) -> float | None:
-    """The gallery's calibrated threshold, when it has one made with this model."""
+def gallery_threshold(gallery: Gallery, model_versions: Collection[str]) -> float | None:
+    """The gallery's calibrated threshold, when it has one made with this model (one of its fingerprints:
+    storage.model_artifact.ModelInfo.fingerprints)."""
     calibration = gallery.info.calibration
-    if not calibration or calibration.get("model_version") != model_version:
+    if not calibration or calibration.get("model_version") not in model_versions:
         return None
     return float(calibration["threshold"])

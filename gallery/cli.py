@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facesim.faces.detect import add_yunet_argument
-from facesim.faces.image import ImageError, read_image
+from facesim.faces.image import ImageError, read_image, thumbnail_jpeg
 from facesim.faces.preprocess import FacePreprocessor
 from facesim.gallery.api import (
     Gallery,
@@ -29,14 +29,8 @@ from facesim.gallery.backends import create_gallery, open_gallery
 from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, LiveGalleryIndex
 from facesim.gallery.store import GalleryStore
 from facesim.storage.datasets import IdentityDataset
-from facesim.storage.embedder import (
-    Embedder,
-    ModelError,
-    preprocessor_for,
-    read_model_info,
-    thumbnail_jpeg,
-)
 from facesim.storage.lfw import LfwLayout
+from facesim.storage.model_artifact import Embedder, ModelError, preprocessor_for, read_model_info
 
 EMBED_BATCH = 64
 FEATURED = 8
@@ -399,8 +393,8 @@ def _backup_main(args: argparse.Namespace) -> int:
 def _restore_main(args: argparse.Namespace) -> int:
     from facesim.gallery.backup import restore_gallery
 
-    model_version = read_model_info(args.model).version if args.model else None
-    summary = restore_gallery(args.backup, args.out, model_version)
+    model_versions = read_model_info(args.model).fingerprints if args.model else None
+    summary = restore_gallery(args.backup, args.out, model_versions)
     print(
         f"gallery {redacted(args.out)}: restored {summary.identities} identities, {summary.embeddings} "
         f"embeddings (model {summary.model_version}) from {args.backup}"

@@ -29,6 +29,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from facesim.contract.metrics import squared_l2_of_similarity
 from facesim.gallery.api import Gallery, GalleryUnavailable, IndexState
 
 log = logging.getLogger(__name__)
@@ -241,8 +242,7 @@ class EmbeddingIndex:
             if label in seen:
                 continue
             seen.add(label)
-            distance = max(0.0, 2.0 - 2.0 * float(similarity))
-            matches.append(Match(identity=self.names[label], distance=distance))
+            matches.append(Match(identity=self.names[label], distance=squared_l2_of_similarity(similarity)))
             if len(matches) == k:
                 break
         return matches

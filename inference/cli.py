@@ -18,7 +18,7 @@ from facesim.contract.api import GALLERY_DSN_ENV
 from facesim.faces.detect import add_yunet_argument
 from facesim.gallery.index import DEFAULT_APPROXIMATE_THRESHOLD, DEFAULT_POLL_S
 from facesim.inference.protocol import RequestLimits
-from facesim.storage.model_runtime import DEFAULT_RUNTIME, RUNTIMES
+from facesim.storage.model_artifact import DEFAULT_RUNTIME, RUNTIMES
 
 # `facesim serve` flag -> help; each sets the RequestLimits field of the same name.
 LIMIT_FLAGS = {
@@ -172,7 +172,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up notices, before it loads
     from facesim.gallery.api import GalleryError, GalleryUnavailable
-    from facesim.storage.embedder import ModelError
+    from facesim.storage.model_artifact import ModelError
 
     try:
         model_dir, gallery_dir = _resolve_artifacts(args.model, args.gallery)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import kserve
 import numpy as np
 from kserve.errors import InvalidInput
@@ -22,7 +23,7 @@ from kserve.logging import logger
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from facesim.contract.api import MODEL_NAME
-from facesim.faces.image import ImageError, declared_pixels, decode_reduced
+from facesim.faces.image import ImageError, declared_pixels, decode_reduced, thumbnail_jpeg
 from facesim.faces.preprocess import AlignedFace
 from facesim.gallery.api import EnrolResult, Gallery, GalleryError, GalleryUnavailable, WriteRequest
 from facesim.gallery.backends import wait_for_gallery
@@ -45,13 +46,7 @@ from facesim.inference.protocol import (
     encode_response,
 )
 from facesim.inference.routes import install_routes
-from facesim.storage.embedder import (
-    Embedder,
-    ModelInfo,
-    preprocessor_for,
-    read_model_info,
-    thumbnail_jpeg,
-)
+from facesim.storage.model_artifact import Embedder, ModelInfo, preprocessor_for, read_model_info
 from facesim.storage.paths import registered_version
 
 
@@ -113,6 +108,10 @@ class FaceNetPredictor(kserve.Model):
             logger.exception("facenet worker %d could not load the model or gallery", os.getpid())
 
     def load(self) -> bool:
+        # OpenCV's own threads (colour conversion, resizing, warping) cost more than they gain here: a
+        # 1080p request took 58.5 instead of 82.5 ms of CPU and 68 instead of 96 ms at p50 with one
+        # (docs/results.md); concurrent requests use the other cores.
+        cv2.setNumThreads(1)
         self.model_info = read_model_info(self.config.model_dir)
         self.preprocessor = preprocessor_for(self.model_info, self.config.yunet_path)
         detector = self.preprocessor.detector  # created now, not on the first request
@@ -123,7 +122,7 @@ class FaceNetPredictor(kserve.Model):
         self.gallery = wait_for_gallery(self.config.gallery_dir, self.config.gallery_wait_s)
         self.gallery_version = registered_version(self.config.gallery_dir)  # v1, v2, ... or None
         check_gallery_matches(self.gallery, self.model_info)
-        calibrated = gallery_threshold(self.gallery, self.model_info.version)
+        calibrated = gallery_threshold(self.gallery, self.model_info.fingerprints)
         # The gallery's own calibration (its photos) beats the model's (LFW) when there is one.
         self.threshold = calibrated if calibrated is not None else self.model_info.threshold
         self.threshold_source = "gallery" if calibrated is not None else "model"
@@ -265,7 +264,7 @@ def check_gallery_matches(gallery: Gallery, model: ModelInfo) -> None:
             f"gallery {gallery.location} holds {gallery.info.embedding_dim}-d embeddings but the model makes "
             f"{model.embedding_dim}-d ones: rebuild it with `facesim gallery build --model {model.directory}`"
         )
-    if gallery.info.model_version != model.version:
+    if not model.made(gallery.info.model_version):
         raise GalleryError(
             f"gallery {gallery.location} was built with model {gallery.info.model_version}, not this model "
             f"({model.version}): rebuild it with `facesim gallery build --model {model.directory}`"

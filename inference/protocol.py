@@ -26,11 +26,11 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
 
-from facesim.contract.api import BINARY_V2_HEADER, MAX_REQUEST_BYTES, same_person, with_old_names
-from facesim.faces.image import ImageLimits
+from facesim.contract.api import BINARY_V2_HEADER, MAX_REQUEST_BYTES, with_old_names
+from facesim.contract.metrics import same_person, squared_l2
+from facesim.faces.image import ImageLimits, png_bytes
 from facesim.faces.preprocess import AlignedFace
 from facesim.gallery.index import Match
-from facesim.storage.embedder import png_bytes
 
 DEFAULT_TOP_K = 3
 
@@ -351,7 +351,7 @@ def _comparison(
     answer: dict[str, Any] = {"compare_face": _face_json(compare.faces[0], compare_embedding, instance, threshold)}
     if not image.faces:
         return answer | {"distance": None, "same": None}
-    distance = float(np.sum((embeddings[image_rows[0]] - compare_embedding) ** 2))
+    distance = float(squared_l2(embeddings[image_rows[0]], compare_embedding))
     return answer | {"distance": round(distance, 6), "same": same_person(distance, threshold)}
 
 

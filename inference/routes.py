@@ -47,7 +47,7 @@ from facesim.gallery.index import LiveGalleryIndex
 from facesim.inference.http_guard import GuardLimits, RequestGuard, parsed_json
 from facesim.inference.protocol import RequestLimits, decode_b64, load_json, v2_request, validation_problems
 from facesim.inference.server import OrjsonResponse
-from facesim.storage.embedder import ModelInfo
+from facesim.storage.model_artifact import ModelInfo
 
 MAX_ENROL_IMAGES = 32
 # While the gallery's database is down: when a client should try again (a database restart takes seconds).

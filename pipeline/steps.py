@@ -173,7 +173,7 @@ def train(
 ) -> tuple[str, dict[str, float]]:
     """Train (local worker processes or a TFJob) and export the model artifact; returns its directory
     and the metrics its model.json records (validation, test, the last loss)."""
-    from facesim.storage.model_card import load_model_card
+    from facesim.storage.model_artifact import load_model_card
 
     config = final_config(crops, layout, settings, hyper)
     backend_for(backend).train(config, resource_name(run_name, "train"))
@@ -208,7 +208,7 @@ def resource_name(run_name: str, role: str) -> str:
 
 def evaluate(model_dir: str, crops: str) -> dict[str, float]:
     """The test figures (docs/protocol.md: pairs.txt fold 10) of an exported model (`facesim evaluate`)."""
-    from facesim.storage.model_runtime import ModelError
+    from facesim.storage.model_artifact import ModelError
     from facesim.training.evaluate import EvaluateRequest, evaluate_model
     from facesim.training.verification import Scores
 
@@ -235,7 +235,7 @@ def build_gallery(model_dir: str, data: str, layout: RunLayout, identities: int,
     gallery artifact (`facesim gallery build`); returns its directory."""
     from facesim.gallery.api import GalleryError
     from facesim.gallery.cli import BuildOptions, build_gallery
-    from facesim.storage.model_runtime import ModelError
+    from facesim.storage.model_artifact import ModelError
 
     options = BuildOptions(max_images_per_identity=images_per_identity, limit_identities=identities)
     try:

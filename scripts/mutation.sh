@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the core modules, each against only its own tests (mutmut, pinned below).
-#   scripts/mutation.sh [MODULE...]     MODULE: align verification calibrate gallery gallery_postgres losses
+#   scripts/mutation.sh [MODULE...]     MODULE: align metrics verification calibrate gallery gallery_postgres losses
 # Each module runs in its own scratch copy under $MUTATION_DIR (default /tmp/facesim-mutation): the
 # components assembled as the facesim package they install as, the tests, and a [tool.mutmut] section.
 # A module stops after $MUTATION_MINUTES (default 20) minutes; mutants not reached then count as not
@@ -17,6 +17,7 @@ export FACESIM_SHARED=${FACESIM_SHARED:-$REPO/../shared}
 
 declare -A SOURCE=(
   [align]=faces/align.py
+  [metrics]=contract/metrics.py
   [verification]=training/verification.py
   [calibrate]=gallery/calibrate.py
   [gallery]=gallery/store.py
@@ -25,14 +26,15 @@ declare -A SOURCE=(
 )
 declare -A TESTS=(
   [align]="tests/faces/test_align.py tests/faces/test_dlib_chip.py"
+  [metrics]=tests/contract/test_metrics.py
   [verification]=tests/training/test_evaluation.py
-  [calibrate]=tests/inference/test_calibrate_units.py
+  [calibrate]=tests/gallery/test_calibrate_units.py
   [gallery]="tests/inference/test_gallery.py tests/inference/test_gallery_changes.py"
   [gallery_postgres]="tests/inference/test_gallery_postgres.py tests/inference/test_gallery_changes.py"
   [losses]=tests/training/test_losses.py
 )
 modules=("$@")
-[[ ${#modules[@]} -gt 0 ]] || modules=(align verification calibrate gallery gallery_postgres losses)
+[[ ${#modules[@]} -gt 0 ]] || modules=(align metrics verification calibrate gallery gallery_postgres losses)
 
 if ! .venv/bin/python -c "import mutmut" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet -c constraints.txt "mutmut==$MUTMUT_VERSION"

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from facesim.contract.version import __version__
-from facesim.storage.model_card import ModelCard, load_model_card, save_model_card
+from facesim.storage.model_artifact import ModelCard, load_model_card, portable_preprocessing, save_model_card
 from facesim.training.config import PRETRAINED_INIT, SCRATCH_INIT, TrainConfig
 from facesim.training.data import RunData
 
@@ -75,7 +75,7 @@ def write_model_card(
         embedding_dim=config.embedding_dim,
         margin=config.margin,
         architecture=config.architecture,
-        preprocessing=data.preprocessing,
+        preprocessing=portable_preprocessing(data.preprocessing),
         threshold=float(threshold),
         training=training,
         metrics={name: float(value) for name, value in metrics.items()},

@@ -159,7 +159,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         "model's threshold) and runtime_max_distance_difference=",
     )
     args = parser.parse_args(argv)
-    from facesim.storage.model_runtime import ModelError
+    from facesim.storage.model_artifact import ModelError
     from facesim.training.evaluate import EvaluateRequest, evaluate_model
 
     try:

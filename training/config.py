@@ -237,7 +237,7 @@ class TrainConfig:
         if self.init == PRETRAINED_INIT:
             self.architecture = "faceapi_resnet"
         elif self.init != SCRATCH_INIT:
-            from facesim.storage.model_card import load_model_card
+            from facesim.storage.model_artifact import load_model_card
 
             card = load_model_card(self.init)
             self.architecture = card.architecture

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from facesim.contract.metrics import squared_l2
 from facesim.faces.image import read_image
 from facesim.faces.preprocess import PreprocessConfig
 from facesim.storage.cache import cache_root, prepare_crops, read_manifest, resolve_config
 from facesim.storage.lfw import CACHE_MANIFEST, LfwLayout, Pair, protocol_split
 from facesim.training.config import TrainConfig
 from facesim.training.sampler import PKSampler
-from facesim.training.verification import Scores, image_pair_figures, squared_distances, verify
+from facesim.training.verification import Scores, image_pair_figures, verify
 
 MAP_IMAGES_PER_IDENTITY = 8
 
@@ -36,6 +37,10 @@ class PairSet:
     same: np.ndarray  # [pairs] bool
     identities: np.ndarray  # [M] whose face each image is
 
+    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+        """The listed pairs' squared L2 distances, from the images' embeddings."""
+        return np.asarray(squared_l2(embeddings[self.first], embeddings[self.second]))  # rows: an array
+
     def score(
         self,
         embeddings: np.ndarray,
@@ -45,7 +50,7 @@ class PairSet:
     ) -> Scores:
         """Figures from the images' embeddings: at these thresholds, or calibrated on these images (None);
         over every pair of the images too unless `image_pairs` is False."""
-        distances = squared_distances(embeddings[self.first], embeddings[self.second])
+        distances = self.distances(embeddings)
         images = image_pair_figures(embeddings, self.identities, far_thresholds) if image_pairs else None
         return Scores(verify(distances, self.same, threshold), images)
 

@@ -4,7 +4,7 @@ Pair figures (accuracy, AUC, TAR at zero false accepts) at the model's own thres
 1e-3 / 1e-4 over every pair of the fold's images, at thresholds set on the calibration fold's
 images (fold 9, the protocol's validation fold, unless told otherwise). `--protocol lfw-10fold`: LFW's
 standard View 2 figure, each fold scored at the threshold best on the other nine (published figures
-such as dlib's 99.38% are this one). `--runtime` picks what runs the network (storage.model_runtime).
+such as dlib's 99.38% are this one). `--runtime` picks what runs the network (storage.model_artifact).
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facesim.contract.api import same_person
-from facesim.faces.preprocess import PreprocessConfig
+from facesim.contract.metrics import same_person
 from facesim.storage.lfw import LfwLayout, Pair, read_pairs
-from facesim.storage.model_card import ModelCard, load_model_card
-from facesim.storage.model_runtime import Runner, load_runner
+from facesim.storage.model_artifact import ModelCard, Runner, load_model_card, load_runner, preprocess_config
 from facesim.training.data import CropReader, crop_source, limit_pairs, pair_set
 from facesim.training.loop import print_metric
-from facesim.training.verification import Scores, squared_distances, ten_fold
+from facesim.training.verification import Scores, ten_fold
 
 VALIDATION_FOLD = 9
 PROTOCOLS = ("pairs", "lfw-10fold")
@@ -63,7 +61,7 @@ def evaluate_model(request: EvaluateRequest) -> Scores | list[float]:
     if request.fold == calibration_fold:
         print(f"note: fold {request.fold} sets its own FAR thresholds (--calibration-fold)", file=sys.stderr)
 
-    crops = _crop_reader(request, card.preprocessing, card.image_size, pairs + calibration)
+    crops = _crop_reader(request, card, pairs + calibration)
     embed = _embedder(request, card)
     scored = pair_set(crops, pairs)
     embeddings = embed(scored.images)
@@ -92,8 +90,7 @@ def _compare_runtimes(request: EvaluateRequest, card: ModelCard, scored, embeddi
     the distances move (`facesim evaluate --compare-runtimes`)."""
     other = replace(request, runtime="tensorflow" if request.runtime == "onnx" else "onnx")
     theirs = _embedder(other, card)(scored.images)
-    ours_d = squared_distances(embeddings[scored.first], embeddings[scored.second])
-    theirs_d = squared_distances(theirs[scored.first], theirs[scored.second])
+    ours_d, theirs_d = scored.distances(embeddings), scored.distances(theirs)
     changed = same_person(ours_d, card.threshold) != same_person(theirs_d, card.threshold)
     print_metric("runtime_decisions_differing", int(np.sum(changed)))
     print_metric("runtime_max_distance_difference", float(np.abs(ours_d - theirs_d).max()))
@@ -105,9 +102,9 @@ def ten_fold_accuracies(request: EvaluateRequest, card: ModelCard, folds: list[l
         raise ValueError("--protocol lfw-10fold scores every pair of every fold: drop --fold and --limit-pairs")
     pairs = [pair for fold in folds for pair in fold]
     fold_of = np.repeat(np.arange(len(folds)), [len(fold) for fold in folds])
-    scored = pair_set(_crop_reader(request, card.preprocessing, card.image_size, pairs), pairs)
+    scored = pair_set(_crop_reader(request, card, pairs), pairs)
     embeddings = _embedder(request, card)(scored.images)
-    distances = squared_distances(embeddings[scored.first], embeddings[scored.second])
+    distances = scored.distances(embeddings)
     accuracies = []
     for k, (fold_accuracy, threshold) in enumerate(ten_fold(distances, scored.same, fold_of)):
         print_metric(f"fold{k + 1}_accuracy", fold_accuracy)
@@ -130,14 +127,10 @@ def _embedder(request: EvaluateRequest, card: ModelCard) -> Runner:
     return embed
 
 
-def _crop_reader(request: EvaluateRequest, preprocessing: dict, image_size: int, pairs: list[Pair]) -> CropReader:
+def _crop_reader(request: EvaluateRequest, card: ModelCard, pairs: list[Pair]) -> CropReader:
     """The crops of every image in `pairs`, prepared with the model's preprocessing if not yet cached."""
-    config = PreprocessConfig.from_dict({**preprocessing, "image_size": image_size})
-    if request.yunet_path:
-        config = replace(config, detector="yunet", yunet_path=request.yunet_path)
-    elif config.yunet_path and not Path(config.yunet_path).is_file():
-        config = replace(config, yunet_path=None)  # trained elsewhere: find the weights here
+    config = preprocess_config(card, request.yunet_path, request.model)
     identities = sorted({name for pair in pairs for name in (pair.name1, pair.name2)})
     layout = LfwLayout.find(request.data)
     cache_dir, _ = crop_source(layout, config, request.cache_dir, identities, request.prepare_workers)
-    return CropReader(cache_dir, image_size)
+    return CropReader(cache_dir, card.image_size)

@@ -1,10 +1,6 @@
-"""The model artifact (docs/protocol.md): a SavedModel at DIR's root, the same network as `model.onnx`
-beside it, plus model.json, and loading it back.
-
-Signature `serving_default`: `images` uint8 [None, S, S, 3] -> `embeddings` float32 [None, D],
-unit norm; pixel normalisation is inside the network, so callers feed raw aligned crops. The ONNX
-graph has the same input and output names (converted by tf2onnx; served by ONNX Runtime).
-"""
+"""Writing the model artifact's networks (storage.model_artifact reads them): the SavedModel at DIR's root,
+with the signature `SIGNATURE`, and the same network as `model.onnx` beside it (converted by tf2onnx, with
+the same input and output names)."""
 
 from __future__ import annotations
 
@@ -18,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-SIGNATURE = "serving_default"
-ONNX_FILE = "model.onnx"
+from facesim.storage.model_artifact import INPUT, ONNX_FILE, OUTPUT, SIGNATURE
+
 ONNX_OPSET = 17
 
 
@@ -30,8 +26,8 @@ def export_saved_model(model: keras.Model, out_dir: Path, image_size: int) -> Pa
     archive.track(model)
     archive.add_endpoint(
         SIGNATURE,
-        lambda images: {"embeddings": model(tf.cast(images, tf.float32), training=False)},
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name="images")],
+        lambda images: {OUTPUT: model(tf.cast(images, tf.float32), training=False)},
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=INPUT)],
     )
     # Written beside, then moved in: a crash never leaves half a SavedModel over a good one.
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
@@ -52,7 +48,7 @@ def export_onnx(embed: Callable, out_dir: Path, image_size: int) -> dict:
     or a SavedModel's signature); returns model.json's `onnx` record (file, sha256, opset, converter)."""
     import tf2onnx
 
-    spec = (tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name="images"),)
+    spec = (tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=INPUT),)
     proto, _ = tf2onnx.convert.from_function(tf.function(embed), input_signature=spec, opset=ONNX_OPSET)
     data = proto.SerializeToString()
     partial = out_dir / f".{ONNX_FILE}.partial"
@@ -69,37 +65,18 @@ def export_onnx(embed: Callable, out_dir: Path, image_size: int) -> dict:
 def export_model(model: keras.Model, out_dir: Path, image_size: int) -> dict:
     """SavedModel and model.onnx of one Keras model; returns the `onnx` record for model.json."""
     export_saved_model(model, out_dir, image_size)
-    return export_onnx(
-        lambda images: {"embeddings": model(tf.cast(images, tf.float32), training=False)}, out_dir, image_size
-    )
+    return export_onnx(lambda images: {OUTPUT: model(tf.cast(images, tf.float32), training=False)}, out_dir, image_size)
 
 
 def export_onnx_of_saved_model(model_dir: Path) -> dict:
     """model.onnx for an artifact exported before ONNX: converted from its SavedModel's signature."""
     loaded = tf.saved_model.load(str(model_dir))  # held until converted: the signature needs its variables
     signature = loaded.signatures[SIGNATURE]
-    image_size = int(signature.structured_input_signature[1]["images"].shape[1])
+    image_size = int(signature.structured_input_signature[1][INPUT].shape[1])
     output = next(iter(signature.structured_outputs))
-    record = export_onnx(lambda images: {"embeddings": signature(images=images)[output]}, model_dir, image_size)
+    record = export_onnx(lambda images: {OUTPUT: signature(**{INPUT: images})[output]}, model_dir, image_size)
     del loaded
     return record
-
-
-class EmbeddingModel:
-    """An exported model's serving signature as a NumPy function, fed in batches."""
-
-    def __init__(self, model_dir: Path):
-        if not (model_dir / "saved_model.pb").exists():
-            raise FileNotFoundError(f"{model_dir} holds no SavedModel (saved_model.pb): pass a model directory")
-        self._signature = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE]
-        self.image_size = int(self._signature.structured_input_signature[1]["images"].shape[1])
-
-    def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        parts = [
-            self._signature(images=tf.constant(images[i : i + batch_size], tf.uint8))["embeddings"].numpy()
-            for i in range(0, len(images), batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def embed_with(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

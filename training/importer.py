@@ -43,7 +43,7 @@ class ImportRequest:
 
 def import_faceapi(request: ImportRequest) -> Path:
     from facesim.storage.cache import resolve_config
-    from facesim.storage.model_card import ModelCard, save_model_card
+    from facesim.storage.model_artifact import ModelCard, portable_preprocessing, save_model_card
     from facesim.training.card_writer import code_version
     from facesim.training.config import PRETRAINED_INIT
     from facesim.training.export import export_model
@@ -89,7 +89,7 @@ def import_faceapi(request: ImportRequest) -> Path:
         margin=0.0,  # not trained by facesim: no triplet margin
         threshold=float(threshold),
         architecture="faceapi_resnet",
-        preprocessing=preprocessing,
+        preprocessing=portable_preprocessing(preprocessing),
         training=training,
         metrics=metrics,
         code_version=code_version(),
@@ -129,7 +129,7 @@ def calibrate_on_lfw(serving, wanted: PreprocessConfig, request: ImportRequest) 
 
 def export_onnx_beside(model_dir: Path) -> dict:
     """Write model.onnx into an existing artifact from its SavedModel and record it in model.json."""
-    from facesim.storage.model_card import load_model_card, save_model_card
+    from facesim.storage.model_artifact import load_model_card, save_model_card
     from facesim.training.export import export_onnx_of_saved_model
 
     card = load_model_card(model_dir)  # first: refuses a directory that is no artifact

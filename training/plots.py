@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from facesim.training.verification import Roc
+from facesim.contract.metrics import Roc
 
 ZOOM_TAR = (0.9, 1.0)  # where a good face model's curves differ
 

@@ -1,4 +1,4 @@
-"""LFW-style verification metrics on squared L2 distances (docs/protocol.md).
+"""LFW-style verification figures (docs/protocol.md), built from the metrics of facesim.contract.metrics.
 
 Two kinds of figure:
 - On the protocol's listed pairs (`verify`): a pair is "same person" when its distance is at most
@@ -17,17 +17,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesim.contract.api import same_person
+from facesim.contract.metrics import (
+    Roc,
+    accept_rate,
+    accuracy,
+    best_threshold,
+    pair_distances,
+    roc_auc,
+    roc_curve,
+    tar_at_zero_false_accepts,
+    threshold_at_far,
+)
 
 # FAR targets of the all-image figures, keyed by their spelling in metric names.
 FAR_TARGETS = {"1e-3": 1e-3, "1e-4": 1e-4}
-
-
-@dataclass(frozen=True)
-class Roc:
-    false_accept: np.ndarray  # FAR (false positive rate) per threshold, increasing
-    true_accept: np.ndarray  # TAR (true positive rate) per threshold
-    thresholds: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -100,46 +103,6 @@ def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}_{name}" if prefix else name: value for name, value in values.items()}
 
 
-def squared_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    return np.sum((first.astype(np.float64) - second.astype(np.float64)) ** 2, axis=1)
-
-
-def roc_curve(distances: np.ndarray, same: np.ndarray) -> Roc:
-    """Accept at d <= t for every distinct t (plus "accept nothing")."""
-    same = np.asarray(same, dtype=bool)
-    thresholds = np.concatenate([[-np.inf], np.unique(distances)])
-    accepted = same_person(distances[None, :], thresholds[:, None])
-    positives, negatives = max(same.sum(), 1), max((~same).sum(), 1)
-    true_accept = (accepted & same).sum(axis=1) / positives
-    false_accept = (accepted & ~same).sum(axis=1) / negatives
-    return Roc(false_accept, true_accept, thresholds)
-
-
-def roc_auc(roc: Roc) -> float:
-    return float(np.trapezoid(roc.true_accept, roc.false_accept))
-
-
-def tar_at_zero_false_accepts(roc: Roc) -> float:
-    """TAR at the strictest threshold: the largest that accepts no negative pair."""
-    return float(roc.true_accept[roc.false_accept == 0].max())  # "accept nothing" is always there
-
-
-def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
-    """The threshold with the best accuracy: the midpoint between two neighbouring distances."""
-    candidates = np.unique(distances)
-    if len(candidates) == 0:
-        raise ValueError("no pairs to calibrate a threshold on")
-    midpoints = np.concatenate(
-        [[candidates[0] - 1e-6], (candidates[1:] + candidates[:-1]) / 2, [candidates[-1] + 1e-6]]
-    )
-    correct = same_person(distances[None, :], midpoints[:, None]) == np.asarray(same, dtype=bool)[None, :]
-    return float(midpoints[int(np.argmax(correct.mean(axis=1)))])
-
-
-def accuracy(distances: np.ndarray, same: np.ndarray, threshold: float) -> float:
-    return float(np.mean(same_person(distances, threshold) == np.asarray(same, dtype=bool)))
-
-
 def ten_fold(distances: np.ndarray, same: np.ndarray, fold_of: np.ndarray) -> list[tuple[float, float]]:
     """LFW View 2's standard figure: for each fold, (accuracy, threshold) at the threshold with the best
     accuracy on the other folds' pairs."""
@@ -162,42 +125,13 @@ def verify(distances: np.ndarray, same: np.ndarray, threshold: float | None = No
     )
 
 
-def image_pair_distances(embeddings: np.ndarray, identities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Squared distances of every pair of distinct images: (same-person pairs, different-person pairs)."""
-    vectors = embeddings.astype(np.float64)
-    norms = np.sum(vectors**2, axis=1)
-    gram = vectors @ vectors.T  # N x N: a fold's ~800 images are 5 MB, its pairs' rows would be 300 MB
-    first, second = np.triu_indices(len(vectors), k=1)
-    distances = np.maximum(norms[first] + norms[second] - 2 * gram[first, second], 0.0)
-    labels = np.asarray(identities)
-    same = labels[first] == labels[second]
-    return distances[same], distances[~same]
-
-
-def far_threshold(impostor: np.ndarray, far: float) -> float:
-    """The largest threshold accepting at most `far` of these different-person pairs (nan: none)."""
-    if len(impostor) == 0:
-        return float("nan")
-    allowed = int(far * len(impostor))
-    if allowed >= len(impostor):
-        return float(np.max(impostor))
-    return float(np.nextafter(np.partition(impostor, allowed)[allowed], -np.inf))
-
-
 def image_pair_figures(
     embeddings: np.ndarray, identities: np.ndarray, thresholds: dict[str, float] | None = None
 ) -> ImagePairFigures:
     """TAR and FAR over every pair of these images at each FAR target's threshold: the given ones
     (from the validation fold), or set on these images when None."""
-    genuine, impostor = image_pair_distances(embeddings, identities)
+    genuine, impostor = pair_distances(identities, embeddings)
     if thresholds is None:
-        thresholds = {name: far_threshold(impostor, far) for name, far in FAR_TARGETS.items()}
-    points = {name: FarPoint(t, _rate(genuine, t), _rate(impostor, t)) for name, t in thresholds.items()}
+        thresholds = {name: threshold_at_far(impostor, far) for name, far in FAR_TARGETS.items()}
+    points = {name: FarPoint(t, accept_rate(genuine, t), accept_rate(impostor, t)) for name, t in thresholds.items()}
     return ImagePairFigures(len(genuine), len(impostor), points)
-
-
-def _rate(distances: np.ndarray, threshold: float) -> float:
-    """The share of these pairs accepted (nan when there are none, or no threshold)."""
-    if len(distances) == 0 or np.isnan(threshold):
-        return float("nan")
-    return float(np.mean(same_person(distances, threshold)))

@@ -39,6 +39,7 @@ def test_bench_serve_measures_a_predictor_it_starts(
         "--search-sizes",
         "--json-out",
         str(out),
+        "--face-recognition",
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "FACESIM_HOME": str(tmp_path / "home")}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -51,6 +52,9 @@ def test_bench_serve_measures_a_predictor_it_starts(
     assert all(0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_s"] > 0 for row in latency)
     assert "load average (1/5/15 min) before" in result.stdout  # the machine's load is part of the result
     assert f"| obama.jpg | {latency[0]['pixels']} | 1 | 4 | {latency[0]['p50_ms']:.1f} |" in result.stdout
+    # The comparison with face_recognition: its own interleaved run against the same server.
+    versus = next(line for line in result.stdout.splitlines() if line.startswith("interleaved, 4 each: facesim V1 p50"))
+    assert "load+detect+encode obama.jpg: p50" in versus and versus.endswith("x faster")
 
 
 def test_bench_serve_explains_a_missing_image(tmp_path: Path) -> None:
@@ -73,7 +77,9 @@ def test_bench_serve_in_process_and_startup(
     row = next(line for line in result.stdout.splitlines() if line.startswith("| two_people.jpg |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1:3] == ["1126x661", "2"]  # pixels, faces found
-    total, stages = float(cells[3]), [float(cell) for cell in cells[6:] if cell != "-"]
+    total, stages = float(cells[3]), [float(cell) for cell in cells[6:12] if cell != "-"]
     assert len(stages) == 6 and 0 < sum(stages) < 3 * total  # every stage timed, alone
+    assert float(cells[12]) > 0 and cells[13:] == ["-", "-"]  # CPU time per request (no face_recognition here)
     assert "GFLOP (Conv + MatMul, counted from model.onnx" in result.stdout and "% of it" in result.stdout
+    assert "YuNet on ONNX Runtime / on OpenCV (cv2.FaceDetectorYN): two_people.jpg " in result.stdout
     assert "load average (1/5/15 min) before" in result.stdout

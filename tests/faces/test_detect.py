@@ -83,6 +83,25 @@ def test_haar_finds_both_faces_with_estimated_landmarks(
         assert np.abs(estimated.landmarks - found.landmarks).max() < 0.2 * found.box[2]
 
 
+def test_yunet_on_onnx_runtime_finds_what_opencv_finds(yunet_path: Path, detection_dir: Path, lfw_dir: Path) -> None:
+    """The post-processing written for ONNX Runtime against cv2.FaceDetectorYN's own: the same faces,
+    boxes and landmarks within a pixel, on every detection photo, 20 LFW photos and the thin/tiny cases."""
+    onnx, opencv = (YuNetDetector(yunet_path, backend=backend) for backend in ("onnxruntime", "opencv"))
+    photos = [read_image(path) for path in sorted(detection_dir.rglob("*")) if path.suffix in (".jpg", ".jpeg", ".png")]
+    photos += [read_image(path) for path in sorted((lfw_dir / "lfw-deepfunneled").glob("A*/*.jpg"))[:20]]
+    photos += [cv2.resize(photos[0], (37, 29)), np.full((5000, 20, 3), 127, np.uint8)]
+    faces = 0
+    for rgb in photos:
+        ours, theirs = onnx.detect(rgb), opencv.detect(rgb)
+        assert len(ours) == len(theirs)
+        for mine, reference in zip(ours, theirs, strict=True):
+            assert np.abs(np.subtract(mine.box, reference.box)).max() < 1.0
+            assert np.abs(mine.landmarks - reference.landmarks).max() < 1.0
+            assert abs(mine.score - reference.score) < 1e-3
+        faces += len(ours)
+    assert faces > 60  # crowds included (selfie-many-people.jpg), not only single faces
+
+
 @pytest.fixture
 def no_yunet_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FACESIM_HOME", str(tmp_path / "home"))
@@ -142,5 +161,8 @@ def test_bad_detector_arguments(tmp_path: Path) -> None:
         make_detector("yunet", yunet_path=tmp_path / "missing.onnx")
     not_onnx = tmp_path / "fake.onnx"
     not_onnx.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="not a YuNet ONNX model"):
-        YuNetDetector(not_onnx)
+    for backend in ("onnxruntime", "opencv"):
+        with pytest.raises(ValueError, match="not a YuNet ONNX model"):
+            YuNetDetector(not_onnx, backend=backend)
+    with pytest.raises(ValueError, match="unknown YuNet backend"):
+        YuNetDetector(not_onnx, backend="tflite")

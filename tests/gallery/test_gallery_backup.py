@@ -118,7 +118,7 @@ def test_sqlite_backup_after_a_removal_holds_no_copy_and_is_refused_for_another_
     with pytest.raises(GalleryError, match=r"model model-a, not of the gallery at .*model-b"):
         restore_gallery(tmp_path / "backup", tmp_path / "other")
     with pytest.raises(GalleryError, match="not of the model given"):
-        restore_gallery(tmp_path / "backup", tmp_path / "new", model_version="model-b")
+        restore_gallery(tmp_path / "backup", tmp_path / "new", model_versions=("model-b",))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

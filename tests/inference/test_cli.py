@@ -70,10 +70,11 @@ def test_gallery_build_errors_are_explained(
 
 
 def test_serve_refuses_a_gallery_of_another_model(
-    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_model_dir: Path, yunet_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     GalleryStore.create(tmp_path / "foreign", GalleryInfo(model_version="someone-else", embedding_dim=64))
-    code = serve_main(["--model", str(tiny_model_dir), "--gallery", str(tmp_path / "foreign"), "--port", "1"])
+    foreign = ["--gallery", str(tmp_path / "foreign"), "--port", "1", "--yunet", str(yunet_path)]
+    code = serve_main(["--model", str(tiny_model_dir), *foreign])
     assert code == 2 and "facesim gallery build" in capsys.readouterr().err
     assert serve_main(["--model", str(tmp_path), "--gallery", str(tmp_path / "foreign")]) == 2
     assert "not a model artifact" in capsys.readouterr().err

@@ -1,20 +1,12 @@
-"""Verification metrics on hand-checkable distances."""
+"""The protocol's verification figures (training.verification) on hand-checkable distances; the metrics they
+are built from: tests/contract/test_metrics.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facesim.training.verification import (
-    FAR_TARGETS,
-    best_threshold,
-    far_threshold,
-    image_pair_figures,
-    roc_auc,
-    roc_curve,
-    ten_fold,
-    verify,
-)
+from facesim.training.verification import FAR_TARGETS, image_pair_figures, ten_fold, verify
 
 
 def test_perfectly_separated_pairs():
@@ -32,25 +24,6 @@ def test_threshold_is_applied_unchanged_to_other_pairs():
     same = np.array([True, True, False, False])
     assert verify(distances, same, threshold=0.2).accuracy == 0.75  # 0.5 is rejected: one mistake
     assert verify(distances, same, threshold=0.2).threshold == 0.2
-
-
-def test_best_threshold_maximises_accuracy():
-    rng = np.random.default_rng(0)
-    distances = np.concatenate([rng.normal(0.6, 0.3, 200), rng.normal(1.4, 0.3, 200)])
-    same = np.arange(400) < 200
-    chosen = best_threshold(distances, same)
-    accuracy_at = lambda t: np.mean((distances <= t) == same)  # noqa: E731
-    grid = np.linspace(distances.min() - 0.1, distances.max() + 0.1, 2001)
-    assert accuracy_at(chosen) >= max(accuracy_at(t) for t in grid) - 1e-12
-
-
-def test_auc_equals_the_probability_a_positive_is_closer_than_a_negative():
-    rng = np.random.default_rng(1)
-    distances = np.concatenate([rng.normal(0.8, 0.4, 150), rng.normal(1.2, 0.4, 150)])
-    same = np.arange(300) < 150
-    positives, negatives = distances[same], distances[~same]
-    expected = np.mean(positives[:, None] < negatives[None, :])
-    assert roc_auc(roc_curve(distances, same)) == pytest.approx(expected, abs=1e-9)
 
 
 def test_tar_at_zero_false_accepts_counts_positives_closer_than_the_closest_negative():
@@ -93,13 +66,6 @@ def test_image_pair_figures_count_every_pair_of_images():
         assert point.tar == pytest.approx(np.mean([d <= point.threshold for d in genuine]))
 
 
-def test_far_threshold_is_the_largest_that_keeps_false_accepts_within_the_rate():
-    impostor = np.linspace(1.0, 2.0, 2001)  # 2,001 pairs: FAR 1e-3 allows 2 false accepts
-    threshold = far_threshold(impostor, 1e-3)
-    assert impostor[1] <= threshold < impostor[2]
-    assert far_threshold(impostor, 1e-4) < impostor[0]  # none allowed
-
-
 def test_images_of_one_person_have_no_far_figures():
     figures = image_pair_figures(np.eye(3), np.array(["ann"] * 3))
     assert (figures.genuine_pairs, figures.impostor_pairs) == (3, 0)
@@ -118,23 +84,6 @@ def test_thresholds_from_one_set_of_images_apply_unchanged_to_another():
     threshold = calibrated.thresholds()["1e-3"]
     assert applied.points["1e-3"].far == pytest.approx(np.mean(np.array(impostor) <= threshold))
     assert applied.points["1e-3"].tar == pytest.approx(np.mean(np.array(genuine) <= threshold))
-
-
-def test_best_threshold_at_the_edges_accepts_nothing_or_everything_by_a_hair():
-    distances = np.array([0.3, 0.5, 0.9])
-    nothing = best_threshold(distances, np.array([False, False, False]))
-    assert 0.3 - 1e-5 < nothing < 0.3  # every pair different: accept none, just below the closest
-    everything = best_threshold(distances, np.array([True, True, True]))
-    assert 0.9 <= everything < 0.9 + 1e-5
-    assert best_threshold(np.full(4, 0.4), np.array([True] * 4)) >= 0.4  # one distinct distance
-    with pytest.raises(ValueError, match="no pairs to calibrate a threshold on"):
-        best_threshold(np.array([]), np.array([], dtype=bool))
-
-
-def test_far_threshold_of_a_rate_of_one_accepts_every_impostor():
-    impostor = np.array([0.7, 0.2, 1.3])
-    assert far_threshold(impostor, 1.0) == 1.3
-    assert np.isnan(far_threshold(np.array([]), 0.1))
 
 
 def test_ten_fold_scores_each_fold_at_the_threshold_best_on_the_other_nine():

@@ -17,9 +17,9 @@ from tests.training.test_train import _env, _run, _train_command
 
 
 def _embed(model_dir: Path, crops: np.ndarray) -> np.ndarray:
-    from facesim.training.export import EmbeddingModel
+    from facesim.storage.model_artifact import Embedder, read_model_info
 
-    return EmbeddingModel(model_dir).embed(crops)
+    return Embedder(read_model_info(model_dir), runtime="tensorflow").embed(crops, batch_size=64)
 
 
 def _dlib_chips(lfw_dir: Path) -> np.ndarray:

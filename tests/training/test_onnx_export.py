@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesim.storage.model_card import ModelCard, save_model_card
-from facesim.training.export import ONNX_FILE, ONNX_OPSET, embed_with, export_model, export_saved_model
+from facesim.storage.model_artifact import ONNX_FILE, ModelCard, save_model_card
+from facesim.training.export import ONNX_OPSET, embed_with, export_model, export_saved_model
 from facesim.training.model import build_embedding_model, with_flip_average
 
 # Integration: builds each network and converts it to ONNX with tf2onnx (a model per test).
@@ -62,7 +62,7 @@ def _older_artifact(out: Path) -> Path:
 def test_older_artifact_is_refused_then_converted_keeping_its_fingerprint(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from facesim.storage.embedder import Embedder, ModelError, read_model_info
+    from facesim.storage.model_artifact import Embedder, ModelError, read_model_info
     from facesim.training.importer import main as model_main
 
     model_dir = _older_artifact(tmp_path / "m")
@@ -75,7 +75,7 @@ def test_older_artifact_is_refused_then_converted_keeping_its_fingerprint(
     )
     assert model_main(["export-onnx", str(model_dir)]) == 0
     after = read_model_info(model_dir)
-    assert after.version == before.version  # galleries built with the model stay valid
+    assert after.fingerprints == before.fingerprints  # galleries built with the model stay valid
     assert after.card.extra["onnx"]["sha256"] == hashlib.sha256((model_dir / ONNX_FILE).read_bytes()).hexdigest()
     crops = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     onnx, tensorflow = Embedder(after, 1, "onnx").embed(crops), Embedder(after, 1, "tensorflow").embed(crops)

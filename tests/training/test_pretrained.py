@@ -174,7 +174,7 @@ def imported_model(weights_dir: Path, yunet_path: Path, tmp_path_factory: pytest
 
 
 def test_import_writes_a_model_artifact(imported_model: Path, lfw_dir: Path) -> None:
-    from facesim.storage.embedder import Embedder, read_model_info
+    from facesim.storage.model_artifact import Embedder, read_model_info
 
     out = imported_model
     card = json.loads((out / "model.json").read_text())
@@ -193,7 +193,7 @@ def test_onnx_runtime_embeds_lfw_faces_as_tensorflow_does(
     imported_model: Path, yunet_path: Path, lfw_dir: Path
 ) -> None:
     """The served network under ONNX Runtime and under TensorFlow: per-face cosine >= 0.9999 on 200 LFW crops."""
-    from facesim.storage.embedder import Embedder, preprocessor_for, read_model_info
+    from facesim.storage.model_artifact import Embedder, preprocessor_for, read_model_info
 
     info = read_model_info(imported_model)
     assert info.card.extra["onnx"]["opset"] >= 13

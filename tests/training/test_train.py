@@ -107,6 +107,8 @@ def test_two_worker_run_exports_a_model_that_evaluate_scores(lfw_dir, yunet_path
         "16",
         "--cache-dir",
         str(tmp_path / "crops"),
+        "--yunet",  # the model names its detector by sha256, not by the training machine's path
+        str(yunet_path),
     ]
     scored = _run(evaluate, tmp_path)
     assert scored.returncode == 0, scored.stderr[-3000:]
@@ -214,13 +216,14 @@ def test_the_chief_killed_mid_checkpoint_resumes_from_the_last_complete_one_to_t
 
 
 def test_tiny_model_fixture_is_what_serving_expects(tiny_model_dir):
-    from facesim.storage.model_card import load_model_card
-    from facesim.training.export import EmbeddingModel
+    from facesim.storage.model_artifact import Embedder, read_model_info
 
-    card = load_model_card(tiny_model_dir)
+    info = read_model_info(tiny_model_dir)
+    card = info.card
     assert card.image_size == 64 and card.embedding_dim == 64 and card.threshold > 0
     assert card.preprocessing["detector_used"] == "yunet"
-    model = EmbeddingModel(tiny_model_dir)
-    embeddings = model.embed(np.full((2, 64, 64, 3), 128, np.uint8))
-    assert model.image_size == 64 and embeddings.shape == (2, 64)
-    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    assert "yunet_path" not in card.preprocessing and len(card.preprocessing["detector_sha256"]) == 64
+    for runtime in ("tensorflow", "onnx"):
+        embeddings = Embedder(info, runtime=runtime).embed(np.full((3, 64, 64, 3), 128, np.uint8), batch_size=2)
+        assert embeddings.shape == (3, 64)
+        np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
