@@ -25,10 +25,9 @@ import numpy as np
 
 from facesim.benchmarks.peer import import_face_recognition
 from facesim.faces.detect import add_yunet_argument
+from facesim.training.verification import ImageKey, pair_keys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-Key = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -47,52 +46,31 @@ class Score:
     lfw_10fold_std: float | None = None
 
 
-def pair_keys(pairs) -> list[Key]:
-    return sorted({key for p in pairs for key in ((p.name1, p.n1), (p.name2, p.n2))})
+def score(name: str, embeddings: dict[ImageKey, np.ndarray], val, test, ms_per_face: float, folds=None) -> Score:
+    from facesim.training.verification import listed_pair_distances, protocol_figures, ten_fold
 
-
-def score(name: str, embeddings: dict[Key, np.ndarray], val, test, ms_per_face: float, folds=None) -> Score:
-    from facesim.contract.metrics import accept_rate, pair_distances, squared_l2, threshold_at_far
-    from facesim.training.verification import image_pair_figures, ten_fold, verify
-
-    def distances(pairs) -> tuple[np.ndarray, np.ndarray]:
-        first = np.stack([embeddings[(p.name1, p.n1)] for p in pairs])
-        second = np.stack([embeddings[(p.name2, p.n2)] for p in pairs])
-        return np.asarray(squared_l2(first, second)), np.array([p.same for p in pairs])
-
-    validation = verify(*distances(val))
-    tested = verify(*distances(test), threshold=validation.threshold)
-    keys = pair_keys(test)
-    genuine, impostor = pair_distances([k[0] for k in keys], np.stack([embeddings[k] for k in keys]))
-    tar_all = accept_rate(genuine, threshold_at_far(impostor, 1e-3))
-    set_on_fold9 = image_pair_figures(*_images(embeddings, val)).thresholds()
-    at_fold9 = image_pair_figures(*_images(embeddings, test), set_on_fold9).points["1e-3"].tar
+    figures = protocol_figures(embeddings, val, test)
     ten = None
     if folds:
+        distances = listed_pair_distances(embeddings, [p for fold in folds for p in fold])
         fold_of = np.repeat(np.arange(len(folds)), [len(fold) for fold in folds])
-        ten = [accuracy for accuracy, _ in ten_fold(*distances([p for fold in folds for p in fold]), fold_of)]
+        ten = [accuracy for accuracy, _ in ten_fold(*distances, fold_of)]
     return Score(
         name,
-        tested.accuracy,
-        tested.auc,
-        tested.tar_at_zero_false_accepts,
-        tar_all,
-        f"{len(genuine)}/{len(impostor)}",
-        at_fold9,
-        validation.threshold,
+        figures.test.accuracy,
+        figures.test.auc,
+        figures.test.tar_at_zero_false_accepts,
+        figures.tar_at_far_1e3,
+        f"{figures.test_images.genuine_pairs}/{figures.test_images.impostor_pairs}",
+        figures.test_images_at_validation.points["1e-3"].tar,
+        figures.validation.threshold,
         ms_per_face,
         float(np.mean(ten)) if ten else None,
         float(np.std(ten)) if ten else None,
     )
 
 
-def _images(embeddings: dict[Key, np.ndarray], pairs) -> tuple[np.ndarray, np.ndarray]:
-    """The embeddings of a fold's images and their identities."""
-    keys = pair_keys(pairs)
-    return np.stack([embeddings[k] for k in keys]), np.array([k[0] for k in keys])
-
-
-def facesim_embeddings(model_dir: Path, layout, keys: list[Key], args: argparse.Namespace) -> tuple[dict, float]:
+def facesim_embeddings(model_dir: Path, layout, keys: list[ImageKey], args: argparse.Namespace) -> tuple[dict, float]:
     from facesim.storage.model_artifact import load_model_card, load_runner, preprocess_config
     from facesim.training.data import CropReader, crop_source
 
@@ -109,7 +87,7 @@ def facesim_embeddings(model_dir: Path, layout, keys: list[Key], args: argparse.
     return dict(zip(keys, vectors, strict=True)), 1000 * (time.perf_counter() - started) / len(keys)
 
 
-def face_recognition_embeddings(layout, keys: list[Key]) -> tuple[dict, float]:
+def face_recognition_embeddings(layout, keys: list[ImageKey]) -> tuple[dict, float]:
     """dlib's descriptors as face_recognition computes them; LFW images where its HOG detector finds no
     face get a centred box (LFW faces are centred), so every pair is scored."""
     face_recognition = import_face_recognition()

@@ -189,6 +189,9 @@ def onnx_flops(model_path: Path, batch: int = 1) -> float:
         for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
     }
     weights = {init.name: list(init.dims) for init in model.graph.initializer}
+    for node in model.graph.node:  # an int8 model's weights reach its Conv and MatMul through DequantizeLinear
+        if node.op_type == "DequantizeLinear" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     flops = 0.0
     for node in inferred.graph.node:
         if node.op_type == "Conv":

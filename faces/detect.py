@@ -193,27 +193,9 @@ def _decode_stride(
 
 
 def _nms(rows: np.ndarray, min_score: float, threshold: float, top_k: int) -> list[int]:
-    """`cv2.dnn.NMSBoxes` as FaceDetectorYN calls it: boxes truncated to integers, scores over
-    `min_score` in descending order (stable), a box kept unless its IoU with a kept one is over `threshold`."""
-    boxes = rows[:, :4].astype(np.int64)  # C++'s int(): towards zero
-    scores = rows[:, 14]
-    order = [i for i in np.argsort(-scores, kind="stable") if scores[i] > min_score][:top_k]
-    x1, y1 = boxes[:, 0], boxes[:, 1]
-    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
-    areas = boxes[:, 2] * boxes[:, 3]
-    kept: list[int] = []
-    for i in order:
-        if kept:
-            others = np.array(kept)
-            overlap_w = np.clip(np.minimum(x2[i], x2[others]) - np.maximum(x1[i], x1[others]), 0, None)
-            overlap_h = np.clip(np.minimum(y2[i], y2[others]) - np.maximum(y1[i], y1[others]), 0, None)
-            overlap = overlap_w * overlap_h
-            both = areas[i] + areas[others]
-            iou = np.where(both > 0, overlap / np.maximum(both - overlap, 1), 1.0)  # OpenCV: two empty boxes overlap
-            if (iou > threshold).any():
-                continue
-        kept.append(int(i))
-    return kept
+    """As FaceDetectorYN: `cv2.dnn.NMSBoxes` on the boxes truncated to integers (its `Rect`s)."""
+    boxes = rows[:, :4].astype(np.int32).tolist()
+    return [int(i) for i in cv2.dnn.NMSBoxes(boxes, rows[:, 14].tolist(), min_score, threshold, top_k=top_k)]
 
 
 YUNET_BACKENDS = ("auto", "onnxruntime", "opencv")

@@ -42,7 +42,11 @@ DEFAULT_RUNTIME = "onnx"
 MACHINE_FIELDS = ("yunet_path",)
 # What the fingerprint covers besides the weights: every field that changes an answer.
 ANSWER_FIELDS = ("image_size", "embedding_dim", "threshold", "preprocessing", "flip_average")
+SAVED_MODEL_FILES = ("saved_model.pb", "variables", "assets", "fingerprint.pb")  # what TensorFlow writes
 WEIGHT_FILES = ("variables/variables.index", "saved_model.pb")  # the index holds a checksum of every tensor
+# model.json's record of an int8 artifact (`facesim model quantize`): its model.onnx is int8; its SavedModel
+# is the float network it was quantised from, which TensorFlow would answer differently with: not served.
+QUANTIZATION = "quantization"
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
@@ -180,6 +184,9 @@ def fingerprint(directory: Path, card: ModelCard) -> str:
     data = card.to_dict()
     answers = {key: data[key] for key in ANSWER_FIELDS if key in data}
     answers["preprocessing"] = {k: v for k, v in card.preprocessing.items() if k not in MACHINE_FIELDS}
+    if QUANTIZATION in card.extra:  # the int8 weights are model.onnx's, not the SavedModel's
+        answers[QUANTIZATION] = card.extra[QUANTIZATION]
+        answers["onnx_sha256"] = card.extra.get("onnx", {}).get("sha256")
     return _weights_digest(directory, json.dumps(answers, sort_keys=True).encode())
 
 
@@ -260,6 +267,11 @@ def load_runner(directory: Path, card: ModelCard, runtime: str = DEFAULT_RUNTIME
     (None or 0: the runtime's default, all cores)."""
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "tensorflow" and QUANTIZATION in card.extra:
+        raise ModelError(
+            f"{directory} is an int8 model for ONNX Runtime (made by `facesim model quantize`; its SavedModel is "
+            "the float network it came from, whose answers differ): use --runtime onnx"
+        )
     return _onnx_runner(directory, card, threads) if runtime == "onnx" else _tensorflow_runner(directory, threads)
 
 
@@ -282,7 +294,11 @@ def _onnx_runner(directory: Path, card: ModelCard, threads: int | None) -> Runne
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or 0
     options.inter_op_num_threads = 1  # a chain of convolutions: nothing to run side by side
-    session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    # Kept out: the pass that moves an int8 model's QuantizeLinear before the MaxPool after its float first
+    # convolution, which then pools uint8 in ONNX Runtime's slow NCHW kernel (1.9 of 10.7 ms, docs/results.md).
+    session = onnxruntime.InferenceSession(
+        data, options, providers=["CPUExecutionProvider"], disabled_optimizers=["QDQPropagationTransformer"]
+    )
     input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
     return lambda crops: session.run([output_name], {input_name: crops})[0].astype(np.float32, copy=False)
 

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facesim.storage.model_artifact import INPUT, ONNX_FILE, OUTPUT, SIGNATURE
+from facesim.storage.model_artifact import INPUT, ONNX_FILE, OUTPUT, SAVED_MODEL_FILES, SIGNATURE
+from facesim.training.onnx_graph import broadcast_channel_constants
 
 ONNX_OPSET = 17
 
@@ -32,7 +33,7 @@ def export_saved_model(model: keras.Model, out_dir: Path, image_size: int) -> Pa
     # Written beside, then moved in: a crash never leaves half a SavedModel over a good one.
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as staging:
         archive.write_out(staging, verbose=False)
-        for name in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
+        for name in SAVED_MODEL_FILES:
             target = out_dir / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -50,6 +51,7 @@ def export_onnx(embed: Callable, out_dir: Path, image_size: int) -> dict:
 
     spec = (tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=INPUT),)
     proto, _ = tf2onnx.convert.from_function(tf.function(embed), input_signature=spec, opset=ONNX_OPSET)
+    broadcast_channel_constants(proto)
     data = proto.SerializeToString()
     partial = out_dir / f".{ONNX_FILE}.partial"
     partial.write_bytes(data)

@@ -1,5 +1,7 @@
 """`facesim model import faceapi-resnet`: dlib's pretrained face ResNet as an ordinary model artifact.
 `facesim model export-onnx DIR`: model.onnx for an artifact exported before ONNX serving.
+`facesim model quantize DIR --out INT8_DIR --data LFW`: an int8 copy, kept only when it decides as DIR does
+(training.quantize).
 
 The network is rebuilt in Keras (`faceapi_resnet`), loaded with the checksummed face-api weights
 (training.pretrained) and exported like a trained model: SavedModel + model.json, with crops aligned
@@ -177,20 +179,81 @@ def main(argv: list[str] | None = None) -> int:
         "and record its sha256 and opset in model.json. The model's fingerprint, and so its galleries, stay valid.",
     )
     export.add_argument("model_dir", type=Path, metavar="DIR", help="model directory (saved_model.pb + model.json)")
+    add_quantize_command(commands)
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     from facesim.training.pretrained import WeightsError
+    from facesim.training.quantize import QuantizationRefused
 
     try:
         if command == "export-onnx":
             export_onnx_beside(args["model_dir"])
+        elif command == "quantize":
+            quantize(args)
         else:
             args.pop("source")
             import_faceapi(ImportRequest(**args))
     except (WeightsError, FileNotFoundError, ValueError) as error:
         print(f"facesim model {command}: {error}", file=sys.stderr)
         return 2
+    except QuantizationRefused as error:
+        print(f"facesim model {command}: {error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def add_quantize_command(commands: argparse._SubParsersAction) -> None:
+    from facesim.training.quantize import AccuracyRule, QuantizeRequest
+
+    rule, request = AccuracyRule(), QuantizeRequest
+    command = commands.add_parser(
+        "quantize",
+        help="write an int8 copy for ONNX Runtime, if it decides as the float model does",
+        description="ONNX Runtime static quantisation (int8 weights per channel, uint8 activations, the first "
+        "convolution in float) calibrated on LFW training identities; both models are then scored on LFW "
+        "folds 9-10 and INT8_DIR is written only if fold-10 accuracy stays within --max-lost-pairs and the TAR "
+        "at FAR 1e-3 over every pair of fold-10 images within --max-tar-drop. Exit 1 when the rule breaks.",
+    )
+    add = command.add_argument
+    add("model_dir", type=Path, metavar="DIR", help="the float model (model.onnx + model.json)")
+    add("--out", required=True, type=Path, help="the int8 model directory to write (new or empty)")
+    add("--data", required=True, type=Path, help="LFW root: calibration crops and the fold-9/10 check")
+    add(
+        "--calibration-images",
+        type=int,
+        default=request.calibration_images,
+        help="crops to calibrate on (default: %(default)s)",
+    )
+    add("--seed", type=int, default=request.seed, help="which training identities calibrate (default: %(default)s)")
+    add(
+        "--max-lost-pairs",
+        type=int,
+        default=rule.max_lost_pairs,
+        help="fold-10 pairs int8 may lose (default: %(default)s)",
+    )
+    add(
+        "--max-tar-drop",
+        type=float,
+        default=rule.max_tar_drop,
+        help="TAR at FAR 1e-3 it may lose, as a fraction (default: %(default)s)",
+    )
+    add("--cache-dir", help="face-crop cache (default: $FACESIM_CACHE/<preprocessing key>)")
+    add_yunet_argument(command)
+    add(
+        "--prepare-workers",
+        type=int,
+        default=request.prepare_workers,
+        help="processes preparing crops (default: %(default)s)",
+    )
+
+
+def quantize(args: dict[str, Any]) -> Path:
+    from facesim.training.quantize import AccuracyRule, QuantizeRequest, quantize_model
+
+    if args["calibration_images"] < 1:
+        raise ValueError("--calibration-images must be at least 1")
+    rule = AccuracyRule(args.pop("max_lost_pairs"), args.pop("max_tar_drop"))
+    return quantize_model(QuantizeRequest(**args, rule=rule))
 
 
 if __name__ == "__main__":

@@ -232,7 +232,9 @@ class WithMirrors(layers.Layer):
     """A batch of images [B, H, W, C] followed by their mirror images: [2B, H, W, C]."""
 
     def call(self, x):
-        return keras.ops.concatenate([x, keras.ops.flip(x, axis=2)], axis=0)
+        # A reversed slice, not keras.ops.flip: tf2onnx turns it into one Slice instead of ReverseSequence
+        # between two Transposes (0.36 -> 0.12 ms a crop under ONNX Runtime).
+        return keras.ops.concatenate([x, x[:, :, ::-1, :]], axis=0)
 
     def compute_output_shape(self, input_shape):
         return (None, *input_shape[1:])

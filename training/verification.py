@@ -13,6 +13,7 @@ Two kinds of figure:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,12 +26,14 @@ from facesim.contract.metrics import (
     pair_distances,
     roc_auc,
     roc_curve,
+    squared_l2,
     tar_at_zero_false_accepts,
     threshold_at_far,
 )
 
 # FAR targets of the all-image figures, keyed by their spelling in metric names.
 FAR_TARGETS = {"1e-3": 1e-3, "1e-4": 1e-4}
+ImageKey = tuple[str, int]  # an LFW image: (identity, number)
 
 
 @dataclass(frozen=True)
@@ -135,3 +138,56 @@ def image_pair_figures(
         thresholds = {name: threshold_at_far(impostor, far) for name, far in FAR_TARGETS.items()}
     points = {name: FarPoint(t, accept_rate(genuine, t), accept_rate(impostor, t)) for name, t in thresholds.items()}
     return ImagePairFigures(len(genuine), len(impostor), points)
+
+
+@dataclass(frozen=True)
+class ProtocolFigures:
+    """A model's figures by the protocol (docs/protocol.md): threshold set on fold 9, applied to fold 10."""
+
+    validation: Verification  # fold 9's listed pairs; its threshold is the model's
+    test: Verification  # fold 10's listed pairs at fold 9's threshold
+    test_images: ImagePairFigures  # every pair of fold-10 images, at thresholds set on them
+    test_images_at_validation: ImagePairFigures  # the same pairs at thresholds set on fold 9's images
+    test_pairs: int
+
+    @property
+    def correct_test_pairs(self) -> int:
+        """Fold 10's listed pairs decided right: accuracy as a count, what "within one pair" compares."""
+        return round(self.test.accuracy * self.test_pairs)
+
+    @property
+    def tar_at_far_1e3(self) -> float:
+        """TAR at FAR 1e-3 over every pair of fold-10 images: the figure that resolves FAR 1e-3."""
+        return self.test_images.points["1e-3"].tar
+
+
+def pair_keys(pairs: Sequence) -> list[ImageKey]:
+    """The images of these LFW pairs (storage.lfw.Pair), each once, sorted."""
+    return sorted({key for p in pairs for key in ((p.name1, p.n1), (p.name2, p.n2))})
+
+
+def listed_pair_distances(embeddings: Mapping[ImageKey, np.ndarray], pairs: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Each listed pair's squared distance, and whether it is one person."""
+    first = np.stack([embeddings[(p.name1, p.n1)] for p in pairs])
+    second = np.stack([embeddings[(p.name2, p.n2)] for p in pairs])
+    return np.asarray(squared_l2(first, second)), np.array([p.same for p in pairs])
+
+
+def protocol_figures(
+    embeddings: Mapping[ImageKey, np.ndarray], validation: Sequence, test: Sequence
+) -> ProtocolFigures:
+    """`embeddings` of every image of the fold-9 (`validation`) and fold-10 (`test`) pairs."""
+
+    def images(pairs: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        keys = pair_keys(pairs)
+        return np.stack([embeddings[k] for k in keys]), np.array([k[0] for k in keys])
+
+    fold9 = verify(*listed_pair_distances(embeddings, validation))
+    set_on_fold9 = image_pair_figures(*images(validation)).thresholds()
+    return ProtocolFigures(
+        fold9,
+        verify(*listed_pair_distances(embeddings, test), threshold=fold9.threshold),
+        image_pair_figures(*images(test)),
+        image_pair_figures(*images(test), set_on_fold9),
+        len(test),
+    )
