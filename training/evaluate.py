@@ -61,8 +61,8 @@ def evaluate_model(request: EvaluateRequest) -> Scores | list[float]:
     if request.fold == calibration_fold:
         print(f"note: fold {request.fold} sets its own FAR thresholds (--calibration-fold)", file=sys.stderr)
 
+    embed = _embedder(request, card)  # first: a model the runtime refuses fails before crops are prepared
     crops = _crop_reader(request, card, pairs + calibration)
-    embed = _embedder(request, card)
     scored = pair_set(crops, pairs)
     embeddings = embed(scored.images)
     if request.fold is None:  # every fold's ~7,700 images: 30 M image pairs would not fit in memory
@@ -102,8 +102,9 @@ def ten_fold_accuracies(request: EvaluateRequest, card: ModelCard, folds: list[l
         raise ValueError("--protocol lfw-10fold scores every pair of every fold: drop --fold and --limit-pairs")
     pairs = [pair for fold in folds for pair in fold]
     fold_of = np.repeat(np.arange(len(folds)), [len(fold) for fold in folds])
+    embed = _embedder(request, card)
     scored = pair_set(_crop_reader(request, card, pairs), pairs)
-    embeddings = _embedder(request, card)(scored.images)
+    embeddings = embed(scored.images)
     distances = scored.distances(embeddings)
     accuracies = []
     for k, (fold_accuracy, threshold) in enumerate(ten_fold(distances, scored.same, fold_of)):
