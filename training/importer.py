@@ -252,6 +252,10 @@ def quantize(args: dict[str, Any]) -> Path:
 
     if args["calibration_images"] < 1:
         raise ValueError("--calibration-images must be at least 1")
+    if args["max_lost_pairs"] < 0 or not 0 <= args["max_tar_drop"] <= 1:
+        raise ValueError(
+            "--max-lost-pairs must be >= 0 and --max-tar-drop within 0..1 (a fraction: 0.003 = 0.3 points)"
+        )
     rule = AccuracyRule(args.pop("max_lost_pairs"), args.pop("max_tar_drop"))
     return quantize_model(QuantizeRequest(**args, rule=rule))
 
