@@ -86,8 +86,9 @@ def v2_request(body: bytes, parsed: tuple[Any] | None, binary_header: str | None
     request named no JSON content type), or a binary-extension body (a JSON header of
     `binary_header` bytes, then raw tensor bytes) with KServe's own decoder, which does not check it."""
     if binary_header is not None:
+        json_size = binary_json_size(binary_header, len(body))
         try:
-            return InferRequest.from_bytes(body, int(binary_header), model_name)
+            return InferRequest.from_bytes(body, json_size, model_name)
         except Exception as error:  # noqa: BLE001 - whatever the decoder trips on, the body caused it
             if isinstance(error, InferenceError) and "UTF-8" in str(error):
                 # KServe 0.21 turns binary BYTES into text: raw image bytes can't pass that way.
@@ -101,6 +102,19 @@ def v2_request(body: bytes, parsed: tuple[Any] | None, binary_header: str | None
         return InferRequest.from_inference_request(InferenceRequest.model_validate(document), model_name)
     except ValidationError as error:
         raise InvalidInput(f"invalid request: {validation_problems(error.errors())}") from None
+
+
+def binary_json_size(header: str, body_size: int) -> int:
+    """The JSON part's length that `Inference-Header-Content-Length` gives, checked against the body."""
+    if not header.strip().isdigit():
+        raise InvalidInput(f"{BINARY_V2_HEADER} must be the JSON header's length in bytes, not {header[:40]!r}")
+    size = int(header)
+    if size > body_size:
+        raise InvalidInput(
+            f"{BINARY_V2_HEADER} says the JSON header is {size:,} bytes but the body has {body_size:,}: "
+            "send the header's length, then the JSON, then the tensor bytes"
+        )
+    return size
 
 
 def validation_problems(errors: Sequence[Any]) -> str:

@@ -108,3 +108,9 @@ def test_each_body_is_parsed_once_and_the_model_sees_it_decoded(monkeypatch: pyt
     refused = client.post("/v2/models/facenet/infer", content=body, headers=headers)
     assert refused.status_code == 400 and "malformed binary-extension request" in refused.json()["error"]
     assert parses["binary"] == 1 and len(model.payloads) == 3
+    for length, problem in (
+        ("99999", "says the JSON header is 99,999 bytes but the body has"),
+        ("-3", "length in bytes"),
+    ):
+        lying = client.post("/v2/models/facenet/infer", content=body, headers={**headers, BINARY_V2_HEADER: length})
+        assert lying.status_code == 400 and problem in lying.json()["error"], lying.text
