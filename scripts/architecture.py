@@ -6,6 +6,9 @@ An arrow A --> B means some module of A imports B (every import statement counts
 functions or under `if TYPE_CHECKING:`, and so do "facesim.b.module:function" entry-point strings).
 The picture leaves out an arrow that a longer path already implies; the table under it lists every
 component each one imports.
+
+The one reader of facesim's imports: tests/test_layering.py checks the layering and the file-level
+import graph with the functions below (`imported_names`, `component_of`, `file_imports`, `cycle`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import argparse
 import ast
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = Path("docs/architecture.md")
@@ -40,6 +44,7 @@ COMPONENTS = (
     "benchmarks",
     CLI,
 )
+Node = TypeVar("Node", str, Path)
 
 
 def imported_names(source: str) -> Iterable[str]:
@@ -74,11 +79,57 @@ def component_imports(repo: Path) -> dict[str, set[str]]:
     return graph
 
 
-def cycle(graph: dict[str, set[str]]) -> list[str]:
-    """One cycle of the graph as a path (first == last), or [] when the arrows all point one way."""
-    done: set[str] = set()
+def module_file(repo: Path, module: str) -> Path | None:
+    """The source file of `facesim.a.b` (a/b.py or a/b/__init__.py; `facesim.cli` is facesim/cli.py)."""
+    parts = module.split(".")
+    if parts[0] != "facesim":
+        return None
+    component = component_of(module)
+    rest = parts[2:] if component != CLI else parts[1:]
+    base = (repo / str(component)).joinpath(*rest)
+    for path in (base.with_suffix(".py") if rest else None, base / "__init__.py"):
+        if path is not None and path.is_file():
+            return path
+    return None
 
-    def visit(node: str, path: list[str]) -> list[str]:
+
+def absolute_module(repo: Path, path: Path, node: ast.ImportFrom) -> str:
+    """The module a `from ... import` names, relative ones (`from .store import x`) resolved."""
+    if node.level == 0:
+        return node.module or ""
+    parts = list(path.relative_to(repo).with_suffix("").parts)
+    package = ["facesim"] + (parts[1:-1] if parts[0] == CLI else parts[:-1])
+    base = package[: len(package) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imported_files(repo: Path, path: Path) -> set[Path]:
+    """The source files a file imports, anywhere in it (module level, functions, TYPE_CHECKING blocks)."""
+    found: set[Path] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [module_file(repo, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = absolute_module(repo, path, node)
+            # `from facesim.a import b`: the module a.b when there is one, else a name defined in a
+            targets = [module_file(repo, f"{module}.{alias.name}") or module_file(repo, module) for alias in node.names]
+        else:
+            continue
+        found.update(target for target in targets if target is not None and target != path)
+    return found
+
+
+def file_imports(repo: Path) -> dict[Path, set[Path]]:
+    """Every source file of the components -> the source files it imports."""
+    files = sorted(path for component in COMPONENTS for path in (repo / component).rglob("*.py"))
+    return {path: imported_files(repo, path) for path in files}
+
+
+def cycle(graph: Mapping[Node, Iterable[Node]]) -> list[Node]:
+    """One cycle of the graph as a path (first == last), or [] when the arrows all point one way."""
+    done: set[Node] = set()
+
+    def visit(node: Node, path: list[Node]) -> list[Node]:
         if node in path:
             return [*path[path.index(node) :], node]
         if node in done:
