@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.postgres_server import PostgresServer, postgres_server
+from facesim.benchmarks.postgres_local import LocalPostgres, local_postgres
 
 # A shell without job control starts background jobs with SIGINT ignored, and Python then keeps it
 # ignored: give the Ctrl-C tests the handler a user's terminal gives, however pytest was started.
@@ -214,14 +214,14 @@ def lfw_sliver(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # A real PostgreSQL server for the shared-gallery tests (started here, never skipped).
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+def postgres() -> Iterator[LocalPostgres]:
     """A throwaway server for the whole session (initdb in a temporary directory, torn down after)."""
-    with postgres_server() as server:
+    with local_postgres() as server:
         yield server
 
 
 @pytest.fixture
-def postgres_dsn(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
+def postgres_dsn(postgres: LocalPostgres, request: pytest.FixtureRequest) -> str:
     """A new, empty database for one test."""
     if not request.node.get_closest_marker("integration"):  # asked for by name at run time (getfixturevalue)
         pytest.fail(f"{request.node.nodeid} uses PostgreSQL: mark it (or its parameter) integration")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facesim.benchmarks.postgres_local import LocalPostgres
 from facesim.contract.client import PredictorClient
 from facesim.gallery.api import GalleryError, GalleryInfo
 from facesim.gallery.backends import create_gallery, open_gallery
@@ -19,7 +20,6 @@ from facesim.gallery.cli import main as gallery_main
 from facesim.gallery.index import LiveGalleryIndex
 from facesim.inference.local_server import local_predictor
 from tests.conftest import GALLERY_LFW_PEOPLE
-from tests.helpers.postgres_server import PostgresServer
 
 DIM = 16
 
@@ -64,7 +64,7 @@ def unit_rows(seed: int, n: int) -> np.ndarray:
 
 
 def test_postgres_backup_restore_keeps_removed_people_out_and_refuses_another_model(
-    postgres: PostgresServer, postgres_dsn: str, tmp_path: Path
+    postgres: LocalPostgres, postgres_dsn: str, tmp_path: Path
 ) -> None:
     gallery = create_gallery(postgres_dsn, GalleryInfo(model_version="model-a", embedding_dim=DIM))
     for i in range(5):

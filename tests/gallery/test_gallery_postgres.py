@@ -1,4 +1,4 @@
-"""The PostgreSQL gallery against a real server (tests/helpers/postgres_server.py): the SQLite
+"""The PostgreSQL gallery against a real server (facesim.benchmarks.postgres_local): the SQLite
 gallery's guarantees, and replicas that each keep their own index following committed changes."""
 
 from __future__ import annotations

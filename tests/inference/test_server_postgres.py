@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from facesim.benchmarks.postgres_local import LocalPostgres
 from facesim.contract.client import PredictorClient
 from facesim.gallery.cli import main as gallery_main
 from facesim.inference.local_server import RunningPredictor, start_predictor
 from tests.helpers.admin import AUTH, TEST_ADMIN_TOKEN
 from tests.helpers.kill_mid_enrolment import kill_predictor_mid_enrolment
-from tests.helpers.postgres_server import PostgresServer
 
 GALLERY = "/v1/models/facenet/gallery"
 POLL_S = 1.0
@@ -28,7 +28,7 @@ DELAY_S = POLL_S + 1.0
 
 
 @pytest.fixture(scope="module")
-def shared_gallery(postgres: PostgresServer, tiny_model_dir: Path) -> str:
+def shared_gallery(postgres: LocalPostgres, tiny_model_dir: Path) -> str:
     dsn = postgres.create_database(f"replicas_{uuid.uuid4().hex[:8]}")
     assert gallery_main(["init", "--model", str(tiny_model_dir), "--out", dsn]) == 0
     return dsn
