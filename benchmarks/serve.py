@@ -180,6 +180,7 @@ def versus_face_recognition(url: str, images: list[Path], total: int) -> list[st
 
 def _in_process(args: argparse.Namespace) -> list[str]:
     from facesim.benchmarks import serve_inprocess as bench
+    from facesim.storage.model_artifact import QUANTIZATION
 
     if args.model is None or args.gallery is None:
         raise SystemExit("facesim bench serve: --in-process and --startup need --model and --gallery")
@@ -205,7 +206,8 @@ def _in_process(args: argparse.Namespace) -> list[str]:
         pass_ms = (float(np.median(pass_times)), min(pass_times))
         passes = 2 if predictor.model_info.card.extra.get("flip_average") else 1
         flops = bench.onnx_flops(args.model / "model.onnx")
-        lines += bench.report(timings, args.runtime, cpu, flops, passes, pass_ms, bench.measured_peak_gflops())
+        int8 = QUANTIZATION in predictor.model_info.card.extra
+        lines += bench.report(timings, args.runtime, cpu, flops, passes, pass_ms, bench.measured_peak_gflops(), int8)
     return lines
 
 

@@ -38,14 +38,13 @@ def broadcast_channel_constants(model: onnx.ModelProto) -> int:
         for position, name in enumerate(node.input):
             other = shapes.get(node.input[1 - position], [])
             constant = initializers.get(name)
-            if constant is None or len(other) != 4 or None in other[1:]:
+            hwc = [int(d) for d in other[1:] if d is not None]
+            if constant is None or len(other) != 4 or len(hwc) != 3:
                 continue
             values = numpy_helper.to_array(constant)
-            if values.ndim != 1 or values.shape[0] != other[3] or other[3] == 1:
+            if values.ndim != 1 or values.shape[0] != hwc[2] or hwc[2] == 1:
                 continue
-            wide = numpy_helper.from_array(
-                np.ascontiguousarray(np.broadcast_to(values, other[1:])), f"{name}_hwc_{widened}"
-            )
+            wide = numpy_helper.from_array(np.ascontiguousarray(np.broadcast_to(values, hwc)), f"{name}_hwc_{widened}")
             model.graph.initializer.append(wide)
             node.input[position] = wide.name
             widened += 1
