@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facesim pipeline",
         description="The kfp v2 pipeline: prepare data -> (tune) -> train -> evaluate -> accuracy gate -> "
-        "gallery -> deploy.",
+        "quantize (int8 when it holds) -> gallery -> deploy.",
     )
     commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -243,6 +243,7 @@ def _summarise(result: Any, arguments: dict[str, Any], work_root: Path, argv: li
         data_fingerprint,
         human_line,
         machine_facts,
+        model_precision,
         write_summary,
     )
     from facesim.storage.paths import latest_gallery, latest_model
@@ -260,6 +261,7 @@ def _summarise(result: Any, arguments: dict[str, Any], work_root: Path, argv: li
         command=command_line(argv),
         log=str(result.log_path),
         machine=machine_facts(),
+        precision=model_precision(model) if model else "",
     )
     path = write_summary(summary, work_root)
     print(f"facesim pipeline: done in {human_line(summary)}")

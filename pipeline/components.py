@@ -3,7 +3,8 @@
 Each runs in the project's pipeline image (the kfp SDK and facesim installed, so no packages are
 installed at run time) and calls one step function; kfp serialises only these bodies into the
 pipeline IR. The image is chosen when the pipeline is built (`components(image)`), never at import.
-The trained model travels between steps as a kfp `Model` artifact.
+The trained model travels between steps as a kfp `Model` artifact; the quantize step's output (int8
+or float) is the one the gallery and deploy steps use.
 """
 
 from types import SimpleNamespace
@@ -90,6 +91,27 @@ def accuracy_gate(accuracy: float, min_accuracy: float) -> None:
     steps.check_accuracy(accuracy, min_accuracy)
 
 
+def quantize_model(
+    model: dsl.Input[dsl.Model],
+    crops: str,
+    int8: bool,
+    backend: str,
+    work_root: str,
+    run_name: str,
+    served_model: dsl.Output[dsl.Model],
+    quantize_metrics: dsl.Output[dsl.Metrics],
+) -> None:
+    """The model to serve (`facesim model quantize`): its int8 copy when it decides as the float model
+    does on LFW folds 9-10, else the float model (the artifact's metadata says which, and why)."""
+    from facesim.pipeline import steps
+
+    layout = steps.RunLayout.for_run(backend, work_root, run_name)
+    served = steps.quantize(model.metadata["volume_path"], crops, layout, int8)
+    served_model.metadata.update({**steps.publish_model(served.model_dir, served_model.path), **served.metadata()})
+    for name, value in served.metrics.items():
+        quantize_metrics.log_metric(name, value)
+
+
 def build_gallery(
     model: dsl.Input[dsl.Model],
     data: str,
@@ -123,6 +145,7 @@ STEPS = (
     train_model,
     evaluate_model,
     accuracy_gate,
+    quantize_model,
     build_gallery,
     deploy_predictor,
 )

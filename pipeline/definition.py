@@ -1,4 +1,5 @@
-"""The facesim kfp v2 pipeline: prepare data -> (tune) -> train -> evaluate -> gate -> gallery -> deploy.
+"""The facesim kfp v2 pipeline: prepare data -> (tune) -> train -> evaluate -> gate -> quantize -> gallery ->
+deploy.
 
 One definition for both backends: `backend="local"` (kfp.local, `facesim pipeline run`) runs each
 step here; `backend="cluster"` (Kubeflow Pipelines, `facesim pipeline submit`) creates the TFJob,
@@ -73,6 +74,7 @@ def build_pipeline(images: Images, target: Target) -> GraphComponent:
         tune_epochs: int = TUNING.tune_epochs,
         tune_steps_per_epoch: int = TUNING.tune_steps_per_epoch,
         min_accuracy: float = 0.0,
+        int8: bool = True,
         gallery_identities: int = 200,
         gallery_images_per_identity: int = 3,
         service_name: str = "facesim",  # the InferenceService the UI Deployment calls (ui/cluster.py)
@@ -118,9 +120,15 @@ def _graph(steps: SimpleNamespace, images: Images, target: Target, p: dict) -> N
     gate = step(
         steps.accuracy_gate(accuracy=evaluate.outputs["Output"], min_accuracy=p["min_accuracy"]), "accuracy gate"
     )
+    quantize = step(
+        steps.quantize_model(model=model, crops=prepare.output, int8=p["int8"], **run),
+        "quantize (int8 when it holds)",
+        WORKER,
+    ).after(gate)
+    served = quantize.outputs["served_model"]
     gallery = step(
         steps.build_gallery(
-            model=model,
+            model=served,
             data=p["data"],
             identities=p["gallery_identities"],
             images_per_identity=p["gallery_images_per_identity"],
@@ -130,7 +138,7 @@ def _graph(steps: SimpleNamespace, images: Images, target: Target, p: dict) -> N
         WORKER,
     )
     deploy = steps.deploy_predictor(
-        model=model,
+        model=served,
         gallery_dir=gallery.output,
         backend=run["backend"],
         service_name=p["service_name"],
@@ -161,6 +169,8 @@ PARAMETER_HELP: dict[str, str] = {
     "tune_epochs": "epochs per tuning trial",
     "tune_steps_per_epoch": "steps per epoch of each tuning trial",
     "min_accuracy": "deploy only when the test accuracy (fold 10) reaches this (0: always deploy)",
+    "int8": "serve an int8 copy of the model (ONNX Runtime) when fold-10 accuracy stays within one pair and the "
+    "TAR at FAR 1e-3 within 0.3 points; else the float model (`facesim model quantize`)",
     "gallery_identities": "people embedded into the gallery: the N with the most images (ties by name)",
     "gallery_images_per_identity": "images per gallery identity",
     "service_name": "InferenceService name (cluster; the UI Deployment calls `facesim`)",

@@ -32,8 +32,8 @@ _BAR = re.compile(
 )
 # One metric per line (the contract's `[timestamp] name=value`), possibly behind a worker's "[worker 0] ".
 _METRIC_LINE = re.compile(r"^(?:\[[^\]]*\]\s*)?(?:\d{4}-\d\d-\d\dT\S+\s+)?[a-z][\w|-]*=\S+\s*$")
-# Tasks of one run: prepare, tune or given hyper-parameters, train, evaluate, gate, gallery, deploy.
-PIPELINE_STEPS = 7
+# Tasks of one run: prepare, tune or given hyper-parameters, train, evaluate, gate, quantize, gallery, deploy.
+PIPELINE_STEPS = 8
 # Without a terminal (output piped to a file) a progress line at most this often.
 PIPED_PROGRESS_EVERY_S = 30.0
 

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from facesim.pipeline.settings import TrainingSettings, TuningSettings
 
 if TYPE_CHECKING:
     from facesim.training.config import TrainConfig
+    from facesim.training.quantize import AccuracyRule
 
 PROGRESS_PREFIX = "facesim-pipeline: "  # `facesim pipeline run` shows these lines on the terminal
 # model.json fields recorded on the pipeline's Model artifact (visible in the Kubeflow UI).
@@ -73,6 +74,10 @@ class RunLayout:
     @property
     def model(self) -> Path:
         return self.models_dir / "model"
+
+    @property
+    def int8_model(self) -> Path:
+        return self.models_dir / "model-int8"
 
     @property
     def gallery(self) -> Path:
@@ -228,6 +233,55 @@ def check_accuracy(accuracy: float, min_accuracy: float) -> None:
     if not accuracy >= min_accuracy:  # NaN (no accuracy line) fails too
         raise StepFailed(f"test accuracy {accuracy:.4f} is below min_accuracy {min_accuracy:.4f}: not deploying")
     report(f"test accuracy {accuracy:.4f} passes the gate (min_accuracy {min_accuracy:.4f})")
+
+
+@dataclass(frozen=True)
+class Served:
+    """The model a run serves: the int8 copy when it decides as the float model does, else the float
+    model and why not."""
+
+    model_dir: str  # on the volume (what KServe mounts)
+    precision: str  # int8 | float
+    int8_refused: str = ""  # why the float model is served
+    metrics: dict[str, float] = field(default_factory=dict)  # the int8 check's figures: float_* and int8_*
+
+    def metadata(self) -> dict[str, object]:
+        return {"precision": self.precision, **({"int8_refused": self.int8_refused} if self.int8_refused else {})}
+
+
+def quantize(model_dir: str, data: str, layout: RunLayout, int8: bool, rule: AccuracyRule | None = None) -> Served:
+    """The model to serve (`facesim model quantize`): an int8 copy of `model_dir` in the run's layout,
+    calibrated and checked on `data` (an LFW-layout root or the run's crop cache), when it holds the
+    accuracy rule; else the float model, and why. A model without model.onnx or data without the
+    protocol files serve float too: int8 is an optimisation, never a reason to fail the run."""
+    from facesim.storage.model_artifact import QUANTIZATION, ModelError, load_model_card
+    from facesim.training.quantize import AccuracyRule, QuantizationRefused, QuantizeRequest, quantize_model
+
+    if not int8:
+        return serve_float(model_dir, "int8 is off (the pipeline's int8 parameter)")
+    out = layout.int8_model
+    shutil.rmtree(out, ignore_errors=True)  # a retried step's partial copy: quantize_model wants a new --out
+    request = QuantizeRequest(
+        Path(model_dir), out, Path(data), rule=rule or AccuracyRule(), prepare_workers=len(os.sched_getaffinity(0))
+    )
+    try:
+        quantize_model(request)
+    except (QuantizationRefused, FileNotFoundError, ValueError, ModelError) as reason:
+        return serve_float(model_dir, str(reason))
+    check = load_model_card(out).extra[QUANTIZATION]["check"]
+    metrics = {f"{model}_{name}": float(value) for model, figures in check.items() for name, value in figures.items()}
+    report(
+        f"serving the int8 model {out}: fold 10 {metrics['int8_fold10_correct_pairs']:.0f} correct pairs "
+        f"(float {metrics['float_fold10_correct_pairs']:.0f}), TAR at FAR 1e-3 "
+        f"{100 * metrics['int8_tar_at_far_1e-3_all_pairs']:.2f} % (float "
+        f"{100 * metrics['float_tar_at_far_1e-3_all_pairs']:.2f} %)"
+    )
+    return Served(str(out), "int8", metrics=metrics)
+
+
+def serve_float(model_dir: str, reason: str) -> Served:
+    report(f"serving the float model: {reason}")
+    return Served(model_dir, "float", int8_refused=reason)
 
 
 def build_gallery(model_dir: str, data: str, layout: RunLayout, identities: int, images_per_identity: int) -> str:

@@ -1,8 +1,8 @@
 """What a local pipeline run leaves behind for people and scripts: a JSON summary and one line.
 
 `facesim pipeline run` writes `WORK_ROOT/summaries/run-<time>.json` and `WORK_ROOT/last-run.json`
-(step timings, the test figures, the registered versions, the arguments and a fingerprint of
-the data); docs quote it, and `facesim pipeline run --reuse` reads it back to skip a run whose
+(step timings, the test figures, the registered versions and the served model's precision, the
+arguments and a fingerprint of the data); docs quote it, and `facesim pipeline run --reuse` reads it back to skip a run whose
 data and settings match what is already registered.
 """
 
@@ -51,6 +51,7 @@ class RunSummary:
     command: str
     log: str
     machine: dict[str, Any] = field(default_factory=dict)
+    precision: str = ""  # of the registered model: int8 (the quantize step's copy held) or float
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunSummary:
@@ -62,6 +63,13 @@ class RunSummary:
 def machine_facts() -> dict[str, Any]:
     """Enough to read the timings: cores and how loaded the machine was at the end."""
     return {"cores": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 1)}
+
+
+def model_precision(model_dir: Path) -> str:
+    """int8 for a model made by `facesim model quantize`, else float."""
+    from facesim.storage.model_artifact import QUANTIZATION, load_model_card
+
+    return "int8" if QUANTIZATION in load_model_card(model_dir).extra else "float"
 
 
 def data_fingerprint(data: str | Path) -> str:
@@ -104,8 +112,9 @@ def human_line(summary: RunSummary) -> str:
     steps = ", ".join(f"{_short(step.name)} {step.seconds:.0f} s" for step in summary.steps)
     figures = summary.metrics.get("evaluate-model", {})
     shown = ", ".join(f"test {name} {figures[name]:.3f}" for name in HEADLINE_METRICS if name in figures)
+    precision = f" ({summary.precision})" if summary.precision else ""
     registered = (
-        f"model {summary.model.version}, gallery {summary.gallery.version}"
+        f"model {summary.model.version}{precision}, gallery {summary.gallery.version}"
         if summary.model and summary.gallery
         else "nothing registered"
     )

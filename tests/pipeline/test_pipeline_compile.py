@@ -49,6 +49,7 @@ def test_the_ir_has_every_step_parameter_and_volume() -> None:
         "train-model",
         "evaluate-model",
         "accuracy-gate",
+        "quantize-model",
         "build-gallery",
         "deploy-predictor",
     ):
@@ -65,6 +66,7 @@ def test_the_ir_has_every_step_parameter_and_volume() -> None:
         "tune",
         "trials",
         "min_accuracy",
+        "int8",
     ):
         assert name in parameters
     # Each step runs the project's own code in the project's image, installing nothing at run time.
@@ -87,7 +89,7 @@ def test_compile_puts_the_registry_and_tag_in_every_step_and_its_launchers(tmp_p
     )
     pipeline_spec, _ = yaml.safe_load_all(out.read_text())
     executors = pipeline_spec["deploymentSpec"]["executors"]
-    assert len(executors) == 8
+    assert len(executors) == 9
     for executor in executors.values():
         container = executor["container"]
         assert container["image"] == "registry.example.com/ml/facesim-pipeline:2026.11"
@@ -116,11 +118,21 @@ def test_the_model_travels_as_a_model_artifact_and_deploy_waits_for_the_gate() -
     components = pipeline_spec["components"]
     produced = components["comp-train-model"]["outputDefinitions"]["artifacts"]["model"]
     assert produced["artifactType"]["schemaTitle"] == "system.Model"
-    for consumer in ("comp-evaluate-model", "comp-build-gallery", "comp-deploy-predictor"):
+    for consumer in ("comp-evaluate-model", "comp-quantize-model", "comp-build-gallery", "comp-deploy-predictor"):
         assert components[consumer]["inputDefinitions"]["artifacts"]["model"]["artifactType"]["schemaTitle"] == (
             "system.Model"
         )
     tasks = pipeline_spec["root"]["dag"]["tasks"]
+    # Evaluate scores the trained (float) model; the gallery and deploy get the model the quantize step serves.
+    assert tasks["evaluate-model"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == (
+        "train-model"
+    )
+    for consumer in ("build-gallery", "deploy-predictor"):
+        assert tasks[consumer]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
+            "outputArtifactKey": "served_model",
+            "producerTask": "quantize-model",
+        }
+    assert "accuracy-gate" in tasks["quantize-model"]["dependentTasks"]
     assert "accuracy-gate" in tasks["deploy-predictor"]["dependentTasks"]
     gate_inputs = tasks["accuracy-gate"]["inputs"]["parameters"]
     assert gate_inputs["min_accuracy"] == {"componentInputParameter": "min_accuracy"}

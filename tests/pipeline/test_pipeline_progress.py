@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from facesim.pipeline.summary import (
     StepTiming,
     data_fingerprint,
     human_line,
+    model_precision,
     read_last_run,
     reusable,
     write_summary,
@@ -67,7 +70,7 @@ def test_a_terminal_gets_one_live_line_per_bar_and_the_log_gets_everything() -> 
     assert "\r\x1b[K      aligning: 6617/13233, ETA 01:00" in shown
     assert "aligning: 13233/13233\n" in shown  # the finished bar, its live line ended before the next line
     assert shown.count("epoch 1: 23/50, loss 0.4123, ETA 01:22") == 1  # tqdm's repeat on close shows once
-    assert "[1/7] prepare-data: success in" in shown and "[3/7] evaluate-model: success in" in shown
+    assert "[1/8] prepare-data: success in" in shown and "[3/8] evaluate-model: success in" in shown
     assert [step.name for step in progress.timings] == ["prepare-data", "train-model", "evaluate-model"]
     metrics = progress.step_metrics()
     assert metrics["evaluate-model"] == {"accuracy": 0.705, "auc": 0.784, "tar_at_far_1e-3": 0.05}
@@ -97,6 +100,7 @@ def _summary(data: Path, arguments: dict, home: Path) -> RunSummary:
         data_fingerprint=data_fingerprint(data),
         command="facesim pipeline run --data x",
         log="run.log",
+        precision="int8",
     )
 
 
@@ -106,8 +110,20 @@ def test_the_summary_reads_back_and_says_it_in_one_line(tmp_path: Path) -> None:
     assert path.parent == tmp_path / "summaries"
     assert read_last_run(tmp_path) == summary
     assert human_line(summary) == (
-        "17.9 min (prepare 125 s, train 500 s); test accuracy 0.705, test auc 0.784; model v2, gallery v1"
+        "17.9 min (prepare 125 s, train 500 s); test accuracy 0.705, test auc 0.784; model v2 (int8), gallery v1"
     )
+
+
+def test_the_summary_names_the_registered_model_s_precision(tmp_path: Path) -> None:
+    card = {"image_size": 64, "embedding_dim": 64, "margin": 0.2, "threshold": 1.0}
+    (tmp_path / "float").mkdir()
+    (tmp_path / "float" / "model.json").write_text(json.dumps(card))
+    (tmp_path / "int8").mkdir()
+    (tmp_path / "int8" / "model.json").write_text(json.dumps({**card, "quantization": {"method": "static QDQ"}}))
+    assert (model_precision(tmp_path / "float"), model_precision(tmp_path / "int8")) == ("float", "int8")
+    older = asdict(_summary(tmp_path, {}, tmp_path))
+    older.pop("precision")  # a summary written before the field
+    assert RunSummary.from_dict(older).precision == ""
 
 
 def test_reuse_only_when_data_settings_and_registry_all_match(tmp_path: Path) -> None:

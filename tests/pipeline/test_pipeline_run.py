@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from facesim.gallery.store import GalleryStore
 from facesim.inference.local_server import free_port
+from facesim.storage.model_artifact import QUANTIZATION, read_model_info
 
 
 def _facesim(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -97,6 +99,7 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
         "tune-hyperparameters",
         "train-model",
         "evaluate-model",
+        "quantize-model",
         "build-gallery",
         "deploy-predictor",
     ):
@@ -110,7 +113,12 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
     assert summary["model"]["version"] == "v1" and summary["gallery"]["version"] == "v1"
     assert summary["steps"][0]["name"] == "prepare-data"
     assert 0.0 <= summary["metrics"]["evaluate-model"]["accuracy"] <= 1.0
-    assert "test accuracy" in run.stdout and "model v1, gallery v1" in run.stdout
+    # The tiny model's int8 copy may or may not hold the rule on 6 pairs: whichever, the run says which
+    # precision it serves, registers that model and builds the gallery with it.
+    precision = summary["precision"]
+    assert precision in ("int8", "float")
+    assert "test accuracy" in run.stdout and f"model v1 ({precision}), gallery v1" in run.stdout
+    assert ("serving the int8 model" if precision == "int8" else "serving the float model: ") in run.stdout
     rerun = _facesim([*arguments, "--reuse"], env, timeout=120)
     assert rerun.returncode == 0 and "nothing to run: model v1 and gallery v1, registered by" in rerun.stdout, (
         rerun.stdout + rerun.stderr
@@ -121,6 +129,9 @@ def test_local_run_with_tuning_ends_with_a_model_the_predictor_serves(
     tuning = json.loads(next((home / "pipeline" / "runs").glob("*/tuning/best_params.json")).read_text())
     registered = home / "registry" / "models" / "facenet" / "v1"
     card = json.loads((registered / "model.json").read_text())
+    assert (QUANTIZATION in card) == (precision == "int8")
+    gallery = GalleryStore(home / "registry" / "galleries" / "default" / "v1")
+    assert gallery.info.model_version == read_model_info(registered).version
     assert card["margin"] == pytest.approx(tuning["parameters"]["margin"])  # trained with the tuned values
     assert card["embedding_dim"] == int(tuning["parameters"]["embedding_size"])
     assert (home / "registry" / "galleries" / "default" / "v1").is_dir()

@@ -40,6 +40,7 @@ def test_cluster_files_live_on_the_volumes_and_map_to_pvc_uris() -> None:
     assert layout.tuning == Path("/mnt/runs/facesim-abc/tuning")
     assert volume_uri(str(layout.model)) == "pvc://facesim-models/facesim-abc/model"
     assert volume_uri(str(layout.gallery)) == "pvc://facesim-models/facesim-abc/gallery"
+    assert volume_uri(str(layout.int8_model)) == "pvc://facesim-models/facesim-abc/model-int8"
     with pytest.raises(StepFailed, match="no facesim volume"):
         volume_uri("/tmp/model")
     spaced = RunLayout.for_run("cluster", "", "facesim_pipeline.yaml 2026-11-26 13-00-00")
