@@ -107,8 +107,21 @@ def card_summary(card: dict[str, Any], model_version: str | None = None) -> list
         ("Embedding size", card.get("embedding_dim")),
         ("Triplet margin", card.get("margin")),
         ("Threshold (squared L2)", card.get("threshold")),
+        ("Precision", precision(card)),
     )
     return [(label, format_value(value)) for label, value in fields if value is not None]
+
+
+def precision(card: dict[str, Any]) -> str:
+    """float32, or int8 with what its check found (`facesim model quantize` records it in model.json)."""
+    quantization = card.get("quantization")
+    if not isinstance(quantization, dict):
+        return "float32"
+    check = quantization.get("check") or {}
+    right = {name: (check.get(name) or {}).get("fold10_correct_pairs") for name in ("int8", "float")}
+    if None in right.values():
+        return "int8"
+    return f"int8 (fold 10: {right['int8']:.0f} pairs right, the float model {right['float']:.0f})"
 
 
 def card_text(card: dict[str, Any], model_version: str | None = None) -> str:
@@ -122,7 +135,7 @@ def card_text(card: dict[str, Any], model_version: str | None = None) -> str:
         for row in rows:
             values = f"{row.other:>20}" if row.other is not None else f"{row.validation:>20}  {row.test:>20}"
             lines.append(f"{row.name:<{width}}  {values}")
-    for section in ("training", "preprocessing"):
+    for section in ("training", "preprocessing", "quantization"):
         if card.get(section):
             lines += ["", f"{section}:", *_tree_lines(card[section], "  ")]
     return "\n".join(lines)

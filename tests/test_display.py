@@ -12,6 +12,7 @@ from facesim.contract.display import (
     format_number,
     format_value,
     metric_rows,
+    precision,
 )
 
 
@@ -71,3 +72,14 @@ def test_the_terminal_card_uses_the_same_formatting() -> None:
     ]
     assert "    learning_rate: 2e-05" in text and "  template_points: (46.5, 44.4)" in text
     assert "notes" not in text  # nothing to show
+
+
+def test_the_card_says_its_precision() -> None:
+    float_card = {"image_size": 150, "threshold": 0.18}
+    assert precision(float_card) == "float32"
+    check = {"float": {"fold10_correct_pairs": 596.0}, "int8": {"fold10_correct_pairs": 595.0}}
+    int8_card = {**float_card, "quantization": {"method": "static QDQ", "check": check}}
+    assert precision(int8_card) == "int8 (fold 10: 595 pairs right, the float model 596)"
+    assert precision({"quantization": {"method": "static QDQ"}}) == "int8"
+    text = card_text(int8_card)
+    assert "Precision: int8 (fold 10: 595 pairs right" in text and "quantization:\n  method: static QDQ" in text
