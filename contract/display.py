@@ -119,7 +119,7 @@ def precision(card: dict[str, Any]) -> str:
         return "float32"
     check = quantization.get("check") or {}
     right = {name: (check.get(name) or {}).get("fold10_correct_pairs") for name in ("int8", "float")}
-    if None in right.values():
+    if not all(isinstance(value, int | float) for value in right.values()):
         return "int8"
     return f"int8 (fold 10: {right['int8']:.0f} pairs right, the float model {right['float']:.0f})"
 

@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +107,7 @@ def v2_request(body: bytes, parsed: tuple[Any] | None, binary_header: str | None
 
 def binary_json_size(header: str, body_size: int) -> int:
     """The JSON part's length that `Inference-Header-Content-Length` gives, checked against the body."""
-    if not header.strip().isdigit():
+    if not re.fullmatch(r"[0-9]{1,12}", header.strip()):  # ASCII digits only: "²" is a digit to str.isdigit
         raise InvalidInput(f"{BINARY_V2_HEADER} must be the JSON header's length in bytes, not {header[:40]!r}")
     size = int(header)
     if size > body_size:

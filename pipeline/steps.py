@@ -254,20 +254,23 @@ def quantize(model_dir: str, data: str, layout: RunLayout, int8: bool, rule: Acc
     calibrated and checked on `data` (an LFW-layout root or the run's crop cache), when it holds the
     accuracy rule; else the float model, and why. A model without model.onnx or data without the
     protocol files serve float too: int8 is an optimisation, never a reason to fail the run."""
-    from facesim.storage.model_artifact import QUANTIZATION, ModelError, load_model_card
+    from facesim.storage.model_artifact import QUANTIZATION, load_model_card
     from facesim.training.quantize import AccuracyRule, QuantizationRefused, QuantizeRequest, quantize_model
 
     if not int8:
         return serve_float(model_dir, "int8 is off (the pipeline's int8 parameter)")
     out = layout.int8_model
-    shutil.rmtree(out, ignore_errors=True)  # a retried step's partial copy: quantize_model wants a new --out
+    for stale in [out, *out.parent.glob(f".{out.name}.partial-*")]:  # a retried or killed step's copies
+        shutil.rmtree(stale, ignore_errors=True)
     request = QuantizeRequest(
         Path(model_dir), out, Path(data), rule=rule or AccuracyRule(), prepare_workers=len(os.sched_getaffinity(0))
     )
     try:
         quantize_model(request)
-    except (QuantizationRefused, FileNotFoundError, ValueError, ModelError) as reason:
+    except QuantizationRefused as reason:
         return serve_float(model_dir, str(reason))
+    except Exception as error:  # noqa: BLE001 - int8 is an optimisation: whatever stops it, the float model serves
+        return serve_float(model_dir, f"int8 failed ({type(error).__name__}: {error})"[:500])
     check = load_model_card(out).extra[QUANTIZATION]["check"]
     metrics = {f"{model}_{name}": float(value) for model, figures in check.items() for name, value in figures.items()}
     report(

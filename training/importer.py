@@ -131,12 +131,17 @@ def calibrate_on_lfw(serving, wanted: PreprocessConfig, request: ImportRequest) 
 
 def export_onnx_beside(model_dir: Path) -> dict:
     """Write model.onnx into an existing artifact from its SavedModel and record it in model.json."""
-    from facesim.storage.model_artifact import load_model_card, save_model_card
-    from facesim.training.export import export_onnx_of_saved_model
+    from facesim.storage.model_artifact import QUANTIZATION, load_model_card, save_model_card
 
     card = load_model_card(model_dir)  # first: refuses a directory that is no artifact
+    if QUANTIZATION in card.extra:
+        raise ValueError(
+            f"{model_dir} is an int8 model: its model.onnx is not the SavedModel's network; export its float source"
+        )
     if not (model_dir / "saved_model.pb").is_file():
         raise FileNotFoundError(f"{model_dir} holds no SavedModel (saved_model.pb): pass a model directory")
+    from facesim.training.export import export_onnx_of_saved_model  # TensorFlow: only once the checks pass
+
     card.extra["onnx"] = export_onnx_of_saved_model(model_dir)
     save_model_card(model_dir, card)
     print(f"{model_dir}/model.onnx written (sha256 {card.extra['onnx']['sha256'][:16]}...)", flush=True)

@@ -14,6 +14,7 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 ELEMENTWISE = ("Add", "Sub", "Mul", "Div")
+MAX_CHANNELS = 4  # pixels (RGB, RGBA): wider constants of inner layers would only grow the file
 
 
 def static_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
@@ -31,6 +32,7 @@ def broadcast_channel_constants(model: onnx.ModelProto) -> int:
     initializer: the [C] one may serve other nodes); returns how many were widened."""
     shapes = static_shapes(model)
     initializers = {init.name: init for init in model.graph.initializer}
+    replaced: set[str] = set()
     widened = 0
     for node in model.graph.node:
         if node.op_type not in ELEMENTWISE or len(node.input) != 2:
@@ -42,14 +44,14 @@ def broadcast_channel_constants(model: onnx.ModelProto) -> int:
             if constant is None or len(other) != 4 or len(hwc) != 3:
                 continue
             values = numpy_helper.to_array(constant)
-            if values.ndim != 1 or values.shape[0] != hwc[2] or hwc[2] == 1:
+            if values.ndim != 1 or values.shape[0] != hwc[2] or not 1 < hwc[2] <= MAX_CHANNELS:
                 continue
             wide = numpy_helper.from_array(np.ascontiguousarray(np.broadcast_to(values, hwc)), f"{name}_hwc_{widened}")
             model.graph.initializer.append(wide)
             node.input[position] = wide.name
+            replaced.add(name)
             widened += 1
     used = {name for node in model.graph.node for name in node.input}
-    unused = [init for init in model.graph.initializer if init.name not in used]
-    for init in unused:
-        model.graph.initializer.remove(init)
+    for name in replaced - used:
+        model.graph.initializer.remove(initializers[name])
     return widened

@@ -30,6 +30,7 @@ import numpy as np
 
 from facesim.storage.lfw import LfwLayout, ProtocolSplit, protocol_split
 from facesim.storage.model_artifact import (
+    INPUT,
     MODEL_CARD,
     ONNX_FILE,
     QUANTIZATION,
@@ -91,17 +92,19 @@ def calibration_keys(split: ProtocolSplit, count: int, seed: int) -> list[ImageK
 
 
 def read_crops(
-    layout: LfwLayout, card: ModelCard, request: QuantizeRequest, keys: list[ImageKey]
+    layout: LfwLayout, card: ModelCard, request: QuantizeRequest, keys: list[ImageKey], skip_faceless: bool
 ) -> tuple[list[ImageKey], np.ndarray]:
     """The model's own aligned crops of these images (prepared into the crop cache); an image without a
-    face is left out."""
+    face is left out when `skip_faceless` (calibration), else it is an error that names it."""
     from facesim.training.data import CropReader, crop_source
 
     wanted = preprocess_config(card, request.yunet_path, request.model_dir)
     names = sorted({name for name, _ in keys})
     cache, _ = crop_source(layout, wanted, request.cache_dir, names, request.prepare_workers)
     reader = CropReader(cache, card.image_size)
-    found = [key for key in keys if reader.layout.image_path(*key).is_file()]
+    found = [key for key in keys if reader.layout.image_path(*key).is_file()] if skip_faceless else keys
+    if not found:
+        raise ValueError(f"no face crop for any of the {len(keys)} images asked for in {layout.root}")
     return found, np.stack([reader.read(key) for key in found])
 
 
@@ -129,14 +132,13 @@ def quantize_onnx(float_model: Path, calibration: np.ndarray, out_path: Path) ->
 
     class Crops(CalibrationDataReader):
         def __init__(self) -> None:
-            self._feeds = iter([{"images": calibration[i : i + 1]} for i in range(len(calibration))])
+            self._feeds = iter([{INPUT: calibration[i : i + 1]} for i in range(len(calibration))])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._feeds, None)
 
     import onnx
 
-    float_nodes = [first_conv(float_model)]
     with tempfile.TemporaryDirectory(prefix="facesim-quantize-") as work:
         arranged, prepared = Path(work) / "arranged.onnx", Path(work) / "prepared.onnx"
         graph = onnx.load(str(float_model))
@@ -144,6 +146,7 @@ def quantize_onnx(float_model: Path, calibration: np.ndarray, out_path: Path) ->
         onnx.save(graph, str(arranged))
         # Shapes and folded constants for the quantiser; sympy's symbolic pass is not needed for fixed sizes.
         quant_pre_process(str(arranged), str(prepared), skip_symbolic_shape=True)
+        float_nodes = [first_conv(prepared)]  # named as in the graph quantised (the pre-pass may rename)
         quantize_static(
             str(prepared),
             str(out_path),
@@ -157,7 +160,20 @@ def quantize_onnx(float_model: Path, calibration: np.ndarray, out_path: Path) ->
             nodes_to_exclude=float_nodes,
             calibrate_method=CalibrationMethod.MinMax,
         )
+    check_float(out_path, float_nodes)
     return float_nodes
+
+
+def check_float(model_path: Path, names: list[str]) -> None:
+    """Refuse an int8 graph where a node meant to stay float gets its weights through DequantizeLinear."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    quantized = [node.name for node in graph.node if node.name in names and node.input[1] in dequantized]
+    kept = {node.name for node in graph.node}
+    if quantized or not set(names) <= kept:
+        raise ModelError(f"the quantiser did not keep {sorted(set(names) - kept) or quantized} in float")
 
 
 def figures_of(
@@ -183,12 +199,13 @@ def int8_card(
     """The source's card with the int8 network's threshold, figures and provenance."""
     card = ModelCard.from_dict(source.to_dict())
     card.threshold = figures.validation.threshold
+    # As `facesim model import` and `facesim train` record them: fold 10 at the thresholds set on fold 9.
+    tested = {**figures.test.metrics("test"), **figures.test_images_at_validation.metrics("test")}
     card.metrics = {
         **figures.validation.metrics("val"),
-        **figures.test.metrics("test"),
-        **figures.test_images.metrics("test"),
+        **figures.validation_images.metrics("val"),
+        **{name: value for name, value in tested.items() if not name.startswith("test_threshold")},
     }
-    card.metrics.pop("test_threshold", None)  # fold 10 is scored at fold 9's threshold
     card.extra["onnx"] = record["onnx"]
     card.extra[QUANTIZATION] = {**record["quantization"], "from_fingerprint": source_fingerprint}
     return card
@@ -211,9 +228,9 @@ def quantize_model(request: QuantizeRequest) -> Path:
     layout = LfwLayout.find(request.data)
     split = protocol_split(layout)
     calibration_found, calibration = read_crops(
-        layout, source, request, calibration_keys(split, request.calibration_images, request.seed)
+        layout, source, request, calibration_keys(split, request.calibration_images, request.seed), True
     )
-    evaluated, crops = read_crops(layout, source, request, pair_keys(split.val_pairs + split.test_pairs))
+    evaluated, crops = read_crops(layout, source, request, pair_keys(split.val_pairs + split.test_pairs), False)
     print(f"calibrating on {len(calibration)} crops of LFW training identities", file=sys.stderr, flush=True)
     request.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{request.out.name}.partial-", dir=request.out.parent))

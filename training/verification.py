@@ -145,6 +145,7 @@ class ProtocolFigures:
     """A model's figures by the protocol (docs/protocol.md): threshold set on fold 9, applied to fold 10."""
 
     validation: Verification  # fold 9's listed pairs; its threshold is the model's
+    validation_images: ImagePairFigures  # every pair of fold-9 images: where the FAR thresholds are set
     test: Verification  # fold 10's listed pairs at fold 9's threshold
     test_images: ImagePairFigures  # every pair of fold-10 images, at thresholds set on them
     test_images_at_validation: ImagePairFigures  # the same pairs at thresholds set on fold 9's images
@@ -183,9 +184,11 @@ def protocol_figures(
         return np.stack([embeddings[k] for k in keys]), np.array([k[0] for k in keys])
 
     fold9 = verify(*listed_pair_distances(embeddings, validation))
-    set_on_fold9 = image_pair_figures(*images(validation)).thresholds()
+    fold9_images = image_pair_figures(*images(validation))
+    set_on_fold9 = fold9_images.thresholds()
     return ProtocolFigures(
         fold9,
+        fold9_images,
         verify(*listed_pair_distances(embeddings, test), threshold=fold9.threshold),
         image_pair_figures(*images(test)),
         image_pair_figures(*images(test), set_on_fold9),

@@ -111,6 +111,8 @@ def test_each_body_is_parsed_once_and_the_model_sees_it_decoded(monkeypatch: pyt
     for length, problem in (
         ("99999", "says the JSON header is 99,999 bytes but the body has"),
         ("-3", "length in bytes"),
+        (b"\xb2", "length in bytes"),  # read as latin-1 "²": a digit to str.isdigit, not to int()
+        ("9" * 5000, "length in bytes"),  # past int()'s digit limit
     ):
         lying = client.post("/v2/models/facenet/infer", content=body, headers={**headers, BINARY_V2_HEADER: length})
         assert lying.status_code == 400 and problem in lying.json()["error"], lying.text

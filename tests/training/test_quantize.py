@@ -206,14 +206,18 @@ def test_int8_artifact_has_its_own_fingerprint_and_is_refused_by_tensorflow(tmp_
     }
     scored = SimpleNamespace(
         validation=SimpleNamespace(threshold=0.42, metrics=lambda prefix: {f"{prefix}_accuracy": 0.9}),
+        validation_images=SimpleNamespace(metrics=lambda prefix: {f"{prefix}_threshold_far_1e-3": 0.3}),
         test=SimpleNamespace(metrics=lambda prefix: {f"{prefix}_accuracy": 0.8, f"{prefix}_threshold": 0.42}),
-        test_images=SimpleNamespace(metrics=lambda prefix: {f"{prefix}_tar_at_far_1e-3": 0.7}),
+        test_images_at_validation=SimpleNamespace(
+            metrics=lambda prefix: {f"{prefix}_tar_at_far_1e-3": 0.7, f"{prefix}_threshold_far_1e-3": 0.3}
+        ),
     )
     card = int8_card(source, fingerprint(float_dir, source), record, scored)  # type: ignore[arg-type]
     save_model_card(int8_dir, card)
     loaded = load_model_card(int8_dir)
     assert loaded.threshold == 0.42 and loaded.metrics == {
         "val_accuracy": 0.9,
+        "val_threshold_far_1e-3": 0.3,
         "test_accuracy": 0.8,
         "test_tar_at_far_1e-3": 0.7,
     }
@@ -224,16 +228,32 @@ def test_int8_artifact_has_its_own_fingerprint_and_is_refused_by_tensorflow(tmp_
     assert fingerprint(int8_dir, ModelCard.from_dict(other)) != fingerprint(int8_dir, loaded)
     with pytest.raises(ModelError, match="--runtime onnx"):
         load_runner(int8_dir, loaded, "tensorflow")
+    from facesim.cli import main
+
+    int8_onnx = (int8_dir / ONNX_FILE).read_bytes()
+    assert main(["model", "export-onnx", str(int8_dir)]) == 2  # would put the float network under the int8 card
+    assert (int8_dir / ONNX_FILE).read_bytes() == int8_onnx
     embed = load_runner(int8_dir, loaded, "onnx", threads=1)
     np.testing.assert_allclose(np.linalg.norm(embed(crops(3)), axis=1), 1.0, atol=1e-5)
 
 
-def test_float_fingerprint_is_unchanged_by_the_quantization_support(tmp_path: Path) -> None:
-    """A float model's fingerprint covers no onnx record: its galleries stay valid."""
-    card = artifact(tmp_path / "float", small_network())
-    before = fingerprint(tmp_path / "float", card)
+def test_float_fingerprint_is_what_it_was_before_int8(tmp_path: Path) -> None:
+    """A float model's fingerprint is the one its galleries recorded before int8 existed (the value below
+    was computed with storage/model_artifact.py of f3dfca0, the commit before), and no onnx record is in it."""
+    (tmp_path / "variables").mkdir()
+    (tmp_path / "saved_model.pb").write_bytes(b"float graph")
+    (tmp_path / "variables" / "variables.index").write_bytes(b"float weights")
+    card = ModelCard(
+        image_size=16,
+        embedding_dim=4,
+        margin=0.0,
+        threshold=0.5,
+        preprocessing={"image_size": 16, "detector_used": "yunet", "yunet_path": "/somewhere/yunet.onnx"},
+        extra={"flip_average": True, "onnx": {"file": ONNX_FILE, "sha256": "ab" * 32, "opset": 17}},
+    )
+    assert fingerprint(tmp_path, card) == "d3ff3d3b93c25539"
     card.extra["onnx"]["sha256"] = "f" * 64
-    assert fingerprint(tmp_path / "float", card) == before
+    assert fingerprint(tmp_path, card) == "d3ff3d3b93c25539"
 
 
 # --- the command on the tiny model (integration: a trained model and LFW) -------------------------
@@ -271,6 +291,12 @@ def test_quantize_command_writes_the_int8_model_when_the_rule_holds(
     assert code == 0
     card = load_model_card(out)
     record = card.extra[QUANTIZATION]
+    # Named and computed as `facesim train` and `facesim model import` record them: fold 10 at fold 9's
+    # thresholds, no test_threshold*.
+    source_metrics = set(load_model_card(tiny_model_dir).metrics)
+    assert {"val_accuracy", "val_threshold_far_1e-3", "test_accuracy", "test_tar_at_far_1e-3"} <= set(card.metrics)
+    assert not [name for name in card.metrics if name.startswith("test_threshold")]
+    assert set(card.metrics) <= source_metrics | {"val_genuine_pairs", "val_impostor_pairs"}
     assert record["calibration"].startswith("16 crops")
     assert set(record["check"]) == {"float", "int8"}
     assert card.threshold == pytest.approx(record["check"]["int8"]["threshold"])
