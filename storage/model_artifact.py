@@ -212,6 +212,11 @@ def _weights_digest(directory: Path, described: bytes) -> str:
     return digest.hexdigest()[:16]
 
 
+def onnx_record(data: bytes, opset: int | None, converter: str) -> dict[str, Any]:
+    """model.json's `onnx` record of the model.onnx holding `data`: what `_onnx_runner` checks it by."""
+    return {"file": ONNX_FILE, "sha256": _sha256(data), "opset": opset, "converter": converter}
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -4,7 +4,6 @@ the same input and output names)."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -14,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facesim.storage.model_artifact import INPUT, ONNX_FILE, OUTPUT, SAVED_MODEL_FILES, SIGNATURE
+from facesim.storage.model_artifact import INPUT, ONNX_FILE, OUTPUT, SAVED_MODEL_FILES, SIGNATURE, onnx_record
 from facesim.training.onnx_graph import broadcast_channel_constants
 
 ONNX_OPSET = 17
@@ -56,12 +55,7 @@ def export_onnx(embed: Callable, out_dir: Path, image_size: int) -> dict:
     partial = out_dir / f".{ONNX_FILE}.partial"
     partial.write_bytes(data)
     partial.replace(out_dir / ONNX_FILE)
-    return {
-        "file": ONNX_FILE,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "opset": ONNX_OPSET,
-        "converter": f"tf2onnx {tf2onnx.__version__}",
-    }
+    return onnx_record(data, ONNX_OPSET, f"tf2onnx {tf2onnx.__version__}")
 
 
 def export_model(model: keras.Model, out_dir: Path, image_size: int) -> dict:

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 def add_quantize_command(commands: argparse._SubParsersAction) -> None:
     from facesim.training.quantize import AccuracyRule, QuantizeRequest
 
-    rule, request = AccuracyRule(), QuantizeRequest
+    rule, defaults = AccuracyRule(), QuantizeRequest  # the dataclass's defaults, shown by --help
     command = commands.add_parser(
         "quantize",
         help="write an int8 copy for ONNX Runtime, if it decides as the float model does",
@@ -226,10 +226,10 @@ def add_quantize_command(commands: argparse._SubParsersAction) -> None:
     add(
         "--calibration-images",
         type=int,
-        default=request.calibration_images,
+        default=defaults.calibration_images,
         help="crops to calibrate on (default: %(default)s)",
     )
-    add("--seed", type=int, default=request.seed, help="which training identities calibrate (default: %(default)s)")
+    add("--seed", type=int, default=defaults.seed, help="which training identities calibrate (default: %(default)s)")
     add(
         "--max-lost-pairs",
         type=int,
@@ -247,7 +247,7 @@ def add_quantize_command(commands: argparse._SubParsersAction) -> None:
     add(
         "--prepare-workers",
         type=int,
-        default=request.prepare_workers,
+        default=defaults.prepare_workers,
         help="processes preparing crops (default: %(default)s)",
     )
 

@@ -17,7 +17,6 @@ artifact's contract; `--runtime tensorflow` refuses it, as its answers would dif
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 import sys
@@ -40,6 +39,7 @@ from facesim.storage.model_artifact import (
     fingerprint,
     load_model_card,
     load_runner,
+    onnx_record,
     preprocess_config,
     save_model_card,
 )
@@ -238,12 +238,9 @@ def quantize_model(request: QuantizeRequest) -> Path:
         float_nodes = quantize_onnx(float_model, calibration, staging / ONNX_FILE)
         data = (staging / ONNX_FILE).read_bytes()
         record = {
-            "onnx": {
-                "file": ONNX_FILE,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "opset": source.extra.get("onnx", {}).get("opset"),
-                "converter": f"onnxruntime.quantization {onnxruntime.__version__}",
-            },
+            "onnx": onnx_record(
+                data, source.extra.get("onnx", {}).get("opset"), f"onnxruntime.quantization {onnxruntime.__version__}"
+            ),
             "quantization": {
                 "weights": "int8 per output channel, 7-bit range (reduce_range)",
                 "activations": "uint8 per tensor",
